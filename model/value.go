@@ -1,0 +1,175 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+)
+
+// maxValueDepth is how deeply arrays and maps may nest inside a value: the
+// update's [key, value] array takes one level of scuttlebutt.MaxNesting.
+const maxValueDepth = scuttlebutt.MaxNesting - 1
+
+var (
+	valueEnc = func() cbor.EncMode {
+		em, err := cbor.EncOptions{Sort: cbor.SortBytewiseLexical, ShortestFloat: cbor.ShortestFloat16}.EncMode()
+		if err != nil {
+			panic(err)
+		}
+		return em
+	}()
+	valueDec = func() cbor.DecMode {
+		dm, err := cbor.DecOptions{
+			DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+			MaxNestedLevels:  scuttlebutt.MaxNesting,
+			MaxArrayElements: 1 << 20,
+			MaxMapPairs:      1 << 20,
+			IndefLength:      cbor.IndefLengthForbidden,
+			TagsMd:           cbor.TagsForbidden,
+			DefaultMapType:   reflect.TypeOf(map[string]any(nil)),
+			IntDec:           cbor.IntDecConvertSignedOrFail,
+		}.DecMode()
+		if err != nil {
+			panic(err)
+		}
+		return dm
+	}()
+)
+
+// checkValue reports why v cannot be a Model value, or nil if it can: nil,
+// bool, integers that fit in int64, finite floats, strings, []byte, and
+// slices, arrays and string-keyed maps of these, nested at most
+// maxValueDepth deep.
+func checkValue(v any) error {
+	return checkReflect(reflect.ValueOf(v), 0)
+}
+
+func checkReflect(v reflect.Value, depth int) error {
+	if !v.IsValid() {
+		return nil // nil interface
+	}
+	switch v.Kind() {
+	case reflect.Bool, reflect.String,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint8, reflect.Uint16, reflect.Uint32:
+		return nil
+	case reflect.Uint, reflect.Uint64, reflect.Uintptr:
+		if v.Uint() > math.MaxInt64 {
+			return fmt.Errorf("%w: integer %d does not fit in int64", ErrInvalidValue, v.Uint())
+		}
+		return nil
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%w: %v is not a finite number", ErrInvalidValue, f)
+		}
+		return nil
+	case reflect.Interface, reflect.Pointer:
+		if v.IsNil() {
+			return nil
+		}
+		return checkReflect(v.Elem(), depth)
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+			return nil // []byte
+		}
+		if depth >= maxValueDepth {
+			return fmt.Errorf("%w: nested deeper than %d", ErrInvalidValue, maxValueDepth)
+		}
+		for i := range v.Len() {
+			if err := checkReflect(v.Index(i), depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String {
+			return fmt.Errorf("%w: map keys must be strings, not %s", ErrInvalidValue, v.Type().Key())
+		}
+		if depth >= maxValueDepth {
+			return fmt.Errorf("%w: nested deeper than %d", ErrInvalidValue, maxValueDepth)
+		}
+		it := v.MapRange()
+		for it.Next() {
+			if err := checkReflect(it.Value(), depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %s cannot be replicated", ErrInvalidValue, v.Type())
+}
+
+// checkEncoded reports why an encoded value from a peer is not one that Set
+// could have made: it must decode with the value decoder (no tags, string map
+// keys, integers within int64) and hold no NaN or infinity.
+func checkEncoded(b []byte) error {
+	var v any
+	if err := valueDec.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	return checkValue(v)
+}
+
+// encodeUpdate returns the update payload [key, value], or [key] for a
+// tombstone.
+func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
+	if tombstone {
+		return valueEnc.Marshal([1]string{key})
+	}
+	return valueEnc.Marshal([2]any{key, value})
+}
+
+// parsed is an update payload split into its parts.
+type parsed struct {
+	key       string
+	value     []byte // the encoded value; nil for a tombstone
+	tombstone bool
+}
+
+// parseUpdate splits the payload of a Model update without decoding the
+// value.
+func parseUpdate(data []byte) (parsed, error) {
+	var p parsed
+	if len(data) < 2 {
+		return p, fmt.Errorf("%w: short payload", ErrInvalidValue)
+	}
+	switch data[0] {
+	case 0x81:
+		p.tombstone = true
+	case 0x82:
+	default:
+		return p, fmt.Errorf("%w: payload is not [key, value] or [key]", ErrInvalidValue)
+	}
+	var key string
+	rest, err := valueDec.UnmarshalFirst(data[1:], &key)
+	if err != nil {
+		return p, fmt.Errorf("%w: key: %v", ErrInvalidValue, err)
+	}
+	p.key = key
+	if p.tombstone {
+		if len(rest) != 0 {
+			return p, fmt.Errorf("%w: bytes after a tombstone's key", ErrInvalidValue)
+		}
+		return p, nil
+	}
+	if len(rest) == 0 {
+		return p, fmt.Errorf("%w: no value", ErrInvalidValue)
+	}
+	p.value = rest
+	return p, nil
+}
+
+// decodeValue decodes an encoded value into the Go types Get documents.
+func decodeValue(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	var v any
+	if err := valueDec.Unmarshal(b, &v); err != nil {
+		return nil // unreachable: values are checked before they are stored
+	}
+	return v
+}

@@ -1,0 +1,393 @@
+package scuttlebutt
+
+import (
+	"fmt"
+
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// Mode says which way a link replicates.
+type Mode int
+
+// The link modes; the zero value is Duplex. The one-way modes are those of
+// JavaScript scuttlebutt's createStream({writable:false}) and
+// ({readable:false}).
+const (
+	// Duplex sends our updates and applies the peer's.
+	Duplex Mode = iota
+	// SendOnly sends our updates and ignores what the peer sends, but its
+	// hello and sync.
+	SendOnly
+	// ReceiveOnly applies the peer's updates and sends only a hello (so the
+	// peer can send a delta) and an empty sync.
+	ReceiveOnly
+)
+
+// String returns the mode's name.
+func (m Mode) String() string {
+	switch m {
+	case Duplex:
+		return "duplex"
+	case SendOnly:
+		return "send-only"
+	case ReceiveOnly:
+		return "receive-only"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// LinkOptions configures a Link. The zero value is a duplex link that keeps
+// streaming live updates after the sync, with default limits.
+type LinkOptions struct {
+	// Mode is Duplex, SendOnly or ReceiveOnly.
+	Mode Mode
+	// OneShot ends the link after the sync (JavaScript's tail:false): no
+	// live updates are sent, and Done reports true once the history has gone
+	// out and, unless SendOnly, the peer's sync has come in.
+	OneShot bool
+	// Meta is sent in the hello; nil for none.
+	Meta any
+	// PeerClock, if not nil, is taken as the peer's clock instead of waiting
+	// for its hello: the history newer than it is sent at once. Use it to
+	// write a replica to a file, where nobody answers (an empty clock writes
+	// everything).
+	PeerClock vclock.Clock
+	// MaxQueueBytes bounds the live updates queued for a peer that reads
+	// slower than we write, in approximate wire bytes. Past it the queue is
+	// dropped and the peer's delta is recomputed from History once it catches
+	// up: memory stays bounded and nothing is lost, at the cost of one
+	// History call. 0 means 4 MiB.
+	MaxQueueBytes int
+	// MaxBatchBytes bounds one MsgUpdates message, in approximate wire bytes
+	// (an update larger than that goes alone). Keep it well under the
+	// transport's frame limit. 0 means 256 KiB.
+	MaxBatchBytes int
+}
+
+// Default limits of LinkOptions.
+const (
+	DefaultMaxQueueBytes = 4 << 20
+	DefaultMaxBatchBytes = 256 << 10
+)
+
+// Link is the protocol state of one session with one peer: the handshake,
+// the history exchange, the sync, and the live updates after it. It does no
+// I/O and starts no goroutine. A driver (package stream's Conn, or a test)
+// feeds it every message the peer sends with Step and sends what Ready
+// returns, in order:
+//
+//	l := doc.Base().NewLink(nil)
+//	defer l.Close()
+//	for {
+//		for _, m := range l.Ready() {
+//			send(m)
+//		}
+//		select {
+//		case m := <-received:
+//			if err := l.Step(m); err != nil {
+//				return err // the session is over; state is untouched
+//			}
+//		case <-l.Wake(): // live updates queued
+//		}
+//	}
+//
+// A Link is not safe for concurrent use: the driver serializes Step, Ready
+// and the other methods. Updates written to the replica concurrently reach
+// the link through its own queue, and Wake signals them.
+type Link struct {
+	s    *Scuttlebutt
+	opts LinkOptions
+	sub  *subscription
+
+	out       []Message    // control messages to send first
+	hist      []Update     // history still to send
+	syncClock vclock.Clock // clock to send after hist; nil when none is due
+	resync    bool         // the pending clock is a MsgClock, not the MsgSync
+
+	peer      *Hello
+	known     vclock.Clock // what the peer is known to hold
+	helloRecv bool
+	syncSent  bool
+	syncRecv  bool
+	closed    bool
+	buf       []item
+}
+
+// NewLink starts a session of this replica with one peer; nil opts means
+// the defaults. The hello is ready to send at once. Call Close when the
+// session ends.
+func (s *Scuttlebutt) NewLink(opts *LinkOptions) *Link {
+	var o LinkOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxQueueBytes <= 0 {
+		o.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	l := &Link{s: s, opts: o, sub: newSubscription(o.MaxQueueBytes), known: vclock.Clock{}}
+	l.out = append(l.out, Message{Kind: MsgHello, Hello: &Hello{
+		Version: ProtocolVersion, ID: s.id, Clock: s.Clock(), Meta: o.Meta,
+	}})
+	switch {
+	case o.Mode == ReceiveOnly:
+		l.syncClock = vclock.Clock{}
+	case o.PeerClock != nil:
+		l.known = o.PeerClock.Clone()
+		l.startHistory()
+	}
+	return l
+}
+
+// startHistory subscribes to live updates and queues the peer's delta and
+// the sync (or, on a resync, the clock message) that closes it.
+func (l *Link) startHistory() {
+	l.hist, l.syncClock = l.s.subscribe(l.sub, l.known)
+	if l.opts.OneShot {
+		l.s.unsubscribe(l.sub)
+	}
+}
+
+// Step feeds the link one message from the peer. An error means the peer
+// broke the protocol or sent an invalid update: the session must end, and
+// nothing of the offending message was applied. Errors wrap ErrProtocol,
+// ErrInvalidUpdate or ErrSameID.
+func (l *Link) Step(m Message) error {
+	if l.closed {
+		return ErrClosed
+	}
+	switch m.Kind {
+	case MsgHello:
+		return l.stepHello(m.Hello)
+	case MsgUpdates:
+		if !l.helloRecv && l.opts.PeerClock == nil {
+			return fmt.Errorf("%w: updates before hello", ErrProtocol)
+		}
+		if l.opts.Mode == SendOnly {
+			return nil
+		}
+		if err := l.s.check(m.Updates); err != nil {
+			return err
+		}
+		for _, u := range m.Updates {
+			l.known.Advance(u.Source, u.Timestamp)
+		}
+		l.s.apply(m.Updates, l.sub)
+		return nil
+	case MsgSync, MsgClock:
+		if !l.helloRecv && l.opts.PeerClock == nil {
+			return fmt.Errorf("%w: %s before hello", ErrProtocol, m.Kind)
+		}
+		if m.Kind == MsgSync && l.syncRecv {
+			return fmt.Errorf("%w: second sync", ErrProtocol)
+		}
+		if m.Kind == MsgClock && !l.syncRecv {
+			return fmt.Errorf("%w: clock before sync", ErrProtocol)
+		}
+		if err := checkClock(m.Clock); err != nil {
+			return err
+		}
+		if l.opts.Mode != SendOnly {
+			l.s.mergeClock(m.Clock, l.sub)
+		}
+		l.known.Merge(m.Clock)
+		if m.Kind == MsgSync {
+			l.syncRecv = true
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: unknown message kind %d", ErrProtocol, m.Kind)
+}
+
+func (l *Link) stepHello(h *Hello) error {
+	switch {
+	case h == nil:
+		return fmt.Errorf("%w: empty hello", ErrProtocol)
+	case l.helloRecv:
+		return fmt.Errorf("%w: second hello", ErrProtocol)
+	case h.Version != ProtocolVersion:
+		return fmt.Errorf("%w: version %d, this side speaks %d", ErrProtocol, h.Version, ProtocolVersion)
+	case h.ID == l.s.id:
+		return fmt.Errorf("%w: %q", ErrSameID, h.ID)
+	}
+	if err := ValidID(h.ID); err != nil {
+		return fmt.Errorf("%w: peer id: %v", ErrProtocol, err)
+	}
+	if h.Clock == nil {
+		return fmt.Errorf("%w: hello without a clock", ErrProtocol)
+	}
+	if err := checkClock(h.Clock); err != nil {
+		return err
+	}
+	l.helloRecv = true
+	l.peer = h
+	l.known.Merge(h.Clock)
+	if l.opts.Mode != ReceiveOnly && l.opts.PeerClock == nil {
+		l.startHistory()
+	}
+	return nil
+}
+
+// checkClock reports a clock entry a peer may not send.
+func checkClock(c vclock.Clock) error {
+	for src, t := range c {
+		if err := ValidID(src); err != nil {
+			return fmt.Errorf("%w: clock source: %v", ErrProtocol, err)
+		}
+		if t != 0 && !t.Valid() {
+			return fmt.Errorf("%w: clock entry %s:%v is not positive and finite", ErrProtocol, src, float64(t))
+		}
+	}
+	return nil
+}
+
+// Ready returns the messages to send now, in order, and forgets them: the
+// driver must send them before the messages of the next call. It returns nil
+// when there is nothing to send; Wake signals when live updates arrive.
+// Each call returns at most about 4 × MaxBatchBytes of updates, so that a
+// long history goes out in steps.
+func (l *Link) Ready() []Message {
+	if l.closed {
+		return nil
+	}
+	msgs := l.out
+	l.out = nil
+	budget := 4 * l.opts.MaxBatchBytes
+	for budget > 0 {
+		if len(l.hist) > 0 {
+			var m Message
+			m, budget = l.nextBatch(budget)
+			msgs = append(msgs, m)
+			continue
+		}
+		if l.syncClock != nil {
+			kind := MsgSync
+			if l.resync {
+				kind = MsgClock
+			}
+			msgs = append(msgs, Message{Kind: kind, Clock: l.syncClock})
+			l.known.Merge(l.syncClock)
+			l.syncClock, l.resync = nil, false
+			l.syncSent = true
+			continue
+		}
+		if !l.syncSent || l.opts.OneShot || l.opts.Mode == ReceiveOnly {
+			break
+		}
+		q, overflow := l.sub.take(l.buf)
+		if overflow {
+			l.startHistory()
+			l.resync = true
+			continue
+		}
+		if len(q) == 0 {
+			l.buf = q
+			break
+		}
+		msgs = l.appendLive(msgs, q)
+		clear(q)
+		l.buf = q
+		break
+	}
+	return msgs
+}
+
+// nextBatch takes the next MsgUpdates of the pending history.
+func (l *Link) nextBatch(budget int) (Message, int) {
+	n, size := 0, 0
+	for n < len(l.hist) {
+		s := item{update: l.hist[n]}.size()
+		if n > 0 && size+s > l.opts.MaxBatchBytes {
+			break
+		}
+		size += s
+		l.known.Advance(l.hist[n].Source, l.hist[n].Timestamp)
+		n++
+	}
+	m := Message{Kind: MsgUpdates, Updates: l.hist[:n:n]}
+	l.hist = l.hist[n:]
+	if len(l.hist) == 0 {
+		l.hist = nil
+	}
+	return m, budget - size
+}
+
+// appendLive turns queued items into messages, dropping what the peer is
+// known to hold (no echo).
+func (l *Link) appendLive(msgs []Message, q []item) []Message {
+	var batch []Update
+	size := 0
+	flush := func() {
+		if len(batch) > 0 {
+			msgs = append(msgs, Message{Kind: MsgUpdates, Updates: batch})
+			batch, size = nil, 0
+		}
+	}
+	for _, it := range q {
+		if it.clock != nil {
+			var c vclock.Clock
+			for src, t := range it.clock {
+				if l.known.Advance(src, t) {
+					if c == nil {
+						c = vclock.Clock{}
+					}
+					c[src] = t
+				}
+			}
+			if c != nil {
+				flush()
+				msgs = append(msgs, Message{Kind: MsgClock, Clock: c})
+			}
+			continue
+		}
+		u := it.update
+		if !l.known.Advance(u.Source, u.Timestamp) {
+			continue
+		}
+		s := it.size()
+		if len(batch) > 0 && size+s > l.opts.MaxBatchBytes {
+			flush()
+		}
+		batch = append(batch, u)
+		size += s
+	}
+	flush()
+	return msgs
+}
+
+// Wake returns a channel that receives a value when live updates are queued
+// for the peer; wakeups coalesce.
+func (l *Link) Wake() <-chan struct{} { return l.sub.wake }
+
+// Synced reports whether the history exchange is complete: our sync has
+// been sent (by Ready) and the peer's received, or just the one that applies
+// in a one-way mode.
+func (l *Link) Synced() bool {
+	switch l.opts.Mode {
+	case SendOnly:
+		return l.syncSent
+	case ReceiveOnly:
+		return l.syncRecv
+	}
+	return l.syncSent && l.syncRecv
+}
+
+// Done reports whether a OneShot link has finished: synced, with nothing
+// left to send. A live link is never done.
+func (l *Link) Done() bool {
+	return l.opts.OneShot && l.Synced() && len(l.out) == 0 && len(l.hist) == 0 && l.syncClock == nil
+}
+
+// Peer returns the peer's hello, or nil before it has arrived.
+func (l *Link) Peer() *Hello { return l.peer }
+
+// Close ends the session: the link stops receiving live updates and Step and
+// Ready do nothing more. Close is idempotent.
+func (l *Link) Close() {
+	if !l.closed {
+		l.closed = true
+		l.s.unsubscribe(l.sub)
+	}
+}

@@ -1,0 +1,218 @@
+package scuttlebutt
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// Scuttlebutt is the base every replicated type embeds. It owns the replica
+// id, the vector clock, the hybrid logical clock that stamps local updates,
+// and the live subscriptions of the links that serve the replica to peers.
+// It calls the embedding type through the Replica interface.
+//
+// All methods are safe for concurrent use.
+type Scuttlebutt struct {
+	id      string
+	r       Replica
+	val     Validator    // nil if r is not one
+	after   AfterApplier // nil if r is not one
+	hlc     *vclock.HLC
+	maxSize int
+
+	mu    sync.Mutex // guards clock, subs and every call into r
+	clock vclock.Clock
+	subs  map[*subscription]struct{}
+}
+
+// New returns the base for replica r with the given id. A nil cfg means
+// DefaultConfig. The embedding type passes itself as r and stores the result
+// in its embedded field:
+//
+//	c := &Counter{}
+//	sb, err := scuttlebutt.New(id, c, nil)
+//	if err != nil {
+//		return nil, err
+//	}
+//	c.Scuttlebutt = sb
+//
+// New returns ErrInvalidID for an empty or malformed id.
+func New(id string, r Replica, cfg *Config) (*Scuttlebutt, error) {
+	if err := ValidID(id); err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, ErrNilReplica
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Scuttlebutt{
+		id:      id,
+		r:       r,
+		hlc:     vclock.NewHLC(c.Now),
+		maxSize: c.MaxUpdateSize,
+		clock:   vclock.Clock{},
+		subs:    make(map[*subscription]struct{}),
+	}
+	s.val, _ = r.(Validator)
+	s.after, _ = r.(AfterApplier)
+	return s, nil
+}
+
+// Base returns s itself, so that *Scuttlebutt and every type that embeds it
+// satisfy Document.
+func (s *Scuttlebutt) Base() *Scuttlebutt { return s }
+
+// ID returns the replica's id.
+func (s *Scuttlebutt) ID() string { return s.id }
+
+// Clock returns a copy of the replica's vector clock.
+func (s *Scuttlebutt) Clock() vclock.Clock {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clock.Clone()
+}
+
+// Now returns a fresh timestamp from the replica's hybrid logical clock,
+// later than every timestamp the replica has made or seen.
+func (s *Scuttlebutt) Now() vclock.Timestamp { return s.hlc.Now() }
+
+// LocalUpdate stamps data with this replica's id and a fresh timestamp,
+// applies it through ApplyUpdate and sends it to every live peer. data must be
+// one well-formed CBOR item of at most Config.MaxUpdateSize bytes; the base
+// keeps it, so the caller must not modify it afterwards. The returned bool is
+// what ApplyUpdate reported.
+func (s *Scuttlebutt) LocalUpdate(data []byte) (u Update, changed bool, err error) {
+	u = Update{Source: s.id, Data: data}
+	u.Timestamp = 1 // placeholder so validate checks the rest
+	if err := validate(u, s.maxSize); err != nil {
+		return Update{}, false, err
+	}
+	s.mu.Lock()
+	u.Timestamp = s.hlc.Now()
+	changed = s.applyLocked(u, nil)
+	s.mu.Unlock()
+	s.afterApply()
+	return u, changed, nil
+}
+
+// Apply applies updates that came from elsewhere (a file, a custom
+// transport), as a link does with what a peer sends. Every update is checked
+// first; if one is invalid, Apply returns an error wrapping ErrInvalidUpdate
+// and applies none. Stale and duplicate updates are skipped; applied reports
+// how many advanced the clock.
+func (s *Scuttlebutt) Apply(updates ...Update) (applied int, err error) {
+	if err := s.check(updates); err != nil {
+		return 0, err
+	}
+	return s.apply(updates, nil), nil
+}
+
+// check validates a batch of foreign updates without applying any.
+func (s *Scuttlebutt) check(updates []Update) error {
+	for _, u := range updates {
+		if err := validate(u, s.maxSize); err != nil {
+			return err
+		}
+		if s.val != nil {
+			if err := s.val.ValidateUpdate(u); err != nil {
+				return fmt.Errorf("%w: %s: %v", ErrInvalidUpdate, u, err)
+			}
+		}
+	}
+	return nil
+}
+
+// apply applies checked updates, skipping the subscription they came from.
+func (s *Scuttlebutt) apply(updates []Update, from *subscription) (applied int) {
+	s.mu.Lock()
+	for _, u := range updates {
+		if s.clock.Covers(u.Source, u.Timestamp) {
+			continue
+		}
+		s.applyLocked(u, from)
+		applied++
+	}
+	s.mu.Unlock()
+	if applied > 0 {
+		s.afterApply()
+	}
+	return applied
+}
+
+// applyLocked applies one update newer than the clock's entry for its
+// source, advances the clock and queues the update on every subscription but
+// from. An update that ApplyUpdate refused as superseded is still forwarded,
+// so that peers' clocks advance past it as ours does.
+func (s *Scuttlebutt) applyLocked(u Update, from *subscription) bool {
+	changed := s.r.ApplyUpdate(u)
+	s.clock[u.Source] = u.Timestamp
+	s.hlc.Observe(u.Timestamp)
+	for sub := range s.subs {
+		if sub != from {
+			sub.push(item{update: u})
+		}
+	}
+	return changed
+}
+
+// mergeClock raises the clock to cover c, after a peer has sent everything
+// of its state up to c, and passes the advance on to the other subscriptions.
+func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription) {
+	s.mu.Lock()
+	var moved vclock.Clock
+	for src, t := range c {
+		if s.clock.Advance(src, t) {
+			if moved == nil {
+				moved = vclock.Clock{}
+			}
+			moved[src] = t
+			s.hlc.Observe(t)
+		}
+	}
+	if moved != nil {
+		for sub := range s.subs {
+			if sub != from {
+				sub.push(item{clock: moved})
+			}
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *Scuttlebutt) afterApply() {
+	if s.after != nil {
+		s.after.AfterApply()
+	}
+}
+
+// History returns the replica's updates newer than sources, as
+// Replica.History does, with the base's lock held so that it is consistent
+// with concurrent writes.
+func (s *Scuttlebutt) History(sources vclock.Clock) []Update {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.r.History(sources)
+}
+
+// subscribe computes the history a peer with clock peer lacks, and at the
+// same instant starts (or restarts) sub's live queue, so that every update is
+// either in the history or queued, never lost between the two. It returns the
+// history and the clock it brings the peer up to.
+func (s *Scuttlebutt) subscribe(sub *subscription, peer vclock.Clock) ([]Update, vclock.Clock) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.r.History(peer)
+	sub.reset()
+	s.subs[sub] = struct{}{}
+	return h, s.clock.Clone()
+}
+
+func (s *Scuttlebutt) unsubscribe(sub *subscription) {
+	s.mu.Lock()
+	delete(s.subs, sub)
+	s.mu.Unlock()
+}

@@ -1,0 +1,73 @@
+package scuttlebutt
+
+import (
+	"sync"
+
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// item is one entry of a live queue: an update, or a clock advance.
+type item struct {
+	update Update
+	clock  vclock.Clock // non-nil for a clock advance
+}
+
+// size approximates what an item costs on the wire, for queue and batch
+// limits.
+func (it item) size() int {
+	if it.clock != nil {
+		return 16 * len(it.clock)
+	}
+	return len(it.update.Data) + len(it.update.Source) + len(it.update.Signature) + 16
+}
+
+// subscription is a link's live queue. The base pushes to it under its own
+// lock; the link drains it. When the queue outgrows its limit it is dropped
+// whole and marked overflowed, and the link recomputes the peer's delta from
+// History instead: a slow peer costs bounded memory and loses nothing.
+type subscription struct {
+	mu       sync.Mutex
+	q        []item
+	bytes    int
+	maxBytes int
+	overflow bool
+	wake     chan struct{} // capacity 1: coalesced wakeups
+}
+
+func newSubscription(maxBytes int) *subscription {
+	return &subscription{maxBytes: maxBytes, wake: make(chan struct{}, 1)}
+}
+
+func (s *subscription) push(it item) {
+	s.mu.Lock()
+	if !s.overflow {
+		s.q = append(s.q, it)
+		s.bytes += it.size()
+		if s.bytes > s.maxBytes {
+			s.q, s.bytes, s.overflow = nil, 0, true
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the queued items and whether the queue overflowed, and
+// empties it.
+func (s *subscription) take(buf []item) ([]item, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, over := s.q, s.overflow
+	s.q, s.bytes = buf[:0], 0
+	return q, over
+}
+
+// reset empties the queue and clears the overflow mark; called by the base
+// with its lock held, when a fresh history replaces the queue.
+func (s *subscription) reset() {
+	s.mu.Lock()
+	s.q, s.bytes, s.overflow = s.q[:0], 0, false
+	s.mu.Unlock()
+}

@@ -1,0 +1,108 @@
+package scuttlebutt
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// MaxIDLen is the longest replica id, in bytes.
+const MaxIDLen = 128
+
+// Update is one immutable change made by one replica. Updates are values:
+// once created, neither the base nor any replica modifies Data or Signature,
+// and callers must not either.
+type Update struct {
+	// Source is the id of the replica that made the update.
+	Source string
+	// Timestamp is when the source made it, unique per source.
+	Timestamp vclock.Timestamp
+	// Data is the replicated type's payload: one well-formed CBOR data item,
+	// opaque to the base.
+	Data []byte
+	// Signature is optional; the base carries it and does not check it.
+	Signature []byte
+}
+
+// Less orders updates by (Timestamp, Source), the order of History and of
+// last-writer-wins conflicts: a later timestamp wins, and equal timestamps go
+// to the greater source id.
+func (u Update) Less(v Update) bool {
+	if u.Timestamp != v.Timestamp {
+		return u.Timestamp < v.Timestamp
+	}
+	return u.Source < v.Source
+}
+
+// Compare returns -1, 0 or +1 as u sorts before, with, or after v in
+// (Timestamp, Source) order; a function for slices.SortFunc.
+func Compare(u, v Update) int {
+	switch {
+	case u.Less(v):
+		return -1
+	case v.Less(u):
+		return 1
+	}
+	return 0
+}
+
+// String formats u for traces: source@timestamp and the data size.
+func (u Update) String() string {
+	return fmt.Sprintf("%s@%s(%dB)", u.Source, u.Timestamp, len(u.Data))
+}
+
+// ValidID reports whether id can name a replica: 1 to MaxIDLen bytes of
+// UTF-8 with no control characters. The error wraps ErrInvalidID.
+func ValidID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty", ErrInvalidID)
+	case len(id) > MaxIDLen:
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrInvalidID, len(id), MaxIDLen)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("%w: not UTF-8", ErrInvalidID)
+	case strings.ContainsFunc(id, unicode.IsControl):
+		return fmt.Errorf("%w: %q has a control character", ErrInvalidID, id)
+	}
+	return nil
+}
+
+// validate checks what the base can check of any update: source, timestamp,
+// size and that Data is one well-formed CBOR item. The error wraps
+// ErrInvalidUpdate.
+func validate(u Update, maxSize int) error {
+	if err := ValidID(u.Source); err != nil {
+		return fmt.Errorf("%w: source: %v", ErrInvalidUpdate, err)
+	}
+	if !u.Timestamp.Valid() {
+		return fmt.Errorf("%w: %s: timestamp %v is not positive and finite", ErrInvalidUpdate, u.Source, float64(u.Timestamp))
+	}
+	if n := len(u.Data) + len(u.Signature); n > maxSize {
+		return fmt.Errorf("%w: %s: %d bytes, the limit is %d", ErrInvalidUpdate, u, n, maxSize)
+	}
+	if err := wellformed.Wellformed(u.Data); err != nil {
+		return fmt.Errorf("%w: %s: data: %v", ErrInvalidUpdate, u, err)
+	}
+	return nil
+}
+
+// wellformed checks Data with the decoder limits every peer applies.
+var wellformed = func() cbor.DecMode {
+	dm, err := cbor.DecOptions{
+		MaxNestedLevels:  MaxNesting,
+		MaxArrayElements: 1 << 20,
+		MaxMapPairs:      1 << 20,
+	}.DecMode()
+	if err != nil {
+		panic(err) // constant options
+	}
+	return dm
+}()
+
+// MaxNesting is the deepest nesting of arrays and maps an update's Data may
+// have.
+const MaxNesting = 32
