@@ -101,8 +101,10 @@ type Link struct {
 
 	out       []Message    // control messages to send first
 	hist      []Update     // history still to send
+	histSeq   uint64       // storage sequence that must be durable first
 	syncClock vclock.Clock // clock to send after hist; nil when none is due
 	resync    bool         // the pending clock is a MsgClock, not the MsgSync
+	held      []item       // live items waiting for the storage to sync
 
 	peer      *Hello
 	known     vclock.Clock // what the peer is known to hold
@@ -144,7 +146,8 @@ func (s *Scuttlebutt) NewLink(opts *LinkOptions) *Link {
 // startHistory subscribes to live updates and queues the peer's delta and
 // the sync (or, on a resync, the clock message) that closes it.
 func (l *Link) startHistory() {
-	l.hist, l.syncClock = l.s.subscribe(l.sub, l.known)
+	l.hist, l.syncClock, l.histSeq = l.s.subscribe(l.sub, l.known)
+	l.held = nil
 	if l.opts.OneShot {
 		l.s.unsubscribe(l.sub)
 	}
@@ -174,7 +177,9 @@ func (l *Link) Step(m Message) error {
 		for _, u := range m.Updates {
 			l.known.Advance(u.Source, u.Timestamp)
 		}
-		l.s.apply(m.Updates, l.sub)
+		if _, err := l.s.apply(m.Updates, l.sub); err != nil {
+			return fmt.Errorf("scuttlebutt: storing updates: %w", err)
+		}
 		return nil
 	case MsgSync, MsgClock:
 		if !l.helloRecv && l.opts.PeerClock == nil {
@@ -256,6 +261,9 @@ func (l *Link) Ready() []Message {
 	l.out = nil
 	budget := 4 * l.opts.MaxBatchBytes
 	for budget > 0 {
+		if (len(l.hist) > 0 || l.syncClock != nil) && !l.s.isDurable(l.histSeq) {
+			break // Wake signals when the storage has synced
+		}
 		if len(l.hist) > 0 {
 			var m Message
 			m, budget = l.nextBatch(budget)
@@ -282,13 +290,26 @@ func (l *Link) Ready() []Message {
 			l.resync = true
 			continue
 		}
-		if len(q) == 0 {
-			l.buf = q
+		if len(l.held) > 0 {
+			q = append(l.held, q...)
+			l.held = nil
+		}
+		// Send what is durable; hold the rest, in order, for the next call.
+		n := 0
+		for n < len(q) && l.s.isDurable(q[n].seq) {
+			n++
+		}
+		if n < len(q) {
+			l.held = append([]item(nil), q[n:]...)
+		}
+		if n == 0 {
+			clear(q)
+			l.buf = q[:0]
 			break
 		}
-		msgs = l.appendLive(msgs, q)
+		msgs = l.appendLive(msgs, q[:n])
 		clear(q)
-		l.buf = q
+		l.buf = q[:0]
 		break
 	}
 	return msgs

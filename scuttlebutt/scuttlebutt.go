@@ -3,6 +3,7 @@ package scuttlebutt
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -21,9 +22,12 @@ type Scuttlebutt struct {
 	hlc     *vclock.HLC
 	maxSize int
 
-	mu    sync.Mutex // guards clock, subs and every call into r
-	clock vclock.Clock
-	subs  map[*subscription]struct{}
+	mu      sync.Mutex // guards clock, subs, store, seq and every call into r
+	clock   vclock.Clock
+	subs    map[*subscription]struct{}
+	store   Storage       // nil until Attach
+	seq     uint64        // the last sequence number store returned
+	durable atomic.Uint64 // the highest sequence number store has synced
 }
 
 // New returns the base for replica r with the given id. A nil cfg means
@@ -93,9 +97,17 @@ func (s *Scuttlebutt) LocalUpdate(data []byte) (u Update, changed bool, err erro
 	}
 	s.mu.Lock()
 	u.Timestamp = s.hlc.Now()
+	if err := s.appendLocked([]Update{u}); err != nil {
+		s.mu.Unlock()
+		return Update{}, false, err
+	}
 	changed = s.applyLocked(u, nil)
+	seq := s.seq
 	s.mu.Unlock()
 	s.afterApply()
+	if err := s.sync(seq); err != nil {
+		return u, changed, err
+	}
 	return u, changed, nil
 }
 
@@ -108,7 +120,7 @@ func (s *Scuttlebutt) Apply(updates ...Update) (applied int, err error) {
 	if err := s.check(updates); err != nil {
 		return 0, err
 	}
-	return s.apply(updates, nil), nil
+	return s.apply(updates, nil)
 }
 
 // check validates a batch of foreign updates without applying any.
@@ -126,21 +138,94 @@ func (s *Scuttlebutt) check(updates []Update) error {
 	return nil
 }
 
-// apply applies checked updates, skipping the subscription they came from.
-func (s *Scuttlebutt) apply(updates []Update, from *subscription) (applied int) {
+// apply applies checked updates, skipping the subscription they came from,
+// and with storage attached, returns once they are durable.
+func (s *Scuttlebutt) apply(updates []Update, from *subscription) (applied int, err error) {
 	s.mu.Lock()
-	for _, u := range updates {
+	fresh := updates
+	if s.store != nil {
+		// Only what advances the clock goes to the log. Per source, updates
+		// increase, so a later duplicate in the batch is dropped here too.
+		fresh = nil
+		seen := vclock.Clock{}
+		for _, u := range updates {
+			if !s.clock.Covers(u.Source, u.Timestamp) && seen.Advance(u.Source, u.Timestamp) {
+				fresh = append(fresh, u)
+			}
+		}
+		if err := s.appendLocked(fresh); err != nil {
+			s.mu.Unlock()
+			return 0, err
+		}
+	}
+	for _, u := range fresh {
 		if s.clock.Covers(u.Source, u.Timestamp) {
 			continue
 		}
 		s.applyLocked(u, from)
 		applied++
 	}
+	seq := s.seq
 	s.mu.Unlock()
 	if applied > 0 {
 		s.afterApply()
 	}
-	return applied
+	return applied, s.sync(seq)
+}
+
+// appendLocked hands updates to the storage, if any.
+func (s *Scuttlebutt) appendLocked(us []Update) error {
+	if s.store == nil || len(us) == 0 {
+		return nil
+	}
+	seq, err := s.store.Append(us)
+	if err != nil {
+		return err
+	}
+	s.seq = seq
+	return nil
+}
+
+// sync waits until the storage has made seq durable, then lets links send
+// what it covers.
+func (s *Scuttlebutt) sync(seq uint64) error {
+	if seq == 0 || s.durable.Load() >= seq {
+		return nil
+	}
+	s.mu.Lock()
+	st := s.store
+	s.mu.Unlock()
+	if err := st.Sync(seq); err != nil {
+		return err
+	}
+	for {
+		d := s.durable.Load()
+		if d >= seq {
+			return nil
+		}
+		if s.durable.CompareAndSwap(d, seq) {
+			break
+		}
+	}
+	s.mu.Lock()
+	for sub := range s.subs {
+		sub.poke()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Attach makes st the replica's storage: from now on every update applied is
+// appended to st, and links hold back what st has not made durable. A
+// persistence package first replays its log with Apply, then attaches
+// itself, before the replica is served or written to. Attach replaces any
+// storage attached before; nil detaches.
+func (s *Scuttlebutt) Attach(st Storage) {
+	s.mu.Lock()
+	s.store = st
+	s.seq = 0
+	s.durable.Store(0)
+	s.mu.Unlock()
 }
 
 // applyLocked applies one update newer than the clock's entry for its
@@ -153,7 +238,7 @@ func (s *Scuttlebutt) applyLocked(u Update, from *subscription) bool {
 	s.hlc.Observe(u.Timestamp)
 	for sub := range s.subs {
 		if sub != from {
-			sub.push(item{update: u})
+			sub.push(item{update: u, seq: s.seq})
 		}
 	}
 	return changed
@@ -201,14 +286,20 @@ func (s *Scuttlebutt) History(sources vclock.Clock) []Update {
 // subscribe computes the history a peer with clock peer lacks, and at the
 // same instant starts (or restarts) sub's live queue, so that every update is
 // either in the history or queued, never lost between the two. It returns the
-// history and the clock it brings the peer up to.
-func (s *Scuttlebutt) subscribe(sub *subscription, peer vclock.Clock) ([]Update, vclock.Clock) {
+// history, the clock it brings the peer up to, and the sequence number that
+// must be durable before the history may be sent.
+func (s *Scuttlebutt) subscribe(sub *subscription, peer vclock.Clock) ([]Update, vclock.Clock, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.r.History(peer)
 	sub.reset()
 	s.subs[sub] = struct{}{}
-	return h, s.clock.Clone()
+	return h, s.clock.Clone(), s.seq
+}
+
+// isDurable reports whether the storage has synced seq.
+func (s *Scuttlebutt) isDurable(seq uint64) bool {
+	return seq == 0 || s.durable.Load() >= seq
 }
 
 func (s *Scuttlebutt) unsubscribe(sub *subscription) {

@@ -10,6 +10,7 @@ import (
 type item struct {
 	update Update
 	clock  vclock.Clock // non-nil for a clock advance
+	seq    uint64       // storage sequence that must be durable before sending
 }
 
 // size approximates what an item costs on the wire, for queue and batch
@@ -48,6 +49,11 @@ func (s *subscription) push(it item) {
 		}
 	}
 	s.mu.Unlock()
+	s.poke()
+}
+
+// poke wakes the link's driver.
+func (s *subscription) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:

@@ -1,0 +1,31 @@
+# scuttle: make demo runs the main job, make test runs the tests.
+GO ?= go
+FUZZTIME ?= 10s
+BENCHTIME ?= 1x
+
+.PHONY: demo test vet fmt-check bench fuzz
+
+demo:
+	$(GO) run ./cmd/scuttle demo
+
+test: fmt-check vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# bench prints the workload table (W1-W5 and the persistence figures).
+bench:
+	$(GO) run ./internal/cmd/benchtable
+
+# fuzz runs every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
