@@ -21,8 +21,8 @@ type Update struct {
 	Source string
 	// Timestamp is when the source made it, unique per source.
 	Timestamp vclock.Timestamp
-	// Data is the replicated type's payload: one well-formed CBOR data item,
-	// opaque to the base.
+	// Data is the replicated type's payload: one well-formed CBOR data item
+	// without tags or indefinite lengths, opaque to the base.
 	Data []byte
 	// Signature is optional; the base carries it and does not check it.
 	Signature []byte
@@ -96,6 +96,8 @@ var wellformed = func() cbor.DecMode {
 		MaxNestedLevels:  MaxNesting,
 		MaxArrayElements: 1 << 20,
 		MaxMapPairs:      1 << 20,
+		IndefLength:      cbor.IndefLengthForbidden,
+		TagsMd:           cbor.TagsForbidden,
 	}.DecMode()
 	if err != nil {
 		panic(err) // constant options

@@ -1,0 +1,23 @@
+// Package stream serves replicas over byte streams: any io.ReadWriter, such
+// as a net.Conn, a net.Pipe, a pipe to a child process or a file.
+//
+// A Conn drives one scuttlebutt.Link with a reader and a writer goroutine:
+//
+//	c := stream.NewConn(m, conn, nil) // m: a *model.Model, or your own type
+//	go func() { errc <- c.Run(ctx) }()
+//	<-c.Synced() // both histories exchanged; live updates flow from here on
+//
+// Run returns nil when ctx ends, the peer closes cleanly, or a one-shot sync
+// completes; any other end is an error that wraps its cause, for errors.Is.
+// Input from the peer is bounded: frames over Options.MaxFrameSize are
+// refused before their body is read, and the CBOR decoder limits nesting,
+// array and map sizes. A bad frame ends the session and applies nothing.
+//
+// Pipe connects two in-process replicas and returns once they are synced.
+//
+// # Wire format
+//
+// Each message is a frame: one byte of message kind, a big-endian uint32
+// body length, and a CBOR body. SPEC.md in this directory specifies the
+// kinds, their fields, versioning and limits.
+package stream
