@@ -34,6 +34,8 @@ type Options struct {
 	// the live queue of a slow peer, and one batch of updates.
 	MaxQueueBytes int
 	MaxBatchBytes int
+	// Codec is the wire encoding; nil means CBOR, the native one.
+	Codec Codec
 }
 
 // Stats counts what a Conn has carried so far.
@@ -50,6 +52,8 @@ type Conn struct {
 	link *scuttlebutt.Link
 	rw   io.ReadWriter
 	opts Options
+	enc  encoder
+	dec  decoder
 
 	mu     sync.Mutex // guards link
 	kick   chan struct{}
@@ -73,6 +77,9 @@ func NewConn(d scuttlebutt.Document, rw io.ReadWriter, opts *Options) *Conn {
 	if o.MaxFrameSize <= 0 {
 		o.MaxFrameSize = DefaultMaxFrameSize
 	}
+	if o.Codec == nil {
+		o.Codec = CBOR
+	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = min(scuttlebutt.DefaultMaxBatchBytes, o.MaxFrameSize/2)
 	}
@@ -88,6 +95,8 @@ func NewConn(d scuttlebutt.Document, rw io.ReadWriter, opts *Options) *Conn {
 		link:   l,
 		rw:     rw,
 		opts:   o,
+		enc:    o.Codec.newEncoder(d, o.MaxFrameSize),
+		dec:    o.Codec.newDecoder(d, rw, o.MaxFrameSize),
 		kick:   make(chan struct{}, 1),
 		synced: make(chan struct{}),
 	}
@@ -217,7 +226,7 @@ func (c *Conn) write(buf []byte, msgs []scuttlebutt.Message) ([]byte, error) {
 	var updates int
 	for _, m := range msgs {
 		var err error
-		buf, err = appendMessage(buf, m, c.opts.MaxFrameSize)
+		buf, err = c.enc.appendMessage(buf, m)
 		if err != nil {
 			return buf, err
 		}
@@ -236,17 +245,12 @@ func (c *Conn) write(buf []byte, msgs []scuttlebutt.Message) ([]byte, error) {
 // readLoop reads frames and steps the link until the stream ends (nil at a
 // clean end between frames) or fails.
 func (c *Conn) readLoop(done <-chan struct{}) error {
-	fr := NewFrameReader(c.rw, c.opts.MaxFrameSize)
 	for {
-		kind, body, err := fr.ReadFrame()
-		c.bytesIn.Store(fr.BytesRead())
+		m, err := c.dec.readMessage()
+		c.bytesIn.Store(c.dec.bytesRead())
 		if err == io.EOF {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		m, err := decodeMessage(kind, body)
 		if err != nil {
 			return err
 		}
