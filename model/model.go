@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
@@ -29,22 +30,43 @@ type Model struct {
 	mu      sync.RWMutex
 	keys    map[string]*entry
 	sources map[string]*sourceLog
-	live    int // keys that are not tombstones
+	sigs    map[*entry][]byte // signatures of the few updates that carry one
+	live    int               // keys that are not tombstones
 
 	watch watchers
 }
 
-// entry is the latest update of one key.
+// entry is the latest update of one key, kept small: a Model's memory is
+// mostly its entries. The key is not stored apart; it aliases data.
 type entry struct {
-	u     scuttlebutt.Update
-	value []byte // encoded value inside u.Data; nil for a tombstone
-	dead  bool   // superseded by a later update of the key
+	data []byte // the update's payload, [key, value] or [key]
+	ts   vclock.Timestamp
+	log  *sourceLog // the source's log, which holds the source id
+	voff uint32     // offset of the value in data; 0 for a tombstone
+	dead bool       // superseded by a later update of the key
+}
+
+// value returns the encoded value, or nil for a tombstone.
+func (e *entry) value() []byte {
+	if e.voff == 0 {
+		return nil
+	}
+	return e.data[e.voff:]
+}
+
+// less orders entries as scuttlebutt.Update.Less orders updates.
+func (e *entry) less(u scuttlebutt.Update) bool {
+	if e.ts != u.Timestamp {
+		return e.ts < u.Timestamp
+	}
+	return e.log.source < u.Source
 }
 
 // sourceLog holds one source's entries in timestamp order, so that History
 // finds what a peer lacks by binary search instead of a scan of every key.
 // Superseded entries stay until they are more than half the log.
 type sourceLog struct {
+	source  string
 	entries []*entry
 	dead    int
 }
@@ -53,7 +75,7 @@ type sourceLog struct {
 // scuttlebutt.DefaultConfig. An empty or malformed id is an error wrapping
 // scuttlebutt.ErrInvalidID.
 func New(id string, cfg *scuttlebutt.Config) (*Model, error) {
-	m := &Model{keys: make(map[string]*entry), sources: make(map[string]*sourceLog)}
+	m := &Model{keys: make(map[string]*entry), sources: make(map[string]*sourceLog), sigs: make(map[*entry][]byte)}
 	sb, err := scuttlebutt.New(id, m, cfg)
 	if err != nil {
 		return nil, err
@@ -67,6 +89,9 @@ func New(id string, cfg *scuttlebutt.Config) (*Model, error) {
 // string-keyed maps of these; anything else is an error wrapping
 // ErrInvalidValue, and nothing changes.
 func (m *Model) Set(key string, value any) error {
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("model: set %q: %w: key is not UTF-8", key, ErrInvalidValue)
+	}
 	if err := checkValue(value); err != nil {
 		return fmt.Errorf("model: set %q: %w", key, err)
 	}
@@ -84,6 +109,9 @@ func (m *Model) Set(key string, value any) error {
 // over earlier writes of key on every replica. Deleting a missing key still
 // writes a tombstone.
 func (m *Model) Delete(key string) error {
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("model: delete %q: %w: key is not UTF-8", key, ErrInvalidValue)
+	}
 	data, err := encodeUpdate(key, nil, true)
 	if err != nil {
 		return fmt.Errorf("model: delete %q: %w", key, err)
@@ -101,10 +129,10 @@ func (m *Model) Get(key string) (value any, ok bool) {
 	m.mu.RLock()
 	e := m.keys[key]
 	m.mu.RUnlock()
-	if e == nil || e.value == nil {
+	if e == nil || e.voff == 0 {
 		return nil, false
 	}
-	return decodeValue(e.value), true
+	return decodeValue(e.value()), true
 }
 
 // Keys returns the keys that are set, sorted.
@@ -112,7 +140,7 @@ func (m *Model) Keys() []string {
 	m.mu.RLock()
 	keys := make([]string, 0, m.live)
 	for k, e := range m.keys {
-		if e.value != nil {
+		if e.voff != 0 {
 			keys = append(keys, k)
 		}
 	}
@@ -134,8 +162,8 @@ func (m *Model) Snapshot() map[string]any {
 	m.mu.RLock()
 	enc := make(map[string][]byte, m.live)
 	for k, e := range m.keys {
-		if e.value != nil {
-			enc[k] = e.value
+		if e.voff != 0 {
+			enc[k] = e.value()
 		}
 	}
 	m.mu.RUnlock()
@@ -157,13 +185,13 @@ func (m *Model) History(sources vclock.Clock) []scuttlebutt.Update {
 	runs := 0
 	for src, log := range m.sources {
 		after := sources[src]
-		i := sort.Search(len(log.entries), func(i int) bool { return log.entries[i].u.Timestamp > after })
+		i := sort.Search(len(log.entries), func(i int) bool { return log.entries[i].ts > after })
 		if i < len(log.entries) {
 			runs++
 		}
 		for _, e := range log.entries[i:] {
 			if !e.dead {
-				out = append(out, e.u)
+				out = append(out, scuttlebutt.Update{Source: src, Timestamp: e.ts, Data: e.data, Signature: m.sigs[e]})
 			}
 		}
 	}
@@ -180,8 +208,8 @@ func (m *Model) ValidateUpdate(u scuttlebutt.Update) error {
 	if err != nil {
 		return err
 	}
-	if p.value != nil {
-		if err := checkEncoded(p.value); err != nil {
+	if p.voff != 0 {
+		if err := checkEncoded(u.Data[p.voff:]); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidValue, err)
 		}
 	}
@@ -198,26 +226,33 @@ func (m *Model) ApplyUpdate(u scuttlebutt.Update) bool {
 	}
 	m.mu.Lock()
 	old := m.keys[p.key]
-	if old != nil && !old.u.Less(u) {
+	if old != nil && !old.less(u) {
 		m.mu.Unlock()
 		return false
 	}
-	e := &entry{u: u, value: p.value}
-	m.keys[p.key] = e
 	log := m.sources[u.Source]
 	if log == nil {
-		log = &sourceLog{}
+		log = &sourceLog{source: u.Source}
 		m.sources[u.Source] = log
 	}
-	log.append(e)
+	e := &entry{data: u.Data, ts: u.Timestamp, log: log, voff: uint32(p.voff)}
+	if u.Signature != nil {
+		m.sigs[e] = u.Signature
+	}
 	if old != nil {
+		// The map keeps the key string it was first given, which aliases
+		// the old payload: re-insert so the old payload can be freed.
+		delete(m.keys, p.key)
 		old.dead = true
-		m.sources[old.u.Source].compact()
+		delete(m.sigs, old)
+		old.log.compact()
+		if old.voff != 0 {
+			m.live--
+		}
 	}
-	if old != nil && old.value != nil {
-		m.live--
-	}
-	if e.value != nil {
+	m.keys[p.key] = e
+	log.entries = append(log.entries, e) // newest of its source: see Replica
+	if e.voff != 0 {
 		m.live++
 	}
 	m.mu.Unlock()
@@ -228,12 +263,6 @@ func (m *Model) ApplyUpdate(u scuttlebutt.Update) bool {
 // AfterApply implements scuttlebutt.AfterApplier: it delivers the change
 // events of the updates just applied, outside the base's lock.
 func (m *Model) AfterApply() { m.watch.deliver() }
-
-// append adds e, which is newer than every entry of the log: the base
-// applies each source's updates in timestamp order.
-func (l *sourceLog) append(e *entry) {
-	l.entries = append(l.entries, e)
-}
 
 // compact counts one more dead entry and drops the dead ones once they are
 // more than half the log, so a log's size stays within twice its live keys.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
@@ -52,7 +54,12 @@ func checkReflect(v reflect.Value, depth int) error {
 		return nil // nil interface
 	}
 	switch v.Kind() {
-	case reflect.Bool, reflect.String,
+	case reflect.String:
+		if !utf8.ValidString(v.String()) {
+			return fmt.Errorf("%w: string %q is not UTF-8", ErrInvalidValue, v.String())
+		}
+		return nil
+	case reflect.Bool,
 		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint8, reflect.Uint16, reflect.Uint32:
 		return nil
@@ -93,6 +100,9 @@ func checkReflect(v reflect.Value, depth int) error {
 		}
 		it := v.MapRange()
 		for it.Next() {
+			if k := it.Key().String(); !utf8.ValidString(k) {
+				return fmt.Errorf("%w: map key %q is not UTF-8", ErrInvalidValue, k)
+			}
 			if err := checkReflect(it.Value(), depth+1); err != nil {
 				return err
 			}
@@ -124,47 +134,63 @@ func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
 
 // parsed is an update payload split into its parts.
 type parsed struct {
-	key       string
-	value     []byte // the encoded value; nil for a tombstone
-	tombstone bool
+	key  string // aliases the payload, which is immutable
+	voff int    // offset of the encoded value in the payload; 0 for a tombstone
 }
 
-// parseUpdate splits the payload of a Model update without decoding the
-// value.
+// parseUpdate splits the payload of a Model update, [key, value] or [key],
+// without copying or decoding the value. The key aliases data: update
+// payloads are never modified.
 func parseUpdate(data []byte) (parsed, error) {
 	var p parsed
-	if len(data) < 2 {
-		return p, fmt.Errorf("%w: short payload", ErrInvalidValue)
-	}
-	switch data[0] {
-	case 0x81:
-		p.tombstone = true
-	case 0x82:
-	default:
+	if len(data) < 2 || (data[0] != 0x81 && data[0] != 0x82) {
 		return p, fmt.Errorf("%w: payload is not [key, value] or [key]", ErrInvalidValue)
 	}
-	var key string
-	rest, err := valueDec.UnmarshalFirst(data[1:], &key)
-	if err != nil {
-		return p, fmt.Errorf("%w: key: %v", ErrInvalidValue, err)
+	c := data[1]
+	if c>>5 != 3 {
+		return p, fmt.Errorf("%w: key is not a string", ErrInvalidValue)
 	}
-	p.key = key
-	if p.tombstone {
-		if len(rest) != 0 {
+	off, n := 2, uint64(c&0x1f)
+	switch c & 0x1f {
+	case 24, 25, 26, 27:
+		size := 1 << (c&0x1f - 24)
+		if len(data) < off+size {
+			return p, fmt.Errorf("%w: short key", ErrInvalidValue)
+		}
+		n = 0
+		for _, b := range data[off : off+size] {
+			n = n<<8 | uint64(b)
+		}
+		off += size
+	case 28, 29, 30, 31:
+		return p, fmt.Errorf("%w: indefinite key", ErrInvalidValue)
+	}
+	if n > uint64(len(data)-off) {
+		return p, fmt.Errorf("%w: short key", ErrInvalidValue)
+	}
+	if n > 0 {
+		p.key = unsafe.String(&data[off], int(n))
+	}
+	if !utf8.ValidString(p.key) {
+		return p, fmt.Errorf("%w: key is not UTF-8", ErrInvalidValue)
+	}
+	end := off + int(n)
+	if data[0] == 0x81 {
+		if end != len(data) {
 			return p, fmt.Errorf("%w: bytes after a tombstone's key", ErrInvalidValue)
 		}
 		return p, nil
 	}
-	if len(rest) == 0 {
+	if end >= len(data) {
 		return p, fmt.Errorf("%w: no value", ErrInvalidValue)
 	}
-	p.value = rest
+	p.voff = end
 	return p, nil
 }
 
 // decodeValue decodes an encoded value into the Go types Get documents.
 func decodeValue(b []byte) any {
-	if b == nil {
+	if len(b) == 0 {
 		return nil
 	}
 	var v any

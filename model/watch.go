@@ -79,14 +79,14 @@ func (w *watchers) deliver() {
 func (p pendingChange) change() Change {
 	c := Change{
 		Key:       p.key,
-		Value:     decodeValue(p.new.value),
-		Deleted:   p.new.value == nil,
-		Source:    p.new.u.Source,
-		Timestamp: p.new.u.Timestamp,
-		Local:     p.new.u.Source == p.m.ID(),
+		Value:     decodeValue(p.new.value()),
+		Deleted:   p.new.voff == 0,
+		Source:    p.new.log.source,
+		Timestamp: p.new.ts,
+		Local:     p.new.log.source == p.m.ID(),
 	}
 	if p.old != nil {
-		c.Old = decodeValue(p.old.value)
+		c.Old = decodeValue(p.old.value())
 	}
 	return c
 }
