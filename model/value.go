@@ -112,17 +112,6 @@ func checkReflect(v reflect.Value, depth int) error {
 	return fmt.Errorf("%w: %s cannot be replicated", ErrInvalidValue, v.Type())
 }
 
-// checkEncoded reports why an encoded value from a peer is not one that Set
-// could have made: it must decode with the value decoder (no tags, string map
-// keys, integers within int64) and hold no NaN or infinity.
-func checkEncoded(b []byte) error {
-	var v any
-	if err := valueDec.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	return checkValue(v)
-}
-
 // encodeUpdate returns the update payload [key, value], or [key] for a
 // tombstone.
 func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
