@@ -92,7 +92,7 @@ func (s *Scuttlebutt) Now() vclock.Timestamp { return s.hlc.Now() }
 func (s *Scuttlebutt) LocalUpdate(data []byte) (u Update, changed bool, err error) {
 	u = Update{Source: s.id, Data: data}
 	u.Timestamp = 1 // placeholder so validate checks the rest
-	if err := validate(u, s.maxSize); err != nil {
+	if err := validate(u, s.maxSize, true); err != nil {
 		return Update{}, false, err
 	}
 	s.mu.Lock()
@@ -125,8 +125,10 @@ func (s *Scuttlebutt) Apply(updates ...Update) (applied int, err error) {
 
 // check validates a batch of foreign updates without applying any.
 func (s *Scuttlebutt) check(updates []Update) error {
-	for _, u := range updates {
-		if err := validate(u, s.maxSize); err != nil {
+	for i, u := range updates {
+		// A batch repeats few sources: check each id once.
+		known := i > 0 && u.Source == updates[i-1].Source
+		if err := validate(u, s.maxSize, known); err != nil {
 			return err
 		}
 		if s.val != nil {

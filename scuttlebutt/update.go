@@ -71,12 +71,14 @@ func ValidID(id string) error {
 	return nil
 }
 
-// validate checks what the base can check of any update: source, timestamp,
-// size and that Data is one well-formed CBOR item. The error wraps
-// ErrInvalidUpdate.
-func validate(u Update, maxSize int) error {
-	if err := ValidID(u.Source); err != nil {
-		return fmt.Errorf("%w: source: %v", ErrInvalidUpdate, err)
+// validate checks what the base can check of any update: source (unless
+// knownSource says it was checked already), timestamp, size and that Data is
+// one well-formed CBOR item. The error wraps ErrInvalidUpdate.
+func validate(u Update, maxSize int, knownSource bool) error {
+	if !knownSource {
+		if err := ValidID(u.Source); err != nil {
+			return fmt.Errorf("%w: source: %v", ErrInvalidUpdate, err)
+		}
 	}
 	if !u.Timestamp.Valid() {
 		return fmt.Errorf("%w: %s: timestamp %v is not positive and finite", ErrInvalidUpdate, u.Source, float64(u.Timestamp))
