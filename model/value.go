@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"reflect"
@@ -46,6 +47,20 @@ var (
 // slices, arrays and string-keyed maps of these, nested at most
 // maxValueDepth deep.
 func checkValue(v any) error {
+	switch v := v.(type) { // the common cases, without reflection
+	case nil, bool, int, int8, int16, int32, int64, uint8, uint16, uint32, []byte:
+		return nil
+	case string:
+		if !utf8.ValidString(v) {
+			return fmt.Errorf("%w: string %q is not UTF-8", ErrInvalidValue, v)
+		}
+		return nil
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("%w: %v is not a finite number", ErrInvalidValue, v)
+		}
+		return nil
+	}
 	return checkReflect(reflect.ValueOf(v), 0)
 }
 
@@ -115,10 +130,75 @@ func checkReflect(v reflect.Value, depth int) error {
 // encodeUpdate returns the update payload [key, value], or [key] for a
 // tombstone.
 func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
+	n := byte(0x82)
 	if tombstone {
-		return valueEnc.Marshal([1]string{key})
+		n = 0x81
 	}
-	return valueEnc.Marshal([2]any{key, value})
+	b := make([]byte, 0, 16+len(key)+sizeHint(value))
+	b = append(b, n)
+	b = appendText(b, key)
+	if tombstone {
+		return b, nil
+	}
+	switch v := value.(type) { // the common cases, without reflection
+	case string:
+		return appendText(b, v), nil
+	case []byte:
+		return append(appendHead(b, 2<<5, uint64(len(v))), v...), nil
+	case int:
+		return appendInt(b, int64(v)), nil
+	case int64:
+		return appendInt(b, v), nil
+	case bool:
+		if v {
+			return append(b, 0xf5), nil
+		}
+		return append(b, 0xf4), nil
+	case nil:
+		return append(b, 0xf6), nil
+	}
+	e, err := valueEnc.Marshal(value)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, e...), nil
+}
+
+// sizeHint guesses the encoded size of v, to size the payload once.
+func sizeHint(v any) int {
+	switch v := v.(type) {
+	case string:
+		return len(v)
+	case []byte:
+		return len(v)
+	}
+	return 16
+}
+
+func appendText(b []byte, s string) []byte {
+	return append(appendHead(b, 3<<5, uint64(len(s))), s...)
+}
+
+func appendInt(b []byte, i int64) []byte {
+	if i < 0 {
+		return appendHead(b, 1<<5, uint64(-1-i))
+	}
+	return appendHead(b, 0, uint64(i))
+}
+
+// appendHead appends a CBOR head in its shortest form.
+func appendHead(b []byte, major byte, n uint64) []byte {
+	switch {
+	case n < 24:
+		return append(b, major|byte(n))
+	case n <= math.MaxUint8:
+		return append(b, major|24, byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
+	case n <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, major|27), n)
 }
 
 // parsed is an update payload split into its parts.
