@@ -7,4 +7,7 @@ require (
 	github.com/google/go-cmp v0.7.0
 )
 
-require github.com/x448/float16 v0.8.4 // indirect
+require (
+	github.com/hashicorp/yamux v0.1.2 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+)

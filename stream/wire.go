@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bufio"
 	"io"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
@@ -40,7 +41,7 @@ func (cborCodec) newEncoder(_ scuttlebutt.Document, maxFrame int) encoder {
 }
 
 func (cborCodec) newDecoder(_ scuttlebutt.Document, r io.Reader, maxFrame int) decoder {
-	return &cborDecoder{NewFrameReader(r, maxFrame)}
+	return &cborDecoder{NewFrameReader(bufio.NewReaderSize(r, 64<<10), maxFrame)}
 }
 
 type cborEncoder struct{ max int }
