@@ -1,0 +1,136 @@
+// Command scuttle runs scuttle replicas from the command line.
+//
+// Usage:
+//
+//	scuttle <command> [flags]
+//
+// The commands are:
+//
+//	demo    three replicas over TCP loopback: writes, a partition, a heal
+//	help    print this help, or a command's flags: scuttle help demo
+//
+// Run "scuttle help <command>" or "scuttle <command> -h" for a command's
+// flags. The exit status is 0 on success, 1 if the command failed, and 2 for
+// a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit statuses of run.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// command is one subcommand. A new subcommand (serve, get, set...) is one
+// more entry in commands: a flag set and a run function.
+type command struct {
+	name    string
+	args    string // what follows the flags in the usage line, if anything
+	summary string // one line for the command list
+	// setup defines the command's flags on fs and returns the function that
+	// runs the command once they are parsed, with the remaining arguments.
+	setup func(fs *flag.FlagSet) (run func(ctx context.Context, args []string, stdout io.Writer) error)
+}
+
+// commands lists the subcommands in the order help prints them.
+var commands = []*command{
+	demoCommand,
+}
+
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// run runs the command line args (without the program name) and returns the
+// exit status. Everything goes to stdout and stderr, never to os.Stdout
+// directly, so that tests can run it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch name := args[0]; name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			c := lookup(args[1])
+			if c == nil {
+				fmt.Fprintf(stderr, "scuttle help: unknown command %q\n", args[1])
+				return exitUsage
+			}
+			fs, _ := c.newFlags(stdout)
+			fs.Usage()
+			return exitOK
+		}
+		usage(stdout)
+		return exitOK
+	default:
+		c := lookup(name)
+		if c == nil {
+			fmt.Fprintf(stderr, "scuttle: unknown command %q\n", name)
+			usage(stderr)
+			return exitUsage
+		}
+		fs, runc := c.newFlags(stderr)
+		if err := fs.Parse(args[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK
+			}
+			return exitUsage // the flag package has printed the error and usage
+		}
+		if err := runc(ctx, fs.Args(), stdout); err != nil {
+			fmt.Fprintf(stderr, "scuttle %s: %v\n", c.name, err)
+			return exitFail
+		}
+		return exitOK
+	}
+}
+
+// newFlags returns c's flag set, printing its errors and usage to w.
+func (c *command) newFlags(w io.Writer) (*flag.FlagSet, func(context.Context, []string, io.Writer) error) {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(w)
+	runc := c.setup(fs)
+	fs.Usage = func() {
+		line := "scuttle " + c.name + " [flags]"
+		if c.args != "" {
+			line += " " + c.args
+		}
+		fmt.Fprintf(w, "usage: %s\n\n%s\n\nflags:\n", line, c.summary)
+		fs.PrintDefaults()
+	}
+	return fs, runc
+}
+
+func usage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("scuttle replicates data the way Scuttlebutt does.\n\n")
+	b.WriteString("usage: scuttle <command> [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(&b, "  %-8s %s\n", "help", "print this help, or a command's flags: scuttle help <command>")
+	io.WriteString(w, b.String())
+}

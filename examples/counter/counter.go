@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"slices"
+	"sync"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// Counter is a grow-only counter: every replica counts its own increments,
+// and the value is the sum of every replica's count. It is written only
+// against scuttlebutt.Replica, the way any replicated type is.
+//
+// Each replica's count is an update of its own whose Data is the CBOR array
+// [count]. Counts only grow, so an update carries the whole count, not the
+// increment: a replica that missed some updates is repaired by the latest
+// one alone, and History holds one update per source, however many
+// increments were made.
+//
+// A replica that has lost its state (it kept it only in memory) must sync
+// before it increments under its old id: until its own latest count comes
+// back from a peer, its new counts start from zero and lose to the old,
+// higher one.
+//
+// All methods are safe for concurrent use.
+type Counter struct {
+	*scuttlebutt.Scuttlebutt
+
+	incr sync.Mutex // serializes Incr, so that no increment is lost
+
+	mu     sync.Mutex
+	latest map[string]scuttlebutt.Update // each source's update of the highest count
+	counts map[string]uint64             // each source's count, decoded from latest
+}
+
+// payload is an update's Data: the source's count, as [count].
+type payload struct {
+	_     struct{} `cbor:",toarray"`
+	Count uint64
+}
+
+// decMode decodes payloads strictly: exactly [count], no trailing data, no
+// fields beyond the one.
+var decMode, _ = cbor.DecOptions{ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
+
+// NewCounter returns a counter at zero with the given replica id.
+func NewCounter(id string) (*Counter, error) {
+	c := &Counter{latest: map[string]scuttlebutt.Update{}, counts: map[string]uint64{}}
+	sb, err := scuttlebutt.New(id, c, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.Scuttlebutt = sb
+	return c, nil
+}
+
+// Incr adds n to this replica's count and replicates the new count.
+func (c *Counter) Incr(n uint64) error {
+	c.incr.Lock()
+	defer c.incr.Unlock()
+	c.mu.Lock()
+	count := c.counts[c.ID()] + n
+	c.mu.Unlock()
+	data, err := cbor.Marshal(payload{Count: count})
+	if err != nil {
+		return err
+	}
+	_, _, err = c.LocalUpdate(data)
+	return err
+}
+
+// Value returns the sum of every replica's count.
+func (c *Counter) Value() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var sum uint64
+	for _, n := range c.counts {
+		sum += n
+	}
+	return sum
+}
+
+// decode returns the count in an update's Data.
+func decode(data []byte) (uint64, error) {
+	var p payload
+	if err := decMode.Unmarshal(data, &p); err != nil {
+		return 0, err
+	}
+	return p.Count, nil
+}
+
+// ValidateUpdate implements scuttlebutt.Validator: Data must be [count], so
+// a malformed update ends the stream instead of being recorded in the clock.
+func (c *Counter) ValidateUpdate(u scuttlebutt.Update) error {
+	if _, err := decode(u.Data); err != nil {
+		return errors.Join(errors.New("counter: want [count]"), err)
+	}
+	return nil
+}
+
+// ApplyUpdate implements scuttlebutt.Replica: it keeps the higher count of
+// each source and reports whether u raised it.
+func (c *Counter) ApplyUpdate(u scuttlebutt.Update) bool {
+	n, err := decode(u.Data)
+	if err != nil {
+		return false // the base validated it; a local update is ours
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur, ok := c.counts[u.Source]
+	if ok && n < cur {
+		return false // a count can only grow: keep the higher one
+	}
+	// Per source, u is later than the update held: on an equal count keep u,
+	// so that the update History offers is the one the clock records.
+	c.latest[u.Source] = u
+	c.counts[u.Source] = n
+	return !ok || n > cur
+}
+
+// History implements scuttlebutt.Replica: each source's latest update, if
+// it is newer than sources has seen, sorted by (Timestamp, Source).
+func (c *Counter) History(sources vclock.Clock) []scuttlebutt.Update {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []scuttlebutt.Update
+	for src, u := range c.latest {
+		if u.Timestamp > sources.Get(src) {
+			out = append(out, u)
+		}
+	}
+	slices.SortFunc(out, scuttlebutt.Compare)
+	return out
+}
+
+var (
+	_ scuttlebutt.Replica   = (*Counter)(nil)
+	_ scuttlebutt.Validator = (*Counter)(nil)
+	_ scuttlebutt.Document  = (*Counter)(nil)
+)

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/google/go-cmp/cmp"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+func TestRun(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), &out); err != nil {
+		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
+	}
+	want := "a = 6000\nb = 6000\nc = 6000\n" +
+		"all equal to 6000 = (1+2+3) x 4 goroutines x 250 increments\n"
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("output mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// upd makes the update of source at ts carrying count.
+func upd(t *testing.T, source string, ts vclock.Timestamp, count uint64) scuttlebutt.Update {
+	t.Helper()
+	data, err := cbor.Marshal([]uint64{count})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scuttlebutt.Update{Source: source, Timestamp: ts, Data: data}
+}
+
+func TestApplyUpdateAndHistory(t *testing.T) {
+	tests := []struct {
+		name    string
+		apply   []scuttlebutt.Update
+		changed []bool
+		value   uint64
+		since   vclock.Clock
+		history []scuttlebutt.Update // what History(since) returns
+	}{
+		{
+			name:    "counts grow per source",
+			apply:   []scuttlebutt.Update{upd(t, "x", 1, 1), upd(t, "x", 2, 3), upd(t, "y", 1, 5)},
+			changed: []bool{true, true, true},
+			value:   3 + 5,
+			since:   vclock.Clock{},
+			history: []scuttlebutt.Update{upd(t, "y", 1, 5), upd(t, "x", 2, 3)},
+		},
+		{
+			name:    "a lower count is stale and kept out of history",
+			apply:   []scuttlebutt.Update{upd(t, "x", 1, 7), upd(t, "x", 2, 4)},
+			changed: []bool{true, false},
+			value:   7,
+			since:   vclock.Clock{},
+			history: []scuttlebutt.Update{upd(t, "x", 1, 7)},
+		},
+		{
+			name:    "an equal count moves the latest update but not the value",
+			apply:   []scuttlebutt.Update{upd(t, "x", 1, 2), upd(t, "x", 5, 2)},
+			changed: []bool{true, false},
+			value:   2,
+			since:   vclock.Clock{"x": 1},
+			history: []scuttlebutt.Update{upd(t, "x", 5, 2)},
+		},
+		{
+			name:    "history skips what the clock covers",
+			apply:   []scuttlebutt.Update{upd(t, "x", 3, 1), upd(t, "y", 4, 2), upd(t, "z", 2, 3)},
+			changed: []bool{true, true, true},
+			value:   6,
+			since:   vclock.Clock{"x": 3, "y": 1, "z": 5},
+			history: []scuttlebutt.Update{upd(t, "y", 4, 2)},
+		},
+		{
+			name:    "history sorts equal timestamps by source",
+			apply:   []scuttlebutt.Update{upd(t, "z", 9, 1), upd(t, "x", 9, 1), upd(t, "y", 8, 1)},
+			changed: []bool{true, true, true},
+			value:   3,
+			since:   nil,
+			history: []scuttlebutt.Update{upd(t, "y", 8, 1), upd(t, "x", 9, 1), upd(t, "z", 9, 1)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := NewCounter("me")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var changed []bool
+			for _, u := range tt.apply {
+				changed = append(changed, c.ApplyUpdate(u))
+			}
+			if diff := cmp.Diff(tt.changed, changed); diff != "" {
+				t.Errorf("ApplyUpdate results (-want +got):\n%s", diff)
+			}
+			if got := c.Value(); got != tt.value {
+				t.Errorf("Value() = %d, want %d", got, tt.value)
+			}
+			if diff := cmp.Diff(tt.history, c.History(tt.since)); diff != "" {
+				t.Errorf("History(%v) (-want +got):\n%s", tt.since, diff)
+			}
+		})
+	}
+}
+
+func TestApplyRejectsMalformed(t *testing.T) {
+	tests := []struct {
+		name string
+		data any
+	}{
+		{"empty array", []uint64{}},
+		{"two counts", []uint64{1, 2}},
+		{"string count", []string{"1"}},
+		{"negative count", []int64{-1}},
+		{"bare number", 5},
+		{"map", map[string]uint64{"count": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := NewCounter("me")
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := cbor.Marshal(tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			good := upd(t, "x", 1, 4)
+			bad := scuttlebutt.Update{Source: "y", Timestamp: 2, Data: data}
+			if _, err := c.Apply(good, bad); !errors.Is(err, scuttlebutt.ErrInvalidUpdate) {
+				t.Errorf("Apply(%x) error = %v, want ErrInvalidUpdate", data, err)
+			}
+			if c.Value() != 0 || len(c.Clock()) != 0 {
+				t.Errorf("after a refused batch: Value() = %d, Clock() = %v; want nothing applied", c.Value(), c.Clock())
+			}
+		})
+	}
+}
+
+func TestIncrConcurrent(t *testing.T) {
+	c, err := NewCounter("me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if err := c.Incr(2); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := c.Value(); got != 8*100*2 {
+		t.Errorf("Value() = %d after 800 concurrent Incr(2), want 1600", got)
+	}
+	// One update per source, however many increments.
+	if h := c.History(nil); len(h) != 1 || h[0].Timestamp != c.Clock().Get("me") {
+		t.Errorf("History(nil) = %v, want the one latest update at %v", h, c.Clock().Get("me"))
+	}
+}
