@@ -1,0 +1,96 @@
+package bench
+
+import (
+	"context"
+	"testing"
+)
+
+func TestKey(t *testing.T) {
+	tests := []struct {
+		i    int
+		want string
+	}{
+		{0, "key-0000000"},
+		{1, "key-0000001"},
+		{999_999, "key-0999999"},
+		{1_000_000, "key-1000000"},
+		{12_345_678, "key-12345678"},
+	}
+	for _, tt := range tests {
+		if got := Key(tt.i); got != tt.want {
+			t.Errorf("Key(%d) = %q, want %q", tt.i, got, tt.want)
+		}
+	}
+}
+
+// TestWorkloads runs every workload at a small size over every transport:
+// the workloads check that the replicas converged, and these checks check
+// what they report.
+func TestWorkloads(t *testing.T) {
+	const keys = 2_000
+	workloads := []struct {
+		name  string
+		run   func(context.Context, *Options) (Result, error)
+		opts  Options
+		local bool // no connection involved
+		check func(t *testing.T, r Result)
+	}{
+		{"W1", W1, Options{Keys: keys}, false, func(t *testing.T, r Result) {
+			wantN(t, r, keys)
+			if r.BytesPerUpdate < 20 || r.BytesPerUpdate > 200 {
+				t.Errorf("%.1f bytes per update, want a small update's size", r.BytesPerUpdate)
+			}
+		}},
+		{"W2", W2, Options{Keys: 100, Rounds: 20}, false, func(t *testing.T, r Result) {
+			wantN(t, r, 100*20)
+			if r.HistoryLen != 100 {
+				t.Errorf("history of %d updates, want one per key, 100", r.HistoryLen)
+			}
+		}},
+		{"W3", W3, Options{Keys: keys, Changes: 10}, false, func(t *testing.T, r Result) {
+			wantN(t, r, 20)
+			if r.Bytes <= 0 || r.Bytes > 20*200 {
+				t.Errorf("%d bytes exchanged for 20 changes", r.Bytes)
+			}
+		}},
+		{"W4", W4, Options{Keys: keys}, false, func(t *testing.T, r Result) {
+			wantN(t, r, keys)
+			if r.Bytes < keys*20 {
+				t.Errorf("%d bytes for %d keys", r.Bytes, keys)
+			}
+		}},
+		{"W5Local", W5Local, Options{Keys: keys}, true, func(t *testing.T, r Result) { wantN(t, r, keys) }},
+		{"W5Sync", W5Sync, Options{Keys: keys}, false, func(t *testing.T, r Result) { wantN(t, r, keys) }},
+	}
+	for _, w := range workloads {
+		for _, tr := range Transports {
+			if w.local && tr != Pipe {
+				continue
+			}
+			name := w.name + "/" + string(tr)
+			if w.local {
+				name = w.name
+			}
+			t.Run(name, func(t *testing.T) {
+				o := w.opts
+				o.Transport = tr
+				r, err := w.run(t.Context(), &o)
+				if err != nil {
+					t.Fatalf("%s: %v", w.name, err)
+				}
+				t.Log(r)
+				if r.Duration <= 0 {
+					t.Errorf("duration %v, want > 0", r.Duration)
+				}
+				w.check(t, r)
+			})
+		}
+	}
+}
+
+func wantN(t *testing.T, r Result, n int) {
+	t.Helper()
+	if r.N != n {
+		t.Errorf("N = %d, want %d", r.N, n)
+	}
+}

@@ -1,0 +1,232 @@
+// Command benchtable runs the replication workloads W1 to W5 of package
+// internal/bench and prints what they measured against the project's
+// targets, one row per figure:
+//
+//	go run ./internal/cmd/benchtable [-runs 3] [-only W1,W3]
+//
+// W1 to W4 run -runs times over each transport and keep the fastest run;
+// W5 runs once. A row's status is "ok" when the target is met and "below"
+// when it is not. `make bench` runs this program.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/scuttle-go/scuttle/internal/bench"
+)
+
+// timeout bounds one run of one workload.
+const timeout = 2 * time.Minute
+
+func main() {
+	runs := flag.Int("runs", 3, "runs of W1-W4 per transport; the fastest is reported")
+	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5); empty for all")
+	flag.Parse()
+	if err := run(os.Stdout, os.Stderr, *runs, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+}
+
+// workload is one line of the plan: a workload on a transport, and the rows
+// of the table it produces.
+type workload struct {
+	name  string
+	tr    bench.Transport // "" for none
+	runs  int
+	run   func(context.Context, *bench.Options) (bench.Result, error)
+	label string // appended to the transport column
+	rows  func(bench.Result) []row
+}
+
+// row is one figure of the table.
+type row struct {
+	measure string
+	result  string
+	target  string
+	ok      *bool // nil when there is no target
+	peers   string
+}
+
+func run(stdout, stderr io.Writer, runs int, only string) error {
+	if runs < 1 {
+		return fmt.Errorf("-runs %d: want at least 1", runs)
+	}
+	want := map[string]bool{}
+	for w := range strings.SplitSeq(only, ",") {
+		if w = strings.TrimSpace(strings.ToUpper(w)); w != "" {
+			want[w] = true
+		}
+	}
+	start := time.Now()
+	tw := tabwriter.NewWriter(stdout, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintf(stdout, "scuttle workloads, %s %s/%s, GOMAXPROCS=%d, fastest of %d runs (W5: 1 run)\n\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runs)
+	fmt.Fprintln(tw, " workload\t transport\t measure\t result\t target\t status\t peers")
+	fmt.Fprintln(tw, " --------\t ---------\t -------\t ------\t ------\t ------\t -----")
+	below := 0
+	for _, w := range plan(runs) {
+		if len(want) > 0 && !want[w.name] {
+			continue
+		}
+		r, err := best(w)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", w.name, w.tr, err)
+		}
+		fmt.Fprintf(stderr, "%s\n", r)
+		tr := string(w.tr)
+		if tr == "" {
+			tr = "-"
+		}
+		tr += w.label
+		for _, x := range w.rows(r) {
+			status := ""
+			if x.ok != nil {
+				status = "ok"
+				if !*x.ok {
+					status = "below"
+					below++
+				}
+			}
+			fmt.Fprintf(tw, " %s\t %s\t %s\t %s\t %s\t %s\t %s\n", w.name, tr, x.measure, x.result, x.target, status, x.peers)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n%d figures below target; %s in all.\n", below, time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+// best runs w.runs times and returns the run with the shortest timed part.
+func best(w workload) (bench.Result, error) {
+	var b bench.Result
+	for i := range w.runs {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		r, err := w.run(ctx, &bench.Options{Transport: w.tr})
+		cancel()
+		if err != nil {
+			return r, err
+		}
+		if i == 0 || r.Duration < b.Duration {
+			b = r
+		}
+	}
+	return b, nil
+}
+
+// plan lists the workloads in the order of the table, with their targets.
+func plan(runs int) []workload {
+	var p []workload
+	rate := map[bench.Transport]float64{bench.Pipe: 1_000_000, bench.TCP: 500_000}
+	for _, tr := range bench.Transports {
+		p = append(p, workload{name: "W1", tr: tr, runs: runs, run: bench.W1, rows: func(r bench.Result) []row {
+			return []row{
+				atLeast("updates/s", r.UpdatesPerSec, rate[tr], "JS 87k, Yjs 43k"),
+				atMost("bytes/update", r.BytesPerUpdate, 55, "JS 108"),
+			}
+		}})
+	}
+	for _, tr := range bench.Transports {
+		p = append(p, workload{name: "W2", tr: tr, runs: runs, run: bench.W2, rows: func(r bench.Result) []row {
+			return []row{
+				atLeast("updates/s", r.UpdatesPerSec, rate[tr], "as fast as W1"),
+				equal("history length", r.HistoryLen, bench.DefaultW2Keys),
+				{measure: "heap, A+B", result: kib(r.HeapBytes), target: "O(keys)", peers: fmt.Sprintf("%.0f B/key/replica", r.HeapPerKey)},
+			}
+		}})
+	}
+	for _, tr := range bench.Transports {
+		p = append(p, workload{name: "W3", tr: tr, runs: runs, run: bench.W3, rows: func(r bench.Result) []row {
+			return []row{
+				atMostUnit("bytes, both ways", float64(r.Bytes), 8_000, " B", "Yjs 8.6 KB"),
+				atMostDur("time to synced", r.Duration, 5*time.Millisecond, "Yjs 13 ms"),
+			}
+		}})
+	}
+	for _, tr := range bench.Transports {
+		p = append(p, workload{name: "W4", tr: tr, runs: runs, run: bench.W4, rows: func(r bench.Result) []row {
+			return []row{
+				atMostDur("time to synced", r.Duration, 100*time.Millisecond, ""),
+				{measure: "bytes/update", result: fmt.Sprintf("%.1f", r.BytesPerUpdate), target: "-"},
+			}
+		}})
+	}
+	p = append(p,
+		workload{name: "W5", label: " (Set locally)", runs: 1, run: bench.W5Local, rows: func(r bench.Result) []row {
+			return []row{
+				atMost("heap bytes/key", r.HeapPerKey, 150, "Yjs 323 / 399"),
+				{measure: "Sets/s", result: count(r.UpdatesPerSec), target: "-"},
+			}
+		}},
+		workload{name: "W5", tr: bench.Pipe, label: " (by sync)", runs: 1, run: bench.W5Sync, rows: func(r bench.Result) []row {
+			return []row{
+				atMost("heap bytes/key", r.HeapPerKey, 150, "Yjs 323 / 399"),
+				{measure: "sync time", result: ms(r.Duration), target: "-"},
+			}
+		}},
+	)
+	return p
+}
+
+func atLeast(measure string, got, target float64, peers string) row {
+	ok := got >= target
+	return row{measure, count(got), ">= " + count(target), &ok, peers}
+}
+
+func atMost(measure string, got, target float64, peers string) row {
+	return atMostUnit(measure, got, target, "", peers)
+}
+
+func atMostUnit(measure string, got, target float64, unit, peers string) row {
+	ok := got <= target
+	return row{measure, num(got) + unit, "<= " + num(target) + unit, &ok, peers}
+}
+
+// num formats a whole number with separators, anything else to 0.1.
+func num(f float64) string {
+	if f == float64(int64(f)) {
+		return count(f)
+	}
+	return strconv.FormatFloat(f, 'f', 1, 64)
+}
+
+func atMostDur(measure string, got, target time.Duration, peers string) row {
+	ok := got <= target
+	return row{measure, ms(got), "<= " + ms(target), &ok, peers}
+}
+
+func equal(measure string, got, target int) row {
+	ok := got == target
+	return row{measure, count(float64(got)), "= " + count(float64(target)), &ok, "O(keys), not O(writes)"}
+}
+
+// count formats n rounded, with thousands separators.
+func count(n float64) string {
+	s := strconv.FormatInt(int64(n+0.5), 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms"
+}
+
+func kib(n int64) string {
+	return strconv.FormatFloat(float64(n)/1024, 'f', 0, 64) + " KiB"
+}

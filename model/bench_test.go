@@ -1,0 +1,103 @@
+package model_test
+
+import (
+	"testing"
+
+	"github.com/scuttle-go/scuttle/internal/bench"
+	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// BenchmarkW5 measures the live heap per key of a Model holding 1,000,000
+// keys with 32-byte values, Set locally and received by a sync over
+// net.Pipe (internal/bench's W5). ns/op is the Sets, or the sync.
+//
+//	go test -run '^$' -bench W5 -benchtime 1x ./model/
+func BenchmarkW5(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		run  func(b *testing.B) (bench.Result, error)
+	}{
+		{"local", func(b *testing.B) (bench.Result, error) {
+			return bench.W5Local(b.Context(), &bench.Options{Timer: b})
+		}},
+		{"sync-pipe", func(b *testing.B) (bench.Result, error) {
+			return bench.W5Sync(b.Context(), &bench.Options{Transport: bench.Pipe, Timer: b})
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var perKey float64
+			runs := 0
+			for b.Loop() {
+				r, err := tc.run(b)
+				if err != nil {
+					b.Fatal(err)
+				}
+				perKey += r.HeapPerKey
+				runs++
+			}
+			b.ReportMetric(perKey/float64(runs), "B/key")
+		})
+	}
+}
+
+// benchKeys is the size of the model the micro benchmarks work on.
+const benchKeys = 100_000
+
+// filled returns a Model holding benchKeys keys (key-0000000 = 0, ...) and
+// the keys.
+func filled(b *testing.B) (*model.Model, []string) {
+	b.Helper()
+	m, err := model.New(bench.ReplicaA, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := bench.Keys(benchKeys)
+	if err := bench.Fill(m, keys); err != nil {
+		b.Fatal(err)
+	}
+	return m, keys
+}
+
+// BenchmarkSet overwrites the keys of a 100,000-key Model in turn, with
+// nothing connected.
+func BenchmarkSet(b *testing.B) {
+	m, keys := filled(b)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := m.Set(keys[i%len(keys)], i); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkGet reads the keys of a 100,000-key Model in turn.
+func BenchmarkGet(b *testing.B) {
+	m, keys := filled(b)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := m.Get(keys[i%len(keys)]); !ok {
+			b.Fatalf("%s is not set", keys[i%len(keys)])
+		}
+		i++
+	}
+}
+
+// BenchmarkHistory computes a small delta, the last 100 updates, of a
+// 100,000-key Model: what a peer that was briefly away asks for.
+func BenchmarkHistory(b *testing.B) {
+	const delta = 100
+	m, _ := filled(b)
+	all := m.History(vclock.Clock{})
+	peer := vclock.Clock{bench.ReplicaA: all[len(all)-delta-1].Timestamp}
+	if n := len(m.History(peer)); n != delta {
+		b.Fatalf("History returned %d updates, want %d", n, delta)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.History(peer)
+	}
+}

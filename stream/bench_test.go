@@ -1,0 +1,174 @@
+package stream_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/scuttle-go/scuttle/internal/bench"
+	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/stream"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// The workload benchmarks run internal/bench's W1 to W4 (see its package
+// doc) once per iteration over each transport. ns/op is the timed part of
+// the workload; the custom metrics are averaged over the iterations:
+//
+//	go test -run '^$' -bench 'W[1-4]' -benchtime 3x ./stream/ | benchstat -
+
+// BenchmarkW1 sets 100,000 keys on a live-connected replica until the peer
+// has them: updates/s and wire bytes per update.
+func BenchmarkW1(b *testing.B) {
+	benchWorkload(b, bench.W1, func(b *testing.B, t total) {
+		b.ReportMetric(t.rate(), "updates/s")
+		b.ReportMetric(t.perUpdate(), "B/update")
+	})
+}
+
+// BenchmarkW2 overwrites 1,000 keys 100 times each, live: updates/s, the
+// length of the receiver's full History, and the heap both replicas hold
+// per key.
+func BenchmarkW2(b *testing.B) {
+	benchWorkload(b, bench.W2, func(b *testing.B, t total) {
+		b.ReportMetric(t.rate(), "updates/s")
+		b.ReportMetric(t.perUpdate(), "B/update")
+		b.ReportMetric(float64(t.last.HistoryLen), "history")
+		b.ReportMetric(t.last.HeapPerKey, "heapB/key")
+	})
+}
+
+// BenchmarkW3 reconnects two replicas of 100,000 keys after 100 changes on
+// each side: bytes both ways and milliseconds until synced.
+func BenchmarkW3(b *testing.B) {
+	benchWorkload(b, bench.W3, func(b *testing.B, t total) {
+		b.ReportMetric(float64(t.bytes)/float64(t.runs), "bytes")
+		b.ReportMetric(t.ms(), "ms")
+	})
+}
+
+// BenchmarkW4 syncs 100,000 keys into an empty replica: milliseconds until
+// synced, updates/s and wire bytes per update.
+func BenchmarkW4(b *testing.B) {
+	benchWorkload(b, bench.W4, func(b *testing.B, t total) {
+		b.ReportMetric(t.ms(), "ms")
+		b.ReportMetric(t.rate(), "updates/s")
+		b.ReportMetric(t.perUpdate(), "B/update")
+	})
+}
+
+// total sums a workload's results over a benchmark's iterations.
+type total struct {
+	runs, n int
+	d       time.Duration
+	bytes   int64
+	last    bench.Result
+}
+
+func (t total) rate() float64      { return float64(t.n) / t.d.Seconds() }
+func (t total) perUpdate() float64 { return float64(t.bytes) / float64(t.n) }
+func (t total) ms() float64        { return float64(t.d) / float64(time.Millisecond) / float64(t.runs) }
+
+func benchWorkload(b *testing.B, w func(context.Context, *bench.Options) (bench.Result, error), report func(*testing.B, total)) {
+	for _, tr := range bench.Transports {
+		b.Run(string(tr), func(b *testing.B) {
+			var t total
+			for b.Loop() {
+				r, err := w(b.Context(), &bench.Options{Transport: tr, Timer: b})
+				if err != nil {
+					b.Fatal(err)
+				}
+				t.runs++
+				t.n += r.N
+				t.d += r.Duration
+				t.bytes += r.Bytes
+				t.last = r
+			}
+			report(b, t)
+		})
+	}
+}
+
+// BenchmarkEncode frames batches of Model updates (key-0000000 = i, as in
+// W1) with the CBOR codec.
+func BenchmarkEncode(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("updates=%d", n), func(b *testing.B) {
+			d, m := updatesMessage(b, n)
+			buf, err := stream.AppendMessageForBench(stream.CBOR, d, nil, m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(buf)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if buf, err = stream.AppendMessageForBench(stream.CBOR, d, buf[:0], m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(buf))/float64(n), "B/update")
+		})
+	}
+}
+
+// BenchmarkDecode reads and decodes the frames BenchmarkEncode makes, from
+// a reader that repeats one frame forever.
+func BenchmarkDecode(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("updates=%d", n), func(b *testing.B) {
+			d, m := updatesMessage(b, n)
+			frame, err := stream.AppendMessageForBench(stream.CBOR, d, nil, m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			read := stream.NewReaderForBench(stream.CBOR, d, &repeatReader{b: frame})
+			got, err := read()
+			if err != nil || len(got.Updates) != n {
+				b.Fatalf("decoded %d updates (%v), want %d", len(got.Updates), err, n)
+			}
+			b.SetBytes(int64(len(frame)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := read(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// updatesMessage returns a model holding n keys and the MsgUpdates of all
+// of them.
+func updatesMessage(b *testing.B, n int) (*model.Model, scuttlebutt.Message) {
+	b.Helper()
+	m, err := model.New(bench.ReplicaA, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := bench.Fill(m, bench.Keys(n)); err != nil {
+		b.Fatal(err)
+	}
+	us := m.History(vclock.Clock{})
+	if len(us) != n {
+		b.Fatalf("history of %d updates, want %d", len(us), n)
+	}
+	return m, scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: us}
+}
+
+// repeatReader reads b over and over.
+type repeatReader struct {
+	b   []byte
+	off int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.b[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.b)
+	}
+	return n, nil
+}
