@@ -33,8 +33,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -95,6 +97,10 @@ type Options struct {
 	// Timer, if not nil, is stopped while the workload builds and checks
 	// its replicas and running while it measures.
 	Timer Timer
+	// HeapProfile, if not nil, receives a heap profile (pprof format) taken
+	// by W5 when it measures the heap, while the replica is live: read it
+	// with `go tool pprof -sample_index=inuse_space`.
+	HeapProfile io.Writer
 }
 
 func (o *Options) withDefaults(keys int) Options {
@@ -158,7 +164,11 @@ type Result struct {
 
 // String formats r on one line, for logs.
 func (r Result) String() string {
-	s := fmt.Sprintf("%s/%s n=%d %v", r.Workload, r.Transport, r.N, r.Duration)
+	tr := string(r.Transport)
+	if tr == "" {
+		tr = "local"
+	}
+	s := fmt.Sprintf("%s/%s n=%d %v", r.Workload, tr, r.N, r.Duration)
 	if r.UpdatesPerSec > 0 {
 		s += fmt.Sprintf(" %.0f updates/s", r.UpdatesPerSec)
 	}
@@ -386,4 +396,13 @@ func liveHeap() int64 {
 // covers reports whether b's clock covers a's own entry at t.
 func covers(b *model.Model, t vclock.Timestamp) bool {
 	return b.Clock().Get(ReplicaA) >= t
+}
+
+// writeHeapProfile writes a heap profile to w, if w is not nil, after the
+// collection liveHeap made, so that it shows what is live.
+func writeHeapProfile(w io.Writer) error {
+	if w == nil {
+		return nil
+	}
+	return pprof.Lookup("heap").WriteTo(w, 0)
 }

@@ -263,6 +263,9 @@ func W5Local(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 	r.HeapBytes = liveHeap() - h0
+	if err := writeHeapProfile(o.HeapProfile); err != nil {
+		return r, err
+	}
 	if m.Len() != o.Keys {
 		return r, fmt.Errorf("bench: W5: %d keys, want %d", m.Len(), o.Keys)
 	}
@@ -312,6 +315,9 @@ func W5Sync(ctx context.Context, opts *Options) (r Result, err error) {
 	}
 	s = nil
 	r.HeapBytes = liveHeap() - h0
+	if err := writeHeapProfile(o.HeapProfile); err != nil {
+		return r, err
+	}
 	if b.Len() != o.Keys {
 		return r, fmt.Errorf("bench: W5: B holds %d keys, want %d", b.Len(), o.Keys)
 	}

@@ -2,10 +2,12 @@
 // internal/bench and prints what they measured against the project's
 // targets, one row per figure:
 //
-//	go run ./internal/cmd/benchtable [-runs 3] [-only W1,W3]
+//	go run ./internal/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5]
 //
 // W1 to W4 run -runs times over each transport and keep the fastest run;
-// W5 runs once. A row's status is "ok" when the target is met and "below"
+// W5 runs once. With -heapprofile PREFIX, W5 writes the heap profiles of
+// its replicas to PREFIX.local.prof and PREFIX.sync.prof, for
+// `go tool pprof -sample_index=inuse_space`. A row's status is "ok" when the target is met and "below"
 // when it is not. `make bench` runs this program.
 package main
 
@@ -30,8 +32,9 @@ const timeout = 2 * time.Minute
 func main() {
 	runs := flag.Int("runs", 3, "runs of W1-W4 per transport; the fastest is reported")
 	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5); empty for all")
+	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof")
 	flag.Parse()
-	if err := run(os.Stdout, os.Stderr, *runs, *only); err != nil {
+	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
@@ -45,6 +48,7 @@ type workload struct {
 	runs  int
 	run   func(context.Context, *bench.Options) (bench.Result, error)
 	label string // appended to the transport column
+	heap  string // W5: the suffix of its heap profile's file
 	rows  func(bench.Result) []row
 }
 
@@ -57,7 +61,7 @@ type row struct {
 	peers   string
 }
 
-func run(stdout, stderr io.Writer, runs int, only string) error {
+func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 	if runs < 1 {
 		return fmt.Errorf("-runs %d: want at least 1", runs)
 	}
@@ -78,11 +82,11 @@ func run(stdout, stderr io.Writer, runs int, only string) error {
 		if len(want) > 0 && !want[w.name] {
 			continue
 		}
-		r, err := best(w)
+		r, err := best(w, heapPrefix)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", w.name, w.tr, err)
 		}
-		fmt.Fprintf(stderr, "%s\n", r)
+		fmt.Fprintf(stderr, "ran %s\n", r)
 		tr := string(w.tr)
 		if tr == "" {
 			tr = "-"
@@ -108,11 +112,21 @@ func run(stdout, stderr io.Writer, runs int, only string) error {
 }
 
 // best runs w.runs times and returns the run with the shortest timed part.
-func best(w workload) (bench.Result, error) {
+// With a heapPrefix, a workload that measures the heap writes its profile.
+func best(w workload, heapPrefix string) (bench.Result, error) {
 	var b bench.Result
 	for i := range w.runs {
+		o := &bench.Options{Transport: w.tr}
+		if heapPrefix != "" && w.heap != "" {
+			f, err := os.Create(heapPrefix + w.heap)
+			if err != nil {
+				return b, err
+			}
+			defer f.Close()
+			o.HeapProfile = f
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		r, err := w.run(ctx, &bench.Options{Transport: w.tr})
+		r, err := w.run(ctx, o)
 		cancel()
 		if err != nil {
 			return r, err
@@ -162,13 +176,13 @@ func plan(runs int) []workload {
 		}})
 	}
 	p = append(p,
-		workload{name: "W5", label: " (Set locally)", runs: 1, run: bench.W5Local, rows: func(r bench.Result) []row {
+		workload{name: "W5", label: " (Set locally)", heap: ".local.prof", runs: 1, run: bench.W5Local, rows: func(r bench.Result) []row {
 			return []row{
 				atMost("heap bytes/key", r.HeapPerKey, 150, "Yjs 323 / 399"),
 				{measure: "Sets/s", result: count(r.UpdatesPerSec), target: "-"},
 			}
 		}},
-		workload{name: "W5", tr: bench.Pipe, label: " (by sync)", runs: 1, run: bench.W5Sync, rows: func(r bench.Result) []row {
+		workload{name: "W5", tr: bench.Pipe, label: " (by sync)", heap: ".sync.prof", runs: 1, run: bench.W5Sync, rows: func(r bench.Result) []row {
 			return []row{
 				atMost("heap bytes/key", r.HeapPerKey, 150, "Yjs 323 / 399"),
 				{measure: "sync time", result: ms(r.Duration), target: "-"},
