@@ -73,8 +73,6 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 	}
 	start := time.Now()
 	tw := tabwriter.NewWriter(stdout, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintf(stdout, "scuttle workloads, %s %s/%s, GOMAXPROCS=%d, fastest of %d runs (W5: 1 run)\n\n",
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runs)
 	fmt.Fprintln(tw, " workload\t transport\t measure\t result\t target\t status\t peers")
 	fmt.Fprintln(tw, " --------\t ---------\t -------\t ------\t ------\t ------\t -----")
 	below := 0
@@ -104,6 +102,8 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 			fmt.Fprintf(tw, " %s\t %s\t %s\t %s\t %s\t %s\t %s\n", w.name, tr, x.measure, x.result, x.target, status, x.peers)
 		}
 	}
+	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, fastest of %d runs (W5: 1 run)\n\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runs)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
