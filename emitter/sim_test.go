@@ -1,0 +1,184 @@
+package emitter_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scuttle-go/scuttle/emitter"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// memStorage is a scuttlebutt.Storage that keeps the log in memory and is
+// durable at once: it survives the "crash" of the replica it is attached
+// to, as a file would.
+type memStorage struct {
+	mu  sync.Mutex
+	log []scuttlebutt.Update
+}
+
+func (m *memStorage) Append(us []scuttlebutt.Update) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.log = append(m.log, us...)
+	return uint64(len(m.log)), nil
+}
+
+func (m *memStorage) Sync(uint64) error { return nil }
+
+func (m *memStorage) records() []scuttlebutt.Update {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.log)
+}
+
+// eventID names one event.
+type eventID struct {
+	Source string
+	Stamp  vclock.Timestamp
+}
+
+// simReplica is one replica slot of the simulation: its current Emitter,
+// its log, and every event its listeners received across restarts.
+type simReplica struct {
+	id    string
+	em    *emitter.Emitter
+	store *memStorage
+	rec   *recorder // survives restarts: the application's view
+	mu    sync.Mutex
+	local []eventID // events this replica emitted, as its listener saw them
+}
+
+// start opens the replica from its log, as a restarted process does:
+// replay, attach, then register the listener, so replayed events are
+// history and not delivered again.
+func (r *simReplica) start(t *testing.T) {
+	em := newEmitter(t, r.id, nil)
+	old := r.store.records()
+	if _, err := em.Apply(old...); err != nil {
+		t.Fatalf("%s: replaying %d updates: %v", r.id, len(old), err)
+	}
+	st := &memStorage{log: old}
+	em.Attach(st)
+	em.OnAny(func(ev emitter.Event) {
+		r.rec.add(ev)
+		if ev.Local {
+			r.mu.Lock()
+			r.local = append(r.local, eventID{ev.Source, ev.Timestamp})
+			r.mu.Unlock()
+		}
+	})
+	r.em, r.store = em, st
+}
+
+// TestRandomized runs seeded random schedules of emits, stream restarts,
+// partitions and crashes over real streams, then heals the network and
+// checks that every replica delivered every event exactly once, in each
+// source's order.
+func TestRandomized(t *testing.T) {
+	seeds := []uint64{1, 2, 3, 4, 5}
+	if testing.Short() {
+		seeds = seeds[:2]
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			runRandomized(t, seed)
+		})
+	}
+}
+
+func runRandomized(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	n := newTestNet(t, seed, 0)
+	size := 3 + rng.IntN(3)
+	reps := make([]*simReplica, size)
+	for i := range reps {
+		reps[i] = &simReplica{id: fmt.Sprintf("r%d", i), store: &memStorage{}, rec: &recorder{}}
+		reps[i].start(t)
+		n.add(reps[i].em)
+	}
+	t.Logf("seed %d: %d replicas", seed, size)
+	emitted := 0
+	for step := range 80 {
+		switch op := rng.IntN(10); {
+		case op < 5: // a burst of events on one replica
+			i := rng.IntN(size)
+			for k := range 1 + rng.IntN(4) {
+				if err := reps[i].em.Emit(fmt.Sprintf("ev%d", rng.IntN(3)), step, k, reps[i].id); err != nil {
+					t.Fatalf("seed %d step %d: Emit: %v", seed, step, err)
+				}
+				emitted++
+			}
+		case op < 7: // a link comes up
+			n.connect(rng.IntN(size), rng.IntN(size))
+		case op < 8: // a stream restarts
+			i, j := rng.IntN(size), rng.IntN(size)
+			n.disconnect(i, j)
+			n.connect(i, j)
+		case op < 9 && rng.IntN(2) == 0: // the partition heals
+			n.heal()
+			t.Logf("step %d: heal", step)
+		case op < 9: // a partition in two
+			cut := 1 + rng.IntN(size-1)
+			perm := rng.Perm(size)
+			n.partition(perm[:cut], perm[cut:])
+			t.Logf("step %d: partition %v | %v", step, perm[:cut], perm[cut:])
+		default: // a crash and restart
+			i := rng.IntN(size)
+			n.isolate(i)
+			reps[i].start(t)
+			n.replace(i, reps[i].em)
+			t.Logf("step %d: %s restarted", step, reps[i].id)
+		}
+	}
+	n.heal()
+	n.mesh()
+
+	want := map[eventID]bool{}
+	for _, r := range reps {
+		r.mu.Lock()
+		for _, id := range r.local {
+			want[id] = true
+		}
+		r.mu.Unlock()
+	}
+	if len(want) != emitted {
+		t.Fatalf("seed %d: %d events emitted, %d delivered locally", seed, emitted, len(want))
+	}
+	waitFor(t, 20*time.Second, fmt.Sprintf("seed %d: every replica to deliver %d events", seed, emitted), func() bool {
+		for _, r := range reps {
+			if r.rec.len() < emitted {
+				return false
+			}
+		}
+		return true
+	})
+	for _, r := range reps {
+		seen := map[eventID]bool{}
+		last := map[string]vclock.Timestamp{}
+		for _, ev := range r.rec.all() {
+			id := eventID{ev.Source, ev.Timestamp}
+			if seen[id] {
+				t.Errorf("seed %d: %s delivered %v twice", seed, r.id, id)
+			}
+			seen[id] = true
+			if !want[id] {
+				t.Errorf("seed %d: %s delivered %v, which nobody emitted", seed, r.id, id)
+			}
+			if ev.Timestamp <= last[ev.Source] {
+				t.Errorf("seed %d: %s delivered %s@%v after %s@%v: source order broken", seed, r.id, ev.Source, ev.Timestamp, ev.Source, last[ev.Source])
+			}
+			last[ev.Source] = ev.Timestamp
+			if ev.Local != (ev.Source == r.id) {
+				t.Errorf("seed %d: %s delivered %v with Local %v", seed, r.id, id, ev.Local)
+			}
+		}
+		if len(seen) != len(want) {
+			t.Errorf("seed %d: %s delivered %d distinct events, want %d", seed, r.id, len(seen), len(want))
+		}
+	}
+}
