@@ -39,8 +39,12 @@ type Validator interface {
 // AfterApplier is implemented by replicas that act on applied updates outside
 // the base's lock, for example to deliver change events to callbacks that may
 // themselves write to the replica. The base calls AfterApply after each call
-// of LocalUpdate or Apply, and after each batch a Link applies, on the
-// goroutine that applied the updates, with no lock of the base held.
+// of LocalUpdate or Apply, after each batch a Link applies, and after a
+// peer's sync or clock message advanced the clock without any update (so a
+// type whose decisions read Clock, such as package lock's acknowledgements,
+// learns of the advance), on the goroutine that applied the updates, with
+// no lock of the base held. A call may therefore come with nothing new for
+// ApplyUpdate to have seen.
 type AfterApplier interface {
 	AfterApply()
 }

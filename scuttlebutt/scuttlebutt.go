@@ -268,6 +268,9 @@ func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription) {
 		}
 	}
 	s.mu.Unlock()
+	if moved != nil {
+		s.afterApply() // types whose state depends on the clock re-read it
+	}
 }
 
 func (s *Scuttlebutt) afterApply() {
