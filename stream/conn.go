@@ -130,8 +130,10 @@ func (c *Conn) Stats() Stats {
 // frame is applied.
 //
 // When Run returns it closes rw if rw is an io.Closer, which also stops the
-// reader goroutine; Run waits for it. With an rw that cannot be closed, the
-// reader goroutine ends when its pending Read returns.
+// reader goroutine; Run waits for it. It also closes such an rw as soon as
+// ctx ends, so that a Write blocked on a peer that reads nothing returns.
+// With an rw that cannot be closed, the reader goroutine ends when its
+// pending Read returns, and Run when its pending Write does.
 func (c *Conn) Run(ctx context.Context) error {
 	defer c.closeLink()
 	done := make(chan struct{})
@@ -142,12 +144,25 @@ func (c *Conn) Run(ctx context.Context) error {
 		readErr = c.readLoop(done)
 	}()
 
+	closer, closable := c.rw.(io.Closer)
+	var cancelled atomic.Bool
+	if closable {
+		// A Write to a peer that reads nothing returns only when rw is
+		// closed: close it as soon as ctx ends.
+		stop := context.AfterFunc(ctx, func() {
+			cancelled.Store(true)
+			closer.Close()
+		})
+		defer stop()
+	}
 	err := c.writeLoop(ctx, readDone, &readErr)
 	close(done)
-	closer, closable := c.rw.(io.Closer)
 	if closable {
 		closer.Close()
 		<-readDone
+	}
+	if cancelled.Load() {
+		return nil // the errors of the close are ours, not the peer's
 	}
 	return err
 }
@@ -163,11 +178,25 @@ func (c *Conn) closeLink() {
 func (c *Conn) writeLoop(ctx context.Context, readDone <-chan struct{}, readErr *error) error {
 	var buf []byte
 	wake := c.link.Wake()
-	readResult := func(synced bool) error {
-		if *readErr == nil && c.opts.OneShot && !synced {
-			return ErrNotSynced
+	// readEnded returns the session's result once the reader has ended,
+	// from the link's state now: the last frames may have synced it since
+	// the loop last looked. more means to keep writing instead: a one-shot
+	// send-only session (a dump, with PeerClock) needs nothing from the
+	// peer, so a peer that reads nothing and says nothing does not end it.
+	readEnded := func() (more bool, err error) {
+		c.mu.Lock()
+		synced := c.link.Synced()
+		c.mu.Unlock()
+		if synced {
+			c.markSynced()
 		}
-		return *readErr
+		if *readErr == nil && c.opts.OneShot && !synced {
+			if c.opts.Mode == scuttlebutt.SendOnly {
+				return true, nil
+			}
+			return false, ErrNotSynced
+		}
+		return false, *readErr
 	}
 	for {
 		c.mu.Lock()
@@ -181,10 +210,12 @@ func (c *Conn) writeLoop(ctx context.Context, readDone <-chan struct{}, readErr 
 				// saw (a clean end, or the peer's fault) is the better answer.
 				select {
 				case <-readDone:
-					return readResult(synced)
+					if more, err := readEnded(); !more {
+						return err
+					}
 				default:
-					return err
 				}
+				return err
 			}
 			if cap(buf) > 4*c.opts.MaxFrameSize {
 				buf = nil
@@ -198,7 +229,10 @@ func (c *Conn) writeLoop(ctx context.Context, readDone <-chan struct{}, readErr 
 		}
 		select {
 		case <-readDone:
-			return readResult(synced)
+			if more, err := readEnded(); !more {
+				return err
+			}
+			readDone = nil // a dump: write on until done
 		default:
 		}
 		if len(msgs) > 0 {
@@ -208,14 +242,10 @@ func (c *Conn) writeLoop(ctx context.Context, readDone <-chan struct{}, readErr 
 		case <-ctx.Done():
 			return nil
 		case <-readDone:
-			// Take what the last frames made ready before ending.
-			c.mu.Lock()
-			synced = c.link.Synced()
-			c.mu.Unlock()
-			if synced {
-				c.markSynced()
+			if more, err := readEnded(); !more {
+				return err
 			}
-			return readResult(synced)
+			readDone = nil
 		case <-wake:
 		case <-c.kick:
 		}
