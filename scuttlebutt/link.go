@@ -286,6 +286,9 @@ func (l *Link) Ready() []Message {
 		}
 		q, overflow := l.sub.take(l.buf)
 		if overflow {
+			// take gave l.buf's array to the queue; sharing it would let the
+			// base overwrite items the next call is still reading.
+			l.buf = nil
 			l.startHistory()
 			l.resync = true
 			continue

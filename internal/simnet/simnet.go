@@ -1,0 +1,727 @@
+// Package simnet is a test network of in-process replicas connected by real
+// streams: every link is a pair of stream.Conn over net.Pipe, optionally
+// behind a fault-injecting wrapper that splits writes into small chunks,
+// delays them, or cuts the connection after a given number of bytes (how a
+// test restarts a stream in the middle of a history exchange).
+//
+// A test adds replicas (any scuttlebutt.Document), changes the topology with
+// Connect, Disconnect, Partition and Heal while it writes to the replicas,
+// and finally waits with Quiesce until every connected group of replicas has
+// the same clock. Model-specific checks (snapshots, a reference) stay in the
+// test:
+//
+//	n := simnet.New(seed, &simnet.Options{Logf: t.Logf})
+//	defer n.Close()
+//	a, b := n.Add(m0), n.Add(m1)
+//	n.Connect(a, b)
+//	m0.Set("k", 1)
+//	if err := n.Quiesce(ctx); err != nil {
+//		t.Fatal(err)
+//	}
+//	if err := n.Err(); err != nil {
+//		t.Fatal(err) // a stream failed for a reason other than a fault
+//	}
+//
+// Every goroutine the network starts belongs to a link and ends when the
+// link does; Close ends them all and waits.
+//
+// A Network is not safe for concurrent use: one goroutine (the test's)
+// calls its methods. The links run concurrently with it.
+package simnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/stream"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// Errors returned by this package.
+var (
+	// ErrCut is the write error of a connection that a Fault cut.
+	ErrCut = errors.New("simnet: connection cut")
+	// ErrPartitioned means Connect was asked to join replicas on different
+	// sides of a partition.
+	ErrPartitioned = errors.New("simnet: replicas are partitioned")
+	// ErrUnexpected wraps every error a link ended with that no fault or
+	// Disconnect explains: a protocol error, an invalid update, a link that
+	// ended by itself.
+	ErrUnexpected = errors.New("simnet: unexpected stream error")
+	// ErrNotQuiet means Quiesce gave up: the replicas did not converge.
+	ErrNotQuiet = errors.New("simnet: not quiescent")
+)
+
+// Fault describes how one connection misbehaves. The zero value is a
+// perfect pipe.
+type Fault struct {
+	// CutAfter closes the connection once this many bytes have been written
+	// on it, both directions together: the write that crosses the limit is
+	// cut short and both ends are closed. 0 means never.
+	CutAfter int64
+	// MaxChunk splits each write into pieces of 1 to MaxChunk bytes, chosen
+	// at random, so that frames arrive in parts. 0 writes whole.
+	MaxChunk int
+	// MaxDelay sleeps a random time up to MaxDelay before each piece. 0
+	// means no delay; keep it in microseconds, it adds up.
+	MaxDelay time.Duration
+}
+
+func (f Fault) String() string {
+	var parts []string
+	if f.CutAfter > 0 {
+		parts = append(parts, fmt.Sprintf("cut@%dB", f.CutAfter))
+	}
+	if f.MaxChunk > 0 {
+		parts = append(parts, fmt.Sprintf("chunk<=%dB", f.MaxChunk))
+	}
+	if f.MaxDelay > 0 {
+		parts = append(parts, fmt.Sprintf("delay<=%v", f.MaxDelay))
+	}
+	if parts == nil {
+		return "clean"
+	}
+	return strings.Join(parts, ",")
+}
+
+// Options configures a Network. A nil *Options means the zero value.
+type Options struct {
+	// Logf, if not nil, receives a trace of every topology change and of
+	// how every link ended; pass t.Logf to replay a failing seed.
+	Logf func(format string, args ...any)
+	// Fault draws the fault of each connection Connect and Heal make, from
+	// the network's seeded source. nil means perfect pipes.
+	Fault func(r *rand.Rand) Fault
+	// Stream draws the stream options of each side of each connection. nil
+	// means the defaults.
+	Stream func(r *rand.Rand) *stream.Options
+	// Expected reports whether an error a link ended with is explained by a
+	// fault or a Disconnect. nil means Expected, the default.
+	Expected func(err error) bool
+	// QuiesceTimeout bounds Quiesce when its context has no deadline. 0
+	// means 10 s.
+	QuiesceTimeout time.Duration
+	// StopTimeout bounds how long Disconnect and Close wait for a link's
+	// goroutines after cancelling it, before they close its pipes by force
+	// and report the link as stuck. 0 means 10 s.
+	StopTimeout time.Duration
+}
+
+// Expected is the default Options.Expected: nil, a cancelled context, and
+// the errors of a pipe closed under a stream (io.EOF, io.ErrClosedPipe,
+// stream.ErrTruncated, ErrCut). Anything else, a protocol error above all,
+// is unexpected.
+func Expected(err error) bool {
+	return err == nil ||
+		errors.Is(err, context.Canceled) ||
+		errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, io.ErrClosedPipe) ||
+		errors.Is(err, stream.ErrTruncated) ||
+		errors.Is(err, ErrCut)
+}
+
+// Network is a set of replicas and the live links between them.
+type Network struct {
+	opts  Options
+	rng   *rand.Rand
+	docs  []scuttlebutt.Document
+	links map[pair]*link
+	group []int // partition side of each replica; nil when not partitioned
+	noCut bool  // StopCuts was called
+	gen   uint64
+
+	mu   sync.Mutex // guards errs
+	errs []error
+}
+
+// pair names a link by its two replica indexes, i < j.
+type pair struct{ i, j int }
+
+func mkpair(i, j int) pair {
+	if i > j {
+		i, j = j, i
+	}
+	return pair{i, j}
+}
+
+// New returns an empty network whose random choices (faults, stream
+// options, the graphs Partition and Heal make) all come from seed.
+func New(seed uint64, opts *Options) *Network {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Expected == nil {
+		o.Expected = Expected
+	}
+	if o.QuiesceTimeout <= 0 {
+		o.QuiesceTimeout = 10 * time.Second
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 10 * time.Second
+	}
+	return &Network{
+		opts:  o,
+		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		links: make(map[pair]*link),
+	}
+}
+
+// Rand returns the network's seeded source, for tests that want their own
+// choices to follow from the same seed. It is not safe for concurrent use.
+func (n *Network) Rand() *rand.Rand { return n.rng }
+
+// Add adds a replica, unconnected, and returns its index. While the network
+// is partitioned, a new replica is on a side of its own.
+func (n *Network) Add(d scuttlebutt.Document) int {
+	n.docs = append(n.docs, d)
+	i := len(n.docs) - 1
+	if n.group != nil {
+		n.group = append(n.group, slices.Max(n.group)+1)
+	}
+	return i
+}
+
+// Len returns the number of replicas.
+func (n *Network) Len() int { return len(n.docs) }
+
+// Doc returns replica i.
+func (n *Network) Doc(i int) scuttlebutt.Document { return n.docs[i] }
+
+func (n *Network) logf(format string, args ...any) {
+	if n.opts.Logf != nil {
+		n.opts.Logf(format, args...)
+	}
+}
+
+func (n *Network) name(i int) string { return n.docs[i].Base().ID() }
+
+// report records an unexpected error.
+func (n *Network) report(err error) {
+	n.mu.Lock()
+	n.errs = append(n.errs, err)
+	n.mu.Unlock()
+	n.logf("simnet: %v", err)
+}
+
+// Err returns every unexpected error seen so far, joined, or nil. Each wraps
+// ErrUnexpected.
+func (n *Network) Err() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return errors.Join(n.errs...)
+}
+
+// Connected reports whether a live link joins i and j.
+func (n *Network) Connected(i, j int) bool {
+	l := n.links[mkpair(i, j)]
+	return l != nil && !l.ended()
+}
+
+// Connect links replicas i and j with a fault drawn from Options.Fault,
+// replacing a link between them that has ended (a cut one). It does nothing
+// if a live link exists, and returns ErrPartitioned if the two are on
+// different sides of a partition.
+func (n *Network) Connect(i, j int) error {
+	var f Fault
+	if n.opts.Fault != nil {
+		f = n.opts.Fault(n.rng)
+	}
+	return n.ConnectFault(i, j, f)
+}
+
+// ConnectFault is Connect with the given fault. After StopCuts, its
+// CutAfter is ignored.
+func (n *Network) ConnectFault(i, j int, f Fault) error {
+	if i == j || i < 0 || j < 0 || i >= len(n.docs) || j >= len(n.docs) {
+		return fmt.Errorf("simnet: no link %d-%d among %d replicas", i, j, len(n.docs))
+	}
+	if n.group != nil && n.group[i] != n.group[j] {
+		return fmt.Errorf("%w: %s and %s", ErrPartitioned, n.name(i), n.name(j))
+	}
+	p := mkpair(i, j)
+	if l := n.links[p]; l != nil {
+		if !l.ended() {
+			return nil
+		}
+		n.reap(p, l)
+	}
+	if n.noCut {
+		f.CutAfter = 0
+	}
+	var so [2]*stream.Options
+	if n.opts.Stream != nil {
+		so[0], so[1] = n.opts.Stream(n.rng), n.opts.Stream(n.rng)
+	}
+	n.gen++
+	l := &link{
+		n:    n,
+		name: fmt.Sprintf("%s-%s#%d", n.name(p.i), n.name(p.j), n.gen),
+		f:    f,
+		done: make(chan struct{}),
+	}
+	l.budget.Store(math.MaxInt64)
+	if f.CutAfter > 0 {
+		l.budget.Store(f.CutAfter)
+	}
+	a, b := net.Pipe()
+	l.pipes = [2]net.Conn{a, b}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	for k, d := range []scuttlebutt.Document{n.docs[p.i], n.docs[p.j]} {
+		fc := &faultConn{Conn: l.pipes[k], l: l, rng: rand.New(rand.NewPCG(n.rng.Uint64(), n.rng.Uint64()))}
+		l.conns[k] = stream.NewConn(d, fc, so[k])
+	}
+	n.links[p] = l
+	n.logf("simnet: connect %s %v", l.name, f)
+	l.left.Store(2)
+	for k := range 2 {
+		go l.run(ctx, k)
+	}
+	return nil
+}
+
+// Disconnect ends the link between i and j, if any, and waits until both
+// of its streams have stopped. It returns the link's unexpected errors, which
+// Err reports too.
+func (n *Network) Disconnect(i, j int) error {
+	p := mkpair(i, j)
+	l := n.links[p]
+	if l == nil {
+		return nil
+	}
+	l.stop()
+	err := n.reap(p, l)
+	n.logf("simnet: disconnect %s", l.name)
+	return err
+}
+
+// reap waits for l to end and forgets it.
+func (n *Network) reap(p pair, l *link) error {
+	delete(n.links, p)
+	return l.wait(n.opts.StopTimeout)
+}
+
+// Partition splits the replicas into the given groups: every link between
+// replicas of different groups ends, and Connect refuses to join them until
+// Heal. Replicas in no group are each isolated on a side of their own. Each
+// group is then made connected with random links (faults drawn as Connect
+// does), so that writes spread within it.
+func (n *Network) Partition(groups ...[]int) {
+	n.group = make([]int, len(n.docs))
+	for i := range n.group {
+		n.group[i] = -1
+	}
+	for g, members := range groups {
+		for _, i := range members {
+			n.group[i] = g
+		}
+	}
+	next := len(groups)
+	for i, g := range n.group {
+		if g < 0 {
+			n.group[i] = next
+			next++
+		}
+	}
+	n.logf("simnet: partition %v", n.describeGroups())
+	for _, p := range n.sortedPairs() {
+		if n.group[p.i] != n.group[p.j] {
+			n.Disconnect(p.i, p.j)
+		}
+	}
+	for _, members := range groups {
+		n.connectRandom(members)
+	}
+}
+
+func (n *Network) describeGroups() string {
+	sides := map[int][]string{}
+	var order []int
+	for i, g := range n.group {
+		if _, ok := sides[g]; !ok {
+			order = append(order, g)
+		}
+		sides[g] = append(sides[g], n.name(i))
+	}
+	var parts []string
+	for _, g := range order {
+		parts = append(parts, "{"+strings.Join(sides[g], " ")+"}")
+	}
+	return strings.Join(parts, " | ")
+}
+
+// Heal ends any partition, forgets links that have ended, and adds random
+// links until every replica can reach every other: the graph it leaves is
+// connected, not necessarily complete.
+func (n *Network) Heal() {
+	n.group = nil
+	n.logf("simnet: heal")
+	n.connectRandom(nil)
+}
+
+// FullMesh ends any partition and links every pair of replicas.
+func (n *Network) FullMesh() {
+	n.group = nil
+	n.logf("simnet: full mesh")
+	for i := range n.docs {
+		for j := i + 1; j < len(n.docs); j++ {
+			n.Connect(i, j)
+		}
+	}
+}
+
+// StopCuts disarms the pending cut of every live link and makes later
+// connections ignore Fault.CutAfter, so that the topology stays as it is
+// while a test waits for convergence. Chunking and delays stay.
+func (n *Network) StopCuts() {
+	n.noCut = true
+	for _, l := range n.links {
+		l.budget.Store(math.MaxInt64)
+	}
+	n.logf("simnet: stop cuts")
+}
+
+// connectRandom makes the replicas in members (all, if nil) one connected
+// component of live links: it joins components along random pairs, and adds
+// some redundant links on the way.
+func (n *Network) connectRandom(members []int) {
+	if members == nil {
+		members = make([]int, len(n.docs))
+		for i := range members {
+			members[i] = i
+		}
+	}
+	for _, p := range n.sortedPairs() {
+		if n.links[p].ended() {
+			n.reap(p, n.links[p])
+		}
+	}
+	uf := n.components()
+	var cand []pair
+	for x, i := range members {
+		for _, j := range members[x+1:] {
+			if !n.Connected(i, j) {
+				cand = append(cand, mkpair(i, j))
+			}
+		}
+	}
+	n.rng.Shuffle(len(cand), func(a, b int) { cand[a], cand[b] = cand[b], cand[a] })
+	for _, p := range cand {
+		if uf.find(p.i) != uf.find(p.j) {
+			uf.union(p.i, p.j)
+		} else if n.rng.IntN(4) != 0 {
+			continue
+		}
+		n.Connect(p.i, p.j)
+	}
+}
+
+// sortedPairs returns the pairs with a link, in a deterministic order.
+func (n *Network) sortedPairs() []pair {
+	ps := make([]pair, 0, len(n.links))
+	for p := range n.links {
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, func(a, b pair) int {
+		if a.i != b.i {
+			return a.i - b.i
+		}
+		return a.j - b.j
+	})
+	return ps
+}
+
+// components returns the connected components of the live links.
+func (n *Network) components() *unionFind {
+	uf := newUnionFind(len(n.docs))
+	for p, l := range n.links {
+		if !l.ended() {
+			uf.union(p.i, p.j)
+		}
+	}
+	return uf
+}
+
+// Quiesce waits until, within every connected group of replicas, all clocks
+// are equal and every live link has delivered and stepped every frame it
+// wrote. With a connected topology and no writes in progress, that is
+// convergence. It polls until ctx ends or, if ctx has no deadline,
+// Options.QuiesceTimeout passes; then it returns an error wrapping
+// ErrNotQuiet that shows every replica's clock and every link's counters.
+func (n *Network) Quiesce(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.opts.QuiesceTimeout)
+		defer cancel()
+	}
+	wait := 50 * time.Microsecond
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		why := n.unquiet()
+		if why == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s (%v)\n%s", ErrNotQuiet, why, context.Cause(ctx), n.Dump())
+		case <-timer.C:
+		}
+		wait = min(2*wait, 2*time.Millisecond)
+		timer.Reset(wait)
+	}
+}
+
+// unquiet returns why the network is not quiescent, or "".
+func (n *Network) unquiet() string {
+	for _, p := range n.sortedPairs() {
+		l := n.links[p]
+		if l.ended() {
+			continue
+		}
+		a, b := l.conns[0].Stats(), l.conns[1].Stats()
+		if a.FramesOut != b.FramesIn || b.FramesOut != a.FramesIn {
+			return fmt.Sprintf("link %s has frames in flight", l.name)
+		}
+	}
+	uf := n.components()
+	clocks := make([]vclock.Clock, len(n.docs))
+	for i, d := range n.docs {
+		clocks[i] = d.Base().Clock()
+	}
+	for i := range n.docs {
+		r := uf.find(i)
+		if clocks[i].Compare(clocks[r]) != vclock.Equal {
+			return fmt.Sprintf("clocks of %s and %s differ", n.name(r), n.name(i))
+		}
+	}
+	return ""
+}
+
+// Dump describes the network for a failure message: each replica's clock,
+// and each link's state and counters.
+func (n *Network) Dump() string {
+	var b strings.Builder
+	for i, d := range n.docs {
+		fmt.Fprintf(&b, "  %s clock %v\n", n.name(i), d.Base().Clock())
+	}
+	for _, p := range n.sortedPairs() {
+		l := n.links[p]
+		state := "live"
+		if l.ended() {
+			state = "ended"
+		}
+		a, c := l.conns[0].Stats(), l.conns[1].Stats()
+		fmt.Fprintf(&b, "  link %s %s %v: frames %d/%d out/in, %d/%d in/out; updates %d/%d out/in, %d/%d in/out; synced %v/%v\n",
+			l.name, state, l.f, a.FramesOut, c.FramesIn, a.FramesIn, c.FramesOut,
+			a.UpdatesOut, c.UpdatesIn, a.UpdatesIn, c.UpdatesOut,
+			isClosed(l.conns[0].Synced()), isClosed(l.conns[1].Synced()))
+	}
+	return b.String()
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close ends every link and waits for their goroutines. It returns Err.
+func (n *Network) Close() error {
+	ps := n.sortedPairs()
+	for _, p := range ps {
+		n.links[p].stop()
+	}
+	for _, p := range ps {
+		n.reap(p, n.links[p])
+	}
+	return n.Err()
+}
+
+// link is one connection: two Conns over a net.Pipe, each Run by a
+// goroutine of its own.
+type link struct {
+	n      *Network
+	name   string
+	f      Fault
+	conns  [2]*stream.Conn
+	pipes  [2]net.Conn
+	cancel context.CancelFunc
+
+	budget   atomic.Int64 // bytes left before the cut
+	cut      atomic.Bool
+	cutOnce  sync.Once
+	stopping atomic.Bool // Disconnect or Close ended it
+
+	errs [2]error     // each Run's result; read after done
+	left atomic.Int32 // Runs still running
+	done chan struct{}
+	err  error // the link's unexpected errors; read after done
+}
+
+func (l *link) run(ctx context.Context, k int) {
+	l.errs[k] = l.conns[k].Run(ctx)
+	if l.left.Add(-1) == 0 {
+		l.finish()
+		close(l.done)
+	}
+}
+
+// finish judges how the link ended, on the last of its goroutines.
+func (l *link) finish() {
+	var errs []error
+	for k, err := range l.errs {
+		if !l.n.opts.Expected(err) {
+			errs = append(errs, fmt.Errorf("%w: link %s side %d: %w", ErrUnexpected, l.name, k, err))
+		}
+	}
+	if errs == nil && !l.stopping.Load() && !l.cut.Load() {
+		errs = append(errs, fmt.Errorf("%w: link %s ended by itself: %v, %v", ErrUnexpected, l.name, l.errs[0], l.errs[1]))
+	}
+	l.n.logf("simnet: link %s ended (cut %v): %v; %v", l.name, l.cut.Load(), l.errs[0], l.errs[1])
+	for _, err := range errs {
+		l.n.report(err)
+	}
+	l.err = errors.Join(errs...)
+}
+
+func (l *link) ended() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *link) stop() {
+	l.stopping.Store(true)
+	l.cancel()
+}
+
+// wait waits for both Runs to return; past timeout it closes the pipes,
+// which unblocks any Read or Write, and reports the link as stuck.
+func (l *link) wait(timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-l.done:
+		return l.err
+	case <-t.C:
+	}
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	err := fmt.Errorf("%w: link %s did not stop within %v\n%s", ErrUnexpected, l.name, timeout, buf)
+	l.n.report(err)
+	l.stopping.Store(true)
+	l.cancel()
+	l.pipes[0].Close()
+	l.pipes[1].Close()
+	t.Reset(timeout)
+	select {
+	case <-l.done:
+	case <-t.C:
+		l.n.report(fmt.Errorf("%w: link %s still running after its pipes were closed", ErrUnexpected, l.name))
+	}
+	return err
+}
+
+// take reserves up to k bytes of the cut budget and returns how many it got.
+func (l *link) take(k int) int {
+	for {
+		rem := l.budget.Load()
+		if rem >= int64(k) {
+			if l.budget.CompareAndSwap(rem, rem-int64(k)) {
+				return k
+			}
+			continue
+		}
+		if l.budget.CompareAndSwap(rem, 0) {
+			return int(rem)
+		}
+	}
+}
+
+// cutNow closes both ends of the pipe.
+func (l *link) cutNow() {
+	l.cutOnce.Do(func() {
+		l.cut.Store(true)
+		l.n.logf("simnet: cut %s after %d bytes", l.name, l.f.CutAfter)
+		l.pipes[0].Close()
+		l.pipes[1].Close()
+	})
+}
+
+// faultConn is one end of a link's pipe with the link's faults applied to
+// its writes. Write is called by one goroutine only (the Conn's writer), so
+// rng needs no lock.
+type faultConn struct {
+	net.Conn
+	l   *link
+	rng *rand.Rand
+}
+
+func (c *faultConn) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		k := len(p)
+		if c.l.f.MaxChunk > 0 {
+			k = 1 + c.rng.IntN(min(c.l.f.MaxChunk, len(p)))
+		}
+		if c.l.f.MaxDelay > 0 {
+			time.Sleep(time.Duration(c.rng.Int64N(int64(c.l.f.MaxDelay) + 1)))
+		}
+		got := c.l.take(k)
+		if got > 0 {
+			m, err := c.Conn.Write(p[:got])
+			written += m
+			if err != nil {
+				return written, err
+			}
+		}
+		if got < k {
+			c.l.cutNow()
+			return written, ErrCut
+		}
+		p = p[k:]
+	}
+	return written, nil
+}
+
+// unionFind is a disjoint-set forest over replica indexes.
+type unionFind struct{ parent []int }
+
+func newUnionFind(n int) *unionFind {
+	uf := &unionFind{parent: make([]int, n)}
+	for i := range uf.parent {
+		uf.parent[i] = i
+	}
+	return uf
+}
+
+func (u *unionFind) find(i int) int {
+	for u.parent[i] != i {
+		u.parent[i] = u.parent[u.parent[i]]
+		i = u.parent[i]
+	}
+	return i
+}
+
+func (u *unionFind) union(i, j int) { u.parent[u.find(i)] = u.find(j) }

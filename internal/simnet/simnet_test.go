@@ -1,0 +1,335 @@
+package simnet
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/google/go-cmp/cmp"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/stream"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// logDoc is the simplest replicated type: it keeps every update, so two
+// replicas that converged hold the same set of updates.
+type logDoc struct {
+	*scuttlebutt.Scuttlebutt
+	mu  sync.Mutex
+	log []scuttlebutt.Update
+}
+
+func newLogDoc(t *testing.T, id string) *logDoc {
+	t.Helper()
+	d := &logDoc{}
+	sb, err := scuttlebutt.New(id, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Scuttlebutt = sb
+	return d
+}
+
+func (d *logDoc) History(c vclock.Clock) []scuttlebutt.Update {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []scuttlebutt.Update
+	for _, u := range d.log {
+		if !c.Covers(u.Source, u.Timestamp) {
+			out = append(out, u)
+		}
+	}
+	return out // the log is kept sorted
+}
+
+func (d *logDoc) ApplyUpdate(u scuttlebutt.Update) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(d.log, u, scuttlebutt.Compare)
+	d.log = slices.Insert(d.log, i, u)
+	return true
+}
+
+// ids returns "source@timestamp" of every update held, in order.
+func (d *logDoc) ids() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]string, len(d.log))
+	for i, u := range d.log {
+		out[i] = fmt.Sprintf("%s@%s", u.Source, u.Timestamp)
+	}
+	return out
+}
+
+func (d *logDoc) write(t *testing.T, v int) {
+	t.Helper()
+	data, err := cbor.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.LocalUpdate(data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newNet returns a network of k logDocs and checks, when the test ends, that
+// it closes cleanly and leaves no goroutine behind.
+func newNet(t *testing.T, seed uint64, k int, opts *Options) (*Network, []*logDoc) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	if opts == nil {
+		opts = &Options{}
+	}
+	opts.Logf = t.Logf
+	n := New(seed, opts)
+	docs := make([]*logDoc, k)
+	for i := range docs {
+		docs[i] = newLogDoc(t, fmt.Sprintf("n%d", i))
+		if got := n.Add(docs[i]); got != i {
+			t.Fatalf("Add = %d, want %d", got, i)
+		}
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := runtime.NumGoroutine(); got > before {
+			buf := make([]byte, 1<<20)
+			t.Errorf("%d goroutines after Close, %d before:\n%s", got, before, buf[:runtime.Stack(buf, true)])
+		}
+	})
+	return n, docs
+}
+
+func assertConverged(t *testing.T, docs []*logDoc, members ...int) {
+	t.Helper()
+	if members == nil {
+		for i := range docs {
+			members = append(members, i)
+		}
+	}
+	want := docs[members[0]].ids()
+	for _, i := range members[1:] {
+		if diff := cmp.Diff(want, docs[i].ids()); diff != "" {
+			t.Errorf("%s and %s differ (-%s +%s):\n%s", docs[members[0]].ID(), docs[i].ID(), docs[members[0]].ID(), docs[i].ID(), diff)
+		}
+	}
+}
+
+func TestChainConverges(t *testing.T) {
+	n, docs := newNet(t, 1, 4, nil)
+	for i := range 3 {
+		if err := n.Connect(i, i+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, d := range docs {
+		d.write(t, i)
+		d.write(t, 10+i)
+	}
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, docs)
+	if got := len(docs[0].ids()); got != 8 {
+		t.Errorf("n0 holds %d updates, want 8", got)
+	}
+	if err := n.Err(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCutMidHistoryThenReconnect(t *testing.T) {
+	for _, cut := range []int64{1, 5, 17, 60, 150, 300} {
+		t.Run(fmt.Sprintf("cut=%d", cut), func(t *testing.T) {
+			n, docs := newNet(t, uint64(cut), 2, &Options{
+				Stream: func(*rand.Rand) *stream.Options { return &stream.Options{MaxBatchBytes: 40} },
+			})
+			for v := range 20 {
+				docs[v%2].write(t, v)
+			}
+			if err := n.ConnectFault(0, 1, Fault{CutAfter: cut, MaxChunk: 7}); err != nil {
+				t.Fatal(err)
+			}
+			// The cut ends the link by itself; a reconnect replaces it.
+			deadline := time.Now().Add(10 * time.Second)
+			for n.Connected(0, 1) && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if n.Connected(0, 1) {
+				t.Fatalf("link still live after a cut at %d bytes", cut)
+			}
+			if err := n.ConnectFault(0, 1, Fault{MaxChunk: 3}); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.Quiesce(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			assertConverged(t, docs)
+			if err := n.Err(); err != nil {
+				t.Errorf("a cut is expected, yet: %v", err)
+			}
+		})
+	}
+}
+
+func TestPartitionAndHeal(t *testing.T) {
+	n, docs := newNet(t, 7, 6, &Options{
+		Fault: func(r *rand.Rand) Fault { return Fault{MaxChunk: 1 + r.IntN(16)} },
+	})
+	n.FullMesh()
+	n.Partition([]int{0, 1, 2}, []int{3, 4})
+	if err := n.Connect(0, 3); !errors.Is(err, ErrPartitioned) {
+		t.Errorf("Connect across the partition = %v, want ErrPartitioned", err)
+	}
+	for i, d := range docs {
+		d.write(t, i)
+	}
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, docs, 0, 1, 2)
+	assertConverged(t, docs, 3, 4)
+	if got := docs[5].ids(); len(got) != 1 {
+		t.Errorf("isolated n5 holds %v, want only its own update", got)
+	}
+	if got := docs[0].ids(); len(got) != 3 {
+		t.Errorf("n0 holds %v, want the 3 updates of its side", got)
+	}
+	n.Heal()
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, docs)
+	if got := len(docs[5].ids()); got != 6 {
+		t.Errorf("n5 holds %d updates after heal, want 6", got)
+	}
+	if err := n.Err(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestDisconnectWhileWriting(t *testing.T) {
+	n, docs := newNet(t, 3, 3, &Options{
+		Fault: func(r *rand.Rand) Fault { return Fault{MaxChunk: 1 + r.IntN(8)} },
+	})
+	r := rand.New(rand.NewPCG(3, 3))
+	for step := range 200 {
+		i, j := r.IntN(3), r.IntN(3)
+		switch {
+		case i == j:
+			docs[i].write(t, step)
+		case r.IntN(2) == 0:
+			if err := n.Connect(i, j); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			if err := n.Disconnect(i, j); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+		}
+	}
+	n.Heal()
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, docs)
+	if err := n.Err(); err != nil {
+		t.Error(err)
+	}
+}
+
+// A protocol error is not explained by any fault: the network reports it.
+func TestReportsProtocolError(t *testing.T) {
+	n := New(1, &Options{Logf: t.Logf})
+	n.Add(newLogDoc(t, "n0"))
+	n.Add(newLogDoc(t, "n0")) // same id: each side refuses the other's hello
+	if err := n.Connect(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Connected(0, 1) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	err := n.Disconnect(0, 1)
+	if !errors.Is(err, ErrUnexpected) || !errors.Is(err, scuttlebutt.ErrSameID) {
+		t.Errorf("Disconnect = %v, want ErrUnexpected wrapping ErrSameID", err)
+	}
+	if err := n.Close(); !errors.Is(err, scuttlebutt.ErrSameID) {
+		t.Errorf("Close = %v, want ErrSameID", err)
+	}
+}
+
+// Two receive-only sides never send each other anything: Quiesce gives up
+// and shows the clocks.
+func TestQuiesceTimesOutWithDump(t *testing.T) {
+	n, docs := newNet(t, 1, 2, &Options{
+		QuiesceTimeout: 20 * time.Millisecond,
+		Stream: func(*rand.Rand) *stream.Options {
+			return &stream.Options{Mode: scuttlebutt.ReceiveOnly}
+		},
+	})
+	docs[0].write(t, 1)
+	docs[1].write(t, 2)
+	n.Partition([]int{0}, []int{1})
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatalf("each side of a partition is quiet alone, got %v", err)
+	}
+	n.Heal()
+	err := n.Quiesce(t.Context())
+	if !errors.Is(err, ErrNotQuiet) {
+		t.Fatalf("Quiesce = %v, want ErrNotQuiet", err)
+	}
+	for _, want := range []string{"n0 clock {n0:", "n1 clock {n1:", "link n0-n1#1 live"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Quiesce error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+// A live queue far smaller than the writes overflows again and again while
+// the writer keeps writing, so each link keeps falling back to History. Run
+// with -race: the queue's buffers must never be shared between the writer
+// and the link.
+func TestQueueOverflowUnderConcurrentWrites(t *testing.T) {
+	n, docs := newNet(t, 5, 3, &Options{
+		Fault:  func(r *rand.Rand) Fault { return Fault{MaxChunk: 64 + r.IntN(64)} },
+		Stream: func(*rand.Rand) *stream.Options { return &stream.Options{MaxQueueBytes: 300} },
+	})
+	n.FullMesh()
+	var wg sync.WaitGroup
+	for _, d := range docs {
+		wg.Go(func() {
+			for v := range 300 {
+				runtime.Gosched()
+				data, _ := cbor.Marshal(v)
+				if _, _, err := d.LocalUpdate(data); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, docs)
+	if got := len(docs[0].ids()); got != 900 {
+		t.Errorf("n0 holds %d updates, want 900", got)
+	}
+	if err := n.Err(); err != nil {
+		t.Error(err)
+	}
+}
