@@ -80,7 +80,7 @@ func (f *FrameReader) readFrame() (scuttlebutt.MessageKind, []byte, error) {
 		return 0, nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrFrameTooLarge, size, f.max)
 	}
 	if cap(f.buf) < int(size) {
-		f.buf = make([]byte, size, max(int(size), 2*cap(f.buf)))
+		f.buf = make([]byte, size, min(max(int(size), 2*cap(f.buf)), f.max))
 	}
 	f.buf = f.buf[:size]
 	n, err = io.ReadFull(f.r, f.buf)
