@@ -1,0 +1,111 @@
+package filelog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/stream"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// TestPayloadIsStreamEncoding pins the record payload to the encoding of
+// an update in a stream frame: the updates frame package stream writes for
+// a history is the CBOR array of the payloads this package writes.
+func TestPayloadIsStreamEncoding(t *testing.T) {
+	m := newModel(t, "a")
+	fill(t, m, 0, 3)
+	signed := scuttlebutt.Update{Source: "b", Timestamp: m.Now(), Data: []byte{0x81, 0x61, 'k'}, Signature: []byte{1, 2, 3}}
+	if _, err := m.Apply(signed); err != nil {
+		t.Fatal(err)
+	}
+	h := m.History(nil)
+
+	var out bytes.Buffer
+	never, _ := io.Pipe()
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{never, &out}
+	c := stream.NewConn(m, rw, &stream.Options{PeerClock: vclock.Clock{}, OneShot: true, Mode: scuttlebutt.SendOnly})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		c.Run(ctx)
+		close(done)
+	}()
+	<-c.Synced()
+	cancel()
+	<-done // out is complete
+
+	fr := stream.NewFrameReader(bytes.NewReader(out.Bytes()), stream.DefaultMaxFrameSize)
+	var body []byte
+	for {
+		k, b, err := fr.ReadFrame()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == scuttlebutt.MsgUpdates {
+			body = append(body, b...)
+		}
+	}
+	want := appendHead(nil, majorArray, uint64(len(h)))
+	for _, u := range h {
+		want = appendUpdate(want, u)
+	}
+	if !bytes.Equal(body, want) {
+		t.Errorf("stream's updates frame:\n%x\nthe log's payloads:\n%x", body, want)
+	}
+	// And each payload decodes back to its update.
+	for _, u := range h {
+		var d decoder
+		got, err := d.decode(appendUpdate(nil, u))
+		if err != nil {
+			t.Fatalf("decode(%v): %v", u, err)
+		}
+		if diff := cmp.Diff(u, got); diff != "" {
+			t.Errorf("round trip (-want +got):\n%s", diff)
+		}
+	}
+}
+
+// TestFormatConstants pins the numbers of the file format.
+func TestFormatConstants(t *testing.T) {
+	if magic != "\x89SCTLOG\n" || formatVersion != 1 || sizeOfRecordHeader != 12 || sizeOfFixedHeader != 16 {
+		t.Errorf("the file format changed: magic %q version %d record header %d file header %d+id",
+			magic, formatVersion, sizeOfRecordHeader, sizeOfFixedHeader)
+	}
+	for p, name := range map[SyncPolicy]string{SyncAlways: "always", SyncInterval: "interval", SyncNever: "never"} {
+		if p.String() != name {
+			t.Errorf("SyncPolicy(%d) = %q, want %q", int(p), p, name)
+		}
+	}
+	if SyncAlways != 0 || SyncInterval != 1 || SyncNever != 2 {
+		t.Errorf("sync policy values changed")
+	}
+	h := appendFileHeader(nil, "a")
+	want := []byte{0x89, 'S', 'C', 'T', 'L', 'O', 'G', '\n', 0, 1, 0, 1, 'a'}
+	want = append(want, h[len(h)-4:]...)
+	if !bytes.Equal(h, want) {
+		t.Errorf("file header %x, want %x", h, want)
+	}
+	rec, err := appendRecord(nil, scuttlebutt.Update{Source: "a", Timestamp: 1, Data: []byte{0xf6}}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRec := []byte{0, 0, 0, 13}
+	wantRec = append(wantRec, rec[4:12]...)
+	wantRec = append(wantRec, 0x83, 0x61, 'a', 0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xf6)
+	if !bytes.Equal(rec, wantRec) || checksum(rec[12:]) != recordHeader(rec).DataCRC() || !recordHeader(rec).intact() {
+		t.Errorf("record %x, want %x with its checksums", rec, wantRec)
+	}
+}
