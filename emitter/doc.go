@@ -57,6 +57,14 @@
 // across crashes records, with its own results, the clock of the events it
 // has processed, and after a restart asks Events(thatClock) for the rest.
 //
+// One limit comes from retention: when the log compacts, it keeps only the
+// retained events, so a replica restarted from a compacted log no longer
+// knows how far it had got with a source none of whose events it still
+// retains. A peer that still retains events of that source (a peer with a
+// larger MaxEvents or MaxAge) sends them again, and they are delivered a
+// second time. Give every replica the same retention, or turn automatic
+// compaction off (filelog.Config.CompactRatio < 0), where that matters.
+//
 // # Retention
 //
 // An Emitter keeps at most Config.MaxEvents events (10,000 by default),

@@ -3,12 +3,14 @@ package emitter_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/scuttle-go/scuttle/emitter"
+	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -47,6 +49,8 @@ type eventID struct {
 type simReplica struct {
 	id    string
 	em    *emitter.Emitter
+	path  string       // the replica's filelog, or "" to log in memory
+	log   *filelog.Log // the open filelog, if path is set
 	store *memStorage
 	rec   *recorder // survives restarts: the application's view
 	mu    sync.Mutex
@@ -58,12 +62,27 @@ type simReplica struct {
 // history and not delivered again.
 func (r *simReplica) start(t *testing.T) {
 	em := newEmitter(t, r.id, nil)
-	old := r.store.records()
-	if _, err := em.Apply(old...); err != nil {
-		t.Fatalf("%s: replaying %d updates: %v", r.id, len(old), err)
+	if r.path != "" {
+		if r.log != nil {
+			if err := r.log.Close(); err != nil {
+				t.Fatalf("%s: closing the log: %v", r.id, err)
+			}
+		}
+		log, err := filelog.Open(r.path, em, &filelog.Config{Sync: filelog.SyncNever})
+		if err != nil {
+			t.Fatalf("%s: opening the log: %v", r.id, err)
+		}
+		r.log = log
+		t.Cleanup(func() { log.Close() })
+	} else {
+		old := r.store.records()
+		if _, err := em.Apply(old...); err != nil {
+			t.Fatalf("%s: replaying %d updates: %v", r.id, len(old), err)
+		}
+		st := &memStorage{log: old}
+		em.Attach(st)
+		r.store = st
 	}
-	st := &memStorage{log: old}
-	em.Attach(st)
 	em.OnAny(func(ev emitter.Event) {
 		r.rec.add(ev)
 		if ev.Local {
@@ -72,32 +91,39 @@ func (r *simReplica) start(t *testing.T) {
 			r.mu.Unlock()
 		}
 	})
-	r.em, r.store = em, st
+	r.em = em
 }
 
 // TestRandomized runs seeded random schedules of emits, stream restarts,
 // partitions and crashes over real streams, then heals the network and
 // checks that every replica delivered every event exactly once, in each
-// source's order.
+// source's order. A crash restarts the replica from its log (package
+// filelog, or an in-memory log): replayed events are history, so the
+// application's listener sees each event once across the restart.
 func TestRandomized(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 4, 5}
 	if testing.Short() {
 		seeds = seeds[:2]
 	}
-	for _, seed := range seeds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			runRandomized(t, seed)
-		})
+	for _, logKind := range []string{"memlog", "filelog"} {
+		for _, seed := range seeds {
+			t.Run(fmt.Sprintf("%s/seed=%d", logKind, seed), func(t *testing.T) {
+				runRandomized(t, seed, logKind == "filelog")
+			})
+		}
 	}
 }
 
-func runRandomized(t *testing.T, seed uint64) {
+func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	n := newTestNet(t, seed, 0)
 	size := 3 + rng.IntN(3)
 	reps := make([]*simReplica, size)
 	for i := range reps {
 		reps[i] = &simReplica{id: fmt.Sprintf("r%d", i), store: &memStorage{}, rec: &recorder{}}
+		if onDisk {
+			reps[i].path = filepath.Join(t.TempDir(), reps[i].id+".log")
+		}
 		reps[i].start(t)
 		n.add(reps[i].em)
 	}
