@@ -228,7 +228,7 @@ func (n *Network) Err() error {
 // Connected reports whether a live link joins i and j.
 func (n *Network) Connected(i, j int) bool {
 	l := n.links[mkpair(i, j)]
-	return l != nil && !l.ended()
+	return l != nil && !l.dead()
 }
 
 // Connect links replicas i and j with a fault drawn from Options.Fault,
@@ -254,7 +254,7 @@ func (n *Network) ConnectFault(i, j int, f Fault) error {
 	}
 	p := mkpair(i, j)
 	if l := n.links[p]; l != nil {
-		if !l.ended() {
+		if !l.dead() {
 			return nil
 		}
 		n.reap(p, l)
@@ -386,18 +386,20 @@ func (n *Network) FullMesh() {
 
 // StopCuts disarms the pending cut of every live link and makes later
 // connections ignore Fault.CutAfter, so that the topology stays as it is
-// while a test waits for convergence. Chunking and delays stay.
+// while a test waits for convergence. A cut already under way completes;
+// such a link already counts as gone, so a Heal after StopCuts replaces it.
+// Chunking and delays stay.
 func (n *Network) StopCuts() {
 	n.noCut = true
 	for _, l := range n.links {
-		l.budget.Store(math.MaxInt64)
+		l.disarm()
 	}
 	n.logf("simnet: stop cuts")
 }
 
 // connectRandom makes the replicas in members (all, if nil) one connected
 // component of live links: it joins components along random pairs, and adds
-// some redundant links on the way.
+// one in eight of the other missing links, so that there are cycles.
 func (n *Network) connectRandom(members []int) {
 	if members == nil {
 		members = make([]int, len(n.docs))
@@ -406,7 +408,7 @@ func (n *Network) connectRandom(members []int) {
 		}
 	}
 	for _, p := range n.sortedPairs() {
-		if n.links[p].ended() {
+		if n.links[p].dead() {
 			n.reap(p, n.links[p])
 		}
 	}
@@ -423,7 +425,7 @@ func (n *Network) connectRandom(members []int) {
 	for _, p := range cand {
 		if uf.find(p.i) != uf.find(p.j) {
 			uf.union(p.i, p.j)
-		} else if n.rng.IntN(4) != 0 {
+		} else if n.rng.IntN(8) != 0 {
 			continue
 		}
 		n.Connect(p.i, p.j)
@@ -449,17 +451,38 @@ func (n *Network) sortedPairs() []pair {
 func (n *Network) components() *unionFind {
 	uf := newUnionFind(len(n.docs))
 	for p, l := range n.links {
-		if !l.ended() {
+		if !l.dead() {
 			uf.union(p.i, p.j)
 		}
 	}
 	return uf
 }
 
-// Quiesce waits until, within every connected group of replicas, all clocks
-// are equal and every live link has delivered and stepped every frame it
-// wrote. With a connected topology and no writes in progress, that is
-// convergence. It polls until ctx ends or, if ctx has no deadline,
+// Groups returns the connected groups of replicas: those joined by live
+// links, directly or through others. Each group is sorted, and groups are in
+// the order of their first member.
+func (n *Network) Groups() [][]int {
+	uf := n.components()
+	index := map[int]int{}
+	var groups [][]int
+	for i := range n.docs {
+		r := uf.find(i)
+		g, ok := index[r]
+		if !ok {
+			g = len(groups)
+			index[r] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+// Quiesce waits until, within every connected group of replicas (see
+// Groups), all clocks are equal and every live link has delivered and
+// stepped every frame it wrote. With a connected topology and no writes in
+// progress, that is convergence. A link cut while Quiesce waits splits its
+// group; call StopCuts first if the topology must stay as it is. It polls until ctx ends or, if ctx has no deadline,
 // Options.QuiesceTimeout passes; then it returns an error wrapping
 // ErrNotQuiet that shows every replica's clock and every link's counters.
 func (n *Network) Quiesce(ctx context.Context) error {
@@ -490,7 +513,7 @@ func (n *Network) Quiesce(ctx context.Context) error {
 func (n *Network) unquiet() string {
 	for _, p := range n.sortedPairs() {
 		l := n.links[p]
-		if l.ended() {
+		if l.dead() {
 			continue
 		}
 		a, b := l.conns[0].Stats(), l.conns[1].Stats()
@@ -522,8 +545,11 @@ func (n *Network) Dump() string {
 	for _, p := range n.sortedPairs() {
 		l := n.links[p]
 		state := "live"
-		if l.ended() {
+		switch {
+		case l.ended():
 			state = "ended"
+		case l.dead():
+			state = "being cut"
 		}
 		a, c := l.conns[0].Stats(), l.conns[1].Stats()
 		fmt.Fprintf(&b, "  link %s %s %v: frames %d/%d out/in, %d/%d in/out; updates %d/%d out/in, %d/%d in/out; synced %v/%v\n",
@@ -565,7 +591,7 @@ type link struct {
 	pipes  [2]net.Conn
 	cancel context.CancelFunc
 
-	budget   atomic.Int64 // bytes left before the cut
+	budget   atomic.Int64 // bytes left before the cut; cutting once negative
 	cut      atomic.Bool
 	cutOnce  sync.Once
 	stopping atomic.Bool // Disconnect or Close ended it
@@ -601,6 +627,10 @@ func (l *link) finish() {
 	}
 	l.err = errors.Join(errs...)
 }
+
+// dead reports whether the link has ended or is being cut: for the
+// topology it is gone.
+func (l *link) dead() bool { return l.budget.Load() < 0 || l.ended() }
 
 func (l *link) ended() bool {
 	select {
@@ -644,17 +674,32 @@ func (l *link) wait(timeout time.Duration) error {
 }
 
 // take reserves up to k bytes of the cut budget and returns how many it got.
+// Getting fewer than k dooms the link: the budget goes negative, so that
+// StopCuts cannot revive it and the topology counts it as gone at once.
 func (l *link) take(k int) int {
 	for {
 		rem := l.budget.Load()
-		if rem >= int64(k) {
+		switch {
+		case rem < 0:
+			return 0
+		case rem >= int64(k):
 			if l.budget.CompareAndSwap(rem, rem-int64(k)) {
 				return k
 			}
-			continue
+		default:
+			if l.budget.CompareAndSwap(rem, -1) {
+				return int(rem)
+			}
 		}
-		if l.budget.CompareAndSwap(rem, 0) {
-			return int(rem)
+	}
+}
+
+// disarm cancels a cut that has not begun.
+func (l *link) disarm() {
+	for {
+		rem := l.budget.Load()
+		if rem < 0 || l.budget.CompareAndSwap(rem, math.MaxInt64) {
+			return
 		}
 	}
 }

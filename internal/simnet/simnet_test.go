@@ -190,6 +190,9 @@ func TestPartitionAndHeal(t *testing.T) {
 	})
 	n.FullMesh()
 	n.Partition([]int{0, 1, 2}, []int{3, 4})
+	if diff := cmp.Diff([][]int{{0, 1, 2}, {3, 4}, {5}}, n.Groups()); diff != "" {
+		t.Errorf("Groups after the partition (-want +got):\n%s", diff)
+	}
 	if err := n.Connect(0, 3); !errors.Is(err, ErrPartitioned) {
 		t.Errorf("Connect across the partition = %v, want ErrPartitioned", err)
 	}
@@ -208,6 +211,9 @@ func TestPartitionAndHeal(t *testing.T) {
 		t.Errorf("n0 holds %v, want the 3 updates of its side", got)
 	}
 	n.Heal()
+	if diff := cmp.Diff([][]int{{0, 1, 2, 3, 4, 5}}, n.Groups()); diff != "" {
+		t.Errorf("Groups after Heal (-want +got):\n%s", diff)
+	}
 	if err := n.Quiesce(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -331,5 +337,46 @@ func TestQueueOverflowUnderConcurrentWrites(t *testing.T) {
 	}
 	if err := n.Err(); err != nil {
 		t.Error(err)
+	}
+}
+
+// The cut budget: a short take dooms the link for good, and StopCuts
+// disarms only links whose cut has not begun.
+func TestCutBudget(t *testing.T) {
+	tests := []struct {
+		name     string
+		budget   int64
+		takes    []int
+		disarm   bool // disarm before the takes
+		wantGot  []int
+		wantDead bool
+	}{
+		{name: "within budget", budget: 10, takes: []int{4, 6}, wantGot: []int{4, 6}},
+		{name: "crossing the budget", budget: 10, takes: []int{4, 7, 3}, wantGot: []int{4, 6, 0}, wantDead: true},
+		{name: "zero budget left", budget: 4, takes: []int{4, 1}, wantGot: []int{4, 0}, wantDead: true},
+		{name: "disarmed", budget: 3, disarm: true, takes: []int{4, 1 << 20}, wantGot: []int{4, 1 << 20}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &link{done: make(chan struct{})}
+			l.budget.Store(tt.budget)
+			if tt.disarm {
+				l.disarm()
+			}
+			var got []int
+			for _, k := range tt.takes {
+				got = append(got, l.take(k))
+			}
+			if diff := cmp.Diff(tt.wantGot, got); diff != "" {
+				t.Errorf("takes %v from %d (-want +got):\n%s", tt.takes, tt.budget, diff)
+			}
+			if l.dead() != tt.wantDead {
+				t.Errorf("dead = %v, want %v", l.dead(), tt.wantDead)
+			}
+			l.disarm()
+			if l.dead() != tt.wantDead {
+				t.Errorf("after disarm, dead = %v, want %v: a cut under way must stay", l.dead(), tt.wantDead)
+			}
+		})
 	}
 }
