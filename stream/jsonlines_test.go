@@ -21,12 +21,16 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/go-cmp/cmp"
+	"github.com/scuttle-go/scuttle/emitter"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
-var _ JSONTranscoder = (*model.Model)(nil)
+var (
+	_ JSONTranscoder = (*model.Model)(nil)
+	_ JSONTranscoder = (*emitter.Emitter)(nil)
+)
 
 func TestJSNumber(t *testing.T) {
 	tests := []struct {
@@ -786,5 +790,40 @@ func TestJSONLinesGoldenLines(t *testing.T) {
 	}
 	if n < 30 {
 		t.Errorf("only %d recorded lines", n)
+	}
+}
+
+// Lines JavaScript's ReliableEventEmitter wrote (JS-SCUTTLEBUTT.md, 3.5)
+// decode into an Emitter's payloads [name, [args...]] and re-encode to the
+// same bytes.
+func TestJSONLinesEmitter(t *testing.T) {
+	e, err := emitter.New("Z", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		line string
+		data any // the Emitter's payload
+	}{
+		{`[["msg","one"],1795385884276,"A"]`, []any{"msg", []any{"one"}}},
+		{`[["msg","two",{"x":1},3],1795385884276.001,"A"]`, []any{"msg", []any{"two", map[string]any{"x": 1}, 3}}},
+		{`[["other"],1795385884276.002,"A"]`, []any{"other", []any{}}},
+	}
+	for _, tt := range tests {
+		ms := decodeLines(t, e, tt.line)
+		if d := cmp.Diff(mustCBOR(t, tt.data), ms[0].Updates[0].Data); d != "" {
+			t.Errorf("%s: payload (-want +got):\n%s", tt.line, d)
+		}
+		if err := e.ValidateUpdate(ms[0].Updates[0]); err != nil {
+			t.Errorf("%s: the Emitter refuses the payload: %v", tt.line, err)
+		}
+		if got := encodeMessages(t, e, ms...); got != tt.line+"\n" {
+			t.Errorf("%s re-encodes as %s", tt.line, got)
+		}
+	}
+	for _, bad := range []string{`["msg",1,"A"]`, `[[],1,"A"]`, `[[5,"x"],1,"A"]`} {
+		if _, err := decodeAll(e, bad+"\n", DefaultMaxFrameSize); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", bad, err)
+		}
 	}
 }
