@@ -5,7 +5,7 @@
 //	go run ./internal/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5]
 //
 // W1 to W4 run -runs times over each transport and keep the fastest run;
-// W5 runs once. With -heapprofile PREFIX, W5 writes the heap profiles of
+// W5 and the persistence workloads P1 and P2 run once. With -heapprofile PREFIX, W5 writes the heap profiles of
 // its replicas to PREFIX.local.prof and PREFIX.sync.prof, for
 // `go tool pprof -sample_index=inuse_space`. A row's status is "ok" when the target is met and "below"
 // when it is not. `make bench` runs this program.
@@ -23,6 +23,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/internal/bench"
 )
 
@@ -31,7 +32,7 @@ const timeout = 2 * time.Minute
 
 func main() {
 	runs := flag.Int("runs", 3, "runs of W1-W4 per transport; the fastest is reported")
-	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5); empty for all")
+	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5,P1,P2); empty for all")
 	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof")
 	flag.Parse()
 	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap); err != nil {
@@ -85,11 +86,10 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 			return fmt.Errorf("%s/%s: %w", w.name, w.tr, err)
 		}
 		fmt.Fprintf(stderr, "ran %s\n", r)
-		tr := string(w.tr)
-		if tr == "" {
-			tr = "-"
+		tr := string(w.tr) + w.label
+		if w.tr == "" {
+			tr = strings.TrimSpace(w.label)
 		}
-		tr += w.label
 		for _, x := range w.rows(r) {
 			status := ""
 			if x.ok != nil {
@@ -102,7 +102,7 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 			fmt.Fprintf(tw, " %s\t %s\t %s\t %s\t %s\t %s\t %s\n", w.name, tr, x.measure, x.result, x.target, status, x.peers)
 		}
 	}
-	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, fastest of %d runs (W5: 1 run)\n\n",
+	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, fastest of %d runs (W5, P1, P2: 1 run)\n\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runs)
 	if err := tw.Flush(); err != nil {
 		return err
@@ -176,7 +176,7 @@ func plan(runs int) []workload {
 		}})
 	}
 	p = append(p,
-		workload{name: "W5", label: " (Set locally)", heap: ".local.prof", runs: 1, run: bench.W5Local, rows: func(r bench.Result) []row {
+		workload{name: "W5", label: "(Set locally)", heap: ".local.prof", runs: 1, run: bench.W5Local, rows: func(r bench.Result) []row {
 			return []row{
 				atMost("heap bytes/key", r.HeapPerKey, 150, "Yjs 323 / 399"),
 				{measure: "Sets/s", result: count(r.UpdatesPerSec), target: "-"},
@@ -189,6 +189,27 @@ func plan(runs int) []workload {
 			}
 		}},
 	)
+	for _, c := range []struct {
+		policy  filelog.SyncPolicy
+		writers int
+	}{
+		{filelog.SyncAlways, 1}, {filelog.SyncAlways, 16}, {filelog.SyncInterval, 16}, {filelog.SyncNever, 1},
+	} {
+		p = append(p, workload{
+			name: "P1", label: fmt.Sprintf("filelog sync=%s writers=%d", c.policy, c.writers), runs: 1,
+			run: bench.P1(c.policy, c.writers), rows: func(r bench.Result) []row {
+				return []row{
+					{measure: "Sets/s", result: count(r.UpdatesPerSec), target: "-"},
+					{measure: "log bytes/update", result: num(r.BytesPerUpdate), target: "-"},
+				}
+			}})
+	}
+	p = append(p, workload{name: "P2", label: "filelog reopen", runs: 1, run: bench.P2, rows: func(r bench.Result) []row {
+		return []row{
+			{measure: "replay 1M updates", result: ms(r.Duration), target: "-"},
+			{measure: "updates/s", result: count(r.UpdatesPerSec), target: "-"},
+		}
+	}})
 	return p
 }
 
