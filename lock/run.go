@@ -99,8 +99,8 @@ func (t *Table) step() time.Duration {
 			keep = append(keep, c)
 			next = min(next, c.end+margin)
 			if c.owner == t.ID() && c.own == nil && c.release == nil {
-				// A claim of an earlier run of this replica (replayed from
-				// a log): nobody waits for it, so withdraw it.
+				// A claim of an earlier run of this replica, heard from a
+				// peer after a restart: nobody waits for it, so withdraw it.
 				c.own = &ownClaim{name: name, c: c, state: released}
 				acts = append(acts, action{kind: kindRelease, name: name, claim: c.ts})
 			}
