@@ -60,14 +60,18 @@ func (w *watchers) deliver() {
 	for len(w.pending) > 0 {
 		batch := w.pending
 		w.pending = nil
-		fns := make([]func(Change), 0, len(w.fns))
-		for _, id := range sortedIDs(w.fns) {
-			fns = append(fns, w.fns[id])
-		}
+		ids := sortedIDs(w.fns)
 		w.mu.Unlock()
 		for _, p := range batch {
-			for _, fn := range fns {
-				fn(p.change()) // fresh values for each watcher
+			for _, id := range ids {
+				// Look the watcher up for each call: one cancelled during
+				// the batch (by a callback, say) hears nothing more.
+				w.mu.Lock()
+				fn := w.fns[id]
+				w.mu.Unlock()
+				if fn != nil {
+					fn(p.change()) // fresh values for each watcher
+				}
 			}
 		}
 		w.mu.Lock()
@@ -136,6 +140,11 @@ func (m *Model) Watch(fn func(Change)) (cancel func()) {
 func (m *Model) WatchChan(ch chan<- Change) (cancel func()) {
 	done := make(chan struct{})
 	stop := m.Watch(func(c Change) {
+		select {
+		case <-done: // cancelled: never send, even if ch has room
+			return
+		default:
+		}
 		select {
 		case ch <- c:
 		case <-done:
