@@ -490,3 +490,28 @@ func Example() {
 	<-done
 	// Output: a: alice joined (local false)
 }
+
+// TestCancelMidBatch cancels a listener from another listener while a
+// batch of events is being delivered: it is not called again.
+func TestCancelMidBatch(t *testing.T) {
+	e := newEmitter(t, "a", nil)
+	var second []string
+	var stop func()
+	e.OnAny(func(ev emitter.Event) {
+		if ev.Name == "first" {
+			stop()
+		}
+	})
+	stop = e.OnAny(func(ev emitter.Event) { second = append(second, ev.Name) })
+	data := func(name string) []byte { return append([]byte{0x82, 0x60 | byte(len(name))}, append([]byte(name), 0x80)...) }
+	us := []scuttlebutt.Update{
+		{Source: "p", Timestamp: 10, Data: data("first")},
+		{Source: "p", Timestamp: 11, Data: data("later")},
+	}
+	if _, err := e.Apply(us...); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string(nil), second); diff != "" {
+		t.Errorf("calls of the cancelled listener (-want +got):\n%s", diff)
+	}
+}

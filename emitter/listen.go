@@ -3,6 +3,7 @@ package emitter
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
@@ -36,10 +37,12 @@ func (e *Emitter) event(u scuttlebutt.Update) (Event, bool) {
 }
 
 // listener is one registered callback and the names it listens to; nil
-// names means every event.
+// names means every event. off is set by cancel, so that a listener
+// cancelled in the middle of a batch is not called again.
 type listener struct {
 	names map[string]bool
 	fn    func(Event)
+	off   atomic.Bool
 }
 
 // listeners holds the callbacks and the events waiting for them. Events are
@@ -50,7 +53,7 @@ type listener struct {
 type listeners struct {
 	mu       sync.Mutex
 	next     int
-	fns      map[int]listener
+	fns      map[int]*listener
 	pending  []scuttlebutt.Update
 	draining bool
 }
@@ -78,13 +81,16 @@ func (l *listeners) deliver(e *Emitter) {
 			ids = append(ids, id)
 		}
 		slices.Sort(ids) // registration order
-		fns := make([]listener, len(ids))
+		fns := make([]*listener, len(ids))
 		for i, id := range ids {
 			fns[i] = l.fns[id]
 		}
 		l.mu.Unlock()
 		for _, u := range batch {
 			for _, f := range fns {
+				if f.off.Load() {
+					continue
+				}
 				if f.names != nil {
 					name, ok := payloadName(u.Data)
 					if !ok || !f.names[name] {
@@ -115,10 +121,10 @@ func payloadName(data []byte) (string, bool) {
 	return name, true
 }
 
-func (l *listeners) add(f listener) (cancel func()) {
+func (l *listeners) add(f *listener) (cancel func()) {
 	l.mu.Lock()
 	if l.fns == nil {
-		l.fns = make(map[int]listener)
+		l.fns = make(map[int]*listener)
 	}
 	id := l.next
 	l.next++
@@ -127,6 +133,7 @@ func (l *listeners) add(f listener) (cancel func()) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			f.off.Store(true)
 			l.mu.Lock()
 			delete(l.fns, id)
 			l.mu.Unlock()
@@ -137,18 +144,20 @@ func (l *listeners) add(f listener) (cancel func()) {
 // On calls fn for every event named event that this replica applies from
 // now on, local or remote, until cancel is called. Events are delivered in
 // the order they are applied, which keeps each source's order; each event
-// once. fn runs on the goroutine that applied the event (the emitter, or
+// once. After cancel returns, fn is not called again, unless cancel is
+// called by fn itself or concurrently with a call in progress. fn runs on
+// the goroutine that applied the event (the emitter, or
 // the stream that brought it), after the Emitter's locks are released, one
 // call at a time across all listeners; it may call Emit. A slow fn delays
 // the writer or stream that brought the event.
 func (e *Emitter) On(event string, fn func(Event)) (cancel func()) {
-	return e.listen.add(listener{names: map[string]bool{event: true}, fn: fn})
+	return e.listen.add(&listener{names: map[string]bool{event: true}, fn: fn})
 }
 
 // OnAny calls fn for every event this replica applies from now on, whatever
 // its name, as On does.
 func (e *Emitter) OnAny(fn func(Event)) (cancel func()) {
-	return e.listen.add(listener{fn: fn})
+	return e.listen.add(&listener{fn: fn})
 }
 
 // Chan sends to ch every event this replica applies from now on whose name
@@ -164,7 +173,7 @@ func (e *Emitter) Chan(ch chan<- Event, events ...string) (cancel func()) {
 		case <-done:
 		}
 	}
-	f := listener{fn: send}
+	f := &listener{fn: send}
 	if len(events) > 0 {
 		f.names = make(map[string]bool, len(events))
 		for _, n := range events {
