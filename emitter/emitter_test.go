@@ -503,7 +503,9 @@ func TestCancelMidBatch(t *testing.T) {
 		}
 	})
 	stop = e.OnAny(func(ev emitter.Event) { second = append(second, ev.Name) })
-	data := func(name string) []byte { return append([]byte{0x82, 0x60 | byte(len(name))}, append([]byte(name), 0x80)...) }
+	data := func(name string) []byte {
+		return append([]byte{0x82, 0x60 | byte(len(name))}, append([]byte(name), 0x80)...)
+	}
 	us := []scuttlebutt.Update{
 		{Source: "p", Timestamp: 10, Data: data("first")},
 		{Source: "p", Timestamp: 11, Data: data("later")},
