@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -51,7 +52,7 @@ type Table struct {
 	slots   map[string]*slot
 	ackDue  bool // a foreign claim or renewal awaits acknowledgement
 	acking  bool // a goroutine is sending an acknowledgement
-	lostFns map[int]func(string)
+	lostFns map[int]*lostFn
 	nextFn  int
 	closed  bool
 
@@ -87,6 +88,13 @@ type ownClaim struct {
 	done      chan struct{} // closed when a hold ends
 }
 
+// lostFn is an OnLost callback; off is set by its cancel, so that it is
+// not called after cancel returns.
+type lostFn struct {
+	fn  func(string)
+	off atomic.Bool
+}
+
 // renewal is a renewal this replica sent: its timestamp and lease end.
 type renewal struct {
 	ts, end vclock.Timestamp
@@ -118,7 +126,7 @@ func New(id string, cfg *Config) (*Table, error) {
 		acks:    make(map[string]*ackState),
 		own:     make(map[string]*ownClaim),
 		slots:   make(map[string]*slot),
-		lostFns: make(map[int]func(string)),
+		lostFns: make(map[int]*lostFn),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		quit:    make(chan struct{}),
@@ -396,14 +404,16 @@ func (t *Table) Done(name string) <-chan struct{} {
 // is called. fn runs on the table's goroutine: it must return promptly and
 // must not call Lock or TryLock; hand longer work to another goroutine.
 func (t *Table) OnLost(fn func(name string)) (cancel func()) {
+	f := &lostFn{fn: fn}
 	t.mu.Lock()
 	id := t.nextFn
 	t.nextFn++
-	t.lostFns[id] = fn
+	t.lostFns[id] = f
 	t.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			f.off.Store(true)
 			t.mu.Lock()
 			delete(t.lostFns, id)
 			t.mu.Unlock()

@@ -50,7 +50,7 @@ func (t *Table) step() time.Duration {
 		acts   []action
 		lost   []string
 		frees  []string
-		lostFn []func(string)
+		lostFn []*lostFn
 	)
 	t.mu.Lock()
 	for name, oc := range t.own {
@@ -138,8 +138,10 @@ func (t *Table) step() time.Duration {
 		t.freeSlot(name, slots[i])
 	}
 	for _, name := range lost {
-		for _, fn := range lostFn {
-			fn(name)
+		for _, f := range lostFn {
+			if !f.off.Load() {
+				f.fn(name)
+			}
 		}
 	}
 	wait := time.Duration(float64(next-now) * float64(time.Millisecond))
