@@ -27,13 +27,13 @@ import (
 
 var convergeSeed = flag.Uint64("seed", 0, "TestConverge: replay this one seed with a verbose trace (or set SCUTTLE_SEED)")
 
-// Sizes of TestConverge, tuned so that the whole test takes about 28 s of
-// CPU under -race: 16 to 20 s on an idle 2-core machine, 30 to 45 s on a
-// loaded one. Steps cost more as links accumulate, so the schedule is a
-// little shorter than it could be, and seeds many.
+// Sizes of TestConverge, measured under -race on a 2-core machine that
+// other jobs kept busy (load 2 to 10): 200 seeds take 20 to 22 s of CPU and
+// 22 to 40 s of wall time; 300 seeds took up to 56 s. Steps cost more as
+// links accumulate, so schedules are a little short and seeds many.
 const (
-	convergeSeeds      = 300 // seeds 1..convergeSeeds
-	convergeSeedsShort = 60  // with -short
+	convergeSeeds      = 200 // seeds 1..convergeSeeds
+	convergeSeedsShort = 40  // with -short
 	minReplicas        = 5
 	maxReplicas        = 10
 	minSteps           = 40
@@ -310,7 +310,7 @@ func runConverge(t *testing.T, seed uint64, verbose bool) (ties int) {
 		}
 		// The schedule replays exactly; the streams' interleaving may not,
 		// hence -count.
-		replay := fmt.Sprintf("seed %d failed; replay: go test ./model -run 'TestConverge$' -v -count=10 -seed %d", seed, seed)
+		replay := fmt.Sprintf("seed %d failed; replay: go test ./model -run 'TestConverge$' -v -count=10 -seed=%d", seed, seed)
 		if verbose {
 			t.Log(replay)
 			return
@@ -386,6 +386,10 @@ func (c *converge) step(step int) {
 		// A burst: several replicas write the same key before anything
 		// spreads, often at equal timestamps.
 		key := fmt.Sprintf("k%d", r.IntN(numKeys))
+		if r.IntN(3) == 0 {
+			c.concurrentBurst(step, key)
+			break
+		}
 		for range 2 + r.IntN(3) {
 			if x := r.IntN(k); r.IntN(4) == 0 {
 				c.del(step, x, key)
@@ -438,28 +442,76 @@ func (c *converge) step(step int) {
 }
 
 func (c *converge) set(step, i int, key string, v any) {
-	m := c.models[i]
-	if err := m.Set(key, v); err != nil {
-		c.t.Fatalf("seed %d step %d: %s.Set(%q, %v): %v", c.seed, step, m.ID(), key, v, err)
-	}
-	c.record(step, i, write{key: key, value: v})
+	c.note(step, i, c.write(i, write{key: key, value: v}))
 }
 
 func (c *converge) del(step, i int, key string) {
-	m := c.models[i]
-	if err := m.Delete(key); err != nil {
-		c.t.Fatalf("seed %d step %d: %s.Delete(%q): %v", c.seed, step, m.ID(), key, err)
-	}
-	c.record(step, i, write{key: key, del: true})
+	c.note(step, i, c.write(i, write{key: key, del: true}))
 }
 
-// record notes a write just made on replica i. Only the test writes, one
-// write at a time, and only a local write raises a replica's own clock
-// entry, so that entry is the write's timestamp.
-func (c *converge) record(step, i int, w write) {
+// written is the outcome of one write: w with its source and timestamp, or
+// the error.
+type written struct {
+	w   write
+	err error
+}
+
+// write makes w on replica i and reads its timestamp back. One goroutine at
+// a time writes to a replica, and only a local write raises the replica's
+// own clock entry, so that entry is the write's timestamp. It is safe to
+// call for different replicas at once.
+func (c *converge) write(i int, w write) written {
 	m := c.models[i]
+	var err error
+	if w.del {
+		err = m.Delete(w.key)
+	} else {
+		err = m.Set(w.key, w.value)
+	}
 	w.src = m.ID()
 	w.ts = m.Clock().Get(w.src)
+	return written{w, err}
+}
+
+// concurrentBurst has several replicas write at once, each a few times,
+// while the streams carry the writes of the others.
+func (c *converge) concurrentBurst(step int, key string) {
+	r := c.r
+	writers := r.Perm(len(c.models))[:2+r.IntN(3)]
+	plans := make([][]write, len(writers))
+	for x := range writers {
+		for range 1 + r.IntN(3) {
+			w := write{key: key, value: randomValue(r)}
+			if r.IntN(4) == 0 {
+				w = write{key: fmt.Sprintf("k%d", r.IntN(numKeys)), del: true}
+			}
+			plans[x] = append(plans[x], w)
+		}
+	}
+	results := make([][]written, len(writers))
+	var wg sync.WaitGroup
+	for x, i := range writers {
+		wg.Go(func() {
+			for _, w := range plans[x] {
+				results[x] = append(results[x], c.write(i, w))
+			}
+		})
+	}
+	wg.Wait()
+	c.tr.logf("step %d: concurrent writes on %v", step, writers)
+	for x, i := range writers {
+		for _, res := range results[x] {
+			c.note(step, i, res)
+		}
+	}
+}
+
+// note checks and records a write made on replica i.
+func (c *converge) note(step, i int, res written) {
+	w := res.w
+	if res.err != nil {
+		c.t.Fatalf("seed %d step %d: %s: write %+v: %v", c.seed, step, w.src, w, res.err)
+	}
 	if w.ts <= c.last[i] {
 		c.t.Fatalf("seed %d step %d: %s wrote %q but its clock entry went from %v to %v", c.seed, step, w.src, w.key, c.last[i], w.ts)
 	}
@@ -473,7 +525,7 @@ func (c *converge) record(step, i int, w write) {
 }
 
 func (c *converge) quiesce() {
-	ctx, cancel := context.WithTimeout(c.t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(c.t.Context(), 10*time.Second)
 	defer cancel()
 	if err := c.net.Quiesce(ctx); err != nil {
 		c.t.Fatalf("seed %d: %v", c.seed, err)
