@@ -25,6 +25,12 @@
 // Every goroutine the network starts belongs to a link and ends when the
 // link does; Close ends them all and waits.
 //
+// Every random choice of the network (faults, stream limits, the graphs
+// Partition and Heal draw) comes from the seed. The interleaving of the
+// streams is the Go scheduler's, and so is which cut links have ended by the
+// time Heal looks: a replay of a seed follows the same schedule of test
+// steps, but a rare failure may need several runs to show again.
+//
 // A Network is not safe for concurrent use: one goroutine (the test's)
 // calls its methods. The links run concurrently with it.
 package simnet
@@ -79,6 +85,7 @@ type Fault struct {
 	MaxDelay time.Duration
 }
 
+// String describes f for traces: "cut@120B,chunk<=7B", or "clean".
 func (f Fault) String() string {
 	var parts []string
 	if f.CutAfter > 0 {
