@@ -219,7 +219,11 @@ func (m *Mux) Run(ctx context.Context) error {
 	m.mu.Unlock()
 
 	acceptErr := make(chan error, 1)
+	// The accept loop counts in wg, so that its wg.Add for each accepted
+	// stream never races with the wg.Wait below at a zero count.
+	m.wg.Add(1)
 	go func() {
+		defer m.wg.Done()
 		for {
 			st, err := m.sess.AcceptStream()
 			if err != nil {
@@ -351,6 +355,13 @@ func (m *Mux) serve(ctx context.Context, name string, d scuttlebutt.Document, st
 	m.active[name] = s
 	m.mu.Unlock()
 
+	// yamux v0.1.2's Stream.Read spins (goto START on the closed
+	// shutdownCh) from Session.Close until the stream is force-closed, and
+	// the spinning readers starve the session's receive loop of the stream
+	// locks: with 100 streams, Run took seconds to return under -race. A
+	// deadline in the past makes a blocked Read return instead.
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+	defer stop()
 	err := s.conn.Run(ctx)
 	m.mu.Lock()
 	if m.active[name] == s {
