@@ -1,0 +1,120 @@
+// Package node runs a member of a scuttle cluster: named documents (models,
+// emitters, lock tables) replicated between processes over TCP, with
+// membership and failure detection by hashicorp/memberlist.
+//
+//	n, err := node.New(&node.Config{
+//		ID:       "n1",
+//		DataDir:  "/var/lib/scuttle",
+//		Join:     []string{"10.0.0.2:7946"},
+//		Secret:   secret, // or CertFile, KeyFile, CAFile
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	defer n.Close()
+//	users, _ := n.Model("users") // created on every member, replicated
+//	users.Set("ada", map[string]any{"admin": true})
+//
+// # Lifecycle
+//
+// New starts the node: it opens the data directory, listens, starts
+// memberlist and joins in the background; the node runs until Close. To
+// leave for good:
+//
+//  1. call Leave, which tells the members (they record the node as left,
+//     not failed, and drop it from lock tables at once), closes the node's
+//     lock tables (releasing its locks), drops its links and broadcasts
+//     memberlist's leave;
+//  2. call Close, which stops everything and closes the document logs.
+//
+// Close alone is what a crash looks like to the cluster: the members'
+// failure detectors notice within a few probe intervals and drop their
+// links. A node restarted with the same DataDir comes back with the same id
+// and every document from its logs, and catches up from its peers with
+// only what it missed.
+//
+// # Documents
+//
+// Documents are named (CheckName: 1 to 128 bytes of [A-Za-z0-9._-]) and
+// typed. Model, Emitter and Locks get a document, creating it if need be.
+// The node keeps a catalog, a replicated model of its own ("_catalog"),
+// mapping each document's name to its type: a document created on one
+// member is created on every member, so every member holds every document
+// and a read on any member sees writes made on any other. Asking for a
+// document under another type than the catalog's is ErrDocumentType.
+//
+// With a DataDir, models and emitters are logged (package filelog) under
+// DataDir/<type>/<name>.log, and the catalog under DataDir/catalog.log; the
+// node's id is kept in DataDir/node-id. Lock tables keep no log (see
+// package lock).
+//
+// # Links
+//
+// Each replication link is one TCP connection carrying a stream.Mux: one
+// yamux stream per document, so a document created while linked starts
+// replicating at once, and a broken document stream leaves the others up.
+// There is exactly one link per pair of members: the member with the
+// smaller id dials, the other accepts. A dialer whose link fails redials
+// with exponential backoff and full jitter (Config.ReconnectBase,
+// ReconnectMax); a newer connection from a peer replaces an older one.
+//
+// Which pairs are linked follows membership (the live members, as
+// memberlist reports them):
+//
+//   - Clusters of at most Config.FullMeshSize members (8) are a full mesh:
+//     every update reaches every member in one hop, and a cluster that
+//     small pays little for the n-1 links per member.
+//   - Larger clusters sort the live members by id into a ring and link
+//     each to the members within Config.RingLinks (2) places of it on
+//     either side, plus about Config.RandomLinks (2) random partners. The
+//     ring keeps the link graph connected: with two places on each side it
+//     is a circulant graph that stays connected with any three members
+//     down before the failure detector removes them. The random links cut
+//     the path an update takes from about n/4 hops to about log n. They
+//     are drawn by a hash of the pair and the epoch (Config.Now divided by
+//     Config.RelinkInterval, 10 min), so both ends agree without talking,
+//     and they rotate each epoch, so a poor draw does not last. Each member
+//     then holds about 2*RingLinks+RandomLinks links whatever the size of
+//     the cluster.
+//
+// Scuttlebutt relays every update over every link, so a connected graph
+// is enough for every update to reach every member. When membership
+// changes, dialers start and stop; accepted links from members that left
+// or failed are dropped.
+//
+// # Security
+//
+// Without Secret or TLS files, anyone who can reach the replication port
+// can read and write every document: use that only on a trusted network.
+//
+//   - Secret: both ends prove knowledge of a shared secret with
+//     HMAC-SHA256 over fresh nonces from both sides, before any document
+//     data flows; the secret never crosses the wire and a recorded
+//     handshake cannot be replayed. Links are authenticated, not
+//     encrypted. Secret also keys memberlist's gossip encryption (unless
+//     GossipKey is set), so strangers cannot join the membership.
+//   - TLS (CertFile, KeyFile, CAFile): mutual TLS 1.3; each end accepts the
+//     other only with a certificate that chains to the CA. Gossip is then
+//     unencrypted unless GossipKey is set.
+//
+// A peer that fails authentication is disconnected before the yamux
+// session starts; the refusal is logged and counted in
+// Status().Counters.AuthFailures.
+//
+// # Lock tables and membership
+//
+// A lock table's member set is the cluster's live members, this node
+// included: members that join are added, members that leave or are
+// declared dead are removed. Package lock assumes a removed member has
+// stopped; memberlist's failure detector can suspect a member that is only
+// slow or partitioned away, and such a member may then hold a lock at the
+// same time as another. Keep the failure detector's timeouts well above
+// the network's worst pauses, as memberlist's defaults do.
+//
+// # Concurrency
+//
+// All methods of Node are safe for concurrent use. The node's goroutines
+// (the accept loop, one dialer per peer it dials, one session per link,
+// the manager that follows membership, the joiner) are stopped and waited
+// for by Close.
+package node

@@ -1,0 +1,345 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/scuttle-go/scuttle/emitter"
+	"github.com/scuttle-go/scuttle/filelog"
+	"github.com/scuttle-go/scuttle/lock"
+	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// The document types a node holds, by the name the catalog, Documents and
+// the data directory use for them.
+const (
+	kindModel   = "model"
+	kindEmitter = "emitter"
+	kindLock    = "lock"
+)
+
+// kind is one document type: how the node makes one, and whether it keeps
+// a log of it under DataDir. Adding a type is an entry here and a typed
+// getter like Model.
+type kind struct {
+	new     func(n *Node) (scuttlebutt.Document, error)
+	persist bool
+}
+
+var kinds = map[string]kind{
+	kindModel: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
+		return model.New(n.id, &scuttlebutt.Config{Now: n.cfg.Now})
+	}},
+	kindEmitter: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
+		var cfg emitter.Config
+		if n.cfg.Emitter != nil {
+			cfg = *n.cfg.Emitter
+		}
+		if cfg.Now == nil {
+			cfg.Now = n.cfg.Now
+		}
+		return emitter.New(n.id, &cfg)
+	}},
+	// Lock tables keep no log: their state is leases, which the other
+	// members hold for a restarted node (see package lock). Their member
+	// set is the cluster's live members, kept up to date by reconcile.
+	kindLock: {persist: false, new: func(n *Node) (scuttlebutt.Document, error) {
+		var cfg lock.Config
+		if n.cfg.Lock != nil {
+			cfg = *n.cfg.Lock
+		}
+		if cfg.Now == nil {
+			cfg.Now = n.cfg.Now
+		}
+		cfg.Members = n.lockMembers()
+		return lock.New(n.id, &cfg)
+	}},
+}
+
+// memberSetter is implemented by documents whose rules depend on the
+// cluster's members (lock tables): the node hands them the live members,
+// itself included, when they are created and whenever membership changes.
+type memberSetter interface {
+	SetMembers(ids []string) error
+}
+
+var _ memberSetter = (*lock.Table)(nil)
+
+// catalogName is the node's own document that lists every document of the
+// cluster (name -> type), so that a document created on one node is
+// created on every node and replicates everywhere. User names cannot start
+// with "_".
+const catalogName = "_catalog"
+
+// document is one named document the node holds.
+type document struct {
+	name, kind string
+	doc        scuttlebutt.Document
+	log        *filelog.Log // nil without a DataDir
+}
+
+// DocumentInfo describes one document of the node.
+type DocumentInfo struct {
+	Name string `json:"name"`
+	// Type is the document's type: "model".
+	Type string `json:"type"`
+	// Clock is the document's vector clock: per source, the newest update
+	// this node holds.
+	Clock vclock.Clock `json:"clock"`
+}
+
+// Model returns the Model called name, creating it if the node has none.
+// A new document is recorded in the cluster's catalog, so every member
+// creates it too, and starts replicating on every link at once. The name
+// must pass CheckName; a document of that name and another type is
+// ErrDocumentType.
+func (n *Node) Model(name string) (*model.Model, error) {
+	d, err := n.document(name, kindModel)
+	if err != nil {
+		return nil, err
+	}
+	return d.(*model.Model), nil
+}
+
+// Emitter returns the Emitter called name, creating it if the node has
+// none, as Model does. Its retention is Config.Emitter's.
+func (n *Node) Emitter(name string) (*emitter.Emitter, error) {
+	d, err := n.document(name, kindEmitter)
+	if err != nil {
+		return nil, err
+	}
+	return d.(*emitter.Emitter), nil
+}
+
+// Locks returns the lock table called name, creating it if the node has
+// none, as Model does. Its members are the cluster's live members, this
+// node included, updated as members join, leave or fail; its leases are
+// Config.Lock's. Lock tables keep no log: a restarted node starts with
+// empty tables (package lock explains why that is safe). Leave and Close
+// close the node's tables, releasing the locks it holds.
+func (n *Node) Locks(name string) (*lock.Table, error) {
+	d, err := n.document(name, kindLock)
+	if err != nil {
+		return nil, err
+	}
+	return d.(*lock.Table), nil
+}
+
+// Documents returns the documents the node holds, sorted by name.
+func (n *Node) Documents() []DocumentInfo {
+	n.mu.Lock()
+	docs := make([]*document, 0, len(n.docs))
+	for _, d := range n.docs {
+		if d != n.catalog {
+			docs = append(docs, d)
+		}
+	}
+	n.mu.Unlock()
+	out := make([]DocumentInfo, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, DocumentInfo{Name: d.name, Type: d.kind, Clock: d.doc.Base().Clock()})
+	}
+	slices.SortFunc(out, func(a, b DocumentInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// document returns the document called name of type kind, creating it
+// (and recording it in the catalog) if the node has none.
+func (n *Node) document(name, kind string) (scuttlebutt.Document, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if _, ok := kinds[kind]; !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownType, kind)
+	}
+	if k, ok := n.catalogKind(name); ok && k != kind {
+		return nil, fmt.Errorf("%w: %q is a %s in the cluster's catalog, not a %s", ErrDocumentType, name, k, kind)
+	}
+	d, err := n.getOrCreate(name, kind)
+	if err != nil {
+		return nil, err
+	}
+	if k, ok := n.catalogKind(name); !ok || k != kind {
+		if err := n.catalog.doc.(*model.Model).Set(name, kind); err != nil {
+			n.log.Error("recording a document in the catalog", "doc", name, "err", err)
+		}
+	}
+	return d.doc, nil
+}
+
+// getOrCreate returns the document called name, creating it with its log
+// and adding it to every link if there is none.
+func (n *Node) getOrCreate(name, kind string) (*document, error) {
+	lookup := func() (*document, error) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.closed {
+			return nil, ErrClosed
+		}
+		d := n.docs[name]
+		if d != nil && d.kind != kind {
+			return nil, fmt.Errorf("%w: %q is a %s, not a %s", ErrDocumentType, name, d.kind, kind)
+		}
+		return d, nil
+	}
+	if d, err := lookup(); d != nil || err != nil {
+		return d, err
+	}
+	n.createMu.Lock()
+	defer n.createMu.Unlock()
+	if d, err := lookup(); d != nil || err != nil {
+		return d, err
+	}
+	d, err := n.openDocument(name, kind)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		d.close()
+		return nil, ErrClosed
+	}
+	n.docs[name] = d
+	for _, l := range n.links {
+		l.mux.Add(name, d.doc) // fails only if the link is ending
+	}
+	n.mu.Unlock()
+	if ms, ok := d.doc.(memberSetter); ok {
+		// Membership may have changed since the table was made, before
+		// reconcile could see it.
+		n.setMembers(ms)
+	}
+	n.log.Debug("document opened", "doc", name, "type", kind)
+	return d, nil
+}
+
+// openDocument creates a document and, with a DataDir, opens its log
+// (replaying what it holds). The catalog is added to n.docs here too.
+func (n *Node) openDocument(name, kind string) (*document, error) {
+	doc, err := kinds[kind].new(n)
+	if err != nil {
+		return nil, fmt.Errorf("node: creating %s %q: %w", kind, name, err)
+	}
+	d := &document{name: name, kind: kind, doc: doc}
+	if n.cfg.DataDir != "" && kinds[kind].persist {
+		path := n.logPath(name, kind)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		cfg := filelog.DefaultConfig()
+		if n.cfg.FileLog != nil {
+			c := *n.cfg.FileLog
+			cfg = &c
+		}
+		if cfg.Logger == nil {
+			cfg.Logger = n.log
+		}
+		if d.log, err = filelog.Open(path, doc, cfg); err != nil {
+			d.close()
+			return nil, fmt.Errorf("node: opening the log of %q: %w", name, err)
+		}
+	}
+	if name == catalogName {
+		n.mu.Lock()
+		n.docs[name] = d
+		n.mu.Unlock()
+	}
+	return d, nil
+}
+
+// logPath is where the log of a document lives: DataDir/<type>/<name>.log,
+// and DataDir/catalog.log for the catalog.
+func (n *Node) logPath(name, kind string) string {
+	if name == catalogName {
+		return filepath.Join(n.cfg.DataDir, "catalog.log")
+	}
+	return filepath.Join(n.cfg.DataDir, kind, name+".log")
+}
+
+// closeTable closes the document if it has a Close of its own (a lock
+// table's releases its locks and stops its goroutine).
+func (d *document) closeTable() {
+	if c, ok := d.doc.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
+
+// close closes the document and its log.
+func (d *document) close() error {
+	d.closeTable()
+	if d.log == nil {
+		return nil
+	}
+	return d.log.Close()
+}
+
+// closeDocuments closes every document's log.
+func (n *Node) closeDocuments() error {
+	n.mu.Lock()
+	docs := make([]*document, 0, len(n.docs))
+	for _, d := range n.docs {
+		docs = append(docs, d)
+	}
+	n.mu.Unlock()
+	var errs []error
+	for _, d := range docs {
+		if err := d.close(); err != nil && !errors.Is(err, filelog.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// catalogKind returns the type the catalog records for name.
+func (n *Node) catalogKind(name string) (kind string, ok bool) {
+	v, ok := n.catalog.doc.(*model.Model).Get(name)
+	if !ok {
+		return "", false
+	}
+	kind, ok = v.(string)
+	return kind, ok
+}
+
+// ensureCatalog creates every document the catalog names that the node
+// lacks. Entries it cannot honour (an invalid name, an unknown type, a
+// type clash) are logged once.
+func (n *Node) ensureCatalog() {
+	cat := n.catalog.doc.(*model.Model)
+	for _, name := range cat.Keys() {
+		kind, ok := n.catalogKind(name)
+		n.mu.Lock()
+		d, warned := n.docs[name], n.warned[name]
+		n.mu.Unlock()
+		if d != nil && (!ok || d.kind == kind) {
+			continue
+		}
+		var err error
+		switch {
+		case !ok:
+			err = fmt.Errorf("%w: no type string", ErrUnknownType)
+		case d != nil:
+			err = fmt.Errorf("%w: %q is a %s here, a %s in the catalog", ErrDocumentType, name, d.kind, kind)
+		default:
+			if err = checkName(name); err == nil {
+				if _, known := kinds[kind]; !known {
+					err = fmt.Errorf("%w: %q", ErrUnknownType, kind)
+				} else {
+					_, err = n.getOrCreate(name, kind)
+				}
+			}
+		}
+		if err != nil && !errors.Is(err, ErrClosed) && !warned {
+			n.log.Warn("cannot hold a document of the catalog", "doc", name, "err", err)
+			n.mu.Lock()
+			n.warned[name] = true
+			n.mu.Unlock()
+		}
+	}
+}

@@ -1,0 +1,33 @@
+package node
+
+import "errors"
+
+// Errors returned by this package. Callers test for them with errors.Is;
+// the errors returned wrap them with the detail.
+var (
+	// ErrInvalidConfig means a Config field is out of range, or the data
+	// directory belongs to a node with another id.
+	ErrInvalidConfig = errors.New("node: invalid config")
+	// ErrInvalidName means a document name or node id is empty, too long,
+	// or has characters outside [A-Za-z0-9._-] (the first must be a letter
+	// or digit).
+	ErrInvalidName = errors.New("node: invalid name")
+	// ErrDocumentType means a document of that name exists with another
+	// type, on this node or in the cluster's catalog.
+	ErrDocumentType = errors.New("node: document has another type")
+	// ErrUnknownType means a document type this node does not know, named
+	// by a peer's catalog or a caller.
+	ErrUnknownType = errors.New("node: unknown document type")
+	// ErrClosed means the node has been closed.
+	ErrClosed = errors.New("node: closed")
+	// ErrLeft means the node has left the cluster: it makes no links and
+	// accepts none.
+	ErrLeft = errors.New("node: left the cluster")
+	// ErrAuth means a peer failed authentication: a wrong shared secret,
+	// a certificate the CA did not sign, or a secret on one side only. The
+	// connection is closed before any document data flows.
+	ErrAuth = errors.New("node: peer failed authentication")
+	// ErrHandshake means a peer broke the connection handshake: bad magic,
+	// an unknown version, a malformed id, or the wrong node at an address.
+	ErrHandshake = errors.New("node: handshake failed")
+)
