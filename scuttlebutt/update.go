@@ -6,7 +6,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/scuttle-go/scuttle/internal/cborcheck"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
@@ -86,26 +86,11 @@ func validate(u Update, maxSize int, knownSource bool) error {
 	if n := len(u.Data) + len(u.Signature); n > maxSize {
 		return fmt.Errorf("%w: %s: %d bytes, the limit is %d", ErrInvalidUpdate, u, n, maxSize)
 	}
-	if err := wellformed.Wellformed(u.Data); err != nil {
+	if err := cborcheck.Whole(u.Data, MaxNesting); err != nil {
 		return fmt.Errorf("%w: %s: data: %v", ErrInvalidUpdate, u, err)
 	}
 	return nil
 }
-
-// wellformed checks Data with the decoder limits every peer applies.
-var wellformed = func() cbor.DecMode {
-	dm, err := cbor.DecOptions{
-		MaxNestedLevels:  MaxNesting,
-		MaxArrayElements: 1 << 20,
-		MaxMapPairs:      1 << 20,
-		IndefLength:      cbor.IndefLengthForbidden,
-		TagsMd:           cbor.TagsForbidden,
-	}.DecMode()
-	if err != nil {
-		panic(err) // constant options
-	}
-	return dm
-}()
 
 // MaxNesting is the deepest nesting of arrays and maps an update's Data may
 // have.

@@ -7,6 +7,7 @@ import (
 	"reflect"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/scuttle-go/scuttle/internal/cborcheck"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -192,13 +193,12 @@ func decodeUpdates(body []byte) ([]scuttlebutt.Update, error) {
 			return nil, fmt.Errorf("update %d: timestamp: %v", i, err)
 		}
 		u.Timestamp = vclock.Timestamp(ts)
-		var raw cbor.RawMessage
-		rest, err := decMode.UnmarshalFirst(d.b[d.off:], &raw)
+		n, err := cborcheck.Item(d.b[d.off:], maxNesting)
 		if err != nil {
 			return nil, fmt.Errorf("update %d: data: %v", i, err)
 		}
-		d.off = len(d.b) - len(rest)
-		u.Data = raw
+		u.Data = append([]byte(nil), d.b[d.off:d.off+n]...)
+		d.off += n
 		if fields == 4 {
 			sig, err := d.bytes()
 			if err != nil {
