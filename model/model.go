@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
@@ -29,38 +30,38 @@ type Model struct {
 
 	mu      sync.RWMutex
 	keys    map[string]*entry
-	sources map[string]*sourceLog
+	sources map[string]uint32 // source id -> index in logs
+	logs    []*sourceLog
 	sigs    map[*entry][]byte // signatures of the few updates that carry one
 	live    int               // keys that are not tombstones
 
 	watch watchers
 }
 
-// entry is the latest update of one key, kept small: a Model's memory is
-// mostly its entries. The key is not stored apart; it aliases data.
+// entry is the latest update of one key, packed into 32 bytes: a Model's
+// memory is mostly its entries. The key is not stored apart; it aliases the
+// payload, which is immutable.
 type entry struct {
-	data []byte // the update's payload, [key, value] or [key]
 	ts   vclock.Timestamp
-	log  *sourceLog // the source's log, which holds the source id
-	voff uint32     // offset of the value in data; 0 for a tombstone
-	dead bool       // superseded by a later update of the key
+	data *byte  // the update's payload, [key, value] or [key]
+	n    uint32 // payload length
+	voff uint32 // offset of the value in the payload, 0 for a tombstone
+	src  uint32 // index of the source's log in Model.logs
+	dead bool   // superseded by a later update of the key; guarded by Model.mu
 }
+
+func (e *entry) payload() []byte { return unsafe.Slice(e.data, e.n) }
 
 // value returns the encoded value, or nil for a tombstone.
 func (e *entry) value() []byte {
 	if e.voff == 0 {
 		return nil
 	}
-	return e.data[e.voff:]
+	return e.payload()[e.voff:]
 }
 
-// less orders entries as scuttlebutt.Update.Less orders updates.
-func (e *entry) less(u scuttlebutt.Update) bool {
-	if e.ts != u.Timestamp {
-		return e.ts < u.Timestamp
-	}
-	return e.log.source < u.Source
-}
+// isSet reports whether e holds a value rather than a tombstone.
+func (e *entry) isSet() bool { return e.voff != 0 }
 
 // sourceLog holds one source's entries in timestamp order, so that History
 // finds what a peer lacks by binary search instead of a scan of every key.
@@ -71,11 +72,22 @@ type sourceLog struct {
 	dead    int
 }
 
+// source returns the id of the replica that made e.
+func (m *Model) source(e *entry) string { return m.logs[e.src].source }
+
+// less orders e against u as scuttlebutt.Update.Less orders updates.
+func (m *Model) less(e *entry, u scuttlebutt.Update) bool {
+	if e.ts != u.Timestamp {
+		return e.ts < u.Timestamp
+	}
+	return m.source(e) < u.Source
+}
+
 // New returns an empty Model with the given replica id; nil cfg means
 // scuttlebutt.DefaultConfig. An empty or malformed id is an error wrapping
 // scuttlebutt.ErrInvalidID.
 func New(id string, cfg *scuttlebutt.Config) (*Model, error) {
-	m := &Model{keys: make(map[string]*entry), sources: make(map[string]*sourceLog), sigs: make(map[*entry][]byte)}
+	m := &Model{keys: make(map[string]*entry), sources: make(map[string]uint32), sigs: make(map[*entry][]byte)}
 	sb, err := scuttlebutt.New(id, m, cfg)
 	if err != nil {
 		return nil, err
@@ -129,7 +141,7 @@ func (m *Model) Get(key string) (value any, ok bool) {
 	m.mu.RLock()
 	e := m.keys[key]
 	m.mu.RUnlock()
-	if e == nil || e.voff == 0 {
+	if e == nil || !e.isSet() {
 		return nil, false
 	}
 	return decodeValue(e.value()), true
@@ -140,7 +152,7 @@ func (m *Model) Keys() []string {
 	m.mu.RLock()
 	keys := make([]string, 0, m.live)
 	for k, e := range m.keys {
-		if e.voff != 0 {
+		if e.isSet() {
 			keys = append(keys, k)
 		}
 	}
@@ -162,7 +174,7 @@ func (m *Model) Snapshot() map[string]any {
 	m.mu.RLock()
 	enc := make(map[string][]byte, m.live)
 	for k, e := range m.keys {
-		if e.voff != 0 {
+		if e.isSet() {
 			enc[k] = e.value()
 		}
 	}
@@ -181,21 +193,33 @@ func (m *Model) Snapshot() map[string]any {
 func (m *Model) History(sources vclock.Clock) []scuttlebutt.Update {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var out []scuttlebutt.Update
-	runs := 0
-	for src, log := range m.sources {
-		after := sources[src]
+	type run struct {
+		log  *sourceLog
+		from int
+	}
+	var runs []run
+	total := 0
+	for _, log := range m.logs {
+		after := sources[log.source]
 		i := sort.Search(len(log.entries), func(i int) bool { return log.entries[i].ts > after })
 		if i < len(log.entries) {
-			runs++
+			runs = append(runs, run{log, i})
+			total += len(log.entries) - i
 		}
-		for _, e := range log.entries[i:] {
+	}
+	out := make([]scuttlebutt.Update, 0, total)
+	for _, r := range runs {
+		for _, e := range r.log.entries[r.from:] {
 			if !e.dead {
-				out = append(out, scuttlebutt.Update{Source: src, Timestamp: e.ts, Data: e.data, Signature: m.sigs[e]})
+				u := scuttlebutt.Update{Source: r.log.source, Timestamp: e.ts, Data: e.payload()}
+				if len(m.sigs) > 0 {
+					u.Signature = m.sigs[e]
+				}
+				out = append(out, u)
 			}
 		}
 	}
-	if runs > 1 {
+	if len(runs) > 1 {
 		slices.SortFunc(out, scuttlebutt.Compare)
 	}
 	return out
@@ -226,16 +250,17 @@ func (m *Model) ApplyUpdate(u scuttlebutt.Update) bool {
 	}
 	m.mu.Lock()
 	old := m.keys[p.key]
-	if old != nil && !old.less(u) {
+	if old != nil && !m.less(old, u) {
 		m.mu.Unlock()
 		return false
 	}
-	log := m.sources[u.Source]
-	if log == nil {
-		log = &sourceLog{source: u.Source}
-		m.sources[u.Source] = log
+	src, ok := m.sources[u.Source]
+	if !ok {
+		src = uint32(len(m.logs))
+		m.sources[u.Source] = src
+		m.logs = append(m.logs, &sourceLog{source: u.Source})
 	}
-	e := &entry{data: u.Data, ts: u.Timestamp, log: log, voff: uint32(p.voff)}
+	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), src: src}
 	if u.Signature != nil {
 		m.sigs[e] = u.Signature
 	}
@@ -245,18 +270,19 @@ func (m *Model) ApplyUpdate(u scuttlebutt.Update) bool {
 		delete(m.keys, p.key)
 		old.dead = true
 		delete(m.sigs, old)
-		old.log.compact()
-		if old.voff != 0 {
+		m.logs[old.src].compact()
+		if old.isSet() {
 			m.live--
 		}
 	}
 	m.keys[p.key] = e
+	log := m.logs[src]
 	log.entries = append(log.entries, e) // newest of its source: see Replica
-	if e.voff != 0 {
+	if e.isSet() {
 		m.live++
 	}
 	m.mu.Unlock()
-	m.watch.queue(m, p.key, e, old)
+	m.watch.queue(m, p.key, u.Source, e, old)
 	return true
 }
 

@@ -134,7 +134,19 @@ func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
 	if tombstone {
 		n = 0x81
 	}
-	b := make([]byte, 0, 16+len(key)+sizeHint(value))
+	prefix := 1 + headLen(uint64(len(key))) + len(key)
+	var enc []byte // the value, when the encoder must make it
+	hint := 0
+	if !tombstone {
+		if hint = sizeHint(value); hint == 0 {
+			var err error
+			if enc, err = valueEnc.Marshal(value); err != nil {
+				return nil, err
+			}
+			hint = len(enc)
+		}
+	}
+	b := make([]byte, 0, prefix+hint)
 	b = append(b, n)
 	b = appendText(b, key)
 	if tombstone {
@@ -157,22 +169,40 @@ func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
 	case nil:
 		return append(b, 0xf6), nil
 	}
-	e, err := valueEnc.Marshal(value)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, e...), nil
+	return append(b, enc...), nil
 }
 
-// sizeHint guesses the encoded size of v, to size the payload once.
+// sizeHint returns the encoded size of v where it is cheap to know, so the
+// payload is allocated once at its exact size (it lives as long as the key).
 func sizeHint(v any) int {
 	switch v := v.(type) {
 	case string:
-		return len(v)
+		return headLen(uint64(len(v))) + len(v)
 	case []byte:
-		return len(v)
+		return headLen(uint64(len(v))) + len(v)
+	case int:
+		return 9
+	case int64:
+		return 9
+	case bool, nil:
+		return 1
 	}
-	return 16
+	return 0 // encoded separately and appended
+}
+
+// headLen returns the size of a CBOR head with argument n.
+func headLen(n uint64) int {
+	switch {
+	case n < 24:
+		return 1
+	case n <= math.MaxUint8:
+		return 2
+	case n <= math.MaxUint16:
+		return 3
+	case n <= math.MaxUint32:
+		return 5
+	}
+	return 9
 }
 
 func appendText(b []byte, s string) []byte {

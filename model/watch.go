@@ -39,13 +39,14 @@ type watchers struct {
 type pendingChange struct {
 	m        *Model
 	key      string
+	source   string
 	new, old *entry
 }
 
-func (w *watchers) queue(m *Model, key string, e, old *entry) {
+func (w *watchers) queue(m *Model, key, source string, e, old *entry) {
 	w.mu.Lock()
 	if len(w.fns) > 0 {
-		w.pending = append(w.pending, pendingChange{m, key, e, old})
+		w.pending = append(w.pending, pendingChange{m, key, source, e, old})
 	}
 	w.mu.Unlock()
 }
@@ -84,10 +85,10 @@ func (p pendingChange) change() Change {
 	c := Change{
 		Key:       p.key,
 		Value:     decodeValue(p.new.value()),
-		Deleted:   p.new.voff == 0,
-		Source:    p.new.log.source,
+		Deleted:   !p.new.isSet(),
+		Source:    p.source,
 		Timestamp: p.new.ts,
-		Local:     p.new.log.source == p.m.ID(),
+		Local:     p.source == p.m.ID(),
 	}
 	if p.old != nil {
 		c.Old = decodeValue(p.old.value())
