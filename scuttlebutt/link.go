@@ -370,6 +370,12 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 		if !l.known.Advance(u.Source, u.Timestamp) {
 			continue
 		}
+		if l.peer != nil && u.Source == l.peer.ID {
+			// The peer made it during this session, so it holds it: it
+			// reached us by another route. (Updates it made before and lost
+			// are below its hello clock and go out with the history.)
+			continue
+		}
 		s := it.size()
 		if len(batch) > 0 && size+s > l.opts.MaxBatchBytes {
 			flush()
