@@ -1,0 +1,749 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/scuttle-go/scuttle/emitter"
+	"github.com/scuttle-go/scuttle/lock"
+	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/node"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+)
+
+// Node is what a Server serves: the documents of one node, and its status.
+// *node.Node implements it. Its methods are called concurrently, from the
+// goroutines of the HTTP server.
+type Node interface {
+	// Model, Emitter and Locks return the document called name, creating
+	// it if there is none (package node's semantics).
+	Model(name string) (*model.Model, error)
+	Emitter(name string) (*emitter.Emitter, error)
+	Locks(name string) (*lock.Table, error)
+	// Documents lists the documents the node holds; the Server reads it to
+	// tell a missing document (404) without creating it.
+	Documents() []node.DocumentInfo
+	// Status is the node's status, served as /v1/status and /metrics.
+	Status() node.Status
+}
+
+var _ Node = (*node.Node)(nil)
+
+// Defaults of Config's fields.
+const (
+	DefaultMaxBodySize = 1 << 20
+	DefaultMaxLockWait = 5 * time.Minute
+	DefaultLockAckWait = 10 * time.Second
+	DefaultHeartbeat   = 15 * time.Second
+	DefaultWatchBuffer = 1024
+	DefaultWriteWait   = 10 * time.Second
+	// MaxKeySize is the longest key, event name or lock name, in bytes.
+	MaxKeySize = 1024
+)
+
+// Errors returned by this package.
+var (
+	// ErrInvalidConfig means a Config field is out of range.
+	ErrInvalidConfig = errors.New("api: invalid config")
+	// ErrNilNode means New was given no Node.
+	ErrNilNode = errors.New("api: nil node")
+)
+
+// Config configures a Server. A nil *Config and every zero field mean the
+// default; New copies it.
+type Config struct {
+	// MaxBodySize is the largest request body, in bytes; a larger one is
+	// refused with 413 before it is read past the limit. 0 means
+	// DefaultMaxBodySize (1 MiB), which is also package model's default
+	// limit on one update.
+	MaxBodySize int64
+
+	// MaxLockWait caps the timeout parameter of POST /v1/locks: a request
+	// holds a goroutine and a connection while it waits. 0 means
+	// DefaultMaxLockWait (5 min).
+	MaxLockWait time.Duration
+
+	// LockAckWait bounds a take without a timeout (a TryLock), which still
+	// waits one round trip for every member's acknowledgement. 0 means
+	// DefaultLockAckWait (10 s); past it the answer is 503.
+	LockAckWait time.Duration
+
+	// Heartbeat is how often a watch stream sends a comment line when it
+	// has nothing else to send. 0 means DefaultHeartbeat (15 s).
+	Heartbeat time.Duration
+
+	// WatchBuffer is how many changes a watch stream queues for a client
+	// that reads slower than the document changes; past it the stream
+	// ends with an "error" event, so that a slow client neither blocks
+	// writers nor grows memory. 0 means DefaultWatchBuffer (1024).
+	WatchBuffer int
+
+	// WriteWait bounds each write of a watch stream to its client: a
+	// client that stops reading is dropped after it. 0 means
+	// DefaultWriteWait (10 s).
+	WriteWait time.Duration
+
+	// Logger receives the errors the Server answers with 500. nil means
+	// no logging.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	if out.MaxBodySize < 0 || out.MaxLockWait < 0 || out.LockAckWait < 0 || out.Heartbeat < 0 || out.WatchBuffer < 0 || out.WriteWait < 0 {
+		return out, fmt.Errorf("%w: negative field in %+v", ErrInvalidConfig, out)
+	}
+	if out.MaxBodySize == 0 {
+		out.MaxBodySize = DefaultMaxBodySize
+	}
+	if out.MaxLockWait == 0 {
+		out.MaxLockWait = DefaultMaxLockWait
+	}
+	if out.LockAckWait == 0 {
+		out.LockAckWait = DefaultLockAckWait
+	}
+	if out.Heartbeat == 0 {
+		out.Heartbeat = DefaultHeartbeat
+	}
+	if out.WatchBuffer == 0 {
+		out.WatchBuffer = DefaultWatchBuffer
+	}
+	if out.WriteWait == 0 {
+		out.WriteWait = DefaultWriteWait
+	}
+	if out.Logger == nil {
+		out.Logger = slog.New(slog.DiscardHandler)
+	}
+	return out, nil
+}
+
+// Server is the HTTP API of one node: an http.Handler. Create it with New;
+// Close ends its watch streams.
+type Server struct {
+	n    Node
+	cfg  Config
+	mux  *http.ServeMux
+	done chan struct{} // closed by Close
+	once sync.Once
+
+	known sync.Map // document name -> type: documents are never removed
+
+	metrics  metrics
+	watchers atomic.Int64
+}
+
+// New returns a Server for n; nil cfg means the defaults.
+func New(n Node, cfg *Config) (*Server, error) {
+	if n == nil {
+		return nil, ErrNilNode
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{n: n, cfg: c, mux: http.NewServeMux(), done: make(chan struct{})}
+	routes := []struct {
+		pattern string
+		h       func(http.ResponseWriter, *http.Request) error
+	}{
+		{"GET /v1/models/{name}", s.getModel},
+		{"GET /v1/models/{name}/keys/{key...}", s.getKey},
+		{"PUT /v1/models/{name}/keys/{key...}", s.putKey},
+		{"DELETE /v1/models/{name}/keys/{key...}", s.deleteKey},
+		{"GET /v1/models/{name}/watch", s.watchModel},
+		{"POST /v1/events/{name}", s.emit},
+		{"GET /v1/events/{name}", s.getEvents},
+		{"GET /v1/events/{name}/watch", s.watchEvents},
+		{"GET /v1/locks/{name}", s.getLockTable},
+		{"GET /v1/locks/{name}/{lock}", s.getLock},
+		{"POST /v1/locks/{name}/{lock}", s.takeLock},
+		{"DELETE /v1/locks/{name}/{lock}", s.releaseLock},
+		{"GET /v1/status", s.status},
+		{"GET /metrics", s.serveMetrics},
+	}
+	for _, r := range routes {
+		s.mux.Handle(r.pattern, s.wrap(r.h))
+	}
+	return s, nil
+}
+
+// Close ends every watch stream, now and from now on, so that
+// http.Server.Shutdown does not wait for them. Other requests are served
+// as before. Close is idempotent and always returns nil.
+func (s *Server) Close() error {
+	s.once.Do(func() { close(s.done) })
+	return nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	// No route: let the mux decide between 404 and 405 (and set Allow),
+	// then answer in JSON.
+	rec := &statusOnly{header: http.Header{}}
+	s.mux.ServeHTTP(rec, r)
+	code := rec.code
+	if code == 0 || code == http.StatusOK {
+		code = http.StatusNotFound
+	}
+	for _, h := range []string{"Allow", "Location"} { // 405; a redirect to the clean path
+		if v := rec.header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	msg := "no route for " + r.Method + " " + r.URL.Path
+	if code == http.StatusMethodNotAllowed {
+		msg = "method " + r.Method + " not allowed on " + r.URL.Path
+		if allow := rec.header.Get("Allow"); allow != "" {
+			msg += " (allowed: " + allow + ")"
+		}
+	}
+	s.metrics.request("", code)
+	writeJSON(w, code, errorBody{msg})
+}
+
+// statusOnly is a ResponseWriter that keeps the status and headers and
+// throws the body away: the mux's own 404 and 405 answers are plain text.
+type statusOnly struct {
+	header http.Header
+	code   int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.header }
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusOnly) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+}
+
+// httpError is an error with the status code to answer it with.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(code int, format string, args ...any) error {
+	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// wrap turns a handler that returns an error into an http.Handler that
+// answers the error as JSON with its status code, and counts the request.
+func (s *Server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &codeWriter{ResponseWriter: w}
+		if err := h(cw, r); err != nil {
+			code, msg := s.classify(err)
+			if cw.code == 0 {
+				writeJSON(cw, code, errorBody{msg})
+			}
+		}
+		if cw.code == 0 {
+			cw.code = http.StatusOK
+		}
+		s.metrics.request(r.Pattern, cw.code)
+	})
+}
+
+// codeWriter records the status code written, for the metrics. Unwrap lets
+// http.ResponseController reach the underlying writer (Flush, deadlines).
+type codeWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (c *codeWriter) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *codeWriter) Write(b []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *codeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// classify maps an error to a status code and the message the client gets.
+func (s *Server) classify(err error) (code int, msg string) {
+	var he *httpError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		return he.code, he.msg
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", mbe.Limit)
+	case errors.Is(err, node.ErrInvalidName), errors.Is(err, model.ErrInvalidValue),
+		errors.Is(err, emitter.ErrInvalidArg), errors.Is(err, emitter.ErrInvalidName),
+		errors.Is(err, lock.ErrInvalidName):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, scuttlebutt.ErrInvalidUpdate):
+		// A local write refused by the base: over the update size limit.
+		return http.StatusRequestEntityTooLarge, err.Error()
+	case errors.Is(err, node.ErrDocumentType), errors.Is(err, lock.ErrLocked):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, lock.ErrNotOwner):
+		return http.StatusForbidden, err.Error()
+	case errors.Is(err, node.ErrClosed), errors.Is(err, node.ErrLeft), errors.Is(err, lock.ErrClosed):
+		return http.StatusServiceUnavailable, err.Error()
+	}
+	s.cfg.Logger.Error("api: request failed", "err", err)
+	return http.StatusInternalServerError, err.Error()
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{"encoding the response: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+// docName returns the {name} of r, checked.
+func docName(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	if err := node.CheckName(name); err != nil {
+		return "", errorf(http.StatusBadRequest, "document name: %v", err)
+	}
+	return name, nil
+}
+
+// checkKey checks a key, event name or lock name: 1 to MaxKeySize bytes of
+// UTF-8, no control characters.
+func checkKey(what, k string) error {
+	switch {
+	case k == "":
+		return errorf(http.StatusBadRequest, "%s is empty", what)
+	case len(k) > MaxKeySize:
+		return errorf(http.StatusBadRequest, "%s of %d bytes, over %d", what, len(k), MaxKeySize)
+	case !utf8.ValidString(k):
+		return errorf(http.StatusBadRequest, "%s %q is not UTF-8", what, k)
+	}
+	for _, c := range k {
+		if unicode.IsControl(c) {
+			return errorf(http.StatusBadRequest, "%s %q holds a control character", what, k)
+		}
+	}
+	return nil
+}
+
+// existing returns whether the node holds a document called name, and its
+// type. Documents are never removed, so a name found once is remembered.
+func (s *Server) existing(name string) (kind string, ok bool) {
+	if k, ok := s.known.Load(name); ok {
+		return k.(string), true
+	}
+	for _, d := range s.n.Documents() {
+		s.known.Store(d.Name, d.Type)
+		if d.Name == name {
+			kind, ok = d.Type, true
+		}
+	}
+	return kind, ok
+}
+
+// lookup returns the existing document called name of type want: 404 if
+// there is none, 409 if it has another type.
+func (s *Server) lookup(r *http.Request, want string) (string, error) {
+	name, err := docName(r)
+	if err != nil {
+		return "", err
+	}
+	kind, ok := s.existing(name)
+	switch {
+	case !ok:
+		return "", errorf(http.StatusNotFound, "no document %q", name)
+	case kind != want:
+		return "", errorf(http.StatusConflict, "document %q is a %s, not a %s", name, kind, want)
+	}
+	return name, nil
+}
+
+// scratchID is the replica id of the throwaway documents precheck writes to.
+const scratchID = "api-precheck"
+
+// precheck runs try, a write to a throwaway document, if the node holds no
+// document called name: a write that would fail must not create the
+// document, since a request that fails changes nothing. A write to an
+// existing document that fails changes nothing by itself.
+func (s *Server) precheck(name string, try func() error) error {
+	if _, ok := s.existing(name); ok {
+		return nil
+	}
+	return try()
+}
+
+// Document types, as node.DocumentInfo.Type names them.
+const (
+	typeModel   = "model"
+	typeEmitter = "emitter"
+	typeLock    = "lock"
+)
+
+func (s *Server) existingModel(r *http.Request) (*model.Model, error) {
+	name, err := s.lookup(r, typeModel)
+	if err != nil {
+		return nil, err
+	}
+	return s.n.Model(name)
+}
+
+func (s *Server) getModel(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.existingModel(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m.Snapshot())
+	return nil
+}
+
+// keyBody is one key and its value, as GET and PUT of a key answer.
+type keyBody struct {
+	Key   string `json:"key"`
+	Value any    `json:"value"`
+}
+
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request) error {
+	key := r.PathValue("key")
+	if err := checkKey("key", key); err != nil {
+		return err
+	}
+	m, err := s.existingModel(r)
+	if err != nil {
+		return err
+	}
+	v, ok := m.Get(key)
+	if !ok {
+		return errorf(http.StatusNotFound, "no key %q in %q", key, r.PathValue("name"))
+	}
+	writeJSON(w, http.StatusOK, keyBody{key, v})
+	return nil
+}
+
+func (s *Server) putKey(w http.ResponseWriter, r *http.Request) error {
+	name, err := docName(r)
+	if err != nil {
+		return err
+	}
+	key := r.PathValue("key")
+	if err := checkKey("key", key); err != nil {
+		return err
+	}
+	v, err := s.readValue(w, r)
+	if err != nil {
+		return err
+	}
+	err = s.precheck(name, func() error {
+		m, err := model.New(scratchID, nil)
+		if err != nil {
+			return err
+		}
+		return m.Set(key, v)
+	})
+	if err != nil {
+		return err
+	}
+	m, err := s.n.Model(name)
+	if err != nil {
+		return err
+	}
+	if err := m.Set(key, v); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, keyBody{key, v})
+	return nil
+}
+
+func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request) error {
+	key := r.PathValue("key")
+	if err := checkKey("key", key); err != nil {
+		return err
+	}
+	m, err := s.existingModel(r)
+	if err != nil {
+		return err
+	}
+	if _, ok := m.Get(key); !ok {
+		return errorf(http.StatusNotFound, "no key %q in %q", key, r.PathValue("name"))
+	}
+	if err := m.Delete(key); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Key     string `json:"key"`
+		Deleted bool   `json:"deleted"`
+	}{key, true})
+	return nil
+}
+
+// emitBody is the body of POST /v1/events/{name}.
+type emitBody struct {
+	Event string `json:"event"`
+	Args  []any  `json:"args"`
+}
+
+// eventBody is one event as the API shows it.
+type eventBody struct {
+	Event     string  `json:"event"`
+	Args      []any   `json:"args"`
+	Source    string  `json:"source"`
+	Timestamp float64 `json:"timestamp"`
+	Local     bool    `json:"local"`
+}
+
+func toEventBody(ev emitter.Event) eventBody {
+	args := ev.Args
+	if args == nil {
+		args = []any{}
+	}
+	return eventBody{ev.Name, args, ev.Source, float64(ev.Timestamp), ev.Local}
+}
+
+func (s *Server) emit(w http.ResponseWriter, r *http.Request) error {
+	name, err := docName(r)
+	if err != nil {
+		return err
+	}
+	v, err := s.readValue(w, r)
+	if err != nil {
+		return err
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return errorf(http.StatusBadRequest, `body must be an object {"event": "name", "args": [...]}`)
+	}
+	var body emitBody
+	for k, f := range obj {
+		switch k {
+		case "event":
+			if body.Event, ok = f.(string); !ok {
+				return errorf(http.StatusBadRequest, `"event" must be a string`)
+			}
+		case "args":
+			if f == nil {
+				continue
+			}
+			if body.Args, ok = f.([]any); !ok {
+				return errorf(http.StatusBadRequest, `"args" must be an array`)
+			}
+		default:
+			return errorf(http.StatusBadRequest, "unknown field %q", k)
+		}
+	}
+	if err := checkKey("event name", body.Event); err != nil {
+		return err
+	}
+	err = s.precheck(name, func() error {
+		e, err := emitter.New(scratchID, nil)
+		if err != nil {
+			return err
+		}
+		return e.Emit(body.Event, body.Args...)
+	})
+	if err != nil {
+		return err
+	}
+	e, err := s.n.Emitter(name)
+	if err != nil {
+		return err
+	}
+	if err := e.Emit(body.Event, body.Args...); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Event string `json:"event"`
+		Args  []any  `json:"args"`
+	}{body.Event, nonNil(body.Args)})
+	return nil
+}
+
+func nonNil(a []any) []any {
+	if a == nil {
+		return []any{}
+	}
+	return a
+}
+
+func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) error {
+	limit := -1
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 0 {
+			return errorf(http.StatusBadRequest, "limit %q is not a count", q)
+		}
+		limit = n
+	}
+	name, err := s.lookup(r, typeEmitter)
+	if err != nil {
+		return err
+	}
+	e, err := s.n.Emitter(name)
+	if err != nil {
+		return err
+	}
+	evs := e.Events(nil)
+	if limit >= 0 && len(evs) > limit {
+		evs = evs[len(evs)-limit:]
+	}
+	out := make([]eventBody, len(evs))
+	for i, ev := range evs {
+		out[i] = toEventBody(ev)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) existingLocks(r *http.Request) (*lock.Table, error) {
+	name, err := s.lookup(r, typeLock)
+	if err != nil {
+		return nil, err
+	}
+	return s.n.Locks(name)
+}
+
+func (s *Server) getLockTable(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.existingLocks(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Name    string   `json:"name"`
+		Members []string `json:"members"`
+	}{r.PathValue("name"), t.Members()})
+	return nil
+}
+
+// lockBody describes one lock.
+type lockBody struct {
+	Lock    string   `json:"lock"`
+	Holders []string `json:"holders"`
+	// Deadline is when this node's hold ends unless renewed; absent if
+	// this node does not hold the lock.
+	Deadline *time.Time `json:"deadline,omitempty"`
+}
+
+func describeLock(t *lock.Table, name string) lockBody {
+	b := lockBody{Lock: name, Holders: t.Holders(name)}
+	if b.Holders == nil {
+		b.Holders = []string{}
+	}
+	if d, ok := t.Deadline(name); ok {
+		b.Deadline = &d
+	}
+	return b
+}
+
+func (s *Server) getLock(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("lock")
+	if err := checkKey("lock name", name); err != nil {
+		return err
+	}
+	t, err := s.existingLocks(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, describeLock(t, name))
+	return nil
+}
+
+func (s *Server) takeLock(w http.ResponseWriter, r *http.Request) error {
+	table, err := docName(r)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("lock")
+	if err := checkKey("lock name", name); err != nil {
+		return err
+	}
+	var wait time.Duration
+	if q := r.URL.Query().Get("timeout"); q != "" {
+		if wait, err = time.ParseDuration(q); err != nil || wait < 0 {
+			return errorf(http.StatusBadRequest, "timeout %q is not a duration like 5s", q)
+		}
+		if wait > s.cfg.MaxLockWait {
+			return errorf(http.StatusBadRequest, "timeout %s over the limit of %s", wait, s.cfg.MaxLockWait)
+		}
+	}
+	t, err := s.n.Locks(table)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var cancel context.CancelFunc
+	if wait > 0 {
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		err = t.Lock(ctx, name)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.LockAckWait)
+		wait = s.cfg.LockAckWait
+		err = t.TryLock(ctx, name)
+	}
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		if holders := t.Holders(name); len(holders) > 0 {
+			return errorf(http.StatusConflict, "lock %q not granted within %s: held by %v", name, wait, holders)
+		}
+		return errorf(http.StatusServiceUnavailable, "lock %q not granted within %s: not every member has acknowledged the claim", name, wait)
+	}
+	if err != nil {
+		if errors.Is(err, lock.ErrLocked) {
+			if holders := t.Holders(name); len(holders) > 0 {
+				return fmt.Errorf("%w: held by %v", err, holders)
+			}
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, describeLock(t, name))
+	return nil
+}
+
+func (s *Server) releaseLock(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("lock")
+	if err := checkKey("lock name", name); err != nil {
+		return err
+	}
+	t, err := s.existingLocks(r)
+	if err != nil {
+		return err
+	}
+	if err := t.Unlock(name); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, describeLock(t, name))
+	return nil
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, s.n.Status())
+	return nil
+}

@@ -1,0 +1,85 @@
+// Package api serves a scuttle node's documents over HTTP: JSON in and out,
+// live changes as Server-Sent Events, a status page and Prometheus metrics.
+//
+//	n, _ := node.New(cfg)
+//	srv, _ := api.New(n, nil)
+//	defer srv.Close() // ends the watch streams, so that Shutdown can finish
+//	http.ListenAndServe("127.0.0.1:7948", srv)
+//
+// The handler serves any value with the methods of Node, which *node.Node
+// has, so it can be tested without a cluster.
+//
+// # Routes
+//
+//	GET    /v1/models/{name}              the whole model: {"key": value, ...}
+//	GET    /v1/models/{name}/keys/{key}   one key: {"key": k, "value": v}
+//	PUT    /v1/models/{name}/keys/{key}   set key to the JSON value in the body
+//	DELETE /v1/models/{name}/keys/{key}   delete key
+//	GET    /v1/models/{name}/watch        changes, live, as Server-Sent Events
+//	POST   /v1/events/{name}              emit {"event": "joined", "args": [...]}
+//	GET    /v1/events/{name}              the retained events (?limit=n: the last n)
+//	GET    /v1/events/{name}/watch        events, live, as Server-Sent Events
+//	GET    /v1/locks/{name}               the lock table's members
+//	GET    /v1/locks/{name}/{lock}        the lock's holders
+//	POST   /v1/locks/{name}/{lock}        take the lock (?timeout=5s to wait)
+//	DELETE /v1/locks/{name}/{lock}        release it
+//	GET    /v1/status                     members, links, document clocks, bytes
+//	GET    /metrics                       Prometheus text format
+//
+// Document names follow node.CheckName. Keys, event names and lock names
+// are 1 to MaxKeySize bytes of UTF-8 without control characters; a key may
+// hold "/" (the rest of the path is the key) or be escaped in the URL.
+// Writes (PUT, POST) create the document if the cluster has none of that
+// name; reads and deletes of a document the node does not hold are 404 and
+// create nothing.
+//
+// # Values
+//
+// Values are JSON. Integers come back as integers (within int64; a larger
+// integer literal is refused rather than rounded), other numbers as
+// floats, []byte values (which only Go writers can make) as base64
+// strings. A value must fit package model's rules (nesting at most 31
+// deep).
+//
+// # Errors
+//
+// Every error is a JSON object {"error": "message"} with a status code:
+//
+//	400  malformed JSON, trailing data, an invalid name, key or value
+//	403  releasing a lock this node does not hold
+//	404  no such route, document, key or lock table
+//	405  wrong method (the Allow header lists the right ones)
+//	409  a lock held by another node; a document name used by another type
+//	413  a body over Config.MaxBodySize
+//	503  the node is closed or has left; a lock not granted in time
+//	500  a write failed (the document's log)
+//
+// A request that fails changes nothing.
+//
+// # Watching
+//
+// A watch is a text/event-stream response. Each change of a model is an
+// event "change" whose data is a JSON object (key, value, deleted, source,
+// timestamp, local); each event of an emitter an event "event" (event,
+// args, source, timestamp, local). A comment line is sent every
+// Config.Heartbeat so that proxies and clients can tell a quiet stream
+// from a dead one. The stream lasts until the client goes away or the
+// server closes; a client that falls Config.WatchBuffer events behind gets
+// an event "error" and the stream ends (reconnect and read the model
+// again). A watch reports what happens from the moment it starts, and
+// nothing from before.
+//
+// # Locks
+//
+// A lock taken through the API is held by the node, as package lock
+// defines owners: any client of the same node can release it, and it stays
+// held (renewed by the node) until released, until the node leaves or
+// stops, or until its lease is lost. Put the API behind something that
+// authenticates clients if that matters: the API itself does no
+// authentication, which is why scuttle serve listens on loopback by
+// default.
+//
+// # Concurrency
+//
+// A Server is safe for concurrent use, as an http.Handler must be.
+package api
