@@ -258,24 +258,24 @@ func (p *printer) result(format string, args ...any) {
 // cluster owns the demo's replicas and links, and closes them all.
 type cluster struct {
 	timeout time.Duration
-	nodes   []*node
+	nodes   []*replica
 	links   []*link
 	notify  chan struct{} // capacity 1: some replica changed
 }
 
-// node is one replica and the watch that reports its changes to the cluster.
-type node struct {
+// replica is one replica and the watch that reports its changes to the cluster.
+type replica struct {
 	name   string
 	m      *model.Model
 	cancel func() // stops the watch
 }
 
-func (c *cluster) addNode(name string) (*node, error) {
+func (c *cluster) addNode(name string) (*replica, error) {
 	m, err := model.New(name, nil)
 	if err != nil {
 		return nil, err
 	}
-	n := &node{name: name, m: m}
+	n := &replica{name: name, m: m}
 	n.cancel = m.Watch(func(model.Change) {
 		select {
 		case c.notify <- struct{}{}:
@@ -286,7 +286,7 @@ func (c *cluster) addNode(name string) (*node, error) {
 	return n, nil
 }
 
-func (n *node) set(p *printer, key string, value any) error {
+func (n *replica) set(p *printer, key string, value any) error {
 	if err := n.m.Set(key, value); err != nil {
 		return err
 	}
@@ -294,7 +294,7 @@ func (n *node) set(p *printer, key string, value any) error {
 	return nil
 }
 
-func (n *node) del(p *printer, key string) error {
+func (n *replica) del(p *printer, key string) error {
 	if err := n.m.Delete(key); err != nil {
 		return err
 	}
@@ -303,7 +303,7 @@ func (n *node) del(p *printer, key string) error {
 }
 
 // describe formats the given keys of n as k=v, with k=- for a missing key.
-func (n *node) describe(keys ...string) string {
+func (n *replica) describe(keys ...string) string {
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		v, ok := n.m.Get(k)
@@ -349,7 +349,7 @@ func (c *cluster) waitConverged(ctx context.Context, start time.Time) (time.Dura
 	}
 }
 
-func (c *cluster) addLink(left, right *node) (*link, error) {
+func (c *cluster) addLink(left, right *replica) (*link, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -381,7 +381,7 @@ func (c *cluster) close() error {
 // it so far.
 type link struct {
 	name        string
-	left, right *node
+	left, right *replica
 	timeout     time.Duration
 
 	ln         net.Listener

@@ -7,7 +7,18 @@
 // The commands are:
 //
 //	demo    three replicas over TCP loopback: writes, a partition, a heal
+//	serve   run a cluster node and its HTTP API
+//	get     print a model, one key, or an emitter's events
+//	set     set a key of a model
+//	del     delete a key of a model
+//	watch   print a model's changes or an emitter's events live
+//	emit    emit an event
+//	lock    take, release or show a lock
+//	status  print a node's members, links, documents and traffic
 //	help    print this help, or a command's flags: scuttle help demo
+//
+// The client commands (get, set, del, watch, emit, lock, status) talk to a
+// node's HTTP API at -addr (default $SCUTTLE_ADDR or 127.0.0.1:7948).
 //
 // Run "scuttle help <command>" or "scuttle <command> -h" for a command's
 // flags. The exit status is 0 on success, 1 if the command failed, and 2 for
@@ -23,10 +34,11 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -53,6 +65,14 @@ type command struct {
 // commands lists the subcommands in the order help prints them.
 var commands = []*command{
 	demoCommand,
+	serveCommand,
+	getCommand,
+	setCommand,
+	delCommand,
+	watchCommand,
+	emitCommand,
+	lockCommand,
+	statusCommand,
 }
 
 func lookup(name string) *command {

@@ -1,0 +1,465 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/scuttle-go/scuttle/node"
+)
+
+// The client commands talk to a node's HTTP API (package api).
+
+// defaultAddr is the API address the client commands use without -addr:
+// $SCUTTLE_ADDR, or serve's default.
+func defaultAddr() string {
+	if a := os.Getenv("SCUTTLE_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:7948"
+}
+
+// requestTimeout bounds a client request that does not wait on purpose.
+const requestTimeout = 30 * time.Second
+
+// client is an HTTP client of one node's API.
+type client struct {
+	base string // "http://host:port"
+	hc   *http.Client
+}
+
+// addrFlag defines -addr on fs and returns the client it will make.
+func addrFlag(fs *flag.FlagSet) func() (*client, error) {
+	addr := fs.String("addr", defaultAddr(), "the node's HTTP API: host:port or a URL ($SCUTTLE_ADDR)")
+	return func() (*client, error) {
+		base := *addr
+		if !strings.Contains(base, "://") {
+			base = "http://" + base
+		}
+		u, err := url.Parse(base)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("-addr %q: want host:port or http://host:port", *addr)
+		}
+		return &client{base: strings.TrimSuffix(u.String(), "/"), hc: &http.Client{}}, nil
+	}
+}
+
+// apiError is an error answer of the API.
+type apiError struct {
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.code, http.StatusText(e.code), e.msg)
+}
+
+// apiPath joins escaped segments after the API's root.
+func apiPath(segments ...string) string {
+	var b strings.Builder
+	for _, s := range segments {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	return b.String()
+}
+
+// do sends a request and decodes a 200's JSON body into out (if not nil);
+// any other status is an *apiError with the API's message.
+func (c *client) do(ctx context.Context, method, p string, body []byte, out any) error {
+	resp, err := c.send(ctx, method, p, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: reading the answer: %w", method, p, err)
+	}
+	return nil
+}
+
+// send sends a request and returns the response if it is a 200.
+func (c *client) send(ctx context.Context, method, p string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+p, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e struct{ Error string }
+	if json.Unmarshal(b, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(b))
+	}
+	return nil, &apiError{resp.StatusCode, e.Error}
+}
+
+// jsonArg turns a command-line argument into a JSON value: the argument
+// itself if it is JSON (42, true, "quoted", {"a":1}), else the argument as
+// a JSON string. asString forces a string.
+func jsonArg(s string, asString bool) json.RawMessage {
+	if !asString && json.Valid([]byte(s)) {
+		return json.RawMessage(s)
+	}
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// wantArgs checks the count of positional arguments.
+func wantArgs(args []string, min, max int, names string) error {
+	if len(args) < min || len(args) > max {
+		return fmt.Errorf("want arguments %s, got %d", names, len(args))
+	}
+	return nil
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+var getCommand = &command{
+	name:    "get",
+	args:    "<model> [key] | -events <emitter>",
+	summary: "print a model, one key's value, or an emitter's retained events",
+	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
+		mk := addrFlag(fs)
+		events := fs.Bool("events", false, "print the retained events of an emitter, one JSON object a line")
+		limit := fs.Int("limit", -1, "with -events: only the last n events")
+		return func(ctx context.Context, args []string, stdout io.Writer) error {
+			c, err := mk()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			if *events {
+				if err := wantArgs(args, 1, 1, "<emitter>"); err != nil {
+					return err
+				}
+				p := "/v1/events" + apiPath(args[0])
+				if *limit >= 0 {
+					p += fmt.Sprintf("?limit=%d", *limit)
+				}
+				var evs []json.RawMessage
+				if err := c.do(ctx, "GET", p, nil, &evs); err != nil {
+					return err
+				}
+				for _, ev := range evs {
+					fmt.Fprintf(stdout, "%s\n", ev)
+				}
+				return nil
+			}
+			if err := wantArgs(args, 1, 2, "<model> [key]"); err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				var m map[string]any
+				if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0]), nil, &m); err != nil {
+					return err
+				}
+				return printJSON(stdout, m)
+			}
+			var kv struct{ Value json.RawMessage }
+			if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, &kv); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(stdout, "%s\n", kv.Value)
+			return err
+		}
+	},
+}
+
+var setCommand = &command{
+	name:    "set",
+	args:    "<model> <key> <value>",
+	summary: "set a key of a model (the value is JSON if it parses as JSON, else a string)",
+	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
+		mk := addrFlag(fs)
+		asString := fs.Bool("string", false, "take the value as a string even if it parses as JSON")
+		return func(ctx context.Context, args []string, stdout io.Writer) error {
+			if err := wantArgs(args, 3, 3, "<model> <key> <value>"); err != nil {
+				return err
+			}
+			c, err := mk()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			return c.do(ctx, "PUT", "/v1/models"+apiPath(args[0], "keys", args[1]), jsonArg(args[2], *asString), nil)
+		}
+	},
+}
+
+var delCommand = &command{
+	name:    "del",
+	args:    "<model> <key>",
+	summary: "delete a key of a model",
+	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
+		mk := addrFlag(fs)
+		return func(ctx context.Context, args []string, stdout io.Writer) error {
+			if err := wantArgs(args, 2, 2, "<model> <key>"); err != nil {
+				return err
+			}
+			c, err := mk()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			return c.do(ctx, "DELETE", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, nil)
+		}
+	},
+}
+
+var emitCommand = &command{
+	name:    "emit",
+	args:    "<emitter> <event> [arg...]",
+	summary: "emit an event (each argument is JSON if it parses as JSON, else a string)",
+	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
+		mk := addrFlag(fs)
+		asString := fs.Bool("string", false, "take every argument as a string")
+		return func(ctx context.Context, args []string, stdout io.Writer) error {
+			if err := wantArgs(args, 2, 1<<20, "<emitter> <event> [arg...]"); err != nil {
+				return err
+			}
+			c, err := mk()
+			if err != nil {
+				return err
+			}
+			body := struct {
+				Event string            `json:"event"`
+				Args  []json.RawMessage `json:"args"`
+			}{Event: args[1], Args: []json.RawMessage{}}
+			for _, a := range args[2:] {
+				body.Args = append(body.Args, jsonArg(a, *asString))
+			}
+			b, err := json.Marshal(body)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			return c.do(ctx, "POST", "/v1/events"+apiPath(args[0]), b, nil)
+		}
+	},
+}
+
+var watchCommand = &command{
+	name:    "watch",
+	args:    "<model> | -events <emitter>",
+	summary: "print a model's changes or an emitter's events as they happen, one JSON object a line",
+	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
+		mk := addrFlag(fs)
+		events := fs.Bool("events", false, "watch an emitter's events instead of a model's changes")
+		return func(ctx context.Context, args []string, stdout io.Writer) error {
+			if err := wantArgs(args, 1, 1, "<document>"); err != nil {
+				return err
+			}
+			c, err := mk()
+			if err != nil {
+				return err
+			}
+			p := "/v1/models" + apiPath(args[0], "watch")
+			if *events {
+				p = "/v1/events" + apiPath(args[0], "watch")
+			}
+			err = c.watch(ctx, p, func(data []byte) error {
+				_, err := fmt.Fprintf(stdout, "%s\n", data)
+				return err
+			})
+			if ctx.Err() != nil {
+				return nil // interrupted: the normal end of a watch
+			}
+			return err
+		}
+	},
+}
+
+// errStreamEnded means the server ended a watch stream.
+var errStreamEnded = errors.New("the server ended the stream")
+
+// watch reads the Server-Sent Events at p and calls fn with the data of
+// each change or event, until ctx ends, fn fails, or the stream ends.
+func (c *client) watch(ctx context.Context, p string, fn func(data []byte) error) error {
+	resp, err := c.send(ctx, "GET", p, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var typ string
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case len(line) == 0:
+			typ = ""
+		case bytes.HasPrefix(line, []byte("event: ")):
+			typ = string(line[len("event: "):])
+		case bytes.HasPrefix(line, []byte("data: ")):
+			data := line[len("data: "):]
+			switch typ {
+			case "error", "close":
+				var e struct{ Error string }
+				json.Unmarshal(data, &e)
+				return fmt.Errorf("%w: %s", errStreamEnded, e.Error)
+			}
+			if err := fn(data); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return errStreamEnded
+}
+
+var lockCommand = &command{
+	name:    "lock",
+	args:    "<table> <lock>",
+	summary: "take a lock for the node (or -release it, or -show its holders)",
+	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
+		mk := addrFlag(fs)
+		timeout := fs.Duration("timeout", 0, "wait this long for the lock if it is held (0: fail at once)")
+		release := fs.Bool("release", false, "release the lock instead")
+		show := fs.Bool("show", false, "print the lock's holders and take nothing")
+		return func(ctx context.Context, args []string, stdout io.Writer) error {
+			if err := wantArgs(args, 2, 2, "<table> <lock>"); err != nil {
+				return err
+			}
+			if *release && *show {
+				return errors.New("-release and -show exclude each other")
+			}
+			c, err := mk()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, requestTimeout+*timeout)
+			defer cancel()
+			method, p := "POST", "/v1/locks"+apiPath(args[0], args[1])
+			switch {
+			case *release:
+				method = "DELETE"
+			case *show:
+				method = "GET"
+			case *timeout > 0:
+				p += "?timeout=" + url.QueryEscape(timeout.String())
+			}
+			var l struct {
+				Lock     string
+				Holders  []string
+				Deadline *time.Time
+			}
+			if err := c.do(ctx, method, p, nil, &l); err != nil {
+				return err
+			}
+			switch {
+			case *release:
+				fmt.Fprintf(stdout, "released %s\n", l.Lock)
+			case *show && len(l.Holders) == 0:
+				fmt.Fprintf(stdout, "%s is free\n", l.Lock)
+			case *show:
+				fmt.Fprintf(stdout, "%s is held by %s\n", l.Lock, strings.Join(l.Holders, ", "))
+			default:
+				fmt.Fprintf(stdout, "locked %s (held by %s", l.Lock, strings.Join(l.Holders, ", "))
+				if l.Deadline != nil {
+					fmt.Fprintf(stdout, ", lease until %s unless renewed", l.Deadline.Format(time.RFC3339Nano))
+				}
+				fmt.Fprintln(stdout, ")")
+			}
+			return nil
+		}
+	},
+}
+
+var statusCommand = &command{
+	name:    "status",
+	summary: "print a node's members, links, documents and traffic",
+	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
+		mk := addrFlag(fs)
+		asJSON := fs.Bool("json", false, "print the API's JSON as it is")
+		return func(ctx context.Context, args []string, stdout io.Writer) error {
+			if err := wantArgs(args, 0, 0, "none"); err != nil {
+				return err
+			}
+			c, err := mk()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			var st node.Status
+			if err := c.do(ctx, "GET", "/v1/status", nil, &st); err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(stdout, st)
+			}
+			printStatus(stdout, st)
+			return nil
+		}
+	},
+}
+
+// printStatus writes st for people.
+func printStatus(w io.Writer, st node.Status) {
+	fmt.Fprintf(w, "node %s  replication %s  gossip %s\n", st.ID, st.Addr, st.GossipAddr)
+	fmt.Fprintf(w, "\nmembers (%d):\n", len(st.Members))
+	for _, m := range st.Members {
+		fmt.Fprintf(w, "  %-16s %-8s replication %-21s gossip %-21s since %s\n", m.ID, m.State, m.Addr, m.GossipAddr, m.Since.Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "\nlinks (%d):\n", len(st.Links))
+	var in, out int64
+	for _, l := range st.Links {
+		dir := "accepted"
+		if l.Dialed {
+			dir = "dialed"
+		}
+		fmt.Fprintf(w, "  %-16s %-8s %-21s in %10d B  out %10d B  up since %s\n", l.Peer, dir, l.Remote, l.BytesIn, l.BytesOut, l.Since.Format(time.RFC3339))
+		in += l.BytesIn
+		out += l.BytesOut
+	}
+	fmt.Fprintf(w, "\ndocuments (%d):\n", len(st.Documents))
+	for _, d := range st.Documents {
+		sources := d.Clock.Sources()
+		fmt.Fprintf(w, "  %-16s %-8s %d sources: %s\n", d.Name, d.Type, len(sources), strings.Join(sources, " "))
+	}
+	fmt.Fprintf(w, "\ntraffic on the links up: in %d B, out %d B; dials %d (%d failed), accepted %d, auth failures %d\n",
+		in, out, st.Counters.Dials, st.Counters.DialFailures, st.Counters.Accepted, st.Counters.AuthFailures)
+}

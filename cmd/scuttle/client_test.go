@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scuttle-go/scuttle/node"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader on other
+// goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serveInProcess runs "scuttle serve" on loopback with free ports and no
+// data directory, and returns its HTTP address once it is up. The server
+// stops at the end of the test.
+func serveInProcess(t *testing.T, extra ...string) (addr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var logs syncBuffer
+	o := serveOptions{
+		id: "solo", memory: true, bind: "127.0.0.1:0", gossip: "127.0.0.1:0", httpAddr: "127.0.0.1:0",
+		leave: true, network: "local", logLevel: "warn",
+		ready: func(_ *node.Node, a string) { ready <- a },
+	}
+	go func() { done <- serve(ctx, &logs, o) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v\nlogs:\n%s", err, logs.String())
+		}
+	})
+	select {
+	case addr = <-ready:
+		return addr
+	case err := <-done:
+		t.Fatalf("serve ended before it was ready: %v\nlogs:\n%s", err, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve not ready after 30s\nlogs:\n%s", logs.String())
+	}
+	return ""
+}
+
+// TestClientCommands runs every client command against one node served in
+// the test's process.
+func TestClientCommands(t *testing.T) {
+	addr := serveInProcess(t)
+	steps := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // a regexp stdout must match whole (empty: no output)
+		stderr string // a substring of stderr
+	}{
+		{"set an object", []string{"set", "users", "ada", `{"admin": true}`}, exitOK, ``, ""},
+		{"set a bare word", []string{"set", "users", "grace", "navy"}, exitOK, ``, ""},
+		{"set a number as a string", []string{"set", "-string", "users", "zip", "01234"}, exitOK, ``, ""},
+		{"set a key with a slash", []string{"set", "users", "team/x", "1"}, exitOK, ``, ""},
+		{"get a key", []string{"get", "users", "ada"}, exitOK, `\{"admin":true\}\n`, ""},
+		{"get a string", []string{"get", "users", "zip"}, exitOK, `"01234"\n`, ""},
+		{"get a key with a slash", []string{"get", "users", "team/x"}, exitOK, `1\n`, ""},
+		{"get a model", []string{"get", "users"}, exitOK, `\{\n  "ada": \{\n    "admin": true\n  \},\n  "grace": "navy",\n  "team/x": 1,\n  "zip": "01234"\n\}\n`, ""},
+		{"del", []string{"del", "users", "grace"}, exitOK, ``, ""},
+		{"get a deleted key", []string{"get", "users", "grace"}, exitFail, ``, `404 Not Found: no key "grace" in "users"`},
+		{"del again", []string{"del", "users", "grace"}, exitFail, ``, "404 Not Found"},
+		{"get an unknown model", []string{"get", "nope"}, exitFail, ``, `404 Not Found: no document "nope"`},
+		{"set into a bad name", []string{"set", "_x", "k", "1"}, exitFail, ``, "400 Bad Request: document name"},
+		{"emit", []string{"emit", "chat", "joined", "ada", "3"}, exitOK, ``, ""},
+		{"emit no args", []string{"emit", "chat", "left"}, exitOK, ``, ""},
+		{"get events", []string{"get", "-events", "chat"}, exitOK,
+			`\{"event":"joined","args":\["ada",3\],"source":"solo","timestamp":[0-9.e+]+,"local":true\}\n\{"event":"left","args":\[\],.*\}\n`, ""},
+		{"get last event", []string{"get", "-events", "-limit", "1", "chat"}, exitOK, `\{"event":"left",.*\}\n`, ""},
+		{"get events of a model", []string{"get", "-events", "users"}, exitFail, ``, "409 Conflict"},
+		{"lock", []string{"lock", "jobs", "nightly"}, exitOK, `locked nightly \(held by solo, lease until .* unless renewed\)\n`, ""},
+		{"lock held", []string{"lock", "jobs", "nightly"}, exitFail, ``, "409 Conflict: lock: locked: held by [solo]"},
+		{"lock held, wait", []string{"lock", "-timeout", "50ms", "jobs", "nightly"}, exitFail, ``, "409 Conflict"},
+		{"lock show", []string{"lock", "-show", "jobs", "nightly"}, exitOK, `nightly is held by solo\n`, ""},
+		{"lock release", []string{"lock", "-release", "jobs", "nightly"}, exitOK, `released nightly\n`, ""},
+		{"lock release again", []string{"lock", "-release", "jobs", "nightly"}, exitFail, ``, "403 Forbidden"},
+		{"lock show free", []string{"lock", "-show", "jobs", "nightly"}, exitOK, `nightly is free\n`, ""},
+		{"lock -release -show", []string{"lock", "-release", "-show", "jobs", "x"}, exitFail, ``, "exclude each other"},
+		{"status", []string{"status"}, exitOK, `(?s)node solo  replication 127\.0\.0\.1:\d+  gossip 127\.0\.0\.1:\d+\n\nmembers \(1\):\n  solo +alive .*documents \(3\):\n  chat +emitter +1 sources: solo\n  jobs +lock .*\n  users +model +1 sources: solo\n.*`, ""},
+		{"status -json", []string{"status", "-json"}, exitOK, `(?s)\{\n  "id": "solo",.*`, ""},
+		{"get too many args", []string{"get", "a", "b", "c"}, exitFail, ``, "want arguments <model> [key], got 3"},
+		{"set too few args", []string{"set", "a", "b"}, exitFail, ``, "want arguments <model> <key> <value>"},
+		{"bad addr", []string{"get", "-addr", "ftp://x", "users"}, exitFail, ``, "-addr"},
+		{"set -h", []string{"set", "-h"}, exitOK, ``, "usage: scuttle set [flags] <model> <key> <value>"},
+		{"watch --help", []string{"watch", "--help"}, exitOK, ``, "-events"},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			args := s.args
+			if !slices.ContainsFunc(args, func(a string) bool { return a == "-addr" || a == "-h" || a == "--help" }) {
+				args = append([]string{args[0], "-addr", addr}, args[1:]...)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(t.Context(), args, &stdout, &stderr)
+			if code != s.code {
+				t.Errorf("%q: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, s.code, stdout.String(), stderr.String())
+			}
+			if !regexp.MustCompile(`\A` + s.stdout + `\z`).MatchString(stdout.String()) {
+				t.Errorf("%q: stdout %q does not match %q", args, stdout.String(), s.stdout)
+			}
+			if !strings.Contains(stderr.String(), s.stderr) {
+				t.Errorf("%q: stderr %q lacks %q", args, stderr.String(), s.stderr)
+			}
+		})
+	}
+}
+
+// TestWatchCommand checks that watch prints changes as they happen and
+// ends cleanly when interrupted.
+func TestWatchCommand(t *testing.T) {
+	addr := serveInProcess(t)
+	for _, args := range [][]string{{"set", "-addr", addr, "m", "k", "0"}, {"emit", "-addr", addr, "e", "x"}} {
+		if code := run(t.Context(), args, new(bytes.Buffer), new(bytes.Buffer)); code != exitOK {
+			t.Fatalf("%q: exit %d", args, code)
+		}
+	}
+	for _, tt := range []struct {
+		name  string
+		watch []string
+		write []string
+		want  string // a regexp for the first line
+	}{
+		{"model", []string{"watch", "-addr", addr, "m"}, []string{"set", "-addr", addr, "m", "k", "1"},
+			`^\{"key":"k","value":1,"source":"solo","timestamp":[0-9.e+]+,"local":true\}$`},
+		{"events", []string{"watch", "-addr", addr, "-events", "e"}, []string{"emit", "-addr", addr, "e", "y", "true"},
+			`^\{"event":"y","args":\[true\],"source":"solo","timestamp":[0-9.e+]+,"local":true\}$`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			var out syncBuffer
+			var errOut bytes.Buffer
+			done := make(chan int, 1)
+			go func() { done <- run(ctx, tt.watch, &out, &errOut) }()
+			// Write until the watch has seen a write: it may start
+			// after the first.
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(out.String(), "\n") {
+				if time.Now().After(deadline) {
+					t.Fatalf("watch printed nothing within 20s")
+				}
+				if code := run(t.Context(), tt.write, new(bytes.Buffer), new(bytes.Buffer)); code != exitOK {
+					t.Fatalf("%q: exit %d", tt.write, code)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			cancel()
+			if code := <-done; code != exitOK {
+				t.Errorf("interrupted watch: exit %d, stderr %s", code, errOut.String())
+			}
+			first, _, _ := strings.Cut(out.String(), "\n")
+			if !regexp.MustCompile(tt.want).MatchString(first) {
+				t.Errorf("watch printed %q, want %q", first, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/scuttle-go/scuttle/api"
+	"github.com/scuttle-go/scuttle/node"
+)
+
+var serveCommand = &command{
+	name:    "serve",
+	summary: "run a cluster node and its HTTP API until SIGINT or SIGTERM",
+	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
+		var o serveOptions
+		fs.StringVar(&o.id, "id", "", "the node's id, unique in the cluster and kept across restarts (default: the host name)")
+		fs.StringVar(&o.data, "data", "", "data directory: the node's id and one log per document (default ./scuttle-data/<id>)")
+		fs.BoolVar(&o.memory, "memory", false, "keep nothing on disk: a restarted node starts empty and gets everything from its peers")
+		fs.StringVar(&o.bind, "bind", node.DefaultBindAddr, "replication listen address (TCP)")
+		fs.StringVar(&o.advertise, "advertise", "", "replication address peers dial, if not -bind's (NAT)")
+		fs.StringVar(&o.gossip, "gossip", node.DefaultGossipAddr, "gossip (memberlist) listen address, TCP and UDP")
+		fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address other members use, if not -gossip's (NAT)")
+		fs.Func("join", "gossip address of a member to join (host:port); repeat or separate with commas", func(s string) error {
+			for a := range strings.SplitSeq(s, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					o.join = append(o.join, a)
+				}
+			}
+			return nil
+		})
+		fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address; the API has no authentication, keep it on a trusted interface")
+		fs.StringVar(&o.certFile, "tls-cert", "", "PEM certificate of this node, for mutual TLS on replication links")
+		fs.StringVar(&o.keyFile, "tls-key", "", "PEM private key of -tls-cert")
+		fs.StringVar(&o.caFile, "tls-ca", "", "PEM CA certificates: peers must present a certificate it signed")
+		fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster's shared secret (at least 16 random bytes; also $SCUTTLE_SECRET)")
+		fs.BoolVar(&o.leave, "leave", true, "leave the cluster gracefully on SIGINT or SIGTERM; false stops as a crash would (for a quick restart)")
+		fs.StringVar(&o.network, "network", "lan", "failure detector timers: lan, wan or local (memberlist presets)")
+		fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+		return func(ctx context.Context, args []string, stdout io.Writer) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected arguments %q", args)
+			}
+			o.secretEnv = os.Getenv("SCUTTLE_SECRET")
+			return serve(ctx, stdout, o)
+		}
+	},
+}
+
+// serveOptions are serve's flags.
+type serveOptions struct {
+	id, data                  string
+	memory                    bool
+	bind, advertise           string
+	gossip, gossipAdvertise   string
+	join                      []string
+	httpAddr                  string
+	certFile, keyFile, caFile string
+	secretFile                string
+	leave                     bool
+	network, logLevel         string
+	secretEnv                 string // $SCUTTLE_SECRET
+	// ready, if set, is called once the node and the API are up (tests).
+	ready func(n *node.Node, httpAddr string)
+}
+
+// serve runs one node and its HTTP API until ctx ends, then leaves the
+// cluster (with -leave), stops the API and closes the node.
+func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
+	cfg, err := o.nodeConfig(stdout)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(n, &api.Config{Logger: cfg.Logger})
+	if err != nil {
+		n.Close()
+		return err
+	}
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		n.Close()
+		return fmt.Errorf("HTTP API: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute, // bodies are small; watches and lock waits have none
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	cfg.Logger.Info("serving", "id", n.ID(), "http", ln.Addr().String(), "addr", n.Addr(), "gossip", n.GossipAddr(), "data", cfg.DataDir)
+	if o.ready != nil {
+		o.ready(n, ln.Addr().String())
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("stopping", "leave", o.leave)
+	case serveErr = <-served:
+		serveErr = fmt.Errorf("HTTP API: %w", serveErr)
+	}
+	const timeout = 10 * time.Second
+	// Stop taking requests first, so that nothing is written that would
+	// not replicate; watches end at once.
+	srv.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	cancel()
+	var leaveErr error
+	if o.leave {
+		lctx, cancel := context.WithTimeout(context.Background(), timeout)
+		leaveErr = n.Leave(lctx)
+		cancel()
+		if leaveErr != nil {
+			cfg.Logger.Warn("leave", "err", leaveErr)
+		}
+	}
+	closeErr := n.Close()
+	cfg.Logger.Info("stopped")
+	return errors.Join(serveErr, closeErr)
+}
+
+// nodeConfig turns the flags into the node's Config.
+func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	cfg := &node.Config{
+		ID:                  o.id,
+		BindAddr:            o.bind,
+		AdvertiseAddr:       o.advertise,
+		GossipAddr:          o.gossip,
+		GossipAdvertiseAddr: o.gossipAdvertise,
+		Join:                o.join,
+		CertFile:            o.certFile,
+		KeyFile:             o.keyFile,
+		CAFile:              o.caFile,
+		Logger:              slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level})),
+	}
+	switch o.network {
+	case "lan":
+		cfg.Memberlist = memberlist.DefaultLANConfig()
+	case "wan":
+		cfg.Memberlist = memberlist.DefaultWANConfig()
+	case "local":
+		cfg.Memberlist = memberlist.DefaultLocalConfig()
+	default:
+		return nil, fmt.Errorf("-network %q: want lan, wan or local", o.network)
+	}
+	if cfg.ID == "" {
+		cfg.ID = defaultID()
+	}
+	if err := node.CheckName(cfg.ID); err != nil {
+		return nil, fmt.Errorf("-id: %w", err)
+	}
+	switch {
+	case o.memory && o.data != "":
+		return nil, errors.New("-memory and -data exclude each other")
+	case o.memory:
+	case o.data != "":
+		cfg.DataDir = o.data
+	default:
+		cfg.DataDir = filepath.Join("scuttle-data", cfg.ID)
+	}
+	secret := []byte(o.secretEnv)
+	if o.secretFile != "" {
+		b, err := os.ReadFile(o.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("-secret-file: %w", err)
+		}
+		secret = bytes.TrimRight(b, "\r\n")
+	}
+	if len(secret) > 0 {
+		if len(secret) < node.MinSecretSize {
+			return nil, fmt.Errorf("secret of %d bytes: want at least %d random bytes (head -c 32 /dev/urandom | base64)", len(secret), node.MinSecretSize)
+		}
+		cfg.Secret = secret
+	}
+	return cfg, nil
+}
+
+// defaultID is the host name if it is a valid node id, else "node".
+func defaultID() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "node"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	if node.CheckName(h) != nil {
+		return "node"
+	}
+	return h
+}
