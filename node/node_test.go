@@ -39,7 +39,9 @@ func TestClusterConverges(t *testing.T) {
 		}
 	}
 
-	// A document created on one node appears on all, and replicates.
+	// A document created on one node appears on all, and replicates, on
+	// the links that are up.
+	dials := nodes[0].Status().Counters.Dials + nodes[1].Status().Counters.Dials
 	m := mustModel(t, nodes[2], "late")
 	m.Set("from", "c")
 	for _, n := range nodes {
@@ -48,6 +50,9 @@ func TestClusterConverges(t *testing.T) {
 		})
 	}
 	waitConverged(t, "late", map[string]any{"from": "c"}, nodes...)
+	if d := nodes[0].Status().Counters.Dials + nodes[1].Status().Counters.Dials; d != dials {
+		t.Errorf("a and b dialled %d times more for a new document; want no reconnect", d-dials)
+	}
 
 	st := nodes[0].Status()
 	if st.ID != "a" || len(st.Members) != 3 || len(st.Documents) != 2 {
@@ -220,4 +225,27 @@ func TestPartialMesh(t *testing.T) {
 		want[n.ID()] = true
 	}
 	waitConverged(t, "ring", want, nodes...)
+}
+
+func TestNewFailsCleanly(t *testing.T) {
+	leak.Check(t)
+	a := start(t, testConfig(t, "a"))
+	dir := t.TempDir()
+	for name, tweak := range map[string]func(*Config){
+		"gossip port taken":      func(c *Config) { c.GossipAddr = a.GossipAddr() },
+		"replication port taken": func(c *Config) { c.BindAddr = a.Addr() },
+		"missing TLS files":      func(c *Config) { c.CertFile, c.KeyFile, c.CAFile = "no.pem", "no.pem", "no.pem" },
+	} {
+		cfg := testConfig(t, "b")
+		cfg.DataDir = dir
+		tweak(cfg)
+		if n, err := New(cfg); err == nil {
+			n.Close()
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+	// The failed attempts released the data directory's logs.
+	cfg := testConfig(t, "b")
+	cfg.DataDir = dir
+	start(t, cfg)
 }
