@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // The steps of a compaction, in order, as testHookCompact sees them.
@@ -37,7 +38,8 @@ func hook(step string) error {
 
 // Compact rewrites the log as the document's history of the empty clock
 // (for a Model, the latest update of each key), so that it stops growing
-// with overwrites. Writes go on meanwhile; the records they append are
+// with overwrites, followed by the document's clock if it knows more than
+// the history shows (updates the history leaves out). Writes go on meanwhile; the records they append are
 // copied to the new file at the end. A crash at any point leaves either
 // the old log or the new one, each holding every durable update. Compact
 // returns ErrClosed after Close, and ErrFailed once the log has failed.
@@ -71,10 +73,13 @@ func (l *Log) compactor() {
 //
 // The history and the log's end are taken as follows. First, under mu, the
 // offset where the next record will go (mark: past what is written, being
-// written and buffered) and the record count. Then
-// the history, under the document's lock. Every record before mark was
-// applied before the history was taken, so the history holds it or
-// something that supersedes it. Records after mark may or may not be in
+// written and buffered) and the record count. Then the document's clock,
+// then the history, each under the document's lock. Every record before
+// mark was applied before the history was taken, so the history holds it
+// or something that supersedes it, or left it out on purpose; the clock
+// covers it. Every update the clock covers was applied before the history
+// was taken too, so the replay of the history and then the clock loses
+// nothing that the tail would bring after them. Records after mark may or may not be in
 // the history; the new file gets the history followed by every record
 // after mark. A record in both is harmless: replay skips what the clock
 // already covers.
@@ -94,6 +99,7 @@ func (l *Log) compactLocked(auto bool) error {
 	mark, before := l.end, l.records
 	l.mu.Unlock()
 
+	clock := l.doc.Clock() // first: see above
 	h := l.doc.History(nil)
 
 	if auto && float64(before) <= l.cfg.CompactRatio*float64(len(h)) {
@@ -105,7 +111,7 @@ func (l *Log) compactLocked(auto bool) error {
 		l.mu.Unlock()
 		return nil
 	}
-	err := l.rewrite(h, mark, before)
+	err := l.rewrite(h, clock, mark, before)
 	if err != nil {
 		l.mu.Lock()
 		l.check = max(l.check, before+before/2) // do not retry at once
@@ -122,9 +128,10 @@ func (l *Log) threshold(n int) int64 {
 	return max(int64(l.cfg.CompactMin), int64(min(t, math.MaxInt64/2)))
 }
 
-// rewrite writes h and the records from offset mark on into a temporary
-// file and renames it over the log. before is the record count at mark.
-func (l *Log) rewrite(h []scuttlebutt.Update, mark, before int64) (err error) {
+// rewrite writes h, clock where it knows more than h, and the records
+// from offset mark on into a temporary file and renames it over the log.
+// before is the record count at mark.
+func (l *Log) rewrite(h []scuttlebutt.Update, clock vclock.Clock, mark, before int64) (err error) {
 	tmpPath := l.path + compactSuffix
 	tf, err := os.OpenFile(tmpPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -163,12 +170,24 @@ func (l *Log) rewrite(h []scuttlebutt.Update, mark, before int64) (err error) {
 	w.Write(hdr)
 	size += int64(len(hdr))
 	var rec []byte
+	shown := vclock.Clock{} // the clock replaying h restores
 	for _, u := range h {
 		if rec, err = appendRecord(rec[:0], u, l.cfg.MaxRecordSize); err != nil {
 			return err
 		}
 		w.Write(rec)
 		size += int64(len(rec))
+		shown.Advance(u.Source, u.Timestamp)
+	}
+	records := int64(len(h))
+	if !covers(shown, clock) {
+		n := 0
+		if rec, n, err = appendClockRecords(rec[:0], clock, l.cfg.MaxRecordSize); err != nil {
+			return err
+		}
+		w.Write(rec)
+		size += int64(len(rec))
+		records += int64(n)
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -242,7 +261,10 @@ func (l *Log) rewrite(h []scuttlebutt.Update, mark, before int64) (err error) {
 	old := l.f
 	l.f, l.size, l.end = tf, size, size+int64(len(l.buf))
 	l.written, l.synced = seq, seq
-	l.records = int64(len(h)) + l.records - before
+	l.records = records + l.records - before
+	l.version = formatVersion
+	l.logged.Merge(clock)
+	l.logged.Merge(shown)
 	l.stats.Compactions++
 	l.check = l.threshold(len(h))
 	if err != nil {

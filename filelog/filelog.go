@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // compactSuffix names the temporary file a compaction writes next to the
@@ -57,10 +58,15 @@ type Log struct {
 	written  uint64 // sequence number of the last record written to f
 	synced   uint64 // sequence number of the last record fsynced
 	records  int64  // records in f and buf
-	err      error  // sticky: ErrFailed with its cause, then ErrClosed
-	closed   bool
-	check    int64 // records at which the compactor looks again
-	stats    Stats
+	version  uint16 // f's format version: clock records need 2
+	// logged is the clock that replaying f and buf would restore: the
+	// updates and clocks they hold. Close records the document's clock
+	// if it knows more.
+	logged vclock.Clock
+	err    error // sticky: ErrFailed with its cause, then ErrClosed
+	closed bool
+	check  int64 // records at which the compactor looks again
+	stats  Stats
 
 	stop chan struct{} // closed by Close
 	kick chan struct{} // capacity 1: wakes the compactor
@@ -218,15 +224,17 @@ func (l *Log) load(f *os.File) error {
 			return err
 		}
 		l.size, l.end = int64(len(want)), int64(len(want))
+		l.version, l.logged = formatVersion, vclock.Clock{}
 		return nil
 	}
-	id, hlen, err := parseFileHeader(head)
+	id, version, hlen, err := parseFileHeader(head)
 	if err != nil {
 		return fmt.Errorf("%w (%s)", err, l.path)
 	}
 	if id != l.doc.ID() {
 		return fmt.Errorf("%w: %s holds the updates of %q, not %q", ErrWrongReplica, l.path, id, l.doc.ID())
 	}
+	l.version = version
 
 	// First pass: find where the good records end, applying nothing, so
 	// that a corrupt log leaves the document as it was.
@@ -257,6 +265,7 @@ func (l *Log) load(f *os.File) error {
 	}
 	l.size, l.end = end, end
 	l.records = records
+	l.logged = l.doc.Clock() // all it holds: the document was new
 	return nil
 }
 
@@ -294,6 +303,18 @@ func (l *Log) verify(f io.ReaderAt, off, size int64) (end, records int64, bad *b
 		case err != nil:
 			return 0, 0, nil, fmt.Errorf("filelog: %s: %w", l.path, err)
 		}
+		if isClockRecord(p) {
+			if l.version < 2 {
+				err = fmt.Errorf("a clock record in a version %d log", l.version)
+			} else {
+				_, err = decodeClock(p)
+			}
+			if err != nil {
+				return at, records, &badRecord{off: at, reason: "undecodable clock: " + err.Error()}, nil
+			}
+			records++
+			continue
+		}
 		u, err := d.decode(p)
 		if err == nil {
 			err = l.validate(u)
@@ -322,13 +343,16 @@ func (l *Log) validate(u scuttlebutt.Update) error {
 }
 
 // replay applies the records from off to end, which verify has read, to
-// the document in batches. A goroutine reads and decodes the next batch
-// while the document applies the current one.
+// the document in batches, with Replay, and restores the clocks they
+// record with RestoreClock, each where it stands in the log. A goroutine
+// reads and decodes the next batch while the document applies the current
+// one.
 func (l *Log) replay(f io.ReaderAt, off, end int64) error {
 	type batch struct {
-		us   []scuttlebutt.Update
-		offs []int64
-		err  error
+		us    []scuttlebutt.Update
+		offs  []int64
+		clock vclock.Clock // restored after us
+		err   error
 	}
 	batches := make(chan batch, 2)
 	free := make(chan batch, 3) // spent batches, for reuse
@@ -364,6 +388,19 @@ func (l *Log) replay(f io.ReaderAt, off, end int64) error {
 				send()
 				return
 			}
+			if isClockRecord(p) {
+				c, err := decodeClock(p)
+				if err != nil {
+					b.err = fmt.Errorf("%w: %s: offset %d: %v", ErrCorrupt, l.path, at, err)
+					send()
+					return
+				}
+				b.clock = c
+				if !send() {
+					return
+				}
+				continue
+			}
 			u, err := d.decode(p)
 			if err != nil {
 				b.err = fmt.Errorf("%w: %s: offset %d: %v", ErrCorrupt, l.path, at, err)
@@ -389,18 +426,24 @@ func (l *Log) replay(f io.ReaderAt, off, end int64) error {
 	})
 	for b := range batches {
 		if len(b.us) > 0 {
-			if _, err := l.doc.Apply(b.us...); err != nil {
-				// Apply applied none of the batch: find the culprit.
+			if _, err := l.doc.Replay(b.us...); err != nil {
+				// Replay applied none of the batch: find the culprit.
 				for i, u := range b.us {
-					if _, err := l.doc.Apply(u); err != nil {
+					if _, err := l.doc.Replay(u); err != nil {
 						return fmt.Errorf("%w: %s: offset %d: %w", ErrCorrupt, l.path, b.offs[i], err)
 					}
 				}
 				return err
 			}
 		}
+		if b.clock != nil {
+			l.doc.RestoreClock(b.clock)
+		}
 		if b.err != nil {
 			return b.err
+		}
+		if b.us == nil {
+			continue
 		}
 		clear(b.us) // the document keeps the updates, not the slice
 		select {
@@ -439,6 +482,9 @@ func (l *Log) Append(updates []scuttlebutt.Update) (seq uint64, err error) {
 			l.buf = l.buf[:n]
 			return 0, err
 		}
+	}
+	for _, u := range updates {
+		l.logged.Advance(u.Source, u.Timestamp)
 	}
 	l.end += int64(len(l.buf) - n)
 	l.seq += uint64(len(updates))
@@ -565,7 +611,10 @@ func (l *Log) Stats() Stats {
 func (l *Log) Path() string { return l.path }
 
 // Close writes and fsyncs what is buffered, stops the Log's goroutines and
-// closes the file. It waits for a compaction in progress.
+// closes the file. It waits for a compaction in progress. If the
+// document's clock knows more than the log holds (a peer's clock told it
+// of updates it no longer needs), Close records the clock in the log, so
+// call it while the Log is still the document's storage.
 // Sync calls waiting for records Close could not write return its error. The Log stays
 // attached to the document, so that writes to it fail with ErrClosed
 // rather than go unlogged: attach another storage, or nil to go on in
@@ -584,10 +633,22 @@ func (l *Log) Close() error {
 
 	l.compactMu.Lock()
 	defer l.compactMu.Unlock()
+	// Nothing is appended from now on, so every update the clock covers is
+	// in the log already, or reached the clock without an update.
+	clock := l.doc.Clock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for l.flushing {
 		l.cond.Wait()
+	}
+	if l.err == nil && l.version >= 2 && !covers(l.logged, clock) {
+		if buf, n, err := appendClockRecords(l.buf, clock, l.cfg.MaxRecordSize); err == nil {
+			l.records += int64(n)
+			l.end += int64(len(buf) - len(l.buf))
+			l.buf = buf
+			l.seq++ // so that it is flushed
+			l.logged.Merge(clock)
+		}
 	}
 	if l.err == nil && l.synced < l.seq {
 		l.flushLocked(true)
@@ -601,6 +662,16 @@ func (l *Log) Close() error {
 	}
 	l.cond.Broadcast()
 	return err
+}
+
+// covers reports whether clock a covers every entry of b.
+func covers(a, b vclock.Clock) bool {
+	for src, t := range b {
+		if !a.Covers(src, t) {
+			return false
+		}
+	}
+	return true
 }
 
 // poke wakes the compactor, if it runs. Called with mu held.

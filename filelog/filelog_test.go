@@ -117,7 +117,7 @@ func TestOpenRefuses(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a.log")
 	good := writeLog(t, path, "a", 3)
-	_, hlen, err := parseFileHeader(good)
+	_, _, hlen, err := parseFileHeader(good)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,8 @@ func TestOpenRefuses(t *testing.T) {
 	}{
 		{"another replica", good, "b", ErrWrongReplica},
 		{"bad magic", edit(func(b []byte) []byte { b[1] = 'X'; return b }), "a", ErrCorrupt},
-		{"version 2", edit(func(b []byte) []byte { b[9] = 2; return b }), "a", ErrVersion},
+		{"version 3", edit(func(b []byte) []byte { b[9] = 3; return b }), "a", ErrVersion},
+		{"version 0", edit(func(b []byte) []byte { b[9] = 0; return b }), "a", ErrVersion},
 		{"header checksum", edit(func(b []byte) []byte { b[hlen-1] ^= 1; return b }), "a", ErrCorrupt},
 		{"id length", edit(func(b []byte) []byte { b[11] = 200; return b }), "a", ErrCorrupt},
 		{"not a log", []byte("hello, world: this is a text file and not a log"), "a", ErrCorrupt},

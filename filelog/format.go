@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
@@ -17,7 +18,10 @@ import (
 // The file header: magic, format version, replica id, checksum. See doc.go.
 const (
 	magic         = "\x89SCTLOG\n"
-	formatVersion = 1
+	formatVersion = 2 // what Open creates and Compact writes
+	// minVersion is the oldest format version this package reads. Version
+	// 1 has no clock records.
+	minVersion = 1
 
 	sizeOfMagic   = len(magic)
 	sizeOfVersion = 2
@@ -53,30 +57,32 @@ func appendFileHeader(b []byte, id string) []byte {
 }
 
 // parseFileHeader parses the file header at the start of b and returns the
-// replica id and the header's length. Errors wrap ErrCorrupt or ErrVersion.
-func parseFileHeader(b []byte) (id string, n int, err error) {
+// replica id, the format version and the header's length. Errors wrap
+// ErrCorrupt or ErrVersion.
+func parseFileHeader(b []byte) (id string, version uint16, n int, err error) {
 	if len(b) < sizeOfFixedHeader {
-		return "", 0, fmt.Errorf("%w: file header: %d bytes, want at least %d", ErrCorrupt, len(b), sizeOfFixedHeader)
+		return "", 0, 0, fmt.Errorf("%w: file header: %d bytes, want at least %d", ErrCorrupt, len(b), sizeOfFixedHeader)
 	}
 	if string(b[:sizeOfMagic]) != magic {
-		return "", 0, fmt.Errorf("%w: not a log file (magic %q)", ErrCorrupt, b[:sizeOfMagic])
+		return "", 0, 0, fmt.Errorf("%w: not a log file (magic %q)", ErrCorrupt, b[:sizeOfMagic])
 	}
-	if v := binary.BigEndian.Uint16(b[sizeOfMagic:]); v != formatVersion {
-		return "", 0, fmt.Errorf("%w: version %d, this package reads %d", ErrVersion, v, formatVersion)
+	version = binary.BigEndian.Uint16(b[sizeOfMagic:])
+	if version < minVersion || version > formatVersion {
+		return "", 0, 0, fmt.Errorf("%w: version %d, this package reads %d to %d", ErrVersion, version, minVersion, formatVersion)
 	}
 	idLen := int(binary.BigEndian.Uint16(b[sizeOfMagic+sizeOfVersion:]))
 	n = sizeOfFixedHeader + idLen
 	if idLen > scuttlebutt.MaxIDLen || len(b) < n {
-		return "", 0, fmt.Errorf("%w: file header: id of %d bytes", ErrCorrupt, idLen)
+		return "", 0, 0, fmt.Errorf("%w: file header: id of %d bytes", ErrCorrupt, idLen)
 	}
 	if got, want := binary.BigEndian.Uint32(b[n-sizeOfCRC:]), checksum(b[:n-sizeOfCRC]); got != want {
-		return "", 0, fmt.Errorf("%w: file header checksum %#08x, want %#08x", ErrCorrupt, got, want)
+		return "", 0, 0, fmt.Errorf("%w: file header checksum %#08x, want %#08x", ErrCorrupt, got, want)
 	}
 	id = string(b[n-sizeOfCRC-idLen : n-sizeOfCRC])
 	if err := scuttlebutt.ValidID(id); err != nil {
-		return "", 0, fmt.Errorf("%w: file header: %v", ErrCorrupt, err)
+		return "", 0, 0, fmt.Errorf("%w: file header: %v", ErrCorrupt, err)
 	}
-	return id, n, nil
+	return id, version, n, nil
 }
 
 // recordHeader is the 12 bytes before each record's payload.
@@ -102,20 +108,115 @@ func appendRecord(b []byte, u scuttlebutt.Update, max int) ([]byte, error) {
 	if n > max {
 		return b[:start], fmt.Errorf("%w: %s takes %d bytes, the limit is %d", ErrTooLarge, u, n, max)
 	}
-	h := b[start : start+sizeOfRecordHeader]
-	binary.BigEndian.PutUint32(h, uint32(n))
-	binary.BigEndian.PutUint32(h[sizeOfLength:], checksum(b[start+sizeOfRecordHeader:]))
-	binary.BigEndian.PutUint32(h[sizeOfLength+sizeOfCRC:], checksum(h[:sizeOfLength+sizeOfCRC]))
+	sealRecord(b[start:])
 	return b, nil
 }
 
-// CBOR heads of the update encoding, the one package stream sends.
+// CBOR heads of the update encoding, the one package stream sends, and of
+// the clock record.
 const (
 	majorBytes = 2 << 5
 	majorText  = 3 << 5
 	majorArray = 4 << 5
+	majorMap   = 5 << 5
 	float64Tag = 0xfb // major 7, additional 27: IEEE 754 double
 )
+
+// isClockRecord reports whether payload p is a clock record (a CBOR map)
+// rather than an update (a CBOR array).
+func isClockRecord(p []byte) bool { return len(p) > 0 && p[0]&0xe0 == majorMap }
+
+// appendClockRecords appends c as clock records: CBOR maps of source to
+// float64 timestamp, in source order, as many as it takes to keep each
+// payload within max bytes, and returns how many records it appended. It
+// fails with ErrTooLarge, leaving b as it was (up to its length), if one
+// entry alone does not fit.
+func appendClockRecords(b []byte, c vclock.Clock, max int) (_ []byte, records int, err error) {
+	start := len(b)
+	srcs := slices.Sorted(func(yield func(string) bool) {
+		for src := range c {
+			if !yield(src) {
+				return
+			}
+		}
+	})
+	const sizeOfMapHead = 1 + 4 // up to 2^32 entries
+	for len(srcs) > 0 {
+		// Take the entries that fit.
+		n, size := 0, sizeOfMapHead
+		for _, src := range srcs {
+			e := len(appendHead(nil, majorText, uint64(len(src)))) + len(src) + 9
+			if size+e > max {
+				break
+			}
+			n, size = n+1, size+e
+		}
+		if n == 0 {
+			return b[:start], 0, fmt.Errorf("%w: clock entry of %q does not fit in %d bytes", ErrTooLarge, srcs[0], max)
+		}
+		h := len(b)
+		b = append(b, make([]byte, sizeOfRecordHeader)...)
+		b = appendHead(b, majorMap, uint64(n))
+		for _, src := range srcs[:n] {
+			b = appendHead(b, majorText, uint64(len(src)))
+			b = append(b, src...)
+			b = append(b, float64Tag)
+			b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(c[src])))
+		}
+		sealRecord(b[h:])
+		srcs = srcs[n:]
+		records++
+	}
+	return b, records, nil
+}
+
+// sealRecord fills in the header of the record that rec holds, header and
+// payload.
+func sealRecord(rec []byte) {
+	h, p := rec[:sizeOfRecordHeader], rec[sizeOfRecordHeader:]
+	binary.BigEndian.PutUint32(h, uint32(len(p)))
+	binary.BigEndian.PutUint32(h[sizeOfLength:], checksum(p))
+	binary.BigEndian.PutUint32(h[sizeOfLength+sizeOfCRC:], checksum(h[:sizeOfLength+sizeOfCRC]))
+}
+
+// decodeClock parses a clock record's payload.
+func decodeClock(p []byte) (vclock.Clock, error) {
+	r := cborReader{b: p}
+	n, err := r.head(majorMap)
+	if err != nil {
+		return nil, err
+	}
+	// Each entry takes at least 10 bytes: bound n before allocating.
+	if n > uint64(len(p)/10) {
+		return nil, fmt.Errorf("clock of %d entries in %d bytes", n, len(p))
+	}
+	c := make(vclock.Clock, n)
+	for range n {
+		src, err := r.text()
+		if err != nil {
+			return nil, fmt.Errorf("clock source: %v", err)
+		}
+		if err := scuttlebutt.ValidID(string(src)); err != nil {
+			return nil, fmt.Errorf("clock source: %v", err)
+		}
+		ts, err := r.take(9)
+		if err != nil || ts[0] != float64Tag {
+			return nil, fmt.Errorf("clock of %q: timestamp not a float64", src)
+		}
+		t := vclock.Timestamp(math.Float64frombits(binary.BigEndian.Uint64(ts[1:])))
+		if !t.Valid() {
+			return nil, fmt.Errorf("clock of %q: timestamp %v is not positive and finite", src, float64(t))
+		}
+		if _, dup := c[string(src)]; dup {
+			return nil, fmt.Errorf("clock: %q twice", src)
+		}
+		c[string(src)] = t
+	}
+	if r.off != len(p) {
+		return nil, fmt.Errorf("%d bytes after the clock", len(p)-r.off)
+	}
+	return c, nil
+}
 
 // appendUpdate appends u as the CBOR array [source, timestamp, data] or,
 // when it carries a signature, [source, timestamp, data, signature]: the

@@ -80,7 +80,7 @@ func TestPayloadIsStreamEncoding(t *testing.T) {
 
 // TestFormatConstants pins the numbers of the file format.
 func TestFormatConstants(t *testing.T) {
-	if magic != "\x89SCTLOG\n" || formatVersion != 1 || sizeOfRecordHeader != 12 || sizeOfFixedHeader != 16 {
+	if magic != "\x89SCTLOG\n" || formatVersion != 2 || minVersion != 1 || sizeOfRecordHeader != 12 || sizeOfFixedHeader != 16 {
 		t.Errorf("the file format changed: magic %q version %d record header %d file header %d+id",
 			magic, formatVersion, sizeOfRecordHeader, sizeOfFixedHeader)
 	}
@@ -93,7 +93,7 @@ func TestFormatConstants(t *testing.T) {
 		t.Errorf("sync policy values changed")
 	}
 	h := appendFileHeader(nil, "a")
-	want := []byte{0x89, 'S', 'C', 'T', 'L', 'O', 'G', '\n', 0, 1, 0, 1, 'a'}
+	want := []byte{0x89, 'S', 'C', 'T', 'L', 'O', 'G', '\n', 0, 2, 0, 1, 'a'}
 	want = append(want, h[len(h)-4:]...)
 	if !bytes.Equal(h, want) {
 		t.Errorf("file header %x, want %x", h, want)
@@ -107,5 +107,15 @@ func TestFormatConstants(t *testing.T) {
 	wantRec = append(wantRec, 0x83, 0x61, 'a', 0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xf6)
 	if !bytes.Equal(rec, wantRec) || checksum(rec[12:]) != recordHeader(rec).DataCRC() || !recordHeader(rec).intact() {
 		t.Errorf("record %x, want %x with its checksums", rec, wantRec)
+	}
+	rec, n, err := appendClockRecords(nil, vclock.Clock{"b": 2, "a": 1}, 100)
+	if err != nil || n != 1 {
+		t.Fatalf("appendClockRecords: %d records, %v", n, err)
+	}
+	wantRec = []byte{0, 0, 0, 23}
+	wantRec = append(wantRec, rec[4:12]...)
+	wantRec = append(wantRec, 0xa2, 0x61, 'a', 0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x61, 'b', 0xfb, 0x40, 0, 0, 0, 0, 0, 0, 0)
+	if !bytes.Equal(rec, wantRec) || checksum(rec[12:]) != recordHeader(rec).DataCRC() || !recordHeader(rec).intact() {
+		t.Errorf("clock record %x, want %x with its checksums", rec, wantRec)
 	}
 }

@@ -27,7 +27,7 @@ func FuzzReplay(f *testing.F) {
 	signed, _ = appendRecord(signed, scuttlebutt.Update{Source: "b", Timestamp: 1.5, Data: []byte{0x81, 0x61, 'k'}, Signature: []byte{1, 2}}, DefaultMaxRecordSize)
 	f.Add(signed)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, hlen, err := parseFileHeader(data)
+		_, _, hlen, err := parseFileHeader(data)
 		if err != nil {
 			return
 		}

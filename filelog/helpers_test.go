@@ -94,7 +94,7 @@ func sameState(t testing.TB, got, want *model.Model) {
 // log in data, and their end.
 func layout(t testing.TB, data []byte) (hlen int, offs []int64) {
 	t.Helper()
-	_, hlen, err := parseFileHeader(data)
+	_, _, hlen, err := parseFileHeader(data)
 	if err != nil {
 		t.Fatal(err)
 	}

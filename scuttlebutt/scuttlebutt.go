@@ -29,6 +29,9 @@ type Scuttlebutt struct {
 	store   Storage         // nil until Attach
 	seq     uint64          // the last sequence number store returned
 	durable atomic.Uint64   // the highest sequence number store has synced
+	// replayed is set when Replay has applied updates whose AfterApply is
+	// still due: Attach makes the call.
+	replayed bool
 }
 
 // New returns the base for replica r with the given id. A nil cfg means
@@ -123,6 +126,41 @@ func (s *Scuttlebutt) Apply(updates ...Update) (applied int, err error) {
 	return s.apply(updates, nil)
 }
 
+// Replay applies updates read back from the replica's own log, as Apply
+// does, but defers AfterApply: the base calls it once, when the next
+// storage is attached, instead of after each batch. A persistence package
+// replays with it before Attach (see Storage), so that a type that writes
+// in AfterApply (package lock acknowledges claims) does not stamp a local
+// update in the middle of the replay, which would make the rest of its own
+// logged updates look stale, and so that what it writes then is logged.
+func (s *Scuttlebutt) Replay(updates ...Update) (applied int, err error) {
+	if err := s.check(updates); err != nil {
+		return 0, err
+	}
+	return s.applyBatch(updates, nil, false)
+}
+
+// RestoreClock merges c into the replica's clock and makes the hybrid
+// logical clock observe every entry, without applying anything and without
+// telling anyone: no link sends it and AfterApply is not called. It is for
+// persistence: a log records that the replica held everything up to c,
+// including updates its History has since left out (an emitter's events
+// past retention, a model's superseded writes), and its replay restores
+// that with RestoreClock, before Attach and before the replica is served.
+// The restarted replica then neither takes from peers again what it had
+// nor stamps a local update at or before a timestamp it already used.
+// Entries with an invalid timestamp are ignored.
+func (s *Scuttlebutt) RestoreClock(c vclock.Clock) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for src, t := range c {
+		if t.Valid() {
+			s.clock.Advance(src, t)
+			s.hlc.Observe(t)
+		}
+	}
+}
+
 // check validates a batch of foreign updates without applying any.
 func (s *Scuttlebutt) check(updates []Update) error {
 	for i, u := range updates {
@@ -143,6 +181,11 @@ func (s *Scuttlebutt) check(updates []Update) error {
 // apply applies checked updates, skipping the subscription they came from,
 // and with storage attached, returns once they are durable.
 func (s *Scuttlebutt) apply(updates []Update, from *subscription) (applied int, err error) {
+	return s.applyBatch(updates, from, true)
+}
+
+// applyBatch is apply; without after, it leaves AfterApply to Attach.
+func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, after bool) (applied int, err error) {
 	s.mu.Lock()
 	fresh := updates
 	if s.store != nil {
@@ -168,8 +211,11 @@ func (s *Scuttlebutt) apply(updates []Update, from *subscription) (applied int, 
 		applied++
 	}
 	seq := s.seq
+	if applied > 0 && !after {
+		s.replayed = true
+	}
 	s.mu.Unlock()
-	if applied > 0 {
+	if applied > 0 && after {
 		s.afterApply()
 	}
 	return applied, s.sync(seq)

@@ -9,6 +9,27 @@ package scuttlebutt
 // holding it, until Sync has reported it durable: durability before
 // advertising. A local update is acknowledged (LocalUpdate returns) only
 // after Sync.
+//
+// # Replay
+//
+// On restart, a persistence package brings a new replica back from its log
+// before attaching itself:
+//
+//  1. Replay the logged updates, in log order, with Replay (not Apply):
+//     Replay applies them without calling AfterApply between batches, so a
+//     type that writes from AfterApply (package lock acknowledges claims)
+//     does not stamp a local update in the middle of the replay, which
+//     would make the rest of its own logged updates look stale, and does
+//     not write anything that is not logged.
+//  2. Restore, with RestoreClock, every clock the log recorded: what the
+//     replica held beyond its History (updates its type has dropped or
+//     superseded), so that its clock and hybrid logical clock do not go
+//     back. A log that compacts to History(nil) must record the clock with
+//     it, taken before the History.
+//  3. Attach. If the replay applied anything, Attach calls AfterApply
+//     once, with the storage attached, so that the type delivers or
+//     writes what the replayed updates call for, and its writes are
+//     logged.
 type Storage interface {
 	// Append adds updates to the log, in order, and returns the sequence
 	// number of the last one; sequence numbers increase with every call. It
