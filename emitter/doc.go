@@ -47,7 +47,7 @@
 // # Restarts
 //
 // With a persistent log (package filelog), a restarted replica replays its
-// log through Apply before it is served. Replayed events are history, not
+// log (scuttlebutt.Replay) before it is served. Replayed events are history, not
 // news: they are delivered only to listeners already registered when the
 // log is opened. Register listeners after opening the log, and a listener
 // sees only events the replica did not have before the crash, each once,
@@ -57,13 +57,11 @@
 // across crashes records, with its own results, the clock of the events it
 // has processed, and after a restart asks Events(thatClock) for the rest.
 //
-// One limit comes from retention: when the log compacts, it keeps only the
-// retained events, so a replica restarted from a compacted log no longer
-// knows how far it had got with a source none of whose events it still
-// retains. A peer that still retains events of that source (a peer with a
-// larger MaxEvents or MaxAge) sends them again, and they are delivered a
-// second time. Give every replica the same retention, or turn automatic
-// compaction off (filelog.Config.CompactRatio < 0), where that matters.
+// Retention does not make a restart deliver events twice: when the log
+// compacts to the retained events, it records the replica's clock with
+// them, so a replica restarted from a compacted log still knows how far it
+// had got with every source, and a peer with a longer retention (a larger
+// MaxEvents or MaxAge) does not send it again what it had delivered.
 //
 // # Retention
 //
