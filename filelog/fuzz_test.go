@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // FuzzReplay feeds arbitrary bytes to the log reader. It must never panic,
@@ -26,8 +27,10 @@ func FuzzReplay(f *testing.F) {
 	signed := appendFileHeader(nil, "a")
 	signed, _ = appendRecord(signed, scuttlebutt.Update{Source: "b", Timestamp: 1.5, Data: []byte{0x81, 0x61, 'k'}, Signature: []byte{1, 2}}, DefaultMaxRecordSize)
 	f.Add(signed)
+	clocked, _, _ := appendClockRecords(good, vclock.Clock{"a": 1e12, "b": 2}, DefaultMaxRecordSize)
+	f.Add(clocked)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _, hlen, err := parseFileHeader(data)
+		_, version, hlen, err := parseFileHeader(data)
 		if err != nil {
 			return
 		}
@@ -36,7 +39,7 @@ func FuzzReplay(f *testing.F) {
 			t.Fatal(err)
 		}
 		cfg, _ := (*Config)(nil).withDefaults()
-		l := &Log{path: "fuzz", cfg: cfg, doc: m.Base(), val: m, log: cfg.Logger}
+		l := &Log{path: "fuzz", cfg: cfg, doc: m.Base(), val: m, log: cfg.Logger, version: version}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		end, records, bad, err := l.verify(bytesReaderAt(data), int64(hlen), int64(len(data)))
