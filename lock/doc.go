@@ -85,10 +85,10 @@
 //     member also stops acknowledging, so no new claim is granted until
 //     it comes back or is removed with SetMembers on every other member
 //     (detecting the crash, for example with a membership protocol, is the
-//     application's part). A crashed replica restarts with an empty table
-//     under the same id (a Table is not meant to be given a persistent
-//     log: its state is leases, which the others hold for it); as it hears
-//     of the claims of its earlier run from the others, it withdraws them.
+//     application's part). A crashed replica restarts under the same id,
+//     with an empty table or from a persistent log (package filelog, opened
+//     before the table is served); as it hears of the claims of its earlier
+//     run, from the others or from its log, it withdraws them.
 //   - Slow or lossy network: grants and renewals take a round trip to every
 //     member; if renewals are not acknowledged within Lease - Margin, the
 //     holder loses the lock (safely: it knows before anyone else can be

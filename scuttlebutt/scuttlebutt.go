@@ -265,15 +265,24 @@ func (s *Scuttlebutt) sync(seq uint64) error {
 
 // Attach makes st the replica's storage: from now on every update applied is
 // appended to st, and links hold back what st has not made durable. A
-// persistence package first replays its log with Apply, then attaches
-// itself, before the replica is served or written to. Attach replaces any
-// storage attached before; nil detaches.
+// persistence package first replays its log with Replay (and
+// RestoreClock), then attaches itself, before the replica is served or
+// written to. If Replay applied updates, Attach (of a non-nil st) then
+// calls AfterApply once, so that the type acts on them with st attached.
+// Attach replaces any storage attached before; nil detaches.
 func (s *Scuttlebutt) Attach(st Storage) {
 	s.mu.Lock()
 	s.store = st
 	s.seq = 0
 	s.durable.Store(0)
+	due := st != nil && s.replayed
+	if due {
+		s.replayed = false
+	}
 	s.mu.Unlock()
+	if due {
+		s.afterApply()
+	}
 }
 
 // applyLocked applies one update newer than the clock's entry for its
