@@ -73,10 +73,14 @@
 //     changes nothing, unless Config.Repair is set, in which case it cuts
 //     the log there and reports the bytes it dropped.
 //
-// Replaying the updates restores the document's state and clock, and its
-// hybrid logical clock observes every timestamp in the log, so that the
-// next local timestamp is after the largest one logged, even if the wall
-// clock is now behind it.
+// Open replays the updates with the document's Replay, which defers the
+// type's AfterApply to the Attach that follows (so a type that writes from
+// AfterApply, like package lock, writes nothing mid-replay and logs what
+// it writes), and restores each clock record with RestoreClock where it
+// stands in the log. That brings back the document's state and clock, and
+// its hybrid logical clock observes every timestamp in the log, so that
+// the next local timestamp is after the largest one logged, or recorded
+// in a clock, even if the wall clock is now behind it.
 //
 // # Compaction
 //
@@ -84,8 +88,12 @@
 // empty clock) only with what is live: for a Model, one update per key.
 // Once the log holds more than Config.CompactRatio times as many records
 // as the history (and at least Config.CompactMin), a background goroutine
-// rewrites it: the history into "<log>.compact", then the records appended
-// meanwhile, fsync, rename over the log, fsync the directory. A crash at
+// rewrites it: the history into "<log>.compact", then the document's clock
+// (taken just before the history) if it knows more than the history shows,
+// then the records appended meanwhile, fsync, rename over the log, fsync
+// the directory. The clock keeps what the history leaves out (an emitter's
+// events past retention, a model's superseded writes) from being asked
+// for again, or its timestamps reused, after a restart. A crash at
 // any point leaves either the old log or the new one; Open removes a
 // leftover temporary file. Writers are held back only for the last steps
 // (the tail, fsync and rename). Compact runs one on demand.
@@ -97,12 +105,12 @@
 //
 //	offset  size  field
 //	0       8     magic "\x89SCTLOG\n"
-//	8       2     format version, 1
+//	8       2     format version, 2 (Open also reads 1)
 //	10      2     n, length of the replica id in bytes (1 to 128)
 //	12      n     replica id, UTF-8
 //	12+n    4     CRC-32C of bytes 0 to 12+n
 //
-// Records follow, one per update, back to back:
+// Records follow, back to back, each an update or a clock:
 //
 //	offset  size  field
 //	0       4     length of the payload in bytes, 1 to Config.MaxRecordSize
@@ -110,15 +118,27 @@
 //	8       4     CRC-32C of bytes 0 to 8 (the header's own checksum)
 //	12      len   payload
 //
-// The payload is the update as package stream encodes it in a frame: the
-// CBOR array [source (text), timestamp (float64, major type 7 with
-// additional information 27), data (one CBOR item, as the replicated type
-// wrote it), signature (bytes, only if the update has one)].
+// An update record's payload is the update as package stream encodes it
+// in a frame: the CBOR array [source (text), timestamp (float64, major
+// type 7 with additional information 27), data (one CBOR item, as the
+// replicated type wrote it), signature (bytes, only if the update has
+// one)].
 //
-// Records appear in the order the replica applied them, so per source in
-// increasing timestamp order; after a compaction, the history comes first,
-// sorted by (timestamp, source), and may repeat some of the records after
-// it. Replay skips what the clock already covers, so duplicates are
-// harmless. A new format version will get a new version number; this
-// package refuses versions it does not know (ErrVersion).
+// A clock record's payload (version 2 only) is a CBOR map (major type 5)
+// from source (text) to timestamp (float64, as above), sources in
+// increasing order: the replica held everything up to that clock. A clock
+// too large for one record is split over several, which replay merges.
+// Compaction writes one after the history when the clock knows more than
+// the history shows; Close writes one when the document's clock knows
+// more than the log holds (a peer's clock message advanced it).
+//
+// Update records appear in the order the replica applied them, so per
+// source in increasing timestamp order; after a compaction, the history
+// comes first, sorted by (timestamp, source), then the clock records, and
+// the tail may repeat some of the records before it. Replay skips what the
+// clock already covers, so duplicates are harmless. A version 1 log (no
+// clock records) is read, and appended to in version 1, until a
+// compaction rewrites it in version 2. A new format version will get a new
+// version number; this package refuses versions it does not know
+// (ErrVersion).
 package filelog
