@@ -47,9 +47,9 @@
 // # Restarts
 //
 // With a persistent log (package filelog), a restarted replica replays its
-// log (scuttlebutt.Replay) before it is served. Replayed events are history, not
-// news: they are delivered only to listeners already registered when the
-// log is opened. Register listeners after opening the log, and a listener
+// log (scuttlebutt.Replay) before it is served. Replayed events are
+// history, not news: they are delivered only to listeners already
+// registered when the log is opened. Register listeners after opening the log, and a listener
 // sees only events the replica did not have before the crash, each once,
 // including the ones peers emitted while it was down. An event the replica
 // had written to its log but not yet delivered when it crashed is then not

@@ -19,7 +19,7 @@ import (
 // log before renaming it over the log.
 const compactSuffix = ".compact"
 
-// Replay batches: updates handed to Apply at once.
+// Replay batches: updates handed to Replay at once.
 const (
 	replayBatch      = 4096
 	replayBatchBytes = 4 << 20
