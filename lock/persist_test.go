@@ -14,7 +14,7 @@ import (
 )
 
 // TestPersistedRestart gives r0 a filelog, lets it and r1 hold locks
-// through enough renewals that the log takes several replay batches (and
+// through enough renewals that the log takes two replay batches (and
 // one compaction), crashes r0 and restarts it from its log. The replay
 // loses none of r0's own updates (a table acknowledges claims from
 // AfterApply, which the replay defers to Attach, so no acknowledgement is
@@ -46,7 +46,7 @@ func TestPersistedRestart(t *testing.T) {
 		}
 	}
 	// Renewals and their acknowledgements fill the log.
-	for round := 0; l.Stats().Records < 3*4096; round++ {
+	for round := 0; l.Stats().Records < 4096+1024; round++ {
 		if round == 50 {
 			if err := l.Compact(); err != nil {
 				t.Fatal(err)
