@@ -13,6 +13,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -74,7 +76,7 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (delegate) NotifyMsg([]byte)                  {}
+func (d delegate) NotifyMsg(b []byte)              { d.n.leavingNotice(b) }
 func (delegate) GetBroadcasts(_, _ int) [][]byte   { return nil }
 func (delegate) LocalState(bool) []byte            { return nil }
 func (delegate) MergeRemoteState(_ []byte, _ bool) {}
@@ -114,6 +116,62 @@ func (n *Node) memberUp(m *memberlist.Node) {
 		n.log.Info("member "+string(state), "member", m.Name, "gossip", m.Address(), "addr", addr)
 	}
 	n.poke()
+}
+
+// leaveNotice is the message Leave sends every live member directly.
+// UpdateNode's gossip of the leaving metadata reaches only a few members
+// for sure (memberlist retransmits a broadcast a few times, then leaves the
+// rest to push-pull, 30 s later), and memberlist's leave message, queued
+// next, can overtake it: a member that hears of the leave first records a
+// failure. The notice makes every member that can be reached know first.
+type leaveNotice struct {
+	Leaving string `json:"leaving"` // the id of the member leaving
+}
+
+// announceLeave sends the leave notice to every live member, in parallel,
+// each send bounded by memberlist's TCP timeout and all by timeout.
+func (n *Node) announceLeave(timeout time.Duration) {
+	msg, _ := json.Marshal(leaveNotice{Leaving: n.id})
+	var wg sync.WaitGroup
+	for _, m := range n.ml.Members() {
+		if m.Name == n.id {
+			continue
+		}
+		wg.Go(func() {
+			if err := n.ml.SendReliable(m, msg); err != nil {
+				n.log.Debug("leave notice not delivered", "member", m.Name, "err", err)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+}
+
+// leavingNotice records the member named by a leave notice as leaving.
+// memberlist calls it from its goroutines: it must not block.
+func (n *Node) leavingNotice(b []byte) {
+	var ln leaveNotice
+	if json.Unmarshal(b, &ln) != nil || ln.Leaving == "" || ln.Leaving == n.id {
+		return
+	}
+	n.mu.Lock()
+	rec := n.members[ln.Leaving]
+	changed := rec != nil && rec.State == Alive
+	if changed {
+		rec.State, rec.leaving, rec.Since = Leaving, true, n.cfg.Now()
+	}
+	n.mu.Unlock()
+	if changed {
+		n.log.Info("member leaving", "member", ln.Leaving)
+		n.poke()
+	}
 }
 
 // memberDown records a member that left or was declared dead.

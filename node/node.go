@@ -202,6 +202,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	n.log.Info("leaving the cluster")
 	uerr := n.ml.UpdateNode(timeout) // metadata: leaving
+	n.announceLeave(timeout)
 	n.reconcile()
 	werr := n.waitLinksDown(ctx)
 	lerr := n.ml.Leave(timeout)
