@@ -57,7 +57,17 @@ func scuttleBinary(t *testing.T) string {
 	return buildPath
 }
 
+// runAsMain is set in the environment of the processes this test binary
+// starts: the demo starts its replica D with os.Executable, which in a test
+// is this binary, and a child that finds runAsMain runs the command line
+// as the scuttle program would.
+const runAsMain = "SCUTTLE_TEST_RUN_AS_MAIN"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(runAsMain) == "1" {
+		main()
+	}
+	os.Setenv(runAsMain, "1")
 	code := m.Run()
 	if buildPath != "" {
 		os.RemoveAll(filepath.Dir(buildPath))
@@ -470,4 +480,3 @@ func TestClusterProcesses(t *testing.T) {
 		t.Errorf("%s took a lock %s holds: %v", rest[0].id, rest[1].id, err)
 	}
 }
-

@@ -27,6 +27,7 @@ var demoCommand = &command{
 		fs.IntVar(&o.keys, "keys", 1000, "how many keys A writes in the bulk step")
 		fs.BoolVar(&o.quiet, "quiet", false, "print only the result line")
 		fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for each sync and for convergence")
+		fs.BoolVar(&o.crash, "crash", true, "end with a replica in a child process that is killed and restarted from its log")
 		return func(ctx context.Context, args []string, stdout io.Writer) error {
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q", args)
@@ -41,6 +42,7 @@ type demoOptions struct {
 	keys    int           // keys A writes in the bulk step
 	quiet   bool          // print only the result line
 	timeout time.Duration // bound on each wait
+	crash   bool          // run the crash step (crashStep)
 }
 
 // errNotConverged is the demo's failure: the replicas did not reach the same
@@ -221,7 +223,15 @@ func demo(ctx context.Context, w io.Writer, o demoOptions) (err error) {
 		}
 	}
 
-	p.result("converged: 3 replicas, %d keys each, equal clocks, %s after the heal\n", cn.m.Len(), ms(d))
+	// The result is the partition story's; the crash step adds a replica
+	// and keys of its own.
+	result := fmt.Sprintf("converged: 3 replicas, %d keys each, equal clocks, %s after the heal\n", cn.m.Len(), ms(d))
+	if o.crash {
+		if err := crashStep(ctx, p, c, o); err != nil {
+			return err
+		}
+	}
+	p.result("%s", result)
 	return nil
 }
 

@@ -57,6 +57,7 @@ type command struct {
 	name    string
 	args    string // what follows the flags in the usage line, if anything
 	summary string // one line for the command list
+	hidden  bool   // left out of the command list (internal commands)
 	// setup defines the command's flags on fs and returns the function that
 	// runs the command once they are parsed, with the remaining arguments.
 	setup func(fs *flag.FlagSet) (run func(ctx context.Context, args []string, stdout io.Writer) error)
@@ -73,6 +74,7 @@ var commands = []*command{
 	emitCommand,
 	lockCommand,
 	statusCommand,
+	demoReplicaCommand,
 }
 
 func lookup(name string) *command {
@@ -149,7 +151,9 @@ func usage(w io.Writer) {
 	b.WriteString("scuttle replicates data the way Scuttlebutt does.\n\n")
 	b.WriteString("usage: scuttle <command> [flags]\n\ncommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		if !c.hidden {
+			fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		}
 	}
 	fmt.Fprintf(&b, "  %-8s %s\n", "help", "print this help, or a command's flags: scuttle help <command>")
 	io.WriteString(w, b.String())
