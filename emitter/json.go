@@ -1,9 +1,8 @@
 package emitter
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
+	"github.com/scuttle-go/scuttle/internal/cborx"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -36,9 +35,9 @@ func (e *Emitter) DataFromJSON(item []byte) ([]byte, error) {
 	if len(parts) == 0 || len(parts[0]) == 0 || parts[0][0]>>5 != 3 {
 		return nil, fmt.Errorf("%w: change does not start with an event name", ErrInvalidArg)
 	}
-	b := appendHead(nil, 4, 2)
+	b := cborx.AppendHead(nil, cborx.MajorArray, 2)
 	b = append(b, parts[0]...)
-	b = appendHead(b, 4, uint64(len(parts)-1))
+	b = cborx.AppendHead(b, cborx.MajorArray, uint64(len(parts)-1))
 	for _, a := range parts[1:] {
 		b = append(b, a...)
 	}
@@ -47,27 +46,10 @@ func (e *Emitter) DataFromJSON(item []byte) ([]byte, error) {
 
 // appendChange appends the CBOR array [name, args...].
 func appendChange(b []byte, name []byte, args []cbor.RawMessage) []byte {
-	b = appendHead(b, 4, uint64(1+len(args)))
+	b = cborx.AppendHead(b, cborx.MajorArray, uint64(1+len(args)))
 	b = append(b, name...)
 	for _, a := range args {
 		b = append(b, a...)
 	}
 	return b
-}
-
-// appendHead appends a CBOR head of the given major type in its shortest
-// form.
-func appendHead(b []byte, major byte, n uint64) []byte {
-	major <<= 5
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, major|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, major|27), n)
 }

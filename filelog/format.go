@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/scuttle-go/scuttle/internal/cborx"
+	"github.com/scuttle-go/scuttle/internal/wire"
 	"hash/crc32"
 	"io"
 	"math"
@@ -103,7 +105,7 @@ func (h recordHeader) intact() bool {
 func appendRecord(b []byte, u scuttlebutt.Update, max int) ([]byte, error) {
 	start := len(b)
 	b = append(b, make([]byte, sizeOfRecordHeader)...)
-	b = appendUpdate(b, u)
+	b = wire.AppendUpdate(b, u)
 	n := len(b) - start - sizeOfRecordHeader
 	if n > max {
 		return b[:start], fmt.Errorf("%w: %s takes %d bytes, the limit is %d", ErrTooLarge, u, n, max)
@@ -145,7 +147,7 @@ func appendClockRecords(b []byte, c vclock.Clock, max int) (_ []byte, records in
 		// Take the entries that fit.
 		n, size := 0, sizeOfMapHead
 		for _, src := range srcs {
-			e := len(appendHead(nil, majorText, uint64(len(src)))) + len(src) + 9
+			e := len(cborx.AppendHead(nil, majorText, uint64(len(src)))) + len(src) + 9
 			if size+e > max {
 				break
 			}
@@ -156,9 +158,9 @@ func appendClockRecords(b []byte, c vclock.Clock, max int) (_ []byte, records in
 		}
 		h := len(b)
 		b = append(b, make([]byte, sizeOfRecordHeader)...)
-		b = appendHead(b, majorMap, uint64(n))
+		b = cborx.AppendHead(b, majorMap, uint64(n))
 		for _, src := range srcs[:n] {
-			b = appendHead(b, majorText, uint64(len(src)))
+			b = cborx.AppendHead(b, majorText, uint64(len(src)))
 			b = append(b, src...)
 			b = append(b, float64Tag)
 			b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(c[src])))
@@ -216,42 +218,6 @@ func decodeClock(p []byte) (vclock.Clock, error) {
 		return nil, fmt.Errorf("%d bytes after the clock", len(p)-r.off)
 	}
 	return c, nil
-}
-
-// appendUpdate appends u as the CBOR array [source, timestamp, data] or,
-// when it carries a signature, [source, timestamp, data, signature]: the
-// encoding of an update in a stream frame. Data is one CBOR item already.
-func appendUpdate(b []byte, u scuttlebutt.Update) []byte {
-	n := uint64(3)
-	if u.Signature != nil {
-		n = 4
-	}
-	b = appendHead(b, majorArray, n)
-	b = appendHead(b, majorText, uint64(len(u.Source)))
-	b = append(b, u.Source...)
-	b = append(b, float64Tag)
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(u.Timestamp)))
-	b = append(b, u.Data...)
-	if u.Signature != nil {
-		b = appendHead(b, majorBytes, uint64(len(u.Signature)))
-		b = append(b, u.Signature...)
-	}
-	return b
-}
-
-// appendHead appends a CBOR head in its shortest form.
-func appendHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, major|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, major|27), n)
 }
 
 // dataMode finds the end of an update's data when a signature follows it,

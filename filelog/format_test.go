@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/scuttle-go/scuttle/internal/cborx"
+	"github.com/scuttle-go/scuttle/internal/wire"
 	"io"
 	"testing"
 	"time"
@@ -58,9 +60,9 @@ func TestPayloadIsStreamEncoding(t *testing.T) {
 			body = append(body, b...)
 		}
 	}
-	want := appendHead(nil, majorArray, uint64(len(h)))
+	want := cborx.AppendHead(nil, majorArray, uint64(len(h)))
 	for _, u := range h {
-		want = appendUpdate(want, u)
+		want = wire.AppendUpdate(want, u)
 	}
 	if !bytes.Equal(body, want) {
 		t.Errorf("stream's updates frame:\n%x\nthe log's payloads:\n%x", body, want)
@@ -68,7 +70,7 @@ func TestPayloadIsStreamEncoding(t *testing.T) {
 	// And each payload decodes back to its update.
 	for _, u := range h {
 		var d decoder
-		got, err := d.decode(appendUpdate(nil, u))
+		got, err := d.decode(wire.AppendUpdate(nil, u))
 		if err != nil {
 			t.Fatalf("decode(%v): %v", u, err)
 		}

@@ -3,6 +3,7 @@ package filelog
 import (
 	"errors"
 	"fmt"
+	"github.com/scuttle-go/scuttle/internal/wire"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,7 +172,7 @@ func TestDamagedTail(t *testing.T) {
 		{"undecodable payload", withPayload(data, offs[1], []byte{0x83, 0x01, 0x02, 0x03}), nil, outcome{err: ErrCorrupt}, offs[1]},
 		{"undecodable last payload", withPayload(data, last, []byte{0x80}), nil, outcome{err: ErrCorrupt}, last},
 		{"invalid update", withPayload(data, offs[1], []byte{0x83, 0x61, 'a', 0xfb, 0, 0, 0, 0, 0, 0, 0, 0, 0x01}), nil, outcome{err: ErrCorrupt}, offs[1]},
-		{"data not one item", withPayload(data, offs[1], append(appendUpdate(nil, updateAt(data, offs[1])), 0x01)), nil, outcome{err: ErrCorrupt}, offs[1]},
+		{"data not one item", withPayload(data, offs[1], append(wire.AppendUpdate(nil, updateAt(data, offs[1])), 0x01)), nil, outcome{err: ErrCorrupt}, offs[1]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

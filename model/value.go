@@ -1,8 +1,8 @@
 package model
 
 import (
-	"encoding/binary"
 	"fmt"
+	"github.com/scuttle-go/scuttle/internal/cborx"
 	"math"
 	"reflect"
 	"unicode/utf8"
@@ -134,7 +134,7 @@ func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
 	if tombstone {
 		n = 0x81
 	}
-	prefix := 1 + headLen(uint64(len(key))) + len(key)
+	prefix := 1 + cborx.HeadLen(uint64(len(key))) + len(key)
 	var enc []byte // the value, when the encoder must make it
 	hint := 0
 	if !tombstone {
@@ -156,7 +156,7 @@ func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
 	case string:
 		return appendText(b, v), nil
 	case []byte:
-		return append(appendHead(b, 2<<5, uint64(len(v))), v...), nil
+		return append(cborx.AppendHead(b, 2<<5, uint64(len(v))), v...), nil
 	case int:
 		return appendInt(b, int64(v)), nil
 	case int64:
@@ -177,9 +177,9 @@ func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
 func sizeHint(v any) int {
 	switch v := v.(type) {
 	case string:
-		return headLen(uint64(len(v))) + len(v)
+		return cborx.HeadLen(uint64(len(v))) + len(v)
 	case []byte:
-		return headLen(uint64(len(v))) + len(v)
+		return cborx.HeadLen(uint64(len(v))) + len(v)
 	case int:
 		return 9
 	case int64:
@@ -190,45 +190,15 @@ func sizeHint(v any) int {
 	return 0 // encoded separately and appended
 }
 
-// headLen returns the size of a CBOR head with argument n.
-func headLen(n uint64) int {
-	switch {
-	case n < 24:
-		return 1
-	case n <= math.MaxUint8:
-		return 2
-	case n <= math.MaxUint16:
-		return 3
-	case n <= math.MaxUint32:
-		return 5
-	}
-	return 9
-}
-
 func appendText(b []byte, s string) []byte {
-	return append(appendHead(b, 3<<5, uint64(len(s))), s...)
+	return append(cborx.AppendHead(b, 3<<5, uint64(len(s))), s...)
 }
 
 func appendInt(b []byte, i int64) []byte {
 	if i < 0 {
-		return appendHead(b, 1<<5, uint64(-1-i))
+		return cborx.AppendHead(b, 1<<5, uint64(-1-i))
 	}
-	return appendHead(b, 0, uint64(i))
-}
-
-// appendHead appends a CBOR head in its shortest form.
-func appendHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, major|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, major|27), n)
+	return cborx.AppendHead(b, 0, uint64(i))
 }
 
 // parsed is an update payload split into its parts.

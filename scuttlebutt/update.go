@@ -6,7 +6,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/scuttle-go/scuttle/internal/cborcheck"
+	"github.com/scuttle-go/scuttle/internal/cborx"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
@@ -86,7 +86,7 @@ func validate(u Update, maxSize int, knownSource bool) error {
 	if n := len(u.Data) + len(u.Signature); n > maxSize {
 		return fmt.Errorf("%w: %s: %d bytes, the limit is %d", ErrInvalidUpdate, u, n, maxSize)
 	}
-	if err := cborcheck.Whole(u.Data, MaxNesting); err != nil {
+	if err := cborx.Whole(u.Data, MaxNesting); err != nil {
 		return fmt.Errorf("%w: %s: data: %v", ErrInvalidUpdate, u, err)
 	}
 	return nil

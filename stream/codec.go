@@ -3,21 +3,22 @@ package stream
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/scuttle-go/scuttle/internal/wire"
 	"math"
 	"reflect"
 
 	"github.com/fxamacker/cbor/v2"
-	"github.com/scuttle-go/scuttle/internal/cborcheck"
+	"github.com/scuttle-go/scuttle/internal/cborx"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // CBOR major types used by the hand-written update encoding.
 const (
-	majorBytes = 2 << 5
-	majorText  = 3 << 5
-	majorArray = 4 << 5
-	float64Tag = 0xfb // major 7, additional 27: IEEE 754 double
+	majorBytes = cborx.MajorBytes
+	majorText  = cborx.MajorText
+	majorArray = cborx.MajorArray
+	float64Tag = cborx.Float64
 )
 
 // Decoder limits for frame bodies, on top of the frame size limit.
@@ -69,9 +70,9 @@ func appendMessage(dst []byte, m scuttlebutt.Message, max int) ([]byte, error) {
 			h := m.Hello
 			return appendCBOR(b, wireHello{h.Version, h.ID, h.Clock, h.Meta})
 		case scuttlebutt.MsgUpdates:
-			b = appendHead(b, majorArray, uint64(len(m.Updates)))
+			b = cborx.AppendHead(b, majorArray, uint64(len(m.Updates)))
 			for _, u := range m.Updates {
-				b = appendUpdate(b, u)
+				b = wire.AppendUpdate(b, u)
 			}
 			return b, nil
 		case scuttlebutt.MsgSync, scuttlebutt.MsgClock:
@@ -83,42 +84,6 @@ func appendMessage(dst []byte, m scuttlebutt.Message, max int) ([]byte, error) {
 		}
 		return b, fmt.Errorf("%w: %d", ErrUnknownKind, m.Kind)
 	})
-}
-
-// appendUpdate appends u as [source, timestamp, data] or, when it carries a
-// signature, [source, timestamp, data, signature].
-func appendUpdate(b []byte, u scuttlebutt.Update) []byte {
-	n := uint64(3)
-	if u.Signature != nil {
-		n = 4
-	}
-	b = appendHead(b, majorArray, n)
-	b = appendHead(b, majorText, uint64(len(u.Source)))
-	b = append(b, u.Source...)
-	b = append(b, float64Tag)
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(u.Timestamp)))
-	b = append(b, u.Data...)
-	if u.Signature != nil {
-		b = appendHead(b, majorBytes, uint64(len(u.Signature)))
-		b = append(b, u.Signature...)
-	}
-	return b
-}
-
-// appendHead appends a CBOR head of major type major and argument n, in the
-// shortest form.
-func appendHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, major|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, major|27), n)
 }
 
 // decodeMessage decodes the body of a frame of kind k. The message shares
@@ -193,7 +158,7 @@ func decodeUpdates(body []byte) ([]scuttlebutt.Update, error) {
 			return nil, fmt.Errorf("update %d: timestamp: %v", i, err)
 		}
 		u.Timestamp = vclock.Timestamp(ts)
-		n, err := cborcheck.Item(d.b[d.off:], maxNesting)
+		n, err := cborx.Item(d.b[d.off:], maxNesting)
 		if err != nil {
 			return nil, fmt.Errorf("update %d: data: %v", i, err)
 		}

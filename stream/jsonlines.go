@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/scuttle-go/scuttle/internal/cborx"
 	"io"
 	"maps"
 	"math"
@@ -623,7 +624,7 @@ func (p *jsonParser) value(dst []byte, depth int) ([]byte, error) {
 		if err != nil {
 			return dst, err
 		}
-		return append(appendHead(dst, majorText, uint64(len(s))), s...), nil
+		return append(cborx.AppendHead(dst, majorText, uint64(len(s))), s...), nil
 	case c == 't':
 		return p.literal(dst, "true", 0xf5)
 	case c == 'f':
@@ -677,7 +678,7 @@ func (p *jsonParser) container(dst []byte, major, close byte, elem func([]byte) 
 		}
 	}
 	var head [9]byte
-	h := appendHead(head[:0], major, n)
+	h := cborx.AppendHead(head[:0], major, n)
 	copy(dst[start+len(h):], dst[start+9:])
 	copy(dst[start:], h)
 	return dst[:len(dst)-(9-len(h))], nil
@@ -718,7 +719,7 @@ func (p *jsonParser) object(dst []byte, depth int) ([]byte, error) {
 		if dup {
 			return b, p.errorf("duplicate key %q", k)
 		}
-		b = append(appendHead(b, majorText, uint64(len(k))), k...)
+		b = append(cborx.AppendHead(b, majorText, uint64(len(k))), k...)
 		if err := p.expect(':'); err != nil {
 			return b, err
 		}
@@ -885,9 +886,9 @@ func appendJSONNumberAsCBOR(dst []byte, text []byte) ([]byte, error) {
 	if !bytes.ContainsAny(text, ".eE") {
 		if n, err := strconv.ParseInt(string(text), 10, 64); err == nil {
 			if n >= 0 {
-				return appendHead(dst, majorUint, uint64(n)), nil
+				return cborx.AppendHead(dst, majorUint, uint64(n)), nil
 			}
-			return appendHead(dst, majorNegInt, uint64(-(n + 1))), nil
+			return cborx.AppendHead(dst, majorNegInt, uint64(-(n + 1))), nil
 		}
 	}
 	f, err := strconv.ParseFloat(string(text), 64)

@@ -1,7 +1,8 @@
-// Package cborcheck checks that bytes hold one well-formed CBOR item within
-// the limits every replica applies, without decoding it: the check runs on
-// every update that crosses a stream, so it must not allocate.
-package cborcheck
+// Package cborx holds the small pieces of CBOR the project handles by hand
+// on hot paths: checking that bytes hold one well-formed item within the
+// limits every replica applies, without decoding or allocating, and
+// appending heads. Everything else goes through fxamacker/cbor.
+package cborx
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package cborcheck
+package cborx
 
 import (
 	"errors"
