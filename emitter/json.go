@@ -3,6 +3,7 @@ package emitter
 import (
 	"fmt"
 	"github.com/scuttle-go/scuttle/internal/cborx"
+	"github.com/scuttle-go/scuttle/internal/value"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -13,11 +14,11 @@ import (
 // [name, arg1, arg2, ...].
 func (e *Emitter) DataToJSON(data []byte) ([]byte, error) {
 	var p []cbor.RawMessage
-	if err := payloadDec.Unmarshal(data, &p); err != nil || len(p) != 2 {
+	if err := value.Dec.Unmarshal(data, &p); err != nil || len(p) != 2 {
 		return nil, fmt.Errorf("%w: payload is not [name, [args...]]", ErrInvalidArg)
 	}
 	var args []cbor.RawMessage
-	if err := payloadDec.Unmarshal(p[1], &args); err != nil {
+	if err := value.Dec.Unmarshal(p[1], &args); err != nil {
 		return nil, fmt.Errorf("%w: payload's arguments are not an array", ErrInvalidArg)
 	}
 	return appendChange(nil, p[0], args), nil
@@ -29,7 +30,7 @@ func (e *Emitter) DataToJSON(data []byte) ([]byte, error) {
 // ErrInvalidArg.
 func (e *Emitter) DataFromJSON(item []byte) ([]byte, error) {
 	var parts []cbor.RawMessage
-	if err := payloadDec.Unmarshal(item, &parts); err != nil {
+	if err := value.Dec.Unmarshal(item, &parts); err != nil {
 		return nil, fmt.Errorf("%w: change is not an array: %v", ErrInvalidArg, err)
 	}
 	if len(parts) == 0 || len(parts[0]) == 0 || parts[0][0]>>5 != 3 {

@@ -1,6 +1,7 @@
 package emitter
 
 import (
+	"github.com/scuttle-go/scuttle/internal/value"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -115,7 +116,7 @@ func payloadName(data []byte) (string, bool) {
 		return "", false
 	}
 	var name string
-	if _, err := payloadDec.UnmarshalFirst(data[1:], &name); err != nil {
+	if _, err := value.Dec.UnmarshalFirst(data[1:], &name); err != nil {
 		return "", false
 	}
 	return name, true

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"github.com/scuttle-go/scuttle/internal/value"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -36,7 +37,7 @@ func (m *Model) DataToJSON(data []byte) ([]byte, error) {
 // an error wrapping ErrInvalidValue.
 func (m *Model) DataFromJSON(item []byte) ([]byte, error) {
 	var parts []cbor.RawMessage
-	if err := valueDec.Unmarshal(item, &parts); err != nil {
+	if err := value.Dec.Unmarshal(item, &parts); err != nil {
 		return nil, fmt.Errorf("%w: change is not an array: %v", ErrInvalidValue, err)
 	}
 	if len(parts) == 0 {

@@ -3,12 +3,10 @@ package model
 import (
 	"fmt"
 	"github.com/scuttle-go/scuttle/internal/cborx"
-	"math"
-	"reflect"
+	"github.com/scuttle-go/scuttle/internal/value"
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
@@ -16,131 +14,33 @@ import (
 // update's [key, value] array takes one level of scuttlebutt.MaxNesting.
 const maxValueDepth = scuttlebutt.MaxNesting - 1
 
-var (
-	valueEnc = func() cbor.EncMode {
-		em, err := cbor.EncOptions{Sort: cbor.SortBytewiseLexical, ShortestFloat: cbor.ShortestFloat16}.EncMode()
-		if err != nil {
-			panic(err)
-		}
-		return em
-	}()
-	valueDec = func() cbor.DecMode {
-		dm, err := cbor.DecOptions{
-			DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-			MaxNestedLevels:  scuttlebutt.MaxNesting,
-			MaxArrayElements: 1 << 20,
-			MaxMapPairs:      1 << 20,
-			IndefLength:      cbor.IndefLengthForbidden,
-			TagsMd:           cbor.TagsForbidden,
-			DefaultMapType:   reflect.TypeOf(map[string]any(nil)),
-			IntDec:           cbor.IntDecConvertSignedOrFail,
-		}.DecMode()
-		if err != nil {
-			panic(err)
-		}
-		return dm
-	}()
-)
-
-// checkValue reports why v cannot be a Model value, or nil if it can: nil,
-// bool, integers that fit in int64, finite floats, strings, []byte, and
-// slices, arrays and string-keyed maps of these, nested at most
-// maxValueDepth deep.
+// checkValue reports why v cannot be a Model value, wrapping
+// ErrInvalidValue, or nil if it can (see package internal/value).
 func checkValue(v any) error {
-	switch v := v.(type) { // the common cases, without reflection
-	case nil, bool, int, int8, int16, int32, int64, uint8, uint16, uint32, []byte:
-		return nil
-	case string:
-		if !utf8.ValidString(v) {
-			return fmt.Errorf("%w: string %q is not UTF-8", ErrInvalidValue, v)
-		}
-		return nil
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("%w: %v is not a finite number", ErrInvalidValue, v)
-		}
-		return nil
+	if err := value.Check(v, maxValueDepth); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidValue, err)
 	}
-	return checkReflect(reflect.ValueOf(v), 0)
+	return nil
 }
 
-func checkReflect(v reflect.Value, depth int) error {
-	if !v.IsValid() {
-		return nil // nil interface
-	}
-	switch v.Kind() {
-	case reflect.String:
-		if !utf8.ValidString(v.String()) {
-			return fmt.Errorf("%w: string %q is not UTF-8", ErrInvalidValue, v.String())
-		}
-		return nil
-	case reflect.Bool,
-		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint8, reflect.Uint16, reflect.Uint32:
-		return nil
-	case reflect.Uint, reflect.Uint64, reflect.Uintptr:
-		if v.Uint() > math.MaxInt64 {
-			return fmt.Errorf("%w: integer %d does not fit in int64", ErrInvalidValue, v.Uint())
-		}
-		return nil
-	case reflect.Float32, reflect.Float64:
-		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
-			return fmt.Errorf("%w: %v is not a finite number", ErrInvalidValue, f)
-		}
-		return nil
-	case reflect.Interface, reflect.Pointer:
-		if v.IsNil() {
-			return nil
-		}
-		return checkReflect(v.Elem(), depth)
-	case reflect.Slice, reflect.Array:
-		if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
-			return nil // []byte
-		}
-		if depth >= maxValueDepth {
-			return fmt.Errorf("%w: nested deeper than %d", ErrInvalidValue, maxValueDepth)
-		}
-		for i := range v.Len() {
-			if err := checkReflect(v.Index(i), depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
-	case reflect.Map:
-		if v.Type().Key().Kind() != reflect.String {
-			return fmt.Errorf("%w: map keys must be strings, not %s", ErrInvalidValue, v.Type().Key())
-		}
-		if depth >= maxValueDepth {
-			return fmt.Errorf("%w: nested deeper than %d", ErrInvalidValue, maxValueDepth)
-		}
-		it := v.MapRange()
-		for it.Next() {
-			if k := it.Key().String(); !utf8.ValidString(k) {
-				return fmt.Errorf("%w: map key %q is not UTF-8", ErrInvalidValue, k)
-			}
-			if err := checkReflect(it.Value(), depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return fmt.Errorf("%w: %s cannot be replicated", ErrInvalidValue, v.Type())
-}
+// checkEncoded reports why an encoded value from a peer is not one that Set
+// could have made.
+func checkEncoded(b []byte) error { return value.CheckEncoded(b, maxValueDepth) }
 
 // encodeUpdate returns the update payload [key, value], or [key] for a
 // tombstone.
-func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
+func encodeUpdate(key string, v any, tombstone bool) ([]byte, error) {
 	n := byte(0x82)
 	if tombstone {
 		n = 0x81
 	}
 	prefix := 1 + cborx.HeadLen(uint64(len(key))) + len(key)
-	var enc []byte // the value, when the encoder must make it
+	var enc []byte // the v, when the encoder must make it
 	hint := 0
 	if !tombstone {
-		if hint = sizeHint(value); hint == 0 {
+		if hint = sizeHint(v); hint == 0 {
 			var err error
-			if enc, err = valueEnc.Marshal(value); err != nil {
+			if enc, err = value.Enc.Marshal(v); err != nil {
 				return nil, err
 			}
 			hint = len(enc)
@@ -152,7 +52,7 @@ func encodeUpdate(key string, value any, tombstone bool) ([]byte, error) {
 	if tombstone {
 		return b, nil
 	}
-	switch v := value.(type) { // the common cases, without reflection
+	switch v := v.(type) { // the common cases, without reflection
 	case string:
 		return appendText(b, v), nil
 	case []byte:
@@ -263,7 +163,7 @@ func decodeValue(b []byte) any {
 		return nil
 	}
 	var v any
-	if err := valueDec.Unmarshal(b, &v); err != nil {
+	if err := value.Dec.Unmarshal(b, &v); err != nil {
 		return nil // unreachable: values are checked before they are stored
 	}
 	return v
