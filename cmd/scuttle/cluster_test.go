@@ -33,7 +33,7 @@ var (
 
 // scuttleBinary builds cmd/scuttle once per test binary and returns its
 // path.
-func scuttleBinary(t *testing.T) string {
+func scuttleBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "scuttle-bin-")
@@ -78,12 +78,12 @@ func TestMain(m *testing.M) {
 // proc is one "scuttle serve" process of a test cluster, restartable with
 // the same id, ports and data directory.
 type proc struct {
-	t                     *testing.T
+	t                     testing.TB
 	bin                   string
 	id                    string
 	addr, gossip, httpURL string // replication, gossip ("host:port"), API base URL
 	httpAddr              string
-	data                  string
+	data                  string // "" for -memory
 	join                  []string
 	logPath               string
 
@@ -95,7 +95,7 @@ type proc struct {
 
 // freePorts returns n distinct loopback ports that were free for TCP and
 // UDP a moment ago (gossip needs both on one port).
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	var held []io.Closer
@@ -122,7 +122,7 @@ func freePorts(t *testing.T, n int) []int {
 }
 
 // newProcs prepares n processes n1..nn; n2.. join n1 and n2.
-func newProcs(t *testing.T, n int) []*proc {
+func newProcs(t testing.TB, n int) []*proc {
 	t.Helper()
 	bin := scuttleBinary(t)
 	ports := freePorts(t, 3*n)
@@ -170,8 +170,13 @@ func tail(b []byte, n int) []byte {
 // start starts the process (again) and waits until its API answers.
 func (p *proc) start() {
 	p.t.Helper()
-	args := []string{"serve", "-id", p.id, "-data", p.data, "-bind", p.addr, "-gossip", p.gossip,
+	args := []string{"serve", "-id", p.id, "-bind", p.addr, "-gossip", p.gossip,
 		"-http", p.httpAddr, "-network", "local", "-log-level", "info"}
+	if p.data == "" {
+		args = append(args, "-memory")
+	} else {
+		args = append(args, "-data", p.data)
+	}
 	for _, j := range p.join {
 		args = append(args, "-join", j)
 	}
@@ -183,6 +188,7 @@ func (p *proc) start() {
 	fmt.Fprintf(logf, "=== start %d: scuttle %s\n", p.starts, strings.Join(args, " "))
 	p.cmd = exec.Command(p.bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	p.cmd.SysProcAttr = childAttr()
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
 		p.t.Fatal(err)
@@ -274,7 +280,7 @@ func (p *proc) mustCall(method, path, body string) {
 
 // waitUntil polls cond every 50 ms until it holds, or fails t after
 // timeout with cond's last description of what it saw.
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() (ok bool, saw string)) {
+func waitUntil(t testing.TB, what string, timeout time.Duration, cond func() (ok bool, saw string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -314,7 +320,7 @@ func ids(procs []*proc) []string {
 }
 
 // waitMembers waits until every proc sees exactly want alive.
-func waitMembers(t *testing.T, procs []*proc, want []string) {
+func waitMembers(t testing.TB, procs []*proc, want []string) {
 	t.Helper()
 	for _, p := range procs {
 		waitUntil(t, p.id+" sees members "+fmt.Sprint(want), 30*time.Second, func() (bool, string) {
@@ -326,7 +332,7 @@ func waitMembers(t *testing.T, procs []*proc, want []string) {
 
 // waitConvergedModel waits until every proc holds the same model name,
 // and returns it.
-func waitConvergedModel(t *testing.T, procs []*proc, name string, check func(map[string]any) bool) map[string]any {
+func waitConvergedModel(t testing.TB, procs []*proc, name string, check func(map[string]any) bool) map[string]any {
 	t.Helper()
 	var first map[string]any
 	waitUntil(t, "every node holds the same "+name, 30*time.Second, func() (bool, string) {
