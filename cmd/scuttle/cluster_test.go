@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -93,30 +92,12 @@ type proc struct {
 	starts int
 }
 
-// freePorts returns n distinct loopback ports that were free for TCP and
-// UDP a moment ago (gossip needs both on one port).
+// freePorts returns n distinct loopback ports free for TCP and UDP.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var ports []int
-	var held []io.Closer
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, ln)
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // UDP taken: try another
-		}
-		held = append(held, pc)
-		ports = append(ports, port)
+	ports, err := freeLoopbackPorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }
@@ -158,13 +139,6 @@ func newProcs(t testing.TB, n int) []*proc {
 		}
 	})
 	return procs
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
 
 // start starts the process (again) and waits until its API answers.

@@ -28,9 +28,13 @@ var demoCommand = &command{
 		fs.BoolVar(&o.quiet, "quiet", false, "print only the result line")
 		fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for each sync and for convergence")
 		fs.BoolVar(&o.crash, "crash", true, "end with a replica in a child process that is killed and restarted from its log")
+		fs.BoolVar(&o.cluster, "cluster", false, "instead: three scuttle serve processes, one killed and restarted, one leaving")
 		return func(ctx context.Context, args []string, stdout io.Writer) error {
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q", args)
+			}
+			if o.cluster {
+				return demoCluster(ctx, stdout, o)
 			}
 			return demo(ctx, stdout, o)
 		}
@@ -43,6 +47,7 @@ type demoOptions struct {
 	quiet   bool          // print only the result line
 	timeout time.Duration // bound on each wait
 	crash   bool          // run the crash step (crashStep)
+	cluster bool          // run demoCluster instead
 }
 
 // errNotConverged is the demo's failure: the replicas did not reach the same

@@ -147,6 +147,7 @@ func startChild(exe, logPath, peer string) (*child, error) {
 	c := &child{lines: make(chan string, 16), exited: make(chan struct{})}
 	c.cmd = exec.Command(exe, "demo-replica", "-id", "D", "-log", logPath, "-peer", peer)
 	c.cmd.Stderr = &c.stderr
+	c.cmd.SysProcAttr = childAttr()
 	var err error
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
 		return nil, err

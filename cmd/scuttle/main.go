@@ -6,7 +6,8 @@
 //
 // The commands are:
 //
-//	demo    three replicas over TCP loopback: writes, a partition, a heal
+//	demo    three replicas over TCP loopback: writes, a partition, a heal,
+//	        a crash and a restart from a log; -cluster: three serve processes
 //	serve   run a cluster node and its HTTP API
 //	get     print a model, one key, or an emitter's events
 //	set     set a key of a model

@@ -4,5 +4,5 @@ package main
 
 import "syscall"
 
-// childAttr is nil where the kernel cannot kill a test's children with it.
+// childAttr is nil where the kernel cannot kill a dead parent's children.
 func childAttr() *syscall.SysProcAttr { return nil }
