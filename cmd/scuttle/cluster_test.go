@@ -426,14 +426,20 @@ func TestClusterProcesses(t *testing.T) {
 	leaver.stop()
 	phase("stopped " + leaver.id + " with SIGTERM")
 	for _, p := range rest {
-		waitUntil(t, p.id+" records "+leaver.id+" as left", 30*time.Second, func() (bool, string) {
+		// Leaving (the leaver's notice) or left (memberlist's leave
+		// message, which gossip may take seconds to bring): a departure,
+		// not a failure.
+		waitUntil(t, p.id+" records "+leaver.id+" as leaving or left", 30*time.Second, func() (bool, string) {
 			var st node.Status
 			if err := p.get("/v1/status", &st); err != nil {
 				return false, err.Error()
 			}
 			for _, m := range st.Members {
 				if m.ID == leaver.id {
-					return m.State == node.Left, string(m.State)
+					if m.State == node.Failed {
+						t.Fatalf("%s records %s, which left gracefully, as failed", p.id, leaver.id)
+					}
+					return m.State == node.Leaving || m.State == node.Left, string(m.State)
 				}
 			}
 			return false, "not listed"

@@ -359,10 +359,19 @@ func demoCluster(ctx context.Context, w io.Writer, o demoOptions) (err error) {
 	p.event("n2  exited")
 	rest := []*demoNode{n1, n3}
 	for _, n := range rest {
-		err := wait(n.id+" records n2 as left and drops it from the lock table", func(ctx context.Context) (bool, error) {
+		// Leaving (n2's notice) or left (memberlist's leave message,
+		// which gossip may take a moment to bring): a departure, not a
+		// failure.
+		err := wait(n.id+" records n2 as leaving or left and drops it from the lock table", func(ctx context.Context) (bool, error) {
 			s, err := n.memberStates(ctx)
-			if err != nil || !strings.Contains(s, "n2=left") {
+			if err != nil {
 				return false, err
+			}
+			if strings.Contains(s, "n2=failed") {
+				return false, fmt.Errorf("%s records n2, which left gracefully, as failed", n.id)
+			}
+			if !strings.Contains(s, "n2=left") && !strings.Contains(s, "n2=leaving") {
+				return false, nil
 			}
 			var lt struct{ Members []string }
 			if err := n.api.do(ctx, "GET", "/v1/locks/jobs", nil, &lt); err != nil {
