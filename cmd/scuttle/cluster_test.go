@@ -82,8 +82,8 @@ type proc struct {
 	id                    string
 	addr, gossip, httpURL string // replication, gossip ("host:port"), API base URL
 	httpAddr              string
-	data                  string // "" for -memory
-	join                  []string
+	data                  string  // "" for -memory
+	seeds                 []*proc // the members it joins
 	logPath               string
 
 	cmd    *exec.Cmd
@@ -122,9 +122,9 @@ func newProcs(t testing.TB, n int) []*proc {
 		procs[i] = p
 	}
 	for _, p := range procs[1:] {
-		p.join = []string{procs[0].gossip}
+		p.seeds = []*proc{procs[0]}
 		if p != procs[1] {
-			p.join = append(p.join, procs[1].gossip)
+			p.seeds = append(p.seeds, procs[1])
 		}
 	}
 	t.Cleanup(func() {
@@ -141,9 +141,31 @@ func newProcs(t testing.TB, n int) []*proc {
 	return procs
 }
 
-// start starts the process (again) and waits until its API answers.
+// start starts the process (again) and waits until its API answers. If
+// a first start finds a port taken (the ports were free when chosen, but
+// another process may have taken one since), it starts again on new ports;
+// a restart keeps them.
 func (p *proc) start() {
 	p.t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := p.tryStart()
+		if err == nil {
+			return
+		}
+		b, _ := os.ReadFile(p.logPath)
+		if p.starts > 1 || attempt == 3 || !bytes.Contains(b, []byte("address already in use")) {
+			p.t.Fatal(err)
+		}
+		ports := freePorts(p.t, 3)
+		p.addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+		p.gossip = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		p.httpAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+		p.httpURL = "http://" + p.httpAddr
+		p.starts = 0
+	}
+}
+
+func (p *proc) tryStart() error {
 	args := []string{"serve", "-id", p.id, "-bind", p.addr, "-gossip", p.gossip,
 		"-http", p.httpAddr, "-network", "local", "-log-level", "info"}
 	if p.data == "" {
@@ -151,12 +173,12 @@ func (p *proc) start() {
 	} else {
 		args = append(args, "-data", p.data)
 	}
-	for _, j := range p.join {
-		args = append(args, "-join", j)
+	for _, s := range p.seeds {
+		args = append(args, "-join", s.gossip)
 	}
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		p.t.Fatal(err)
+		return err
 	}
 	p.starts++
 	fmt.Fprintf(logf, "=== start %d: scuttle %s\n", p.starts, strings.Join(args, " "))
@@ -165,7 +187,7 @@ func (p *proc) start() {
 	p.cmd.SysProcAttr = childAttr()
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
-		p.t.Fatal(err)
+		return err
 	}
 	p.exited = make(chan struct{})
 	go func(cmd *exec.Cmd, exited chan struct{}) {
@@ -173,16 +195,23 @@ func (p *proc) start() {
 		logf.Close()
 		close(exited)
 	}(p.cmd, p.exited)
-	waitUntil(p.t, p.id+"'s API answers", 30*time.Second, func() (bool, string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
 		select {
 		case <-p.exited:
-			p.t.Fatalf("%s exited at start: %v", p.id, p.err)
+			return fmt.Errorf("%s exited at start: %v", p.id, p.err)
 		default:
 		}
 		var st node.Status
 		err := p.get("/v1/status", &st)
-		return err == nil, fmt.Sprint(err)
-	})
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s's API does not answer after 30s: %v", p.id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // kill sends SIGKILL and waits for the process to end.

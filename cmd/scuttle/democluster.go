@@ -91,6 +91,42 @@ func (n *demoNode) start(exe string) error {
 	return nil
 }
 
+// startFresh starts the node for the first time and waits until its API
+// answers. The ports were free when chosen, but another process may have
+// taken one since: then it starts again on new ones.
+func (n *demoNode) startFresh(ctx context.Context, exe string) error {
+	for attempt := 1; ; attempt++ {
+		if err := n.start(exe); err != nil {
+			return err
+		}
+		err := poll(ctx, 30*time.Second, n.id+"'s API answers", func(ctx context.Context) (bool, error) {
+			select {
+			case <-n.exited:
+				return false, fmt.Errorf("%s exited at start", n.id)
+			default:
+			}
+			_, err := n.status(ctx)
+			return err == nil, nil
+		})
+		if err == nil {
+			return nil
+		}
+		b, _ := os.ReadFile(n.logPath)
+		if attempt == 3 || !strings.Contains(string(b), "address already in use") {
+			return err
+		}
+		n.signal(syscall.SIGKILL, 5*time.Second)
+		ports, err := freeLoopbackPorts(3)
+		if err != nil {
+			return err
+		}
+		n.bind = fmt.Sprintf("127.0.0.1:%d", ports[0])
+		n.gossip = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		n.httpAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+		n.api.base = "http://" + n.httpAddr
+	}
+}
+
 // signal sends sig and waits up to timeout for the process to end.
 func (n *demoNode) signal(sig os.Signal, timeout time.Duration) error {
 	if n.cmd == nil {
@@ -190,9 +226,6 @@ func demoCluster(ctx context.Context, w io.Writer, o demoOptions) (err error) {
 			logPath:  filepath.Join(dir, id+".log"),
 		}
 		n.api = &client{base: "http://" + n.httpAddr, hc: &http.Client{Timeout: 30 * time.Second}}
-		if i > 0 {
-			n.join = []string{nodes[0].gossip}
-		}
 		nodes[i] = n
 	}
 	defer func() {
@@ -258,8 +291,11 @@ func demoCluster(ctx context.Context, w io.Writer, o demoOptions) (err error) {
 	p.printf("scuttle demo -cluster: three scuttle serve processes on 127.0.0.1, each with its own data directory\n")
 
 	p.step("Start n1, then n2 and n3 joining it")
-	for _, n := range nodes {
-		if err := n.start(exe); err != nil {
+	for i, n := range nodes {
+		if i > 0 {
+			n.join = []string{n1.gossip} // n1's ports may have changed
+		}
+		if err := n.startFresh(ctx, exe); err != nil {
 			return err
 		}
 		p.event("%s  pid %-7d http %s  gossip %s  replication %s", n.id, n.cmd.Process.Pid, n.httpAddr, n.gossip, n.bind)
