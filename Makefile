@@ -5,8 +5,14 @@ BENCHTIME ?= 1x
 
 .PHONY: demo test vet fmt-check bench fuzz
 
+# demo: three replicas in a line (partition, heal, a replica killed and
+# restarted from its log), then a three-node cluster of scuttle serve
+# processes (HTTP writes, a lock, SIGKILL and restart, a graceful leave).
 demo:
-	$(GO) run ./cmd/scuttle demo
+	$(GO) build -o bin/scuttle ./cmd/scuttle
+	./bin/scuttle demo
+	@echo
+	./bin/scuttle demo -cluster
 
 test: fmt-check vet
 	$(GO) test -race -count=1 -timeout 15m ./...
