@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/scuttle-go/scuttle/internal/testnet"
 	"math"
 	"sync"
 	"testing"
@@ -226,7 +227,7 @@ func TestNamesAreData(t *testing.T) {
 	if err := a.Emit("after", 1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "every event at b", func() bool { return rec.len() == len(names)+1 })
+	testnet.WaitFor(t, 10*time.Second, "every event at b", func() bool { return rec.len() == len(names)+1 })
 	var got []string
 	for _, ev := range rec.all() {
 		got = append(got, ev.Name)
@@ -357,7 +358,7 @@ func TestRetentionCount(t *testing.T) {
 	if err := stream.Pipe(t.Context(), a, b); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "5 events at b", func() bool { return rec.len() == 5 })
+	testnet.WaitFor(t, 10*time.Second, "5 events at b", func() bool { return rec.len() == 5 })
 	var got []any
 	for _, ev := range rec.all() {
 		got = append(got, ev.Args[0])
@@ -365,7 +366,7 @@ func TestRetentionCount(t *testing.T) {
 	if diff := cmp.Diff([]any{int64(7), int64(8), int64(9), int64(10), int64(11)}, got); diff != "" {
 		t.Errorf("events a newcomer receives (-want +got):\n%s", diff)
 	}
-	waitFor(t, 10*time.Second, "clocks to agree", func() bool { return b.Clock().Compare(a.Clock()) == vclock.Equal })
+	testnet.WaitFor(t, 10*time.Second, "clocks to agree", func() bool { return b.Clock().Compare(a.Clock()) == vclock.Equal })
 }
 
 // TestRetentionAcrossSources drops the oldest events by timestamp,

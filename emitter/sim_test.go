@@ -2,6 +2,7 @@ package emitter_test
 
 import (
 	"fmt"
+	"github.com/scuttle-go/scuttle/internal/testnet"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -116,7 +117,7 @@ func TestRandomized(t *testing.T) {
 
 func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 	rng := rand.New(rand.NewPCG(seed, 0))
-	n := newTestNet(t, seed, 0)
+	n := testnet.New(t, seed, 0)
 	size := 3 + rng.IntN(3)
 	reps := make([]*simReplica, size)
 	for i := range reps {
@@ -125,7 +126,7 @@ func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 			reps[i].path = filepath.Join(t.TempDir(), reps[i].id+".log")
 		}
 		reps[i].start(t)
-		n.add(reps[i].em)
+		n.Add(reps[i].em)
 	}
 	t.Logf("seed %d: %d replicas", seed, size)
 	emitted := 0
@@ -140,34 +141,34 @@ func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 				emitted++
 			}
 		case op < 7: // a link comes up
-			n.connect(rng.IntN(size), rng.IntN(size))
+			n.Connect(rng.IntN(size), rng.IntN(size))
 		case op < 8: // a stream restarts
 			i, j := rng.IntN(size), rng.IntN(size)
-			n.disconnect(i, j)
-			n.connect(i, j)
+			n.Disconnect(i, j)
+			n.Connect(i, j)
 		case op < 9 && rng.IntN(2) == 0: // the partition heals
-			n.heal()
+			n.Heal()
 			t.Logf("step %d: heal", step)
 		case op < 9: // a partition in two
 			cut := 1 + rng.IntN(size-1)
 			perm := rng.Perm(size)
-			n.partition(perm[:cut], perm[cut:])
+			n.Partition(perm[:cut], perm[cut:])
 			t.Logf("step %d: partition %v | %v", step, perm[:cut], perm[cut:])
 		default: // a crash and restart
 			i := rng.IntN(size)
-			n.isolate(i)
+			n.Isolate(i)
 			reps[i].start(t)
-			n.replace(i, reps[i].em)
+			n.Replace(i, reps[i].em)
 			t.Logf("step %d: %s restarted", step, reps[i].id)
 		}
 	}
-	n.heal()
-	n.mesh()
+	n.Heal()
+	n.Mesh()
 
 	// A local event may reach its own listener just after Emit returns,
 	// when a stream's goroutine is delivering at that moment.
 	want := map[eventID]bool{}
-	waitFor(t, 20*time.Second, fmt.Sprintf("seed %d: %d events to be delivered where they were emitted", seed, emitted), func() bool {
+	testnet.WaitFor(t, 20*time.Second, fmt.Sprintf("seed %d: %d events to be delivered where they were emitted", seed, emitted), func() bool {
 		clear(want)
 		for _, r := range reps {
 			r.mu.Lock()
@@ -181,7 +182,7 @@ func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 	if len(want) != emitted {
 		t.Fatalf("seed %d: %d events emitted, %d delivered locally", seed, emitted, len(want))
 	}
-	waitFor(t, 20*time.Second, fmt.Sprintf("seed %d: every replica to deliver %d events", seed, emitted), func() bool {
+	testnet.WaitFor(t, 20*time.Second, fmt.Sprintf("seed %d: every replica to deliver %d events", seed, emitted), func() bool {
 		for _, r := range reps {
 			if r.rec.len() < emitted {
 				return false

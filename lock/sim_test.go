@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/scuttle-go/scuttle/internal/testnet"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -170,7 +171,7 @@ func runExclusion(t *testing.T, seed uint64, size int) {
 	for i := range size {
 		ids = append(ids, fmt.Sprintf("r%d", i))
 	}
-	n := newTestNet(t, seed, 500*time.Microsecond)
+	n := testnet.New(t, seed, 500*time.Microsecond)
 	var (
 		led     ledger
 		healed  atomic.Bool
@@ -190,13 +191,13 @@ func runExclusion(t *testing.T, seed uint64, size int) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { tab.Close() })
-		n.add(tab)
+		n.Add(tab)
 		workers = append(workers, &simWorker{
 			i: i, tab: tab, offset: offset, rng: rand.New(rand.NewPCG(seed, uint64(i)+100)),
 			names: []string{"a", "b", "s"}, ledger: &led, healed: &healed,
 		})
 	}
-	n.mesh()
+	n.Mesh()
 
 	ctx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -220,7 +221,7 @@ func runExclusion(t *testing.T, seed uint64, size int) {
 			k := rng.IntN(size)
 			stopWorker[k]()
 			workers[k].tab.Close()
-			n.crash(k)
+			n.Crash(k)
 			dead[k] = true
 			var alive []string
 			for i, id := range ids {
@@ -237,29 +238,29 @@ func runExclusion(t *testing.T, seed uint64, size int) {
 			}
 			t.Logf("step %d: r%d crashed; members now %v", step, k, alive)
 		case op < 4:
-			n.connect(rng.IntN(size), rng.IntN(size))
+			n.Connect(rng.IntN(size), rng.IntN(size))
 		case op < 6:
 			i, j := rng.IntN(size), rng.IntN(size)
-			n.disconnect(i, j)
-			n.connect(i, j)
+			n.Disconnect(i, j)
+			n.Connect(i, j)
 		case op < 8:
 			cut := 1 + rng.IntN(size-1)
 			perm := rng.Perm(size)
-			n.partition(perm[:cut], perm[cut:])
+			n.Partition(perm[:cut], perm[cut:])
 			t.Logf("step %d: partition %v | %v", step, perm[:cut], perm[cut:])
 		default:
-			n.heal()
-			n.mesh()
+			n.Heal()
+			n.Mesh()
 			t.Logf("step %d: heal", step)
 		}
 	}
-	n.heal()
-	n.mesh()
+	n.Heal()
+	n.Mesh()
 	healed.Store(true)
 	t.Logf("healed; %d holds so far", len(led.all()))
 	healStart := time.Now()
 
-	waitFor(t, 20*time.Second, "every live worker to be granted a lock after the heal", func() bool {
+	testnet.WaitFor(t, 20*time.Second, "every live worker to be granted a lock after the heal", func() bool {
 		for i, w := range workers {
 			if err := w.lockErr.Load(); err != nil {
 				t.Fatalf("seed %d: r%d: Lock: %v", seed, i, err)

@@ -1,4 +1,7 @@
-package emitter_test
+// Package testnet connects in-process replicas for tests of replicated
+// types: stream.Conn over net.Pipe, with links a test can cut, partitions,
+// heals, crashed and replaced replicas, and seeded write delays.
+package testnet
 
 import (
 	"context"
@@ -14,11 +17,11 @@ import (
 	"github.com/scuttle-go/scuttle/stream"
 )
 
-// testNet connects in-process replicas with stream.Conn over net.Pipe, and
+// Net connects in-process replicas with stream.Conn over net.Pipe, and
 // lets a test cut and restore the links between them. Only the test's
 // goroutine calls its methods; each link runs two Conn goroutines, which
 // end when the link is cut or the network closed.
-type testNet struct {
+type Net struct {
 	t     *testing.T
 	ctx   context.Context
 	docs  []scuttlebutt.Document
@@ -26,7 +29,8 @@ type testNet struct {
 	rng   *rand.Rand // seeded: which delays links add
 	mu    sync.Mutex // guards rng, used by link writers
 	delay time.Duration
-	side  map[int]int // the current partition; nil when healed
+	side  map[int]int  // the current partition; nil when healed
+	dead  map[int]bool // crashed replicas: never connected again
 }
 
 type testLink struct {
@@ -37,29 +41,36 @@ type testLink struct {
 	errs   [2]error
 }
 
-func newTestNet(t *testing.T, seed uint64, maxDelay time.Duration) *testNet {
-	n := &testNet{
+func New(t *testing.T, seed uint64, maxDelay time.Duration) *Net {
+	n := &Net{
 		t:     t,
 		ctx:   t.Context(),
 		links: make(map[[2]int]*testLink),
 		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		delay: maxDelay,
+		dead:  make(map[int]bool),
 	}
-	t.Cleanup(n.closeAll)
+	t.Cleanup(n.CloseAll)
 	return n
 }
 
-// add adds a replica and returns its index.
-func (n *testNet) add(d scuttlebutt.Document) int {
+// Add adds a replica and returns its index.
+func (n *Net) Add(d scuttlebutt.Document) int {
 	n.docs = append(n.docs, d)
 	return len(n.docs) - 1
 }
 
-// replace puts d in place of replica i (a restarted replica), cutting its
+// Replace puts d in place of replica i (a restarted replica), cutting its
 // links first.
-func (n *testNet) replace(i int, d scuttlebutt.Document) {
-	n.isolate(i)
+func (n *Net) Replace(i int, d scuttlebutt.Document) {
+	n.Isolate(i)
 	n.docs[i] = d
+}
+
+// Crash cuts every link of i for good.
+func (n *Net) Crash(i int) {
+	n.Isolate(i)
+	n.dead[i] = true
 }
 
 func key(i, j int) [2]int {
@@ -69,8 +80,8 @@ func key(i, j int) [2]int {
 	return [2]int{i, j}
 }
 
-// connected reports whether i and j have a live link.
-func (n *testNet) connected(i, j int) bool {
+// Connected reports whether i and j have a live link.
+func (n *Net) Connected(i, j int) bool {
 	l := n.links[key(i, j)]
 	if l == nil {
 		return false
@@ -84,9 +95,9 @@ func (n *testNet) connected(i, j int) bool {
 	}
 }
 
-// connect starts a link between i and j unless one is live.
-func (n *testNet) connect(i, j int) {
-	if i == j || n.connected(i, j) || (n.side != nil && n.side[i] != n.side[j]) {
+// Connect starts a link between i and j unless one is live.
+func (n *Net) Connect(i, j int) {
+	if i == j || n.dead[i] || n.dead[j] || n.Connected(i, j) || (n.side != nil && n.side[i] != n.side[j]) {
 		return
 	}
 	ca, cb := net.Pipe()
@@ -102,8 +113,8 @@ func (n *testNet) connect(i, j int) {
 	go func() { wg.Wait(); close(l.done) }()
 }
 
-// disconnect cuts the link between i and j, if any, and waits for it.
-func (n *testNet) disconnect(i, j int) {
+// Disconnect cuts the link between i and j, if any, and waits for it.
+func (n *Net) Disconnect(i, j int) {
 	k := key(i, j)
 	l := n.links[k]
 	if l == nil {
@@ -119,7 +130,7 @@ func (n *testNet) disconnect(i, j int) {
 
 // reap forgets an ended link and fails the test if it ended with an error
 // that no cut explains.
-func (n *testNet) reap(k [2]int, l *testLink) {
+func (n *Net) reap(k [2]int, l *testLink) {
 	delete(n.links, k)
 	for _, err := range l.errs {
 		if err != nil && !expected(err) {
@@ -137,18 +148,18 @@ func expected(err error) bool {
 		errors.Is(err, context.Canceled)
 }
 
-// isolate cuts every link of i.
-func (n *testNet) isolate(i int) {
+// Isolate cuts every link of i.
+func (n *Net) Isolate(i int) {
 	for k := range n.links {
 		if k[0] == i || k[1] == i {
-			n.disconnect(k[0], k[1])
+			n.Disconnect(k[0], k[1])
 		}
 	}
 }
 
-// partition cuts every link between different groups, and keeps connect
+// Partition cuts every link between different groups, and keeps connect
 // from joining them until heal.
-func (n *testNet) partition(groups ...[]int) {
+func (n *Net) Partition(groups ...[]int) {
 	n.side = map[int]int{}
 	for g, members := range groups {
 		for _, i := range members {
@@ -157,32 +168,34 @@ func (n *testNet) partition(groups ...[]int) {
 	}
 	for k := range n.links {
 		if n.side[k[0]] != n.side[k[1]] {
-			n.disconnect(k[0], k[1])
+			n.Disconnect(k[0], k[1])
 		}
 	}
 }
 
-// heal ends the partition; links come back with connect or mesh.
-func (n *testNet) heal() { n.side = nil }
+// Heal ends the partition; links come back with connect or mesh.
+func (n *Net) Heal() { n.side = nil }
 
-// mesh connects every pair that the partition, if any, allows.
-func (n *testNet) mesh() {
+// Mesh connects every pair that the partition, if any, allows.
+func (n *Net) Mesh() {
 	for i := range n.docs {
 		for j := i + 1; j < len(n.docs); j++ {
-			n.connect(i, j)
+			n.Connect(i, j)
 		}
 	}
 }
 
-func (n *testNet) closeAll() {
+// CloseAll cuts every link and waits for each; New registers it with
+// t.Cleanup.
+func (n *Net) CloseAll() {
 	for k := range n.links {
-		n.disconnect(k[0], k[1])
+		n.Disconnect(k[0], k[1])
 	}
 }
 
 // slow wraps c so that each write waits a random time up to the network's
 // maximum delay, if it has one.
-func (n *testNet) slow(c net.Conn) net.Conn {
+func (n *Net) slow(c net.Conn) net.Conn {
 	if n.delay <= 0 {
 		return c
 	}
@@ -191,7 +204,7 @@ func (n *testNet) slow(c net.Conn) net.Conn {
 
 type slowConn struct {
 	net.Conn
-	n *testNet
+	n *Net
 }
 
 func (c *slowConn) Write(p []byte) (int, error) {
@@ -202,8 +215,8 @@ func (c *slowConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// WaitFor polls cond until it holds or the deadline passes.
+func WaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
