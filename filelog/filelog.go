@@ -36,11 +36,12 @@ const maxSpare = 4 << 20
 // under the document's lock and takes mu; nothing waits for the document's
 // lock or for the disk while holding mu.
 type Log struct {
-	path string
-	cfg  Config
-	doc  *scuttlebutt.Scuttlebutt
-	val  scuttlebutt.Validator // doc, if it is one
-	log  *slog.Logger
+	path   string
+	cfg    Config
+	doc    *scuttlebutt.Scuttlebutt
+	val    scuttlebutt.Validator // doc, if it is one
+	grower Grower                // doc, if it is one
+	log    *slog.Logger
 
 	compactMu sync.Mutex // one compaction (or Close) at a time
 
@@ -95,6 +96,14 @@ type Stats struct {
 	Compactions int
 }
 
+// Grower is implemented by documents that can make room for n more
+// updates at once (model.Model presizes its key index). Open calls it with
+// the number of records before it replays them, so a large log is not
+// replayed into a structure that grows step by step.
+type Grower interface {
+	Grow(n int)
+}
+
 // Open opens the log at path for doc, creating it if it does not exist,
 // replays it into doc, and attaches itself as doc's storage, so that every
 // update doc applies from then on is appended. Call it before doc is
@@ -129,6 +138,7 @@ func Open(path string, doc scuttlebutt.Document, cfg *Config) (*Log, error) {
 	}
 	l.cond.L = &l.mu
 	l.val, _ = doc.(scuttlebutt.Validator)
+	l.grower, _ = doc.(Grower)
 	held := len(base.Clock()) > 0
 	f, err := openFile(path)
 	if err != nil {
@@ -245,7 +255,10 @@ func (l *Log) load(f *os.File) error {
 	if bad != nil && !bad.torn && !l.cfg.Repair {
 		return fmt.Errorf("%w: %s: %v; Config.Repair truncates the log there", ErrCorrupt, l.path, bad)
 	}
-	// Second pass: apply them.
+	// Second pass: apply them, into a document that has made room.
+	if l.grower != nil && records > 0 {
+		l.grower.Grow(int(records))
+	}
 	if err := l.replay(f, int64(hlen), end); err != nil {
 		return err
 	}

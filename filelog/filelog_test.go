@@ -385,3 +385,47 @@ func TestSyncPolicies(t *testing.T) {
 		})
 	}
 }
+
+// growRecorder is a Model that records what Open asks it to make room for.
+type growRecorder struct {
+	*model.Model
+	asked []int
+}
+
+func (g *growRecorder) Grow(n int) { g.asked = append(g.asked, n); g.Model.Grow(n) }
+
+func TestOpenGrowsTheDocument(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.log")
+	m, err := model.New("a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(path, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := m.Set(fmt.Sprint("k", i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := model.New("a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &growRecorder{Model: m2}
+	l2, err := Open(path, g, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if len(g.asked) != 1 || g.asked[0] < 5 {
+		t.Errorf("Open asked to grow by %v, want one call for at least the 5 records", g.asked)
+	}
+	if m2.Len() != 5 {
+		t.Errorf("reopened model holds %d keys, want 5", m2.Len())
+	}
+}

@@ -96,6 +96,21 @@ func New(id string, cfg *scuttlebutt.Config) (*Model, error) {
 	return m, nil
 }
 
+// Grow makes room for n more keys, so that loading many keys at once (a
+// log replay, a bulk import) does not rehash the key index step by step.
+func (m *Model) Grow(n int) {
+	if n <= 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := make(map[string]*entry, len(m.keys)+n)
+	for k, e := range m.keys {
+		keys[k] = e
+	}
+	m.keys = keys
+}
+
 // Set sets key to value and replicates the change. Values are nil, bool,
 // integers (within int64), finite floats, strings, []byte, and slices and
 // string-keyed maps of these; anything else is an error wrapping

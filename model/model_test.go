@@ -617,3 +617,21 @@ func TestConcurrentSetGet(t *testing.T) {
 		t.Errorf("replica differs (-a +b):\n%s", diff)
 	}
 }
+
+func TestGrowKeepsKeys(t *testing.T) {
+	m, err := model.New("a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Set("x", 1)
+	m.Delete("gone")
+	m.Grow(1000)
+	m.Grow(0)
+	m.Set("y", 2)
+	if diff := cmp.Diff(map[string]any{"x": int64(1), "y": int64(2)}, m.Snapshot()); diff != "" {
+		t.Errorf("snapshot after Grow (-want +got):\n%s", diff)
+	}
+	if got := len(m.History(nil)); got != 3 {
+		t.Errorf("History holds %d updates after Grow, want 3 (x, y and the tombstone)", got)
+	}
+}
