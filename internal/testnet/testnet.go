@@ -41,6 +41,9 @@ type testLink struct {
 	errs   [2]error
 }
 
+// New returns an empty network whose links delay each write by a random
+// time up to maxDelay (0: none), drawn from seed. It closes every link when
+// the test ends.
 func New(t *testing.T, seed uint64, maxDelay time.Duration) *Net {
 	n := &Net{
 		t:     t,
