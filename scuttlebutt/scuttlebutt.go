@@ -203,13 +203,16 @@ func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, after boo
 			return 0, err
 		}
 	}
+	var latest vclock.Timestamp
 	for _, u := range fresh {
 		if s.clock.Covers(u.Source, u.Timestamp) {
 			continue
 		}
 		s.applyLocked(u, from)
+		latest = max(latest, u.Timestamp)
 		applied++
 	}
+	s.hlc.Observe(latest) // once per batch: the next local write is later
 	seq := s.seq
 	if applied > 0 && !after {
 		s.replayed = true
@@ -292,7 +295,6 @@ func (s *Scuttlebutt) Attach(st Storage) {
 func (s *Scuttlebutt) applyLocked(u Update, from *subscription) bool {
 	changed := s.r.ApplyUpdate(u)
 	s.clock[u.Source] = u.Timestamp
-	s.hlc.Observe(u.Timestamp)
 	for _, sub := range s.subs {
 		if sub != from {
 			sub.push(item{update: u, seq: s.seq})
