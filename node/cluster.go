@@ -154,7 +154,8 @@ func (n *Node) announceLeave(timeout time.Duration) {
 	}
 }
 
-// leavingNotice records the member named by a leave notice as leaving.
+// leavingNotice records the member named by a leave notice as leaving, or
+// as left if its departure was already recorded as a failure.
 // memberlist calls it from its goroutines: it must not block.
 func (n *Node) leavingNotice(b []byte) {
 	var ln leaveNotice
@@ -163,13 +164,23 @@ func (n *Node) leavingNotice(b []byte) {
 	}
 	n.mu.Lock()
 	rec := n.members[ln.Leaving]
-	changed := rec != nil && rec.State == Alive
-	if changed {
-		rec.State, rec.leaving, rec.Since = Leaving, true, n.cfg.Now()
+	var state MemberState
+	switch {
+	case rec == nil:
+	case rec.State == Alive:
+		state = Leaving
+	case rec.State == Failed:
+		// memberlist's leave message overtook the notice, which is
+		// delivered over TCP and handled on another goroutine: only a
+		// member that leaves sends one, so it left.
+		state = Left
+	}
+	if state != "" {
+		rec.State, rec.leaving, rec.Since = state, true, n.cfg.Now()
 	}
 	n.mu.Unlock()
-	if changed {
-		n.log.Info("member leaving", "member", ln.Leaving)
+	if state != "" {
+		n.log.Info("member "+string(state), "member", ln.Leaving)
 		n.poke()
 	}
 }
