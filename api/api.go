@@ -603,11 +603,7 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	name, err := s.lookup(r, typeEmitter)
-	if err != nil {
-		return err
-	}
-	e, err := s.n.Emitter(name)
+	e, err := s.existingEmitter(r)
 	if err != nil {
 		return err
 	}
@@ -621,6 +617,14 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+func (s *Server) existingEmitter(r *http.Request) (*emitter.Emitter, error) {
+	name, err := s.lookup(r, typeEmitter)
+	if err != nil {
+		return nil, err
+	}
+	return s.n.Emitter(name)
 }
 
 func (s *Server) existingLocks(r *http.Request) (*lock.Table, error) {

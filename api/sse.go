@@ -34,11 +34,7 @@ func (s *Server) watchModel(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) watchEvents(w http.ResponseWriter, r *http.Request) error {
-	name, err := s.lookup(r, typeEmitter)
-	if err != nil {
-		return err
-	}
-	e, err := s.n.Emitter(name)
+	e, err := s.existingEmitter(r)
 	if err != nil {
 		return err
 	}
