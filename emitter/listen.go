@@ -20,11 +20,14 @@ type Event struct {
 	// float64, arrays as []any, maps as map[string]any; nil when there are
 	// none.
 	Args []any
-	// Source is the id of the replica that emitted the event, and
-	// Timestamp when it did; together they identify the event.
+	// Source is the source id of the replica that emitted the event (its
+	// replica id and incarnation, "n1~k3x9p2qd"; scuttlebutt.ReplicaID
+	// gives the replica id), and Timestamp when it did; together they
+	// identify the event.
 	Source    string
 	Timestamp vclock.Timestamp
-	// Local reports that this replica emitted the event (Source is its id).
+	// Local reports that this replica emitted the event, in this start or
+	// an earlier one (ReplicaID(Source) is its id).
 	Local bool
 }
 
@@ -34,7 +37,7 @@ func (e *Emitter) event(u scuttlebutt.Update) (Event, bool) {
 	if err != nil {
 		return Event{}, false // unreachable: payloads are checked before they are applied
 	}
-	return Event{Name: name, Args: args, Source: u.Source, Timestamp: u.Timestamp, Local: u.Source == e.ID()}, true
+	return Event{Name: name, Args: args, Source: u.Source, Timestamp: u.Timestamp, Local: scuttlebutt.ReplicaID(u.Source) == e.ID()}, true
 }
 
 // listener is one registered callback and the names it listens to; nil

@@ -450,7 +450,9 @@ func (l *Log) replay(f io.ReaderAt, off, end int64) error {
 			}
 		}
 		if b.clock != nil {
-			l.doc.RestoreClock(b.clock)
+			if err := l.doc.RestoreClock(b.clock); err != nil {
+				return fmt.Errorf("filelog: %s: a clock record: %w", l.path, err)
+			}
 		}
 		if b.err != nil {
 			return b.err

@@ -3,6 +3,7 @@ package lock
 import (
 	"time"
 
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
@@ -172,7 +173,7 @@ func (t *Table) ackedByAllLocked(ts vclock.Timestamp) bool {
 		if m == t.ID() {
 			continue
 		}
-		if a := t.acks[m]; a == nil || a.self < ts {
+		if !t.ackedByLocked(m, ts) {
 			return false
 		}
 	}
@@ -182,12 +183,29 @@ func (t *Table) ackedByAllLocked(ts vclock.Timestamp) bool {
 // ackedLocked is the safety rule's condition (2): this replica has
 // received, from every other member, an update later than ts.
 func (t *Table) ackedLocked(clock vclock.Clock, ts vclock.Timestamp) bool {
+	latest := map[string]vclock.Timestamp{} // per member, over its incarnations
+	for src, at := range clock {
+		if m := scuttlebutt.ReplicaID(src); at > latest[m] {
+			latest[m] = at
+		}
+	}
 	for _, m := range t.members {
-		if m != t.ID() && clock[m] <= ts {
+		if m != t.ID() && latest[m] <= ts {
 			return false
 		}
 	}
 	return true
+}
+
+// ackedByLocked reports whether member m, in any of its incarnations, has
+// acknowledged this replica's updates up to ts.
+func (t *Table) ackedByLocked(m string, ts vclock.Timestamp) bool {
+	for src, a := range t.acks {
+		if a.self >= ts && scuttlebutt.ReplicaID(src) == m {
+			return true
+		}
+	}
+	return false
 }
 
 // aheadOfLocked is the safety rule's condition (1): it counts the live

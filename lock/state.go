@@ -16,7 +16,7 @@ type lockState struct {
 
 // claim is one claim on a lock, by any replica.
 type claim struct {
-	owner   string
+	owner   string // the replica id of the claim's source: any incarnation may release it
 	ts      vclock.Timestamp
 	end     vclock.Timestamp    // the latest lease end this replica has heard of
 	u       scuttlebutt.Update  // the claim itself
@@ -25,12 +25,13 @@ type claim struct {
 	own     *ownClaim           // this replica's bookkeeping, for its own claims
 }
 
-// before reports whether c is ahead of d in line: (timestamp, owner) order.
+// before reports whether c is ahead of d in line: (timestamp, source)
+// order.
 func (c *claim) before(d *claim) bool {
 	if c.ts != d.ts {
 		return c.ts < d.ts
 	}
-	return c.owner < d.owner
+	return c.u.Source < d.u.Source
 }
 
 // live reports whether c stands at now in this replica's view: not
@@ -74,17 +75,16 @@ func (t *Table) History(sources vclock.Clock) []scuttlebutt.Update {
 	var out []scuttlebutt.Update
 	for _, ls := range t.locks {
 		for _, c := range ls.claims {
-			after := sources[c.owner]
 			if c.release != nil {
-				if c.release.Timestamp > after {
+				if c.release.Timestamp > sources[c.release.Source] {
 					out = append(out, *c.release)
 				}
 				continue
 			}
-			if c.ts > after {
+			if c.ts > sources[c.u.Source] {
 				out = append(out, c.u)
 			}
-			if c.renew != nil && c.renew.Timestamp > after {
+			if c.renew != nil && c.renew.Timestamp > sources[c.renew.Source] {
 				out = append(out, *c.renew)
 			}
 		}
@@ -114,7 +114,7 @@ func (t *Table) ApplyUpdate(u scuttlebutt.Update) bool {
 	if err != nil {
 		return false // the base validated it; a local update is ours
 	}
-	self := u.Source == t.ID()
+	self := u.Source == t.Source()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !self && (o.kind == kindClaim || o.kind == kindRenew) {
@@ -122,7 +122,7 @@ func (t *Table) ApplyUpdate(u scuttlebutt.Update) bool {
 	}
 	switch o.kind {
 	case kindClaim:
-		c := &claim{owner: u.Source, ts: u.Timestamp, end: u.Timestamp + vclock.Timestamp(o.lease), u: u}
+		c := &claim{owner: scuttlebutt.ReplicaID(u.Source), ts: u.Timestamp, end: u.Timestamp + vclock.Timestamp(o.lease), u: u}
 		ls := t.locks[o.name]
 		if ls == nil {
 			ls = &lockState{}
@@ -140,7 +140,7 @@ func (t *Table) ApplyUpdate(u scuttlebutt.Update) bool {
 		if ls == nil {
 			return false
 		}
-		c := ls.find(u.Source, o.claim)
+		c := ls.find(scuttlebutt.ReplicaID(u.Source), o.claim)
 		if c == nil || c.release != nil {
 			return false
 		}
@@ -158,7 +158,7 @@ func (t *Table) ApplyUpdate(u scuttlebutt.Update) bool {
 			t.acks[u.Source] = a
 		}
 		a.u = u
-		a.self = max(a.self, o.clock[t.ID()])
+		a.self = max(a.self, o.clock[t.Source()])
 		return true
 	}
 	return false

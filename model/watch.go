@@ -3,6 +3,7 @@ package model
 import (
 	"sync"
 
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
@@ -16,10 +17,13 @@ type Change struct {
 	Old any
 	// Deleted reports a delete (a tombstone won).
 	Deleted bool
-	// Source and Timestamp identify the winning update.
+	// Source and Timestamp identify the winning update. Source is the
+	// writer's source id, its replica id and incarnation ("n1~k3x9p2qd");
+	// scuttlebutt.ReplicaID(Source) is the replica id alone.
 	Source    string
 	Timestamp vclock.Timestamp
-	// Local reports that this replica made the change (Source is its id).
+	// Local reports that this replica made the change, in this start or
+	// an earlier one (ReplicaID(Source) is its id).
 	Local bool
 }
 
@@ -88,7 +92,7 @@ func (p pendingChange) change() Change {
 		Deleted:   !p.new.isSet(),
 		Source:    p.source,
 		Timestamp: p.new.ts,
-		Local:     p.source == p.m.ID(),
+		Local:     scuttlebutt.ReplicaID(p.source) == p.m.ID(),
 	}
 	if p.old != nil {
 		c.Old = decodeValue(p.old.value())

@@ -131,7 +131,7 @@ func (s *Scuttlebutt) NewLink(opts *LinkOptions) *Link {
 	}
 	l := &Link{s: s, opts: o, sub: newSubscription(o.MaxQueueBytes), known: vclock.Clock{}}
 	l.out = append(l.out, Message{Kind: MsgHello, Hello: &Hello{
-		Version: ProtocolVersion, ID: s.id, Clock: s.Clock(), Meta: o.Meta,
+		Version: ProtocolVersion, ID: s.source, Clock: s.Clock(), Meta: o.Meta,
 	}})
 	switch {
 	case o.Mode == ReceiveOnly:
@@ -171,14 +171,14 @@ func (l *Link) Step(m Message) error {
 		if l.opts.Mode == SendOnly {
 			return nil
 		}
-		if err := l.s.check(m.Updates); err != nil {
+		if err := l.s.check(m.Updates, l.peerName()); err != nil {
+			return err
+		}
+		if _, err := l.s.apply(m.Updates, l.sub, l.peerName()); err != nil {
 			return err
 		}
 		for _, u := range m.Updates {
 			l.known.Advance(u.Source, u.Timestamp)
-		}
-		if _, err := l.s.apply(m.Updates, l.sub); err != nil {
-			return fmt.Errorf("scuttlebutt: storing updates: %w", err)
 		}
 		return nil
 	case MsgSync, MsgClock:
@@ -191,11 +191,13 @@ func (l *Link) Step(m Message) error {
 		if m.Kind == MsgClock && !l.syncRecv {
 			return fmt.Errorf("%w: clock before sync", ErrProtocol)
 		}
-		if err := checkClock(m.Clock); err != nil {
+		if err := l.s.checkClock(m.Clock, l.peerName()); err != nil {
 			return err
 		}
 		if l.opts.Mode != SendOnly {
-			l.s.mergeClock(m.Clock, l.sub)
+			if err := l.s.mergeClock(m.Clock, l.sub, l.peerName()); err != nil {
+				return err
+			}
 		}
 		l.known.Merge(m.Clock)
 		if m.Kind == MsgSync {
@@ -214,7 +216,7 @@ func (l *Link) stepHello(h *Hello) error {
 		return fmt.Errorf("%w: second hello", ErrProtocol)
 	case h.Version != ProtocolVersion:
 		return fmt.Errorf("%w: version %d, this side speaks %d", ErrProtocol, h.Version, ProtocolVersion)
-	case h.ID == l.s.id:
+	case h.ID == l.s.source:
 		return fmt.Errorf("%w: %q", ErrSameID, h.ID)
 	}
 	if err := ValidID(h.ID); err != nil {
@@ -223,9 +225,17 @@ func (l *Link) stepHello(h *Hello) error {
 	if h.Clock == nil {
 		return fmt.Errorf("%w: hello without a clock", ErrProtocol)
 	}
-	if err := checkClock(h.Clock); err != nil {
+	if err := l.s.checkClock(h.Clock, h.ID); err != nil {
 		return err
 	}
+	if h.Clock[l.s.source] > 0 {
+		// Only this start makes updates of its source: a peer cannot hold
+		// more of them than it does. (Less is fine: a peer lagging behind.)
+		if c := l.s.Clock(); h.Clock[l.s.source] > c[l.s.source] {
+			return fmt.Errorf("%w: peer %s: clock entry %s:%s past this replica's own updates", ErrProtocol, h.ID, l.s.source, h.Clock[l.s.source])
+		}
+	}
+	l.s.notePeer(h.ID)
 	l.helloRecv = true
 	l.peer = h
 	l.known.Merge(h.Clock)
@@ -235,17 +245,12 @@ func (l *Link) stepHello(h *Hello) error {
 	return nil
 }
 
-// checkClock reports a clock entry a peer may not send.
-func checkClock(c vclock.Clock) error {
-	for src, t := range c {
-		if err := ValidID(src); err != nil {
-			return fmt.Errorf("%w: clock source: %v", ErrProtocol, err)
-		}
-		if t != 0 && !t.Valid() {
-			return fmt.Errorf("%w: clock entry %s:%v is not positive and finite", ErrProtocol, src, float64(t))
-		}
+// peerName names the peer in errors: its id, once its hello has come.
+func (l *Link) peerName() string {
+	if l.peer == nil {
+		return "(no hello)"
 	}
-	return nil
+	return l.peer.ID
 }
 
 // Ready returns the messages to send now, in order, and forgets them: the

@@ -2,9 +2,13 @@ package scuttlebutt
 
 import (
 	"fmt"
+	"log/slog"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -16,22 +20,64 @@ import (
 //
 // All methods are safe for concurrent use.
 type Scuttlebutt struct {
-	id      string
-	r       Replica
-	val     Validator    // nil if r is not one
-	after   AfterApplier // nil if r is not one
-	hlc     *vclock.HLC
-	maxSize int
+	id         string
+	source     string // id~incarnation: the Source of local updates
+	twinPrefix string // id~: the prefix of every incarnation's source
+	r          Replica
+	val        Validator    // nil if r is not one
+	after      AfterApplier // nil if r is not one
+	hlc        *vclock.HLC
+	now        func() time.Time
+	maxSize    int
+	maxOffset  vclock.Timestamp // Config.MaxClockOffset in ms
+	maxSources int
+	log        *slog.Logger
+	// twinAfter is the start time plus the clock offset bound: an update of
+	// another incarnation of this id stamped later was made by a process
+	// that is alive now, not by an earlier run.
+	twinAfter vclock.Timestamp
 
-	mu      sync.Mutex // guards clock, subs, store, seq and every call into r
+	offsetRefused, sourcesRefused, twinCount atomic.Uint64 // Stats
+
+	mu      sync.Mutex // guards everything below and every call into r
 	clock   vclock.Clock
 	subs    []*subscription // few: a slice is faster to walk per update than a map
 	store   Storage         // nil until Attach
+	gen     uint64          // counts Attach calls: a sync of an older storage is not ours
 	seq     uint64          // the last sequence number store returned
 	durable atomic.Uint64   // the highest sequence number store has synced
+	// pending holds local updates appended to the storage and waiting for
+	// it to sync, in stamp order: they are applied, and so become visible,
+	// only once durable, and never if the storage fails.
+	pending []*pendingUpdate
+	twins   map[string]bool // other live incarnations of this id, reported once
 	// replayed is set when Replay has applied updates whose AfterApply is
 	// still due: Attach makes the call.
 	replayed bool
+}
+
+// pendingUpdate is a local update waiting for its storage to sync.
+type pendingUpdate struct {
+	u       Update
+	seq     uint64
+	gen     uint64
+	durable bool          // its storage has synced it
+	changed bool          // what ApplyUpdate reported, once applied
+	done    chan struct{} // closed when applied or dropped
+	applied bool
+}
+
+// Stats counts what the base refused or noticed. The counters only grow.
+type Stats struct {
+	// OffsetRefused counts updates and clock messages refused with
+	// ErrClockOffset.
+	OffsetRefused uint64
+	// SourcesRefused counts those refused with ErrTooManySources.
+	SourcesRefused uint64
+	// Twins counts other live processes seen using this replica's id
+	// (sources id~x other than Source(), writing after this one started).
+	// Each is logged once as a warning.
+	Twins uint64
 }
 
 // New returns the base for replica r with the given id. A nil cfg means
@@ -57,13 +103,24 @@ func New(id string, r Replica, cfg *Config) (*Scuttlebutt, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Scuttlebutt{
-		id:      id,
-		r:       r,
-		hlc:     vclock.NewHLC(c.Now),
-		maxSize: c.MaxUpdateSize,
-		clock:   vclock.Clock{},
+	source := SourceID(id, c.Incarnation)
+	if err := ValidID(source); err != nil {
+		return nil, fmt.Errorf("%w: with its incarnation, %q is longer than %d bytes", ErrInvalidID, source, MaxIDLen)
 	}
+	s := &Scuttlebutt{
+		id:         id,
+		source:     source,
+		twinPrefix: id + incarnationSep,
+		r:          r,
+		hlc:        vclock.NewHLC(c.Now),
+		now:        c.Now,
+		maxSize:    c.MaxUpdateSize,
+		maxOffset:  vclock.Timestamp(c.MaxClockOffset.Milliseconds()),
+		maxSources: c.MaxSources,
+		log:        c.Logger,
+		clock:      vclock.Clock{},
+	}
+	s.twinAfter = vclock.FromTime(c.Now()) + s.maxOffset
 	s.val, _ = r.(Validator)
 	s.after, _ = r.(AfterApplier)
 	return s, nil
@@ -73,8 +130,18 @@ func New(id string, r Replica, cfg *Config) (*Scuttlebutt, error) {
 // satisfy Document.
 func (s *Scuttlebutt) Base() *Scuttlebutt { return s }
 
-// ID returns the replica's id.
+// ID returns the replica's id, as given to New.
 func (s *Scuttlebutt) ID() string { return s.id }
+
+// Source returns the source id this start of the replica stamps its updates
+// with: ID, a tilde and the incarnation (see Incarnations in the package
+// doc). Updates and clock entries of every earlier start of the replica
+// carry other sources with the same ID; ReplicaID maps them back.
+func (s *Scuttlebutt) Source() string { return s.source }
+
+// MaxSources returns Config.MaxSources: the most sources a clock of this
+// replica may name. Package stream bounds the clocks it decodes with it.
+func (s *Scuttlebutt) MaxSources() int { return s.maxSources }
 
 // Clock returns a copy of the replica's vector clock.
 func (s *Scuttlebutt) Clock() vclock.Clock {
@@ -83,61 +150,138 @@ func (s *Scuttlebutt) Clock() vclock.Clock {
 	return s.clock.Clone()
 }
 
+// WithClock calls fn with a copy of the replica's clock while no update can
+// be applied, so that whatever fn reads of the replicated type's state is
+// exactly the state that clock describes: a checkpoint, a digest to compare
+// with a peer's. fn must not call back into the base (LocalUpdate, Clock,
+// Apply...): that would deadlock.
+func (s *Scuttlebutt) WithClock(fn func(c vclock.Clock)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(s.clock.Clone())
+}
+
+// Stats returns the base's counters.
+func (s *Scuttlebutt) Stats() Stats {
+	return Stats{
+		OffsetRefused:  s.offsetRefused.Load(),
+		SourcesRefused: s.sourcesRefused.Load(),
+		Twins:          s.twinCount.Load(),
+	}
+}
+
 // Now returns a fresh timestamp from the replica's hybrid logical clock,
-// later than every timestamp the replica has made or seen.
+// later than every timestamp the replica has made or seen, or zero if none
+// is left (see ErrClockExhausted).
 func (s *Scuttlebutt) Now() vclock.Timestamp { return s.hlc.Now() }
 
-// LocalUpdate stamps data with this replica's id and a fresh timestamp,
-// applies it through ApplyUpdate and sends it to every live peer. data must be
-// one well-formed CBOR item of at most Config.MaxUpdateSize bytes; the base
-// keeps it, so the caller must not modify it afterwards. The returned bool is
-// what ApplyUpdate reported.
+// LocalUpdate stamps data with this replica's Source and a fresh timestamp,
+// applies it through ApplyUpdate and sends it to every live peer. data must
+// be one well-formed CBOR item of at most Config.MaxUpdateSize bytes that
+// the type's Validator, if any, accepts; the base keeps it, so the caller
+// must not modify it afterwards. The returned bool is what ApplyUpdate
+// reported.
+//
+// With a Storage attached, the update is applied, and so becomes visible
+// to readers and peers, only once the storage has made it durable: if
+// Append or Sync fails, LocalUpdate returns the error and nothing changes.
 func (s *Scuttlebutt) LocalUpdate(data []byte) (u Update, changed bool, err error) {
-	u = Update{Source: s.id, Data: data}
+	u = Update{Source: s.source, Data: data}
 	u.Timestamp = 1 // placeholder so validate checks the rest
 	if err := validate(u, s.maxSize, true); err != nil {
 		return Update{}, false, err
 	}
+	if s.val != nil {
+		if err := s.val.ValidateUpdate(u); err != nil {
+			return Update{}, false, fmt.Errorf("%w: %s: %v", ErrInvalidUpdate, s.source, err)
+		}
+	}
 	s.mu.Lock()
-	u.Timestamp = s.hlc.Now()
-	if err := s.appendLocked([]Update{u}); err != nil {
+	if u.Timestamp = s.hlc.Now(); !u.Timestamp.Valid() {
+		s.mu.Unlock()
+		return Update{}, false, fmt.Errorf("%w: the last timestamp is %v", ErrClockExhausted, s.hlc.Last())
+	}
+	st := s.store
+	if st == nil {
+		changed = s.applyLocked(u, nil, 0)
+		s.mu.Unlock()
+		s.afterApply()
+		return u, changed, nil
+	}
+	seq, err := st.Append([]Update{u})
+	if err != nil {
 		s.mu.Unlock()
 		return Update{}, false, err
 	}
-	changed = s.applyLocked(u, nil)
-	seq := s.seq
+	s.seq = seq
+	p := &pendingUpdate{u: u, seq: seq, gen: s.gen, done: make(chan struct{})}
+	s.pending = append(s.pending, p)
+	gen := s.gen
 	s.mu.Unlock()
-	s.afterApply()
-	if err := s.sync(seq); err != nil {
-		return u, changed, err
+
+	err = s.sync(st, gen, seq)
+	s.mu.Lock()
+	if err != nil && !p.durable {
+		// Nothing of it was applied: drop it, and let what waits behind it go.
+		s.pending = slices.DeleteFunc(s.pending, func(q *pendingUpdate) bool { return q == p })
+		close(p.done)
+		s.applyPendingLocked()
+		s.mu.Unlock()
+		return Update{}, false, err
 	}
-	return u, changed, nil
+	s.applyPendingLocked()
+	s.mu.Unlock()
+	<-p.done // applied by now, unless an older storage's writer is still syncing
+	s.afterApply()
+	return u, p.changed, nil
+}
+
+// applyPendingLocked applies the durable local updates at the head of the
+// pending queue, in stamp order.
+func (s *Scuttlebutt) applyPendingLocked() {
+	n := 0
+	for n < len(s.pending) && s.pending[n].durable {
+		p := s.pending[n]
+		p.changed = s.applyLocked(p.u, nil, 0)
+		p.applied = true
+		close(p.done)
+		n++
+	}
+	if n > 0 {
+		clear(s.pending[:n])
+		s.pending = s.pending[n:]
+		if len(s.pending) == 0 {
+			s.pending = nil
+		}
+	}
 }
 
 // Apply applies updates that came from elsewhere (a file, a custom
 // transport), as a link does with what a peer sends. Every update is checked
-// first; if one is invalid, Apply returns an error wrapping ErrInvalidUpdate
-// and applies none. Stale and duplicate updates are skipped; applied reports
+// first, against the bounds too; if one is refused, Apply returns an error
+// wrapping ErrInvalidUpdate, ErrClockOffset or ErrTooManySources and
+// applies none. Stale and duplicate updates are skipped; applied reports
 // how many advanced the clock.
 func (s *Scuttlebutt) Apply(updates ...Update) (applied int, err error) {
-	if err := s.check(updates); err != nil {
+	if err := s.check(updates, ""); err != nil {
 		return 0, err
 	}
-	return s.apply(updates, nil)
+	return s.apply(updates, nil, "")
 }
 
 // Replay applies updates read back from the replica's own log, as Apply
-// does, but defers AfterApply: the base calls it once, when the next
-// storage is attached, instead of after each batch. A persistence package
-// replays with it before Attach (see Storage), so that a type that writes
-// in AfterApply (package lock acknowledges claims) does not stamp a local
-// update in the middle of the replay, which would make the rest of its own
-// logged updates look stale, and so that what it writes then is logged.
+// does, with the same checks, but defers AfterApply: the base calls it
+// once, when the next storage is attached, instead of after each batch. A
+// persistence package replays with it before Attach (see Storage), so that
+// a type that writes in AfterApply (package lock acknowledges claims) does
+// not stamp a local update in the middle of the replay, which would make
+// the rest of its own logged updates look stale, and so that what it
+// writes then is logged.
 func (s *Scuttlebutt) Replay(updates ...Update) (applied int, err error) {
-	if err := s.check(updates); err != nil {
+	if err := s.check(updates, ""); err != nil {
 		return 0, err
 	}
-	return s.applyBatch(updates, nil, false)
+	return s.applyBatch(updates, nil, "", false)
 }
 
 // RestoreClock merges c into the replica's clock and makes the hybrid
@@ -147,27 +291,67 @@ func (s *Scuttlebutt) Replay(updates ...Update) (applied int, err error) {
 // including updates its History has since left out (an emitter's events
 // past retention, a model's superseded writes), and its replay restores
 // that with RestoreClock, before Attach and before the replica is served.
-// The restarted replica then neither takes from peers again what it had
-// nor stamps a local update at or before a timestamp it already used.
-// Entries with an invalid timestamp are ignored.
-func (s *Scuttlebutt) RestoreClock(c vclock.Clock) {
+// The restarted replica then does not take again from peers what it had.
+//
+// c is checked as a peer's clock is: an invalid entry is an ErrProtocol,
+// one past the clock offset bound an ErrClockOffset, and a clock that would
+// name more than MaxSources sources an ErrTooManySources; then nothing is
+// restored.
+func (s *Scuttlebutt) RestoreClock(c vclock.Clock) error {
+	if err := s.checkClock(c, ""); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.admitClockLocked(c, ""); err != nil {
+		return err
+	}
+	var latest vclock.Timestamp
 	for src, t := range c {
-		if t.Valid() {
-			s.clock.Advance(src, t)
-			s.hlc.Observe(t)
+		if s.clock.Advance(src, t) {
+			latest = max(latest, t)
 		}
 	}
+	s.hlc.Observe(latest)
+	return nil
 }
 
-// check validates a batch of foreign updates without applying any.
-func (s *Scuttlebutt) check(updates []Update) error {
+// horizon returns the latest timestamp the replica accepts now: the wall
+// clock plus the offset bound.
+func (s *Scuttlebutt) horizon() vclock.Timestamp {
+	return vclock.FromTime(s.now()) + s.maxOffset
+}
+
+// offsetError reports a timestamp past the horizon; peer is "" for
+// updates that did not come from a link.
+func (s *Scuttlebutt) offsetError(peer, source string, t, horizon vclock.Timestamp) error {
+	s.offsetRefused.Add(1)
+	bound := time.Duration(s.maxOffset) * time.Millisecond
+	ahead := float64(t - horizon + s.maxOffset) // ms ahead of the wall clock
+	how := "centuries"
+	if ahead < float64(100*365*24*time.Hour/time.Millisecond) {
+		how = (time.Duration(ahead) * time.Millisecond).String()
+	}
+	return fmt.Errorf("%w: %ssource %s at %s, %s ahead, the bound is %v", ErrClockOffset, fromPeer(peer), source, t, how, bound)
+}
+
+// check validates a batch of foreign updates without applying any: each
+// update on its own, and its timestamp against the horizon.
+func (s *Scuttlebutt) check(updates []Update, peer string) error {
+	var horizon vclock.Timestamp
 	for i, u := range updates {
 		// A batch repeats few sources: check each id once.
 		known := i > 0 && u.Source == updates[i-1].Source
 		if err := validate(u, s.maxSize, known); err != nil {
 			return err
+		}
+		if u.Timestamp > horizon {
+			if horizon == 0 {
+				horizon = s.horizon()
+			}
+			if u.Timestamp > horizon {
+				return s.offsetError(peer, u.Source, u.Timestamp, horizon)
+			}
 		}
 		if s.val != nil {
 			if err := s.val.ValidateUpdate(u); err != nil {
@@ -178,17 +362,126 @@ func (s *Scuttlebutt) check(updates []Update) error {
 	return nil
 }
 
+// checkClock validates a clock a peer (or a log) sent: ids, timestamps,
+// the horizon and the number of sources.
+func (s *Scuttlebutt) checkClock(c vclock.Clock, peer string) error {
+	if len(c) > s.maxSources {
+		return s.sourcesError(peer, fmt.Sprintf("a clock of %d sources", len(c)))
+	}
+	var horizon vclock.Timestamp
+	for src, t := range c {
+		if err := ValidID(src); err != nil {
+			return fmt.Errorf("%w: clock source: %v", ErrProtocol, err)
+		}
+		if t != 0 && !t.Valid() {
+			return fmt.Errorf("%w: clock entry %s:%v is not positive and finite", ErrProtocol, src, float64(t))
+		}
+		if t > horizon {
+			if horizon == 0 {
+				horizon = s.horizon()
+			}
+			if t > horizon {
+				return s.offsetError(peer, src, t, horizon)
+			}
+		}
+	}
+	return nil
+}
+
+// sourcesError reports a clock that would grow past MaxSources.
+func (s *Scuttlebutt) sourcesError(peer, what string) error {
+	s.sourcesRefused.Add(1)
+	return fmt.Errorf("%w: %s%s, the limit is %d", ErrTooManySources, fromPeer(peer), what, s.maxSources)
+}
+
+// admitLocked checks what a checked batch would do to the clock: no update
+// of this start's own source that it did not make (a forgery, which would
+// hide its later writes), and no more sources than the limit. It notes
+// other live incarnations of this id.
+func (s *Scuttlebutt) admitLocked(updates []Update, peer string) error {
+	var added map[string]bool
+	for _, u := range updates {
+		cur, ok := s.clock[u.Source]
+		if u.Timestamp <= cur {
+			continue
+		}
+		if u.Source == s.source {
+			return fmt.Errorf("%w: %supdate %s of this replica's own source, which it never made", ErrProtocol, fromPeer(peer), u)
+		}
+		if !ok && !added[u.Source] {
+			if added == nil {
+				added = map[string]bool{}
+			}
+			added[u.Source] = true
+		}
+	}
+	if len(s.clock)+len(added) > s.maxSources {
+		return s.sourcesError(peer, fmt.Sprintf("%d new sources on top of %d", len(added), len(s.clock)))
+	}
+	return nil
+}
+
+// admitClockLocked is admitLocked for a clock to merge.
+func (s *Scuttlebutt) admitClockLocked(c vclock.Clock, peer string) error {
+	added := 0
+	for src, t := range c {
+		cur, ok := s.clock[src]
+		if t <= cur {
+			continue
+		}
+		if src == s.source {
+			return fmt.Errorf("%w: %sclock entry %s:%s past this replica's own updates", ErrProtocol, fromPeer(peer), src, t)
+		}
+		if !ok {
+			added++
+		}
+	}
+	if len(s.clock)+added > s.maxSources {
+		return s.sourcesError(peer, fmt.Sprintf("%d new sources on top of %d", added, len(s.clock)))
+	}
+	return nil
+}
+
+func fromPeer(peer string) string {
+	if peer == "" {
+		return ""
+	}
+	return "peer " + peer + ": "
+}
+
+// noteTwinLocked reports, once per source, another incarnation of this
+// replica's id that wrote at t, after this one started: a second live
+// process with the same id.
+func (s *Scuttlebutt) noteTwinLocked(source string, t vclock.Timestamp) {
+	if t <= s.twinAfter || source == s.source || !strings.HasPrefix(source, s.twinPrefix) ||
+		ReplicaID(source) != s.id || s.twins[source] {
+		return
+	}
+	if s.twins == nil {
+		s.twins = map[string]bool{}
+	}
+	s.twins[source] = true
+	s.twinCount.Add(1)
+	s.log.Warn("scuttlebutt: another live process uses this replica's id; its updates are kept apart as its own source",
+		"id", s.id, "source", s.source, "other", source, "at", t.String())
+}
+
 // apply applies checked updates, skipping the subscription they came from,
 // and with storage attached, returns once they are durable.
-func (s *Scuttlebutt) apply(updates []Update, from *subscription) (applied int, err error) {
-	return s.applyBatch(updates, from, true)
+func (s *Scuttlebutt) apply(updates []Update, from *subscription, peer string) (applied int, err error) {
+	return s.applyBatch(updates, from, peer, true)
 }
 
 // applyBatch is apply; without after, it leaves AfterApply to Attach.
-func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, after bool) (applied int, err error) {
+func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, peer string, after bool) (applied int, err error) {
 	s.mu.Lock()
+	if err := s.admitLocked(updates, peer); err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
 	fresh := updates
-	if s.store != nil {
+	st, gen := s.store, s.gen
+	if st != nil {
 		// Only what advances the clock goes to the log. Per source, updates
 		// increase, so a later duplicate in the batch is dropped here too.
 		fresh = nil
@@ -208,7 +501,10 @@ func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, after boo
 		if s.clock.Covers(u.Source, u.Timestamp) {
 			continue
 		}
-		s.applyLocked(u, from)
+		if u.Timestamp > s.twinAfter {
+			s.noteTwinLocked(u.Source, u.Timestamp)
+		}
+		s.applyLocked(u, from, s.seq)
 		latest = max(latest, u.Timestamp)
 		applied++
 	}
@@ -221,7 +517,7 @@ func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, after boo
 	if applied > 0 && after {
 		s.afterApply()
 	}
-	return applied, s.sync(seq)
+	return applied, s.sync(st, gen, seq)
 }
 
 // appendLocked hands updates to the storage, if any.
@@ -237,17 +533,29 @@ func (s *Scuttlebutt) appendLocked(us []Update) error {
 	return nil
 }
 
-// sync waits until the storage has made seq durable, then lets links send
-// what it covers.
-func (s *Scuttlebutt) sync(seq uint64) error {
-	if seq == 0 || s.durable.Load() >= seq {
+// sync waits until st, the storage of generation gen, has made seq
+// durable, then lets links send what it covers and marks the local
+// updates it covers as ready to apply. st is the storage the caller
+// appended to, read under the lock then: Attach may have replaced it since.
+func (s *Scuttlebutt) sync(st Storage, gen, seq uint64) error {
+	if st == nil || seq == 0 {
 		return nil
 	}
 	s.mu.Lock()
-	st := s.store
+	current := gen == s.gen
 	s.mu.Unlock()
+	if current && s.durable.Load() >= seq {
+		s.markDurable(gen, seq)
+		return nil
+	}
 	if err := st.Sync(seq); err != nil {
 		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.markDurableLocked(gen, seq)
+	if gen != s.gen {
+		return nil // the storage was replaced meanwhile: its counter is gone
 	}
 	for {
 		d := s.durable.Load()
@@ -258,12 +566,26 @@ func (s *Scuttlebutt) sync(seq uint64) error {
 			break
 		}
 	}
-	s.mu.Lock()
 	for _, sub := range s.subs {
 		sub.poke()
 	}
-	s.mu.Unlock()
 	return nil
+}
+
+func (s *Scuttlebutt) markDurable(gen, seq uint64) {
+	s.mu.Lock()
+	s.markDurableLocked(gen, seq)
+	s.mu.Unlock()
+}
+
+// markDurableLocked marks the pending local updates of generation gen up
+// to seq durable.
+func (s *Scuttlebutt) markDurableLocked(gen, seq uint64) {
+	for _, p := range s.pending {
+		if p.gen == gen && p.seq <= seq {
+			p.durable = true
+		}
+	}
 }
 
 // Attach makes st the replica's storage: from now on every update applied is
@@ -272,10 +594,13 @@ func (s *Scuttlebutt) sync(seq uint64) error {
 // RestoreClock), then attaches itself, before the replica is served or
 // written to. If Replay applied updates, Attach (of a non-nil st) then
 // calls AfterApply once, so that the type acts on them with st attached.
-// Attach replaces any storage attached before; nil detaches.
+// Attach replaces any storage attached before; nil detaches. It is safe to
+// call while writers run: a local update appended to the storage it
+// replaces is applied once that storage has synced it.
 func (s *Scuttlebutt) Attach(st Storage) {
 	s.mu.Lock()
 	s.store = st
+	s.gen++
 	s.seq = 0
 	s.durable.Store(0)
 	due := st != nil && s.replayed
@@ -290,33 +615,44 @@ func (s *Scuttlebutt) Attach(st Storage) {
 
 // applyLocked applies one update newer than the clock's entry for its
 // source, advances the clock and queues the update on every subscription but
-// from. An update that ApplyUpdate refused as superseded is still forwarded,
-// so that peers' clocks advance past it as ours does.
-func (s *Scuttlebutt) applyLocked(u Update, from *subscription) bool {
+// from, to be sent once the storage has synced seq. An update that
+// ApplyUpdate refused as superseded is still forwarded, so that peers'
+// clocks advance past it as ours does.
+func (s *Scuttlebutt) applyLocked(u Update, from *subscription, seq uint64) bool {
 	changed := s.r.ApplyUpdate(u)
 	s.clock[u.Source] = u.Timestamp
 	for _, sub := range s.subs {
 		if sub != from {
-			sub.push(item{update: u, seq: s.seq})
+			sub.push(item{update: u, seq: seq})
 		}
 	}
 	return changed
 }
 
 // mergeClock raises the clock to cover c, after a peer has sent everything
-// of its state up to c, and passes the advance on to the other subscriptions.
-func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription) {
+// of its state up to c, and passes the advance on to the other
+// subscriptions. c has been checked with checkClock.
+func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription, peer string) error {
 	s.mu.Lock()
+	if err := s.admitClockLocked(c, peer); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	var moved vclock.Clock
+	var latest vclock.Timestamp
 	for src, t := range c {
 		if s.clock.Advance(src, t) {
 			if moved == nil {
 				moved = vclock.Clock{}
 			}
 			moved[src] = t
-			s.hlc.Observe(t)
+			latest = max(latest, t)
+			if t > s.twinAfter {
+				s.noteTwinLocked(src, t)
+			}
 		}
 	}
+	s.hlc.Observe(latest)
 	if moved != nil {
 		for _, sub := range s.subs {
 			if sub != from {
@@ -328,6 +664,7 @@ func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription) {
 	if moved != nil {
 		s.afterApply() // types whose state depends on the clock re-read it
 	}
+	return nil
 }
 
 func (s *Scuttlebutt) afterApply() {
@@ -370,4 +707,14 @@ func (s *Scuttlebutt) unsubscribe(sub *subscription) {
 	s.mu.Lock()
 	s.subs = slices.DeleteFunc(s.subs, func(x *subscription) bool { return x == sub })
 	s.mu.Unlock()
+}
+
+// notePeer reports a peer that is another incarnation of this replica's id:
+// a link is live, so that process is too.
+func (s *Scuttlebutt) notePeer(source string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if source != s.source && ReplicaID(source) == s.id {
+		s.noteTwinLocked(source, vclock.Timestamp(math.Inf(1)))
+	}
 }

@@ -60,17 +60,23 @@ func NewHLC(now func() time.Time) *HLC {
 
 // Now returns a timestamp later than every timestamp this clock has returned
 // or observed: the wall clock's millisecond if that is later, otherwise the
-// last timestamp plus a small logical step.
+// last timestamp plus a small logical step. It never returns an invalid
+// timestamp: if no valid one is later than the last (the clock observed the
+// largest float64), it returns zero and leaves the clock as it was.
 func (h *HLC) Now() Timestamp {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	wall := FromTime(h.now())
-	if wall > h.last {
+	if wall > h.last && wall.Valid() {
 		h.last = wall
 		return wall
 	}
-	h.last = after(h.last)
-	return h.last
+	n := after(h.last)
+	if !n.Valid() {
+		return 0
+	}
+	h.last = n
+	return n
 }
 
 // Observe records a timestamp seen elsewhere (a remote update, or one read
