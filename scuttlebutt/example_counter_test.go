@@ -12,7 +12,9 @@ import (
 
 // Counter is a grow-only counter replicated with scuttlebutt. Each replica
 // counts its own increments and publishes its running total as an update;
-// the counter's value is the sum of the latest totals of every replica. A
+// the counter's value is the sum of the latest totals of every source
+// (every start of every replica: a restarted replica counts afresh under
+// its new Source, and its earlier counts stay). A
 // replica's newer total supersedes its older ones, so History sends only the
 // latest update per replica.
 type Counter struct {
@@ -46,7 +48,7 @@ func (c *Counter) Add(n uint64) error {
 	c.add.Lock()
 	defer c.add.Unlock()
 	c.mu.Lock()
-	total := c.latest[c.ID()].total + n
+	total := c.latest[c.Source()].total + n // per source: this start's own count
 	c.mu.Unlock()
 	data, err := cbor.Marshal(total)
 	if err != nil {

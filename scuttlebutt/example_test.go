@@ -11,8 +11,9 @@ import (
 // stepped into the other side, in order, until both are synced. After the
 // sync, a local write is queued on the link and goes out with the next Ready.
 func ExampleLink() {
-	// A fixed wall clock makes the timestamps printable.
-	cfg := &scuttlebutt.Config{Now: func() time.Time { return time.UnixMilli(1795385884149) }}
+	// A fixed wall clock and incarnation make the timestamps and sources
+	// printable; a program leaves Incarnation to the base.
+	cfg := &scuttlebutt.Config{Now: func() time.Time { return time.UnixMilli(1795385884149) }, Incarnation: "1"}
 	a, _ := NewCounter("a", cfg)
 	b, _ := NewCounter("b", cfg)
 	a.Add(1)
@@ -40,7 +41,15 @@ func ExampleLink() {
 	send("b→a", lb, la)
 	fmt.Println("live:", a.Value(), b.Value())
 	// Output:
-	// a→b hello(v1 a {a:1795385884149})
+	// a→b hello(v1 a~1 {a~1:1795385884149})
+	// b→a hello(v1 b~1 {})
+	// b→a sync({})
+	// a→b updates(a~1@1795385884149(1B))
+	// a→b sync({a~1:1795385884149})
+	// synced: 1 1
+	// b→a updates(b~1@1795385884149.001(1B))
+	// live: 6 6
+})
 	// b→a hello(v1 b {})
 	// b→a sync({})
 	// a→b updates(a@1795385884149(1B))

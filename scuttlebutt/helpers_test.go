@@ -53,9 +53,14 @@ func newLogDoc(t testing.TB, id string, cfg *scuttlebutt.Config) *logDoc {
 	if cfg == nil {
 		cfg = &scuttlebutt.Config{}
 	}
-	if cfg.Now == nil {
+	if cfg.Now == nil || cfg.Incarnation == "" {
 		c := *cfg
-		c.Now = fixedNow
+		if c.Now == nil {
+			c.Now = fixedNow
+		}
+		if c.Incarnation == "" {
+			c.Incarnation = "1" // sources a~1, b~1...: ties and traces reproduce
+		}
 		cfg = &c
 	}
 	d := &logDoc{}

@@ -24,13 +24,13 @@ func TestLinkHandshake(t *testing.T) {
 	if len(ms) != 1 || ms[0].Kind != scuttlebutt.MsgHello || ms[0].Hello == nil {
 		t.Fatalf("first Ready = %v, want one hello", ms)
 	}
-	want := scuttlebutt.Hello{Version: scuttlebutt.ProtocolVersion, ID: "a", Clock: a.Clock(), Meta: "hi"}
+	want := scuttlebutt.Hello{Version: scuttlebutt.ProtocolVersion, ID: "a~1", Clock: a.Clock(), Meta: "hi"}
 	if diff := cmp.Diff(want, *ms[0].Hello); diff != "" {
 		t.Errorf("hello (-want +got):\n%s", diff)
 	}
 	// The hello's clock is a copy.
 	ms[0].Hello.Clock["a"] = 1
-	if a.Clock().Get("a") == 1 {
+	if a.Clock().Get("a~1") == 1 {
 		t.Error("modifying the hello's clock changed the replica's clock")
 	}
 	if ms := l.Ready(); ms != nil {
@@ -51,7 +51,7 @@ func TestLinkHandshake(t *testing.T) {
 	for _, m := range l.Ready() {
 		kinds = append(kinds, m.String())
 	}
-	wantKinds := []string{"updates(a@1795385884149(3B))", "sync({a:1795385884149})"}
+	wantKinds := []string{"updates(a~1@1795385884149(3B))", "sync({a~1:1795385884149})"}
 	if diff := cmp.Diff(wantKinds, kinds); diff != "" {
 		t.Errorf("Ready after the peer's hello (-want +got):\n%s", diff)
 	}
@@ -96,7 +96,7 @@ func TestLinkHistoryAndSync(t *testing.T) {
 	if _, nu := n.count(dir{"b", "a"}, scuttlebutt.MsgUpdates); nu != 2 {
 		t.Errorf("b→a carried %d updates, want 2 (b's own)", nu)
 	}
-	want := []string{"a:a1", "a:a2", "a:a3", "b:b1", "b:b2"}
+	want := []string{"a~1:a1", "a~1:a2", "a~1:a3", "b~1:b1", "b~1:b2"}
 	for _, d := range []*logDoc{a, b} {
 		if diff := cmp.Diff(want, d.values()); diff != "" {
 			t.Errorf("%s state (-want +got):\n%s", d.ID(), diff)
@@ -108,7 +108,7 @@ func TestLinkHistoryAndSync(t *testing.T) {
 	// The sync carries the clock the history brings the peer up to: a's
 	// clock when b's hello arrived.
 	last := n.sent[dir{"a", "b"}][2]
-	if diff := cmp.Diff(vclock.Clock{"a": a.Clock().Get("a")}, last.Clock); diff != "" {
+	if diff := cmp.Diff(vclock.Clock{"a~1": a.Clock().Get("a~1")}, last.Clock); diff != "" {
 		t.Errorf("a's sync clock (-want +got):\n%s", diff)
 	}
 }
@@ -138,7 +138,7 @@ func TestLinkLiveNoEcho(t *testing.T) {
 
 	a.write(t, "a1")
 	n.stabilize()
-	if diff := cmp.Diff([]string{"a:a1"}, b.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1"}, b.values()); diff != "" {
 		t.Fatalf("b after a's live update (-want +got):\n%s", diff)
 	}
 	if m, u := n.count(dir{"a", "b"}, scuttlebutt.MsgUpdates); m != 1 || u != 1 {
@@ -152,7 +152,7 @@ func TestLinkLiveNoEcho(t *testing.T) {
 	b.write(t, "b1")
 	b.write(t, "b2")
 	n.stabilize()
-	if diff := cmp.Diff([]string{"a:a1", "b:b1", "b:b2"}, a.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1", "b~1:b1", "b~1:b2"}, a.values()); diff != "" {
 		t.Fatalf("a after b's live updates (-want +got):\n%s", diff)
 	}
 	if _, u := n.count(dir{"b", "a"}, scuttlebutt.MsgUpdates); u != 2 {
@@ -194,7 +194,7 @@ func TestLinkNoEchoCrossing(t *testing.T) {
 		t.Errorf("b sent a's update back to a (%d updates): %v", u, n.sent[dir{"b", "a"}])
 	}
 	for _, d := range []*logDoc{a, b, c} {
-		if diff := cmp.Diff([]string{"a:a1"}, d.values()); diff != "" {
+		if diff := cmp.Diff([]string{"a~1:a1"}, d.values()); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", d.ID(), diff)
 		}
 	}
@@ -233,7 +233,7 @@ func TestLinkRelay(t *testing.T) {
 	for i := range 12 {
 		s := fmt.Sprintf("a%02d", i)
 		a.write(t, s)
-		want = append(want, "a:"+s)
+		want = append(want, "a~1:"+s)
 		if i%4 == 3 {
 			n.stabilize() // some delivered one by one, some in bursts
 		}
@@ -263,7 +263,7 @@ func TestLinkRelay(t *testing.T) {
 	c.write(t, "c1")
 	a.write(t, "a12")
 	n.stabilize()
-	want = append(want, "a:a12", "c:c1")
+	want = append(want, "a~1:a12", "c~1:c1")
 	for _, d := range []*logDoc{a, b, c} {
 		if diff := cmp.Diff(want, d.values()); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", d.ID(), diff)
@@ -304,7 +304,7 @@ func TestLinkRandomSchedules(t *testing.T) {
 				id := ids[r.IntN(len(ids))]
 				s := fmt.Sprintf("%s%d", id, step)
 				docs[id].write(t, s)
-				want = append(want, id+":"+s)
+				want = append(want, docs[id].Source()+":"+s)
 			case k < 6:
 				n.pump(ds[r.IntN(len(ds))])
 			default:
@@ -337,7 +337,7 @@ func TestLinkQueueOverflow(t *testing.T) {
 	for i := range 20 {
 		s := fmt.Sprintf("a%02d", i)
 		a.write(t, s) // the peer reads nothing meanwhile: the queue overflows
-		want = append(want, "a:"+s)
+		want = append(want, "a~1:"+s)
 	}
 	select {
 	case <-la.Wake():
@@ -359,7 +359,7 @@ func TestLinkQueueOverflow(t *testing.T) {
 	a.write(t, "after")
 	b.write(t, "b1")
 	n.stabilize()
-	want = append(want, "a:after", "b:b1")
+	want = append(want, "a~1:after", "b~1:b1")
 	for _, d := range []*logDoc{a, b} {
 		if diff := cmp.Diff(want, d.values()); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", d.ID(), diff)
@@ -410,7 +410,7 @@ func TestLinkOneShot(t *testing.T) {
 	if !la.Done() || !lb.Done() {
 		t.Fatalf("after the sync: a done %v, b done %v", la.Done(), lb.Done())
 	}
-	want := []string{"a:a1", "b:b1"}
+	want := []string{"a~1:a1", "b~1:b1"}
 	if diff := cmp.Diff(want, b.values()); diff != "" {
 		t.Errorf("b (-want +got):\n%s", diff)
 	}
@@ -453,23 +453,23 @@ func TestLinkSendOnly(t *testing.T) {
 	if !la.Synced() || !lb.Synced() {
 		t.Fatalf("send-only synced %v, peer synced %v", la.Synced(), lb.Synced())
 	}
-	if diff := cmp.Diff([]string{"a:a1", "b:b1"}, b.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1", "b~1:b1"}, b.values()); diff != "" {
 		t.Errorf("peer of a send-only link (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"a:a1"}, a.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1"}, a.values()); diff != "" {
 		t.Errorf("send-only side applied the peer's updates (-want +got):\n%s", diff)
 	}
-	if got := a.Clock().Get("b"); got != 0 {
+	if got := a.Clock().Get("b~1"); got != 0 {
 		t.Errorf("send-only side's clock took the peer's entry b:%v", got)
 	}
 
 	a.write(t, "a2")
 	b.write(t, "b2")
 	n.stabilize()
-	if diff := cmp.Diff([]string{"a:a1", "a:a2", "b:b1", "b:b2"}, b.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1", "a~1:a2", "b~1:b1", "b~1:b2"}, b.values()); diff != "" {
 		t.Errorf("peer after live writes (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"a:a1", "a:a2"}, a.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1", "a~1:a2"}, a.values()); diff != "" {
 		t.Errorf("send-only side after live writes (-want +got):\n%s", diff)
 	}
 }
@@ -490,20 +490,20 @@ func TestLinkReceiveOnly(t *testing.T) {
 	if got := n.sent[dir{"a", "b"}][1].Clock; len(got) != 0 {
 		t.Errorf("receive-only sync clock = %v, want empty", got)
 	}
-	if diff := cmp.Diff([]string{"a:a1", "b:b1"}, a.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1", "b~1:b1"}, a.values()); diff != "" {
 		t.Errorf("receive-only side (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"b:b1"}, b.values()); diff != "" {
+	if diff := cmp.Diff([]string{"b~1:b1"}, b.values()); diff != "" {
 		t.Errorf("peer of a receive-only link (-want +got):\n%s", diff)
 	}
 
 	a.write(t, "a2")
 	b.write(t, "b2")
 	n.stabilize()
-	if diff := cmp.Diff([]string{"a:a1", "a:a2", "b:b1", "b:b2"}, a.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1", "a~1:a2", "b~1:b1", "b~1:b2"}, a.values()); diff != "" {
 		t.Errorf("receive-only side after live writes (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"b:b1", "b:b2"}, b.values()); diff != "" {
+	if diff := cmp.Diff([]string{"b~1:b1", "b~1:b2"}, b.values()); diff != "" {
 		t.Errorf("peer after live writes (-want +got):\n%s", diff)
 	}
 }
@@ -546,7 +546,7 @@ func TestLinkPeerClock(t *testing.T) {
 				t.Fatalf("Step(%v): %v", m, err)
 			}
 		}
-		if diff := cmp.Diff([]string{"a:a1", "a:a2", "a:a3"}, b.values()); diff != "" {
+		if diff := cmp.Diff([]string{"a~1:a1", "a~1:a2", "a~1:a3"}, b.values()); diff != "" {
 			t.Errorf("reader (-want +got):\n%s", diff)
 		}
 	})
@@ -565,7 +565,7 @@ func TestLinkPeerClock(t *testing.T) {
 		}
 	})
 	t.Run("partial clock writes the rest", func(t *testing.T) {
-		l := a.NewLink(&scuttlebutt.LinkOptions{PeerClock: vclock.Clock{"a": u1.Timestamp}})
+		l := a.NewLink(&scuttlebutt.LinkOptions{PeerClock: vclock.Clock{"a~1": u1.Timestamp}})
 		defer l.Close()
 		nu := 0
 		for _, m := range l.Ready() {
@@ -584,7 +584,7 @@ func TestLinkPeerClock(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Step(updates) with PeerClock and no hello: %v", err)
 		}
-		if diff := cmp.Diff([]string{"a:a1"}, c.values()); diff != "" {
+		if diff := cmp.Diff([]string{"a~1:a1"}, c.values()); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})
@@ -659,22 +659,22 @@ func TestLinkStepErrors(t *testing.T) {
 			Version: scuttlebutt.ProtocolVersion + 1, ID: "b", Clock: vclock.Clock{}}}, errProtocol},
 		{"version zero", nil, scuttlebutt.Message{Kind: scuttlebutt.MsgHello, Hello: &scuttlebutt.Hello{
 			ID: "b", Clock: vclock.Clock{}}}, errProtocol},
-		{"same id", nil, hello("a", vclock.Clock{}), errSameID},
+		{"same source", nil, hello("a~1", vclock.Clock{}), errSameID},
 		{"empty peer id", nil, hello("", vclock.Clock{}), errProtocol},
 		{"control char in peer id", nil, hello("b\n", vclock.Clock{}), errProtocol},
 		{"no clock", nil, hello("b", nil), errProtocol},
-		{"clock entry NaN", nil, hello("b", vclock.Clock{"b": nan}), errProtocol},
-		{"clock entry +Inf", nil, hello("b", vclock.Clock{"b": inf}), errProtocol},
-		{"clock entry negative", nil, hello("b", vclock.Clock{"b": -1}), errProtocol},
+		{"clock entry NaN", nil, hello("b", vclock.Clock{"b~1": nan}), errProtocol},
+		{"clock entry +Inf", nil, hello("b", vclock.Clock{"b~1": inf}), errProtocol},
+		{"clock entry negative", nil, hello("b", vclock.Clock{"b~1": -1}), errProtocol},
 		{"clock entry empty source", nil, hello("b", vclock.Clock{"": 5}), errProtocol},
 		{"second hello", []scuttlebutt.Message{okHello}, okHello, errProtocol},
 		{"updates before hello", nil, updates(good), errProtocol},
 		{"sync before hello", nil, sync, errProtocol},
 		{"clock before hello", nil, scuttlebutt.Message{Kind: scuttlebutt.MsgClock, Clock: vclock.Clock{}}, errProtocol},
-		{"clock before sync", []scuttlebutt.Message{okHello}, scuttlebutt.Message{Kind: scuttlebutt.MsgClock, Clock: vclock.Clock{"b": today}}, errProtocol},
+		{"clock before sync", []scuttlebutt.Message{okHello}, scuttlebutt.Message{Kind: scuttlebutt.MsgClock, Clock: vclock.Clock{"b~1": today}}, errProtocol},
 		{"second sync", []scuttlebutt.Message{okHello, sync}, sync, errProtocol},
-		{"sync with invalid clock", []scuttlebutt.Message{okHello}, scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"b": nan}}, errProtocol},
-		{"clock message with invalid clock", []scuttlebutt.Message{okHello, sync}, scuttlebutt.Message{Kind: scuttlebutt.MsgClock, Clock: vclock.Clock{"b": -5}}, errProtocol},
+		{"sync with invalid clock", []scuttlebutt.Message{okHello}, scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"b~1": nan}}, errProtocol},
+		{"clock message with invalid clock", []scuttlebutt.Message{okHello, sync}, scuttlebutt.Message{Kind: scuttlebutt.MsgClock, Clock: vclock.Clock{"b~1": -5}}, errProtocol},
 		{"unknown kind", []scuttlebutt.Message{okHello}, scuttlebutt.Message{Kind: 99}, errProtocol},
 		{"zero kind", nil, scuttlebutt.Message{}, errProtocol},
 		{"timestamp NaN", []scuttlebutt.Message{okHello}, updates(upd("b", nan, txt("x"))), errUpdate},
@@ -769,7 +769,7 @@ func TestLinkClockAdvancesRelay(t *testing.T) {
 	n.connect(a, b, nil, nil)
 	a.write(t, "a2")
 	n.stabilize()
-	want := []string{"a:a1", "a:a2"}
+	want := []string{"a~1:a1", "a~1:a2"}
 	for _, d := range []*logDoc{a, b, c} {
 		if diff := cmp.Diff(want, d.values()); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", d.ID(), diff)
@@ -794,7 +794,7 @@ func TestStringers(t *testing.T) {
 		{scuttlebutt.ReceiveOnly.String(), "receive-only"},
 		{scuttlebutt.Mode(7).String(), "Mode(7)"},
 		{scuttlebutt.Message{Kind: scuttlebutt.MsgHello}.String(), "hello(nil)"},
-		{scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"a": 1}}.String(), "sync({a:1})"},
+		{scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"a~1": 1}}.String(), "sync({a~1:1})"},
 		{scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: make([]scuttlebutt.Update, 3)}.String(), "updates(3)"},
 		{scuttlebutt.Update{Source: "a", Timestamp: 1795385884149.001, Data: []byte{1, 2}}.String(), "a@1795385884149.001(2B)"},
 	}

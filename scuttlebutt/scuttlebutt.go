@@ -91,7 +91,8 @@ type Stats struct {
 //	}
 //	c.Scuttlebutt = sb
 //
-// New returns ErrInvalidID for an empty or malformed id.
+// New returns ErrInvalidID for an empty or malformed id, or one longer
+// than MaxReplicaIDLen.
 func New(id string, r Replica, cfg *Config) (*Scuttlebutt, error) {
 	if err := ValidID(id); err != nil {
 		return nil, err
@@ -103,10 +104,10 @@ func New(id string, r Replica, cfg *Config) (*Scuttlebutt, error) {
 	if err != nil {
 		return nil, err
 	}
-	source := SourceID(id, c.Incarnation)
-	if err := ValidID(source); err != nil {
-		return nil, fmt.Errorf("%w: with its incarnation, %q is longer than %d bytes", ErrInvalidID, source, MaxIDLen)
+	if len(id) > MaxReplicaIDLen {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d (MaxReplicaIDLen)", ErrInvalidID, len(id), MaxReplicaIDLen)
 	}
+	source := SourceID(id, c.Incarnation)
 	s := &Scuttlebutt{
 		id:         id,
 		source:     source,

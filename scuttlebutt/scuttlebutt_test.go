@@ -29,7 +29,11 @@ func TestNewErrors(t *testing.T) {
 		{"id with DEL", "a\x7f", &logDoc{}, nil, scuttlebutt.ErrInvalidID},
 		{"nil replica", "a", nil, nil, scuttlebutt.ErrNilReplica},
 		{"negative MaxUpdateSize", "a", &logDoc{}, &scuttlebutt.Config{MaxUpdateSize: -1}, scuttlebutt.ErrInvalidConfig},
-		{"longest id", strings.Repeat("x", scuttlebutt.MaxIDLen), &logDoc{}, nil, nil},
+		{"longest id", strings.Repeat("x", scuttlebutt.MaxReplicaIDLen), &logDoc{}, nil, nil},
+		{"id with no room for the incarnation", strings.Repeat("x", scuttlebutt.MaxReplicaIDLen+1), &logDoc{}, nil, scuttlebutt.ErrInvalidID},
+		{"bad incarnation", "a", &logDoc{}, &scuttlebutt.Config{Incarnation: "A-1"}, scuttlebutt.ErrInvalidConfig},
+		{"negative MaxClockOffset", "a", &logDoc{}, &scuttlebutt.Config{MaxClockOffset: -1}, scuttlebutt.ErrInvalidConfig},
+		{"negative MaxSources", "a", &logDoc{}, &scuttlebutt.Config{MaxSources: -1}, scuttlebutt.ErrInvalidConfig},
 		{"unicode id", "Zürich-1", &logDoc{}, nil, nil},
 		{"id with space", "node one", &logDoc{}, nil, nil},
 	}
@@ -67,7 +71,7 @@ func TestLocalUpdate(t *testing.T) {
 	a := newLogDoc(t, "a", &scuttlebutt.Config{MaxUpdateSize: 32})
 	u1 := a.write(t, "a1")
 	u2 := a.write(t, "a2")
-	if u1.Source != "a" || !u1.Timestamp.Valid() {
+	if u1.Source != "a~1" || !u1.Timestamp.Valid() {
 		t.Errorf("first update = %v", u1)
 	}
 	if u1.Timestamp != today {
@@ -76,7 +80,7 @@ func TestLocalUpdate(t *testing.T) {
 	if !(u2.Timestamp > u1.Timestamp) {
 		t.Errorf("timestamps %v then %v, want increasing", u1.Timestamp, u2.Timestamp)
 	}
-	if diff := cmp.Diff(vclock.Clock{"a": u2.Timestamp}, a.Clock()); diff != "" {
+	if diff := cmp.Diff(vclock.Clock{"a~1": u2.Timestamp}, a.Clock()); diff != "" {
 		t.Errorf("clock (-want +got):\n%s", diff)
 	}
 	if now := a.Now(); !(now > u2.Timestamp) {
@@ -130,9 +134,12 @@ func TestApplyOrderAndDuplicates(t *testing.T) {
 		t.Errorf("clock x = %v, want %v", got, vclock.Timestamp(today+3))
 	}
 	// The local clock moves past a remote timestamp it has seen.
-	a.Apply(scuttlebutt.Update{Source: "y", Timestamp: today + 1e6, Data: txt("future")})
-	if u := a.write(t, "mine"); !(u.Timestamp > today+1e6) {
-		t.Errorf("local update after a remote one at %v has timestamp %v", vclock.Timestamp(today+1e6), u.Timestamp)
+	// (10 s ahead: within the 30 s bound on clock offsets.)
+	if _, err := a.Apply(scuttlebutt.Update{Source: "y", Timestamp: today + 1e4, Data: txt("future")}); err != nil {
+		t.Fatal(err)
+	}
+	if u := a.write(t, "mine"); !(u.Timestamp > today+1e4) {
+		t.Errorf("local update after a remote one at %v has timestamp %v", vclock.Timestamp(today+1e4), u.Timestamp)
 	}
 }
 
@@ -233,7 +240,7 @@ func TestStorageAppendBeforeApply(t *testing.T) {
 	}
 
 	want := []string{
-		"append a@" + u.Timestamp.String(), "apply a@" + u.Timestamp.String(),
+		"append a~1@" + u.Timestamp.String(), "apply a~1@" + u.Timestamp.String(),
 		"append b@1795385884154", "apply b@1795385884154",
 		"append c@1795385884155", "apply c@1795385884155",
 	}
@@ -316,9 +323,13 @@ func TestStorageHoldsBackLiveUpdates(t *testing.T) {
 		done <- err
 	}()
 	waitSync(t, entered)
-	// a1 is appended and applied, but not durable: the link holds it.
-	if diff := cmp.Diff([]string{"a:a1"}, a.values()); diff != "" {
-		t.Fatalf("a before Sync returned (-want +got):\n%s", diff)
+	// a1 is appended but not durable: it is not applied yet, so neither
+	// readers nor links see it.
+	if got := a.values(); len(got) != 0 {
+		t.Fatalf("a shows %v before Sync returned", got)
+	}
+	if got := a.Clock().Get(a.Source()); got != 0 {
+		t.Fatalf("a's clock has its own entry %v before Sync returned", got)
 	}
 	n.stabilize()
 	if _, u := n.count(dir{"a", "b"}, scuttlebutt.MsgUpdates); u != 0 {
@@ -333,7 +344,7 @@ func TestStorageHoldsBackLiveUpdates(t *testing.T) {
 		t.Fatalf("LocalUpdate: %v", err)
 	}
 	n.stabilize()
-	if diff := cmp.Diff([]string{"a:a1"}, b.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1"}, b.values()); diff != "" {
 		t.Errorf("b after the sync (-want +got):\n%s", diff)
 	}
 }
@@ -374,7 +385,7 @@ func TestStorageHoldsBackHistory(t *testing.T) {
 		t.Error("no wakeup when the storage synced")
 	}
 	n.stabilize()
-	if diff := cmp.Diff([]string{"a:a0", "a:a1"}, b.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a0", "a~1:a1"}, b.values()); diff != "" {
 		t.Errorf("b after the sync (-want +got):\n%s", diff)
 	}
 	if !la.Synced() || !lb.Synced() {
@@ -408,7 +419,7 @@ func TestStorageRemoteUpdateRelayedAfterSync(t *testing.T) {
 		t.Fatal("nothing delivered a→b")
 	}
 	n.stabilize()
-	if diff := cmp.Diff([]string{"a:a1"}, c.values()); diff != "" {
+	if diff := cmp.Diff([]string{"a~1:a1"}, c.values()); diff != "" {
 		t.Errorf("c (-want +got):\n%s", diff)
 	}
 }

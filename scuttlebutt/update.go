@@ -10,8 +10,13 @@ import (
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
-// MaxIDLen is the longest replica id, in bytes.
+// MaxIDLen is the longest source id, in bytes: a replica id with its
+// incarnation, or a JavaScript peer's id.
 const MaxIDLen = 128
+
+// MaxReplicaIDLen is the longest replica id New accepts, in bytes: room is
+// left for the longest incarnation suffix.
+const MaxReplicaIDLen = MaxIDLen - len(incarnationSep) - maxIncarnationLen
 
 // Update is one immutable change made by one replica. Updates are values:
 // once created, neither the base nor any replica modifies Data or Signature,
