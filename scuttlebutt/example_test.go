@@ -49,12 +49,4 @@ func ExampleLink() {
 	// synced: 1 1
 	// b→a updates(b~1@1795385884149.001(1B))
 	// live: 6 6
-})
-	// b→a hello(v1 b {})
-	// b→a sync({})
-	// a→b updates(a@1795385884149(1B))
-	// a→b sync({a:1795385884149})
-	// synced: 1 1
-	// b→a updates(b@1795385884149.001(1B))
-	// live: 6 6
 }
