@@ -34,7 +34,9 @@
 //     supersedes. Per source, updates arrive in increasing timestamp order;
 //     the base drops stale and duplicate ones before they get here.
 //  3. Local changes go through LocalUpdate(data), with data one CBOR item.
-//     The base stamps, applies (through ApplyUpdate) and replicates it.
+//     The base stamps it with Source(), applies it (through ApplyUpdate)
+//     and replicates it. State kept per writer is kept per source: the
+//     type's own entry is the one of Source(), not ID() (see Incarnations).
 //  4. Optionally, Validator refuses malformed payloads from peers before
 //     any update of their batch is applied, and AfterApplier runs work (such
 //     as change callbacks) after the base's lock is released.
@@ -86,4 +88,68 @@
 // JavaScript scuttlebutt. The wall clock is injected through Config.Now;
 // the base never reads the time any other way. Conflicts in last-writer-wins
 // types are decided by (Timestamp, Source): see Update.Less.
+//
+// # Incarnations
+//
+// A source id names one continuous history: updates of one source are
+// stamped in increasing order, and a clock entry "source: t" means "every
+// update of source up to t". Two processes writing under one source break
+// that: a replica restarted without its log (a memory-only node, a lost
+// disk) would stamp a new update later than its lost ones, and a peer's
+// clock entry would then claim them all, so they would never be sent
+// again; a second live process with the same id (a cloned machine) would
+// have its updates dropped as already held.
+//
+// So every start of a replica is a source of its own: New stamps local
+// updates with Source() = ID() + "~" + incarnation, where the incarnation is
+// 8 random base32 characters (Config.Incarnation sets it, for tests). A
+// restarted replica replays its old updates from its log, if it has one,
+// under their old sources, and peers send it whatever it lost of them;
+// its new updates can hide nothing. A twin's updates are kept apart the
+// same way, and the base reports a twin once, through Config.Logger and
+// Stats().Twins: an update of another incarnation of its id stamped after
+// it started (plus the clock offset bound, so that an earlier run's last
+// writes do not count), or a link from one.
+//
+// The cost: a clock gains one entry per start of each writer, about 100
+// bytes plus the id in memory per clock copy and the id plus 10 bytes in
+// every hello, and they are never retired: nothing here can prove that no
+// replica anywhere still lacks an old incarnation's updates. Config.
+// MaxSources bounds the total. Types see each incarnation as a writer of
+// its own; ReplicaID maps a source back to its replica, and a type that
+// keys state by writer keys it by source (a counter counts each
+// incarnation) or by replica id where the replica is what matters (the lock
+// table's owners and members). The alternative, a recovery handshake that
+// asks peers for the replica's own latest timestamp before it writes,
+// would keep clocks small but could not write offline and could not tell
+// twins apart.
+//
+// # Trust and bounds
+//
+// A linked peer is trusted to relay other replicas' updates: until updates
+// are signed, it can forge an update of any source but this replica's own
+// current one, and it can claim in a sync or clock message to have sent
+// updates it has not (the claimed updates, up to the time bound, are then
+// not asked for again). It cannot push the replica past these bounds, each
+// checked before anything of the offending message is applied; the session
+// ends with an error and the replica stays usable by everyone else:
+//
+//   - Time: no timestamp further ahead of the local wall clock than
+//     Config.MaxClockOffset (default 30 s), in an update or in a hello,
+//     sync or clock message (ErrClockOffset, naming peer, source and
+//     offset). The hybrid logical clock observes only accepted
+//     timestamps, so no peer can drag local stamps into the future, and
+//     a local write is never stamped with an invalid timestamp
+//     (ErrClockExhausted). Apply, Replay and RestoreClock check the same.
+//   - Sources: no more than Config.MaxSources in the replica's clock or in
+//     a peer's hello (ErrTooManySources).
+//   - Size: no update larger than Config.MaxUpdateSize, no payload that is
+//     not one well-formed CBOR item of bounded nesting, nothing the type's
+//     Validator refuses (ErrInvalidUpdate); package stream bounds frames.
+//   - Identity: no update or clock entry of this start's own source that it
+//     did not make (ErrProtocol), so no peer can hide its next writes.
+//
+// Local writes are held to the same rules: LocalUpdate runs the Validator,
+// and with a Storage attached it applies an update only once the storage
+// has made it durable, so a failed write leaves nothing visible.
 package scuttlebutt
