@@ -152,6 +152,7 @@ type memStore struct {
 	log       []scuttlebutt.Update
 	seq       uint64
 	appendErr error
+	syncErr   error
 	gate      chan struct{} // non-nil: Sync waits for it to close
 	entered   chan uint64   // receives each Sync's seq, if not nil
 }
@@ -182,7 +183,9 @@ func (s *memStore) Sync(seq uint64) error {
 	if gate != nil {
 		<-gate
 	}
-	return nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.syncErr
 }
 
 // hold makes the next Syncs block until release, and returns a channel

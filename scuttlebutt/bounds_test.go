@@ -1,0 +1,426 @@
+package scuttlebutt_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// helloFrom steps a hello from peer with clock c into a new link of d and
+// returns the link.
+func helloFrom(t *testing.T, d *logDoc, peer string, c vclock.Clock) (*scuttlebutt.Link, error) {
+	t.Helper()
+	l := d.NewLink(nil)
+	t.Cleanup(l.Close)
+	l.Ready()
+	return l, l.Step(scuttlebutt.Message{Kind: scuttlebutt.MsgHello, Hello: &scuttlebutt.Hello{
+		Version: scuttlebutt.ProtocolVersion, ID: peer, Clock: c}})
+}
+
+// TestClockOffsetBound steps every message kind that carries a timestamp,
+// stamped beyond the bound, into a link: each is refused with
+// ErrClockOffset naming the peer and the source, nothing of it is applied,
+// and the next local write is stamped at the wall clock.
+func TestClockOffsetBound(t *testing.T) {
+	const bound = 30_000 // ms, the default
+	far := []vclock.Timestamp{
+		today + bound + 1,                 // just past the bound
+		today + 24*3600*1000,              // a day ahead
+		today + 100*365*24*3600*1000,      // a century ahead
+		1e300,                             // nonsense
+		vclock.Timestamp(math.MaxFloat64), // the largest float
+	}
+	ok := scuttlebutt.Update{Source: "c", Timestamp: today + 1, Data: txt("c1")}
+	for _, ts := range far {
+		bad := scuttlebutt.Update{Source: "c", Timestamp: ts, Data: txt("bad")}
+		for _, tc := range []struct {
+			name string
+			msg  scuttlebutt.Message
+		}{
+			{"updates", scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: []scuttlebutt.Update{ok, {Source: "d", Timestamp: today + 2, Data: txt("d1")}, bad}}},
+			{"sync", scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"c": ts}}},
+			{"hello", scuttlebutt.Message{}},
+		} {
+			t.Run(fmt.Sprintf("%s at %v", tc.name, ts), func(t *testing.T) {
+				a := newLogDoc(t, "a", nil)
+				var err error
+				if tc.name == "hello" {
+					_, err = helloFrom(t, a, "b~1", vclock.Clock{"c": ts})
+				} else {
+					var l *scuttlebutt.Link
+					if l, err = helloFrom(t, a, "b~1", vclock.Clock{}); err != nil {
+						t.Fatal(err)
+					}
+					err = l.Step(tc.msg)
+				}
+				if !errors.Is(err, scuttlebutt.ErrClockOffset) {
+					t.Fatalf("Step = %v, want ErrClockOffset", err)
+				}
+				if msg := err.Error(); !strings.Contains(msg, "peer b~1") || !strings.Contains(msg, "source c") {
+					t.Errorf("error %q does not name the peer and the source", msg)
+				}
+				if got := a.values(); len(got) != 0 {
+					t.Errorf("applied %v of a refused message", got)
+				}
+				if got := a.Clock(); len(got) != 0 {
+					t.Errorf("clock %v after a refused message", got)
+				}
+				if u := a.write(t, "mine"); u.Timestamp != today {
+					t.Errorf("next local write stamped %v, want the wall clock %v", u.Timestamp, vclock.Timestamp(today))
+				}
+				if got := a.Stats().OffsetRefused; got != 1 {
+					t.Errorf("Stats().OffsetRefused = %d, want 1", got)
+				}
+			})
+		}
+		t.Run(fmt.Sprintf("Apply Replay RestoreClock at %v", ts), func(t *testing.T) {
+			a := newLogDoc(t, "a", nil)
+			if _, err := a.Apply(ok, bad); !errors.Is(err, scuttlebutt.ErrClockOffset) {
+				t.Errorf("Apply = %v, want ErrClockOffset", err)
+			}
+			if _, err := a.Replay(ok, bad); !errors.Is(err, scuttlebutt.ErrClockOffset) {
+				t.Errorf("Replay = %v, want ErrClockOffset", err)
+			}
+			if err := a.RestoreClock(vclock.Clock{"c": today, "d": ts}); !errors.Is(err, scuttlebutt.ErrClockOffset) {
+				t.Errorf("RestoreClock = %v, want ErrClockOffset", err)
+			}
+			if got := a.Clock(); len(got) != 0 {
+				t.Errorf("clock %v after refused input", got)
+			}
+		})
+	}
+	// Within the bound is fine, and the next local write follows it.
+	a := newLogDoc(t, "a", nil)
+	near := scuttlebutt.Update{Source: "c", Timestamp: today + bound, Data: txt("c1")}
+	if _, err := a.Apply(near); err != nil {
+		t.Fatalf("Apply at the bound: %v", err)
+	}
+	if u := a.write(t, "mine"); !(u.Timestamp > near.Timestamp) {
+		t.Errorf("local write at %v, want after %v", u.Timestamp, near.Timestamp)
+	}
+}
+
+// TestClockOffsetFollowsWallClock: the bound moves with the injected wall
+// clock, so an update refused now is accepted once time has caught up.
+func TestClockOffsetFollowsWallClock(t *testing.T) {
+	var mu sync.Mutex
+	now := time.UnixMilli(today)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	a := newLogDoc(t, "a", &scuttlebutt.Config{Now: clock, MaxClockOffset: time.Second})
+	u := scuttlebutt.Update{Source: "c", Timestamp: today + 5000, Data: txt("c1")}
+	if _, err := a.Apply(u); !errors.Is(err, scuttlebutt.ErrClockOffset) {
+		t.Fatalf("Apply 5 s ahead with a 1 s bound = %v, want ErrClockOffset", err)
+	}
+	mu.Lock()
+	now = now.Add(4 * time.Second)
+	mu.Unlock()
+	if n, err := a.Apply(u); err != nil || n != 1 {
+		t.Fatalf("Apply once the wall clock is 1 s behind = %d, %v", n, err)
+	}
+}
+
+func TestHLCExhausted(t *testing.T) {
+	h := vclock.NewHLC(fixedNow)
+	h.Observe(vclock.Timestamp(math.MaxFloat64))
+	if got := h.Now(); got != 0 {
+		t.Errorf("Now after observing MaxFloat64 = %v, want 0", got)
+	}
+	if got := h.Last(); got != vclock.Timestamp(math.MaxFloat64) {
+		t.Errorf("Last = %v, want it unchanged", got)
+	}
+}
+
+func TestMaxSources(t *testing.T) {
+	const limit = 4
+	cfg := &scuttlebutt.Config{MaxSources: limit}
+	upd := func(src string) scuttlebutt.Update {
+		return scuttlebutt.Update{Source: src, Timestamp: today, Data: txt(src)}
+	}
+	a := newLogDoc(t, "a", cfg)
+	if _, err := a.Apply(upd("s1"), upd("s2"), upd("s3")); err != nil {
+		t.Fatal(err)
+	}
+	// Two new sources on top of three: one too many. Nothing applied.
+	if _, err := a.Apply(upd("s4"), upd("s5")); !errors.Is(err, scuttlebutt.ErrTooManySources) {
+		t.Errorf("Apply past MaxSources = %v, want ErrTooManySources", err)
+	}
+	if got := len(a.Clock()); got != 3 {
+		t.Errorf("clock has %d sources after a refused batch, want 3", got)
+	}
+	// Known sources still flow, and so does the replica's own.
+	if _, err := a.Apply(upd("s4"), scuttlebutt.Update{Source: "s1", Timestamp: today + 1, Data: txt("x")}); err != nil {
+		t.Errorf("Apply up to the limit: %v", err)
+	}
+	a.write(t, "own") // the fifth source: its own is always accepted
+	if got := len(a.Clock()); got != 5 {
+		t.Errorf("clock has %d sources, want 5", got)
+	}
+	// Clocks: a hello naming more than the limit, and a sync adding too
+	// many, are refused.
+	big := vclock.Clock{}
+	for i := range limit + 1 {
+		big[fmt.Sprint("p", i)] = today
+	}
+	if _, err := helloFrom(t, a, "b~1", big); !errors.Is(err, scuttlebutt.ErrTooManySources) {
+		t.Errorf("hello with %d sources = %v, want ErrTooManySources", len(big), err)
+	}
+	l, err := helloFrom(t, a, "b~1", vclock.Clock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Step(scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"p1": today}}); !errors.Is(err, scuttlebutt.ErrTooManySources) {
+		t.Errorf("sync adding a source past the limit = %v, want ErrTooManySources", err)
+	}
+	if got := a.Stats().SourcesRefused; got < 3 {
+		t.Errorf("Stats().SourcesRefused = %d, want at least 3", got)
+	}
+}
+
+// TestOwnSourceForgery: a peer cannot send updates or clock entries of the
+// replica's own current source beyond what it made, which would hide its
+// next local writes as already held.
+func TestOwnSourceForgery(t *testing.T) {
+	a := newLogDoc(t, "a", nil)
+	mine := a.write(t, "a1")
+	forged := scuttlebutt.Update{Source: a.Source(), Timestamp: mine.Timestamp + 10, Data: txt("forged")}
+	for _, tc := range []struct {
+		name string
+		msg  scuttlebutt.Message
+	}{
+		{"update", scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: []scuttlebutt.Update{forged}}},
+		{"sync", scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{a.Source(): forged.Timestamp}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := helloFrom(t, a, "b~1", vclock.Clock{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Step(tc.msg); !errors.Is(err, scuttlebutt.ErrProtocol) {
+				t.Errorf("Step = %v, want ErrProtocol", err)
+			}
+		})
+	}
+	if _, err := helloFrom(t, a, "b~1", vclock.Clock{a.Source(): forged.Timestamp}); !errors.Is(err, scuttlebutt.ErrProtocol) {
+		t.Errorf("hello claiming more of a's source than a made = %v, want ErrProtocol", err)
+	}
+	// The next write is applied: nothing hides it.
+	a.write(t, "a2")
+	if diff := cmp.Diff([]string{"a~1:a1", "a~1:a2"}, a.values()); diff != "" {
+		t.Errorf("a (-want +got):\n%s", diff)
+	}
+	// Its own update echoed back is harmless.
+	if _, err := a.Apply(mine); err != nil {
+		t.Errorf("Apply of its own update = %v", err)
+	}
+}
+
+// TestRestartWithoutLog: a replica restarted with nothing writes before it
+// reconnects; its earlier writes come back from a peer, and a third replica
+// that syncs only through it gets them too.
+func TestRestartWithoutLog(t *testing.T) {
+	a1 := newLogDoc(t, "a", &scuttlebutt.Config{Incarnation: "1"})
+	b := newLogDoc(t, "b", nil)
+	n := newHandNet(t)
+	n.connect(a1, b, nil, nil)
+	a1.write(t, "old1")
+	a1.write(t, "old2")
+	n.stabilize()
+
+	a2 := newLogDoc(t, "a", &scuttlebutt.Config{Incarnation: "2"}) // the disk is gone
+	a2.write(t, "new")
+	c := newLogDoc(t, "c", nil)
+	n2 := newHandNet(t)
+	n2.connect(a2, b, nil, nil)
+	n2.connect(a2, c, nil, nil)
+	n2.stabilize()
+	want := []string{"a~1:old1", "a~1:old2", "a~2:new"}
+	for _, d := range []*logDoc{a2, b, c} {
+		if diff := cmp.Diff(want, d.values()); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", d.Source(), diff)
+		}
+	}
+}
+
+// TestTwins: two live replicas with one id, linked through a third, lose
+// nothing, and each reports the other once.
+func TestTwins(t *testing.T) {
+	var logs [2]bytes.Buffer
+	var mu sync.Mutex
+	now := time.UnixMilli(today)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	newTwin := func(i int) *logDoc {
+		return newLogDoc(t, "twin", &scuttlebutt.Config{
+			Now:         clock,
+			Incarnation: fmt.Sprint(i + 1),
+			Logger:      slog.New(slog.NewTextHandler(&logs[i], nil)),
+		})
+	}
+	x, y := newTwin(0), newTwin(1)
+	m := newLogDoc(t, "m", &scuttlebutt.Config{Now: clock})
+	// A minute later, past the clock offset bound: the twins' writes can
+	// no longer be an earlier run's.
+	mu.Lock()
+	now = now.Add(time.Minute)
+	mu.Unlock()
+	// handNet names links by replica id: one network per twin.
+	nx, ny := newHandNet(t), newHandNet(t)
+	nx.connect(x, m, nil, nil)
+	ny.connect(m, y, nil, nil)
+	for i := range 3 {
+		x.write(t, fmt.Sprint("x", i))
+		y.write(t, fmt.Sprint("y", i))
+		for nx.stabilize()+ny.stabilize() > 0 {
+		}
+	}
+	want := []string{"twin~1:x0", "twin~1:x1", "twin~1:x2", "twin~2:y0", "twin~2:y1", "twin~2:y2"}
+	for _, d := range []*logDoc{x, y, m} {
+		if diff := cmp.Diff(want, d.values()); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", d.Source(), diff)
+		}
+	}
+	for i, d := range []*logDoc{x, y} {
+		if got := d.Stats().Twins; got != 1 {
+			t.Errorf("%s: Stats().Twins = %d, want 1", d.Source(), got)
+		}
+		if got := strings.Count(logs[i].String(), "another live process"); got != 1 {
+			t.Errorf("%s logged the twin %d times, want once:\n%s", d.Source(), got, logs[i].String())
+		}
+	}
+	if got := m.Stats().Twins; got != 0 {
+		t.Errorf("m: Stats().Twins = %d, want 0", got)
+	}
+}
+
+// TestEarlierRunIsNoTwin: the updates of an earlier run of the replica,
+// stamped before it started, are not reported as a twin.
+func TestEarlierRunIsNoTwin(t *testing.T) {
+	var log bytes.Buffer
+	old := scuttlebutt.Update{Source: "a~0", Timestamp: today - 1, Data: txt("old")}
+	a := newLogDoc(t, "a", &scuttlebutt.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if _, err := a.Apply(old); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Stats().Twins; got != 0 || log.Len() > 0 {
+		t.Errorf("Twins = %d, log %q after an earlier run's update", got, log.String())
+	}
+}
+
+func TestLocalUpdateValidator(t *testing.T) {
+	a := newLogDoc(t, "a", nil)
+	if _, _, err := a.LocalUpdate(txt("forbidden")); !errors.Is(err, scuttlebutt.ErrInvalidUpdate) {
+		t.Errorf("LocalUpdate of a payload the Validator refuses = %v, want ErrInvalidUpdate", err)
+	}
+	if got := a.Clock(); len(got) != 0 {
+		t.Errorf("clock %v after a refused local update", got)
+	}
+}
+
+// TestSyncFailureLeavesNothing: a local update whose storage fails to sync
+// is neither visible nor sent.
+func TestSyncFailureLeavesNothing(t *testing.T) {
+	errDisk := errors.New("disk full")
+	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
+	st := &memStore{syncErr: errDisk}
+	a.Attach(st)
+	n := newHandNet(t)
+	n.connect(a, b, nil, nil)
+	n.stabilize()
+	if _, _, err := a.LocalUpdate(txt("lost")); !errors.Is(err, errDisk) {
+		t.Fatalf("LocalUpdate = %v, want %v", err, errDisk)
+	}
+	n.stabilize()
+	if got := a.values(); len(got) != 0 {
+		t.Errorf("a shows %v after a failed sync", got)
+	}
+	if got := a.Clock(); len(got) != 0 {
+		t.Errorf("a's clock %v after a failed sync", got)
+	}
+	if got := b.values(); len(got) != 0 {
+		t.Errorf("b received %v", got)
+	}
+}
+
+// TestAttachWhileWriting: detaching or replacing the storage while writers
+// run neither panics nor loses an acknowledged write.
+func TestAttachWhileWriting(t *testing.T) {
+	a := newLogDoc(t, "a", nil)
+	a.Attach(&memStore{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				s := fmt.Sprintf("w%d-%d", w, i)
+				if _, _, err := a.LocalUpdate(txt(s)); err == nil {
+					mu.Lock()
+					acked["a~1:"+s] = true
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range 200 {
+		if i%2 == 0 {
+			a.Attach(nil)
+		} else {
+			a.Attach(&memStore{})
+		}
+	}
+	wg.Wait()
+	have := map[string]bool{}
+	for _, v := range a.values() {
+		have[v] = true
+	}
+	for v := range acked {
+		if !have[v] {
+			t.Errorf("acknowledged %s is missing", v)
+		}
+	}
+}
+
+// TestTwinLinkedDirectly: a link from another live incarnation of the id is
+// reported at once, and the two replicate like any two replicas.
+func TestTwinLinkedDirectly(t *testing.T) {
+	x := newLogDoc(t, "twin", &scuttlebutt.Config{Incarnation: "1", Logger: slog.New(slog.DiscardHandler)})
+	y := newLogDoc(t, "twin", &scuttlebutt.Config{Incarnation: "2", Logger: slog.New(slog.DiscardHandler)})
+	x.write(t, "x0")
+	y.write(t, "y0")
+	lx, err := helloFrom(t, x, y.Source(), y.Clock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ly, err := helloFrom(t, y, x.Source(), x.Clock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range lx.Ready() {
+		if err := ly.Step(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range ly.Ready() {
+		if err := lx.Step(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"twin~1:x0", "twin~2:y0"}
+	for _, d := range []*logDoc{x, y} {
+		if diff := cmp.Diff(want, d.values()); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", d.Source(), diff)
+		}
+		if got := d.Stats().Twins; got != 1 {
+			t.Errorf("%s: Stats().Twins = %d, want 1", d.Source(), got)
+		}
+	}
+}
