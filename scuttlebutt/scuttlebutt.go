@@ -3,7 +3,6 @@ package scuttlebutt
 import (
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -455,7 +454,15 @@ func fromPeer(peer string) string {
 // process with the same id.
 func (s *Scuttlebutt) noteTwinLocked(source string, t vclock.Timestamp) {
 	if t <= s.twinAfter || source == s.source || !strings.HasPrefix(source, s.twinPrefix) ||
-		ReplicaID(source) != s.id || s.twins[source] {
+		ReplicaID(source) != s.id {
+		return
+	}
+	s.reportTwinLocked(source, "it wrote at "+t.String())
+}
+
+// reportTwinLocked logs and counts a twin the first time it is seen.
+func (s *Scuttlebutt) reportTwinLocked(source, how string) {
+	if s.twins[source] {
 		return
 	}
 	if s.twins == nil {
@@ -463,8 +470,8 @@ func (s *Scuttlebutt) noteTwinLocked(source string, t vclock.Timestamp) {
 	}
 	s.twins[source] = true
 	s.twinCount.Add(1)
-	s.log.Warn("scuttlebutt: another live process uses this replica's id; its updates are kept apart as its own source",
-		"id", s.id, "source", s.source, "other", source, "at", t.String())
+	s.log.Warn("scuttlebutt: another live process uses this replica's id; its updates are kept apart under its own source",
+		"id", s.id, "source", s.source, "other", source, "seen", how)
 }
 
 // apply applies checked updates, skipping the subscription they came from,
@@ -716,6 +723,6 @@ func (s *Scuttlebutt) notePeer(source string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if source != s.source && ReplicaID(source) == s.id {
-		s.noteTwinLocked(source, vclock.Timestamp(math.Inf(1)))
+		s.reportTwinLocked(source, "it linked to this replica")
 	}
 }
