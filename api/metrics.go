@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/scuttle-go/scuttle/node"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
 // metrics counts what the Server itself sees; the rest of /metrics comes
@@ -158,6 +159,23 @@ func writeMetrics(w io.Writer, st node.Status, requests map[requestKey]int64, wa
 	p.family("scuttle_document_sources", "gauge", "Replicas whose updates a document holds: the entries of its vector clock.")
 	for _, d := range st.Documents {
 		p.sample("scuttle_document_sources", float64(len(d.Clock)), label{"document", d.Name}, label{"type", d.Type})
+	}
+
+	for _, m := range []struct {
+		name, help string
+		value      func(scuttlebutt.Stats) uint64
+	}{
+		{"scuttle_document_offset_refused_total", "Updates and clocks refused because they were stamped further ahead of this node's clock than the bound allows.",
+			func(s scuttlebutt.Stats) uint64 { return s.OffsetRefused }},
+		{"scuttle_document_sources_refused_total", "Updates and clocks refused because they would name more sources than the bound allows.",
+			func(s scuttlebutt.Stats) uint64 { return s.SourcesRefused }},
+		{"scuttle_document_twins_total", "Other live processes seen writing under this node's id (a cloned machine, a duplicate -id).",
+			func(s scuttlebutt.Stats) uint64 { return s.Twins }},
+	} {
+		p.family(m.name, "counter", m.help)
+		for _, d := range st.Documents {
+			p.sample(m.name, float64(m.value(d.Bounds)), label{"document", d.Name}, label{"type", d.Type})
+		}
 	}
 
 	for _, c := range []struct {

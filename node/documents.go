@@ -90,8 +90,14 @@ type DocumentInfo struct {
 	// Type is the document's type: "model".
 	Type string `json:"type"`
 	// Clock is the document's vector clock: per source, the newest update
-	// this node holds.
+	// this node holds. A source is a replica id and an incarnation, one
+	// per start of a node ("n1~k3x9p2qd").
 	Clock vclock.Clock `json:"clock"`
+	// Source is the source id this node writes the document under.
+	Source string `json:"source"`
+	// Bounds counts what peers sent past the document's bounds, and twins
+	// seen: see scuttlebutt.Stats.
+	Bounds scuttlebutt.Stats `json:"bounds"`
 }
 
 // Model returns the Model called name, creating it if the node has none.
@@ -143,7 +149,8 @@ func (n *Node) Documents() []DocumentInfo {
 	n.mu.Unlock()
 	out := make([]DocumentInfo, 0, len(docs))
 	for _, d := range docs {
-		out = append(out, DocumentInfo{Name: d.name, Type: d.kind, Clock: d.doc.Base().Clock()})
+		out = append(out, DocumentInfo{Name: d.name, Type: d.kind, Clock: d.doc.Base().Clock(),
+			Source: d.doc.Base().Source(), Bounds: d.doc.Base().Stats()})
 	}
 	slices.SortFunc(out, func(a, b DocumentInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out

@@ -70,13 +70,13 @@ type pendingUpdate struct {
 type Stats struct {
 	// OffsetRefused counts updates and clock messages refused with
 	// ErrClockOffset.
-	OffsetRefused uint64
+	OffsetRefused uint64 `json:"offset_refused"`
 	// SourcesRefused counts those refused with ErrTooManySources.
-	SourcesRefused uint64
+	SourcesRefused uint64 `json:"sources_refused"`
 	// Twins counts other live processes seen using this replica's id
 	// (sources id~x other than Source(), writing after this one started).
 	// Each is logged once as a warning.
-	Twins uint64
+	Twins uint64 `json:"twins"`
 }
 
 // New returns the base for replica r with the given id. A nil cfg means
