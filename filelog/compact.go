@@ -74,15 +74,20 @@ func (l *Log) compactor() {
 // The history and the log's end are taken as follows. First, under mu, the
 // offset where the next record will go (mark: past what is written, being
 // written and buffered) and the record count. Then the document's clock,
-// then the history, each under the document's lock. Every record before
-// mark was applied before the history was taken, so the history holds it
-// or something that supersedes it, or left it out on purpose; the clock
-// covers it. Every update the clock covers was applied before the history
-// was taken too, so the replay of the history and then the clock loses
-// nothing that the tail would bring after them. Records after mark may or may not be in
-// the history; the new file gets the history followed by every record
-// after mark. A record in both is harmless: replay skips what the clock
-// already covers.
+// then the history, each under the document's lock. An update from a peer
+// is appended and applied under one hold of the document's lock, so every
+// such record before mark was applied before the clock and history were
+// taken: the history holds it or something that supersedes it, or left it
+// out on purpose, and the clock covers it. A local update is appended
+// first and applied only once Sync has made it durable, so a local record
+// before mark may not be applied yet: the tail starts at the first local
+// record the clock does not cover, if that is before mark (l.local keeps
+// where they are). Every update the clock covers was applied before the
+// history was taken too, so the replay of the history and then the clock
+// loses nothing that the tail would bring after them. Records in the tail
+// may or may not be in the history; the new file gets the history
+// followed by every record of the tail. A record in both is harmless:
+// replay skips what the clock already covers.
 func (l *Log) compactLocked(auto bool) error {
 	l.mu.Lock()
 	switch {
@@ -100,6 +105,9 @@ func (l *Log) compactLocked(auto bool) error {
 	l.mu.Unlock()
 
 	clock := l.doc.Clock() // first: see above
+	l.mu.Lock()
+	start, skipped := l.tailStartLocked(clock, mark, before)
+	l.mu.Unlock()
 	h := l.doc.History(nil)
 
 	if auto && float64(before) <= l.cfg.CompactRatio*float64(len(h)) {
@@ -111,7 +119,7 @@ func (l *Log) compactLocked(auto bool) error {
 		l.mu.Unlock()
 		return nil
 	}
-	err := l.rewrite(h, clock, mark, before)
+	err := l.rewrite(h, clock, start, skipped)
 	if err != nil {
 		l.mu.Lock()
 		l.check = max(l.check, before+before/2) // do not retry at once
@@ -128,10 +136,36 @@ func (l *Log) threshold(n int) int64 {
 	return max(int64(l.cfg.CompactMin), int64(min(t, math.MaxInt64/2)))
 }
 
+// tailStartLocked forgets the local records clock covers, which are
+// applied, and returns where the tail of a compaction whose mark is mark
+// must start (mark, or the first local record before it that clock does
+// not cover) and how many records are before that (before, at mark).
+// Called with mu held.
+func (l *Log) tailStartLocked(clock vclock.Clock, mark, before int64) (start, skipped int64) {
+	applied := clock[l.source]
+	i := 0
+	for i < len(l.local) && l.local[i].ts <= applied {
+		i++
+	}
+	if i > 0 {
+		// Local updates are applied in order: the dropped ones too.
+		l.lost = nil
+		l.local = l.local[:copy(l.local, l.local[i:])]
+	}
+	first := l.lost
+	if first == nil && len(l.local) > 0 {
+		first = &l.local[0]
+	}
+	if first != nil && first.off < mark {
+		return first.off, first.n
+	}
+	return mark, before
+}
+
 // rewrite writes h, clock where it knows more than h, and the records
-// from offset mark on into a temporary file and renames it over the log.
-// before is the record count at mark.
-func (l *Log) rewrite(h []scuttlebutt.Update, clock vclock.Clock, mark, before int64) (err error) {
+// from offset start on (the tail) into a temporary file and renames it
+// over the log. skipped is the number of records before start.
+func (l *Log) rewrite(h []scuttlebutt.Update, clock vclock.Clock, start, skipped int64) (err error) {
 	tmpPath := l.path + compactSuffix
 	tf, err := os.OpenFile(tmpPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -225,8 +259,9 @@ func (l *Log) rewrite(h []scuttlebutt.Update, clock vclock.Clock, mark, before i
 		l.mu.Unlock()
 	}
 
-	// The tail: every record from mark on.
-	tail, err := io.Copy(w, io.NewSectionReader(l.f, mark, end-mark))
+	// The tail: every record from start on.
+	head := size
+	tail, err := io.Copy(w, io.NewSectionReader(l.f, start, end-start))
 	if err == nil {
 		err = w.Flush()
 	}
@@ -261,7 +296,18 @@ func (l *Log) rewrite(h []scuttlebutt.Update, clock vclock.Clock, mark, before i
 	old := l.f
 	l.f, l.size, l.end = tf, size, size+int64(len(l.buf))
 	l.written, l.synced = seq, seq
-	l.records = records + l.records - before
+	l.records = records + l.records - skipped
+	// The tail moved from start to head, the local records in it too.
+	move := func(r *localRecord) {
+		r.off += head - start
+		r.n += records - skipped
+	}
+	for i := range l.local {
+		move(&l.local[i])
+	}
+	if l.lost != nil {
+		move(l.lost)
+	}
 	l.version = formatVersion
 	l.logged.Merge(clock)
 	l.logged.Merge(shown)

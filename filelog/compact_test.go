@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // TestCompactKeepsLive checks that a Model's log stays proportional to its
@@ -224,4 +226,47 @@ func TestCompactDuringFlush(t *testing.T) {
 	mustClose(t, l)
 	m2, _ := reopen(t, path, "a", nil)
 	sameState(t, m2, m)
+}
+
+// TestTailStart checks where a compaction's tail starts: at its mark, or
+// at the first local record before it that the clock does not cover (a
+// local update waiting for its Sync is in the log, not yet applied), or,
+// if records were dropped to bound the list, at the oldest dropped one.
+func TestTailStart(t *testing.T) {
+	const src = "a~x"
+	recs := func(tss ...vclock.Timestamp) []localRecord {
+		var out []localRecord
+		for i, ts := range tss {
+			out = append(out, localRecord{off: int64(100 + 10*i), n: int64(i), ts: ts})
+		}
+		return out
+	}
+	tests := []struct {
+		name        string
+		local       []localRecord
+		lost        *localRecord
+		applied     vclock.Timestamp
+		start, skip int64
+		left        int
+		keepLost    bool
+	}{
+		{"none", nil, nil, 0, 500, 50, 0, false},
+		{"all applied", recs(1, 2, 3), nil, 3, 500, 50, 0, false},
+		{"last unapplied", recs(1, 2, 3), nil, 2, 120, 2, 1, false},
+		{"none applied", recs(1, 2, 3), nil, 0, 100, 0, 3, false},
+		{"dropped, one applied since", recs(5, 6), &localRecord{off: 40, n: 1, ts: 1}, 5, 110, 1, 1, false},
+		{"dropped, none applied since", recs(5, 6), &localRecord{off: 40, n: 1, ts: 1}, 4, 40, 1, 2, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &Log{source: src, local: tt.local, lost: tt.lost}
+			start, skip := l.tailStartLocked(vclock.Clock{src: tt.applied, "b": 9}, 500, 50)
+			if start != tt.start || skip != tt.skip {
+				t.Errorf("tail starts at %d after %d records, want %d after %d", start, skip, tt.start, tt.skip)
+			}
+			if len(l.local) != tt.left || (l.lost != nil) != tt.keepLost {
+				t.Errorf("%d local records left, lost %v; want %d, kept %v", len(l.local), l.lost, tt.left, tt.keepLost)
+			}
+		})
+	}
 }

@@ -38,8 +38,9 @@
 //
 // The document appends each update to the log before applying it and
 // before its timestamp can appear in any clock it sends (durability before
-// advertising), and LocalUpdate (Model.Set...) returns only once the log
-// says the update is durable. What durable means is Config.Sync:
+// advertising). A local update (Model.Set...) is applied, and so visible,
+// only once the log says it is durable, and LocalUpdate returns then. What
+// durable means is Config.Sync:
 //
 //   - SyncAlways (the default): written and fsynced. Nothing acknowledged
 //     is lost, even in a power cut. Writers that arrive while an fsync is
@@ -80,7 +81,16 @@
 // stands in the log. That brings back the document's state and clock, and
 // its hybrid logical clock observes every timestamp in the log, so that
 // the next local timestamp is after the largest one logged, or recorded
-// in a clock, even if the wall clock is now behind it.
+// in a clock, even if the wall clock is now behind it. (The document
+// refuses timestamps further ahead of its wall clock than its
+// scuttlebutt.Config.MaxClockOffset, its own logged ones too: if the clock
+// went back further than that, Open fails with an error wrapping
+// scuttlebutt.ErrClockOffset and leaves the file alone.)
+//
+// Each start of a replica stamps its updates with a source of its own
+// (the replica id and a new incarnation, see package scuttlebutt), so the
+// log holds the updates of every start, each under its source, and the
+// clock it restores names them all.
 //
 // # Compaction
 //
@@ -90,8 +100,9 @@
 // as the history (and at least Config.CompactMin), a background goroutine
 // rewrites it: the history into "<log>.compact", then the document's clock
 // (taken just before the history) if it knows more than the history shows,
-// then the records appended meanwhile, fsync, rename over the log, fsync
-// the directory. The clock keeps what the history leaves out (an emitter's
+// then the records appended meanwhile (from the first local update that
+// was still waiting for its fsync, and so not in the history yet), fsync,
+// rename over the log, fsync the directory. The clock keeps what the history leaves out (an emitter's
 // events past retention, a model's superseded writes) from being asked
 // for again, or its timestamps reused, after a restart. A crash at
 // any point leaves either the old log or the new one; Open removes a

@@ -39,6 +39,7 @@ type Log struct {
 	path   string
 	cfg    Config
 	doc    *scuttlebutt.Scuttlebutt
+	source string                // doc.Source(): the source of its local updates
 	val    scuttlebutt.Validator // doc, if it is one
 	grower Grower                // doc, if it is one
 	log    *slog.Logger
@@ -68,6 +69,14 @@ type Log struct {
 	closed bool
 	check  int64 // records at which the compactor looks again
 	stats  Stats
+	// local lists the document's own local updates appended since a
+	// compaction last found them applied, oldest first, at most maxLocal:
+	// the document applies a local update only once Sync has made it
+	// durable, so a record can be in the log before the clock and history
+	// show it (see compactLocked). lost is the oldest of the ones dropped
+	// to keep to maxLocal since, if any.
+	local []localRecord
+	lost  *localRecord
 
 	stop chan struct{} // closed by Close
 	kick chan struct{} // capacity 1: wakes the compactor
@@ -75,6 +84,20 @@ type Log struct {
 }
 
 var _ scuttlebutt.Storage = (*Log)(nil)
+
+// maxLocal bounds Log.local. Only local updates whose Sync has not
+// returned to their writer can be unapplied, so the entries past a few
+// group commits are applied: dropping them costs a compaction only when
+// more than maxLocal writers are waiting for one, and then only copying
+// more of the old log than it needs to.
+const maxLocal = 4096
+
+// localRecord is where one local update's record is in the log.
+type localRecord struct {
+	off int64            // its offset in the file
+	n   int64            // the records before it
+	ts  vclock.Timestamp // its timestamp; the source is the document's
+}
 
 // Stats describes a Log.
 type Stats struct {
@@ -120,6 +143,13 @@ type Grower interface {
 // Validator is found.) A torn tail, what a crash leaves, is cut off and
 // reported in Stats.Truncated.
 //
+// Open also fails, with an error wrapping scuttlebutt.ErrClockOffset, if
+// the log holds a timestamp further ahead of doc's wall clock than its
+// Config.MaxClockOffset: the clock went back since the update was logged.
+// The file is left as it was; set the clock right and open it again. The
+// updates of the batches replayed before the refused one (4096 records
+// each) stay applied to doc.
+//
 // If doc already held updates when Open was called, the log is then
 // compacted, so that it holds them too.
 func Open(path string, doc scuttlebutt.Document, cfg *Config) (*Log, error) {
@@ -129,12 +159,13 @@ func Open(path string, doc scuttlebutt.Document, cfg *Config) (*Log, error) {
 	}
 	base := doc.Base()
 	l := &Log{
-		path: path,
-		cfg:  c,
-		doc:  base,
-		log:  c.Logger.With("log", path),
-		stop: make(chan struct{}),
-		kick: make(chan struct{}, 1),
+		path:   path,
+		cfg:    c,
+		doc:    base,
+		source: base.Source(),
+		log:    c.Logger.With("log", path),
+		stop:   make(chan struct{}),
+		kick:   make(chan struct{}, 1),
 	}
 	l.cond.L = &l.mu
 	l.val, _ = doc.(scuttlebutt.Validator)
@@ -440,6 +471,13 @@ func (l *Log) replay(f io.ReaderAt, off, end int64) error {
 	for b := range batches {
 		if len(b.us) > 0 {
 			if _, err := l.doc.Replay(b.us...); err != nil {
+				if !errors.Is(err, scuttlebutt.ErrInvalidUpdate) {
+					// Not damage: the document refuses the log as it
+					// stands, typically a timestamp past its bound on
+					// clock offsets (ErrClockOffset: the wall clock went
+					// back since it was logged).
+					return fmt.Errorf("filelog: %s: replaying: %w", l.path, err)
+				}
 				// Replay applied none of the batch: find the culprit.
 				for i, u := range b.us {
 					if _, err := l.doc.Replay(u); err != nil {
@@ -498,8 +536,13 @@ func (l *Log) Append(updates []scuttlebutt.Update) (seq uint64, err error) {
 			return 0, err
 		}
 	}
-	for _, u := range updates {
+	at := n // the first record's place in buf; the next ones follow
+	for i, u := range updates {
 		l.logged.Advance(u.Source, u.Timestamp)
+		if u.Source == l.source {
+			l.noteLocal(localRecord{off: l.end + int64(at-n), n: l.records + int64(i), ts: u.Timestamp})
+		}
+		at += sizeOfRecordHeader + int(recordHeader(l.buf[at:]).Length())
 	}
 	l.end += int64(len(l.buf) - n)
 	l.seq += uint64(len(updates))
@@ -583,6 +626,19 @@ func (l *Log) flushLocked(fsync bool) {
 		l.synced = seq
 		l.stats.Syncs++
 	}
+}
+
+// noteLocal adds r to l.local, dropping the oldest half if it is full.
+// Called with mu held.
+func (l *Log) noteLocal(r localRecord) {
+	if len(l.local) == maxLocal {
+		if l.lost == nil {
+			lost := l.local[0]
+			l.lost = &lost
+		}
+		l.local = l.local[:copy(l.local, l.local[maxLocal/2:])]
+	}
+	l.local = append(l.local, r)
 }
 
 // fail records a write error for good. Called with mu held.

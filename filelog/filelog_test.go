@@ -1,6 +1,7 @@
 package filelog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -91,18 +92,19 @@ func TestHLCRestartsAfterLog(t *testing.T) {
 	}
 	l := mustOpen(t, path, m, nil)
 	fill(t, m, 0, 10) // all in the same millisecond: logical steps
-	last := m.Clock().Get("a")
+	last := m.Clock().Get(m.Source())
 	mustClose(t, l)
 
-	// The wall clock is now an hour behind.
-	behind := wall.Add(-time.Hour)
+	// The wall clock is now behind, by almost the bound on clock offsets,
+	// past which the replica refuses its own log (TestClockBehindLog).
+	behind := wall.Add(-scuttlebutt.DefaultMaxClockOffset + time.Second)
 	m2, err := model.New("a", &scuttlebutt.Config{Now: func() time.Time { return behind }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustOpen(t, path, m2, nil)
-	if got := m2.Clock().Get("a"); got != last {
-		t.Fatalf("replayed clock[a] = %v, want %v", got, last)
+	if got := m2.Clock().Get(m.Source()); got != last {
+		t.Fatalf("replayed clock[%s] = %v, want %v", m.Source(), got, last)
 	}
 	u, _, err := m2.LocalUpdate([]byte{0x81, 0x61, 'z'}) // ["z"]: a delete
 	if err != nil {
@@ -111,6 +113,49 @@ func TestHLCRestartsAfterLog(t *testing.T) {
 	if u.Timestamp <= last {
 		t.Errorf("first timestamp after restart %v is not after the last logged %v", u.Timestamp, last)
 	}
+}
+
+// TestClockBehindLog opens a log with the wall clock further behind its
+// timestamps than the bound on clock offsets: the document refuses them,
+// so Open fails with ErrClockOffset, not ErrCorrupt, and changes neither
+// the file nor the document; with the clock right again, it opens.
+func TestClockBehindLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.log")
+	wall := time.UnixMilli(1_800_000_000_000)
+	m, err := model.New("a", &scuttlebutt.Config{Now: func() time.Time { return wall }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := mustOpen(t, path, m, nil)
+	fill(t, m, 0, 10)
+	mustClose(t, l)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	behind := wall.Add(-time.Hour)
+	m2, err := model.New("a", &scuttlebutt.Config{Now: func() time.Time { return behind }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(path, m2, nil)
+	if !errors.Is(err, scuttlebutt.ErrClockOffset) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("Open with the clock an hour behind = %v, want ErrClockOffset and not ErrCorrupt", err)
+	}
+	if n := m2.Len(); n != 0 || len(m2.Clock()) != 0 {
+		t.Errorf("the refused replay left %d keys and clock %v", n, m2.Clock())
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the refused replay changed the file (%v)", err)
+	}
+
+	m3, err := model.New("a", &scuttlebutt.Config{Now: func() time.Time { return wall }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustOpen(t, path, m3, nil)
+	sameState(t, m3, m)
 }
 
 func TestOpenRefuses(t *testing.T) {
@@ -265,11 +310,18 @@ func TestWriteError(t *testing.T) {
 	<-x.Synced()
 	<-y.Synced()
 
+	durable := m.Clock().Get(m.Source()) // the last durable write
 	err = m.Set("x", 1)
 	if !errors.Is(err, ErrFailed) {
 		t.Fatalf("Set on a read-only file = %v, want ErrFailed", err)
 	}
-	xTS := m.Clock().Get("a") // x is applied in memory, not durable
+	// x is not durable, so it is not applied either.
+	if _, ok := m.Get("x"); ok {
+		t.Errorf("x, which is not durable, is applied")
+	}
+	if got := m.Clock().Get(m.Source()); got != durable {
+		t.Errorf("clock[%s] = %v after the failed Set, want %v, as before it", m.Source(), got, durable)
+	}
 	if err2 := m.Set("y", 2); !errors.Is(err2, ErrFailed) {
 		t.Errorf("next Set = %v, want ErrFailed", err2)
 	}
@@ -287,8 +339,8 @@ func TestWriteError(t *testing.T) {
 	if d := cmp.Diff(want(3), peer.Snapshot(), cmpopts.IgnoreMapEntries(func(k string, _ any) bool { return k == "p" })); d != "" {
 		t.Errorf("the peer's keys (-want +got):\n%s", d)
 	}
-	if c := peer.Clock().Get("a"); c >= xTS {
-		t.Errorf("the peer's clock[a] = %v covers x (%v), which is not durable", c, xTS)
+	if c := peer.Clock().Get(m.Source()); c > durable {
+		t.Errorf("the peer's clock[%s] = %v covers x (after %v), which is not durable", m.Source(), c, durable)
 	}
 	if err := l.Close(); !errors.Is(err, ErrFailed) {
 		t.Errorf("Close = %v, want ErrFailed", err)
