@@ -2,13 +2,16 @@ package stream
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"github.com/scuttle-go/scuttle/internal/wire"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/scuttle-go/scuttle/internal/cborx"
+	"github.com/scuttle-go/scuttle/internal/wire"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -62,32 +65,182 @@ type wireHello struct {
 	Meta    any          `cbor:"4,keyasint,omitempty"`
 }
 
-// appendMessage appends m as one frame.
+// kindClockPart is the wire kind of a clock part: a CBOR map of entries
+// that belong to the clock of the next hello, sync or clock frame. The
+// encoder splits a clock too large for one frame into parts (appendSplit);
+// the decoder joins them again (cborDecoder.readMessage), so a Link never
+// sees a part. It is a wire number, appended after scuttlebutt's message
+// kinds: it never changes.
+const kindClockPart scuttlebutt.MessageKind = 5
+
+// timestampSize is the encoded size of a clock entry's timestamp, a
+// float64 with its initial byte. The CBOR encoder writes NaN and the
+// infinities shorter, never longer.
+const timestampSize = 9
+
+// appendMessage appends m as one frame. A hello, sync or clock message whose
+// clock makes it larger than max bytes is appended instead as clock parts
+// followed by the message with the rest of its clock (appendSplit). A
+// message that fits is always one frame, the same bytes as before clock
+// parts existed. Errors wrap ErrFrameTooLarge (the message is too large even
+// without its clock, or one clock entry is larger than a frame),
+// ErrMalformed or ErrUnknownKind; on error dst is returned as it was.
 func appendMessage(dst []byte, m scuttlebutt.Message, max int) ([]byte, error) {
-	return appendFrame(dst, m.Kind, max, func(b []byte) ([]byte, error) {
-		switch m.Kind {
-		case scuttlebutt.MsgHello:
-			h := m.Hello
-			return appendCBOR(b, wireHello{h.Version, h.ID, h.Clock, h.Meta})
-		case scuttlebutt.MsgUpdates:
-			b = cborx.AppendHead(b, majorArray, uint64(len(m.Updates)))
-			for _, u := range m.Updates {
-				b = wire.AppendUpdate(b, u)
-			}
-			return b, nil
-		case scuttlebutt.MsgSync, scuttlebutt.MsgClock:
-			c := m.Clock
-			if c == nil {
-				c = vclock.Clock{}
-			}
-			return appendCBOR(b, c)
+	c := messageClock(m)
+	if minClockSize(c) > max {
+		return appendSplit(dst, m, max) // no need to try one frame
+	}
+	out, err := appendFrame(dst, m.Kind, max, func(b []byte) ([]byte, error) { return appendBody(b, m) })
+	if err != nil && errors.Is(err, ErrFrameTooLarge) && len(c) > 0 {
+		return appendSplit(dst, m, max)
+	}
+	return out, err
+}
+
+// minClockSize is the least c's entries take in one CBOR map: a timestamp
+// takes 3 bytes at the least (a NaN or an infinity as float16).
+func minClockSize(c vclock.Clock) int {
+	n := 0
+	for src := range c {
+		n += clockEntrySize(src) - timestampSize + 3
+	}
+	return n
+}
+
+// appendBody appends the CBOR body of m.
+func appendBody(b []byte, m scuttlebutt.Message) ([]byte, error) {
+	switch m.Kind {
+	case scuttlebutt.MsgHello:
+		h := m.Hello
+		if h == nil {
+			return b, fmt.Errorf("%w: hello without a body", ErrMalformed)
 		}
-		return b, fmt.Errorf("%w: %d", ErrUnknownKind, m.Kind)
-	})
+		return appendCBOR(b, wireHello{h.Version, h.ID, h.Clock, h.Meta})
+	case scuttlebutt.MsgUpdates:
+		b = cborx.AppendHead(b, majorArray, uint64(len(m.Updates)))
+		for _, u := range m.Updates {
+			b = wire.AppendUpdate(b, u)
+		}
+		return b, nil
+	case scuttlebutt.MsgSync, scuttlebutt.MsgClock:
+		c := m.Clock
+		if c == nil {
+			c = vclock.Clock{}
+		}
+		return appendCBOR(b, c)
+	}
+	return b, fmt.Errorf("%w: %d", ErrUnknownKind, m.Kind)
+}
+
+// messageClock returns the clock m carries: a hello's, a sync's or a
+// clock message's; nil for other kinds.
+func messageClock(m scuttlebutt.Message) vclock.Clock {
+	switch m.Kind {
+	case scuttlebutt.MsgHello:
+		if m.Hello != nil {
+			return m.Hello.Clock
+		}
+	case scuttlebutt.MsgSync, scuttlebutt.MsgClock:
+		return m.Clock
+	}
+	return nil
+}
+
+// withClock returns m carrying c instead of its clock; m's Hello is copied,
+// not modified.
+func withClock(m scuttlebutt.Message, c vclock.Clock) scuttlebutt.Message {
+	if m.Kind == scuttlebutt.MsgHello {
+		h := *m.Hello
+		h.Clock = c
+		m.Hello = &h
+		return m
+	}
+	m.Clock = c
+	return m
+}
+
+// clockEntrySize is the most a clock entry of source src takes in a CBOR
+// map: the text and the timestamp.
+func clockEntrySize(src string) int {
+	return cborx.HeadLen(uint64(len(src))) + len(src) + timestampSize
+}
+
+// appendSplit appends m, a hello, sync or clock message with a clock too
+// large for one frame, as clock parts and a final frame. The clock's
+// sources are sorted; the final frame, m itself, takes the last of them
+// that fit beside its other fields, and the rest go, in order, into as few
+// clock parts as hold them, each filled up to max. The split depends on
+// nothing but m and max.
+func appendSplit(dst []byte, m scuttlebutt.Message, max int) ([]byte, error) {
+	clock := messageClock(m)
+	// The message without its clock: the empty map is one byte.
+	rest, err := appendBody(nil, withClock(m, vclock.Clock{}))
+	if err != nil {
+		return dst, err
+	}
+	if len(rest) > max {
+		return dst, fmt.Errorf("%w: %s message of %d bytes without its clock, the limit is %d", ErrFrameTooLarge, m.Kind, len(rest), max)
+	}
+	room := max - (len(rest) - 1)
+	sources := slices.Sorted(maps.Keys(clock))
+	split, size := len(sources), 0
+	for split > 0 {
+		s := size + clockEntrySize(sources[split-1])
+		if cborx.HeadLen(uint64(len(sources)-split+1))+s > room {
+			break
+		}
+		split, size = split-1, s
+	}
+	start := len(dst)
+	for i := 0; i < split; {
+		n, size := 0, 0
+		for i+n < split {
+			s := size + clockEntrySize(sources[i+n])
+			if cborx.HeadLen(uint64(n+1))+s > max {
+				break
+			}
+			n, size = n+1, s
+		}
+		if n == 0 {
+			return dst[:start], fmt.Errorf("%w: clock entry %.32q of %d bytes, the limit is %d", ErrFrameTooLarge, sources[i], clockEntrySize(sources[i]), max)
+		}
+		var err error
+		dst, err = appendFrame(dst, kindClockPart, max, func(b []byte) ([]byte, error) {
+			return appendClockEntries(b, clock, sources[i:i+n]), nil
+		})
+		if err != nil {
+			return dst[:start], err
+		}
+		i += n
+	}
+	last := make(vclock.Clock, len(sources)-split)
+	for _, src := range sources[split:] {
+		last[src] = clock[src]
+	}
+	dst, err = appendFrame(dst, m.Kind, max, func(b []byte) ([]byte, error) { return appendBody(b, withClock(m, last)) })
+	if err != nil {
+		return dst[:start], err
+	}
+	return dst, nil
+}
+
+// appendClockEntries appends a CBOR map of the entries of c for sources,
+// in their order, timestamps as float64.
+func appendClockEntries(b []byte, c vclock.Clock, sources []string) []byte {
+	b = cborx.AppendHead(b, cborx.MajorMap, uint64(len(sources)))
+	for _, src := range sources {
+		b = cborx.AppendHead(b, majorText, uint64(len(src)))
+		b = append(b, src...)
+		b = append(b, float64Tag)
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(c[src])))
+	}
+	return b
 }
 
 // decodeMessage decodes the body of a frame of kind k. The message shares
-// nothing with body. Errors wrap ErrMalformed or ErrUnknownKind.
+// nothing with body. Errors wrap ErrMalformed or ErrUnknownKind. A clock
+// part is not a message: cborDecoder joins parts to the message they
+// precede, and decodeMessage refuses them as ErrUnknownKind.
 func decodeMessage(k scuttlebutt.MessageKind, body []byte) (scuttlebutt.Message, error) {
 	m := scuttlebutt.Message{Kind: k}
 	switch k {
@@ -114,6 +267,76 @@ func decodeMessage(k scuttlebutt.MessageKind, body []byte) (scuttlebutt.Message,
 		return m, fmt.Errorf("%w: %d", ErrUnknownKind, k)
 	}
 	return m, nil
+}
+
+// clockParts accumulates the clock parts that precede a hello, sync or
+// clock frame, within a bound on the number of sources.
+type clockParts struct {
+	max     int          // sources allowed in the joined clock
+	n       int          // parts added
+	entries vclock.Clock // nil before the first part
+}
+
+// add decodes a clock part's body and adds its entries. It refuses a part
+// without entries, a part that would take the sources past the bound
+// (before decoding it), and a source that an earlier part named.
+func (p *clockParts) add(body []byte) error {
+	r := cborReader{b: body}
+	n, err := r.head(cborx.MajorMap)
+	if err != nil {
+		return fmt.Errorf("%w: clock part %d: %v", ErrMalformed, p.n+1, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: clock part %d has no entries", ErrMalformed, p.n+1)
+	}
+	if n > uint64(p.max-len(p.entries)) {
+		return p.tooMany(n)
+	}
+	var part vclock.Clock
+	if err := decMode.Unmarshal(body, &part); err != nil {
+		return fmt.Errorf("%w: clock part %d: %v", ErrMalformed, p.n+1, err)
+	}
+	p.n++
+	if p.entries == nil {
+		p.entries = make(vclock.Clock, len(part))
+	}
+	return p.merge(part)
+}
+
+// merge adds c's entries, refusing a source already present.
+func (p *clockParts) merge(c vclock.Clock) error {
+	for src, t := range c {
+		if _, dup := p.entries[src]; dup {
+			return fmt.Errorf("%w: clock parts name source %.32q twice", ErrMalformed, src)
+		}
+		p.entries[src] = t
+	}
+	return nil
+}
+
+func (p *clockParts) tooMany(more uint64) error {
+	return fmt.Errorf("%w: a split clock names %d sources or more, the limit is %d (%w)",
+		ErrMalformed, uint64(len(p.entries))+more, p.max, scuttlebutt.ErrTooManySources)
+}
+
+// join returns m with the accumulated entries merged into its clock. m must
+// be a hello, sync or clock message: parts before anything else are an
+// error, as are more sources than the bound and a source both in the parts
+// and in m's own clock.
+func (p *clockParts) join(m scuttlebutt.Message) (scuttlebutt.Message, error) {
+	switch m.Kind {
+	case scuttlebutt.MsgHello, scuttlebutt.MsgSync, scuttlebutt.MsgClock:
+	default:
+		return scuttlebutt.Message{}, fmt.Errorf("%w: %d clock parts followed by a %s frame, not a hello, sync or clock", ErrMalformed, p.n, m.Kind)
+	}
+	own := messageClock(m)
+	if len(own) > p.max-len(p.entries) {
+		return scuttlebutt.Message{}, p.tooMany(uint64(len(own)))
+	}
+	if err := p.merge(own); err != nil {
+		return scuttlebutt.Message{}, err
+	}
+	return withClock(m, p.entries), nil
 }
 
 // decodeUpdates decodes an array of updates. Heads are parsed by hand; each

@@ -29,6 +29,8 @@ type Options struct {
 	// larger incoming frame ends the session with ErrFrameTooLarge before its
 	// body is read. 0 means DefaultMaxFrameSize (4 MiB). It must exceed the
 	// replica's MaxUpdateSize by a margin, or large updates cannot be sent.
+	// A clock larger than a frame is sent in several (clock parts, SPEC.md)
+	// by the CBOR codec; the JSON-lines codec cannot split it.
 	MaxFrameSize int
 	// MaxQueueBytes and MaxBatchBytes are scuttlebutt.LinkOptions' limits:
 	// the live queue of a slow peer, and one batch of updates.

@@ -18,6 +18,9 @@
 // # Wire format
 //
 // Each message is a frame: one byte of message kind, a big-endian uint32
-// body length, and a CBOR body. SPEC.md in this directory specifies the
-// kinds, their fields, versioning and limits.
+// body length, and a CBOR body. A hello, sync or clock message whose clock
+// is larger than a frame goes as clock parts followed by the message with
+// the rest of its clock; the receiver joins them, within the replica's
+// Config.MaxSources. SPEC.md in this directory specifies the kinds, their
+// fields, versioning and limits.
 package stream

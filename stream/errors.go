@@ -9,10 +9,15 @@ var (
 	// ErrFrameTooLarge means a frame's length field exceeds the limit, or a
 	// message to send encodes larger than it.
 	ErrFrameTooLarge = errors.New("stream: frame too large")
-	// ErrTruncated means the stream ended inside a frame.
+	// ErrTruncated means the stream ended inside a frame, or after clock
+	// parts but before the message they belong to.
 	ErrTruncated = errors.New("stream: truncated frame")
 	// ErrMalformed means a frame's body does not decode as its kind says:
-	// bad CBOR, a wrong shape, a limit of the decoder exceeded.
+	// bad CBOR, a wrong shape, a limit of the decoder exceeded. It also
+	// means clock parts that do not make a clock: followed by a frame that
+	// is no hello, sync or clock, naming a source twice, or naming more
+	// sources than the replica's Config.MaxSources (then the error wraps
+	// scuttlebutt.ErrTooManySources too).
 	ErrMalformed = errors.New("stream: malformed message")
 	// ErrUnknownKind means a frame has a kind this version does not know.
 	ErrUnknownKind = errors.New("stream: unknown message kind")

@@ -28,6 +28,7 @@ func TestWireNumbers(t *testing.T) {
 		{"MsgUpdates", int(scuttlebutt.MsgUpdates), 2},
 		{"MsgSync", int(scuttlebutt.MsgSync), 3},
 		{"MsgClock", int(scuttlebutt.MsgClock), 4},
+		{"kindClockPart", int(kindClockPart), 5},
 		{"ProtocolVersion", scuttlebutt.ProtocolVersion, 1},
 	} {
 		if tc.got != tc.want {

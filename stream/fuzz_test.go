@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -185,11 +187,12 @@ func FuzzDecodeMessage(f *testing.F) {
 }
 
 // fuzzModel returns the replica FuzzConn serves, the same each time: a
-// frozen wall clock makes its timestamps deterministic.
+// frozen wall clock and a fixed incarnation make its source and timestamps
+// deterministic.
 func fuzzModel(t *testing.T) *model.Model {
 	t.Helper()
 	wall := time.UnixMilli(int64(goodTS) + 5)
-	m, err := model.New("victim", &scuttlebutt.Config{Now: func() time.Time { return wall }})
+	m, err := model.New("victim", &scuttlebutt.Config{Now: func() time.Time { return wall }, Incarnation: "fuzz"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,29 +208,26 @@ func fuzzModel(t *testing.T) *model.Model {
 }
 
 // stepAll is the reference FuzzConn checks a Conn against: it reads the
-// stream's frames and steps a Link with each until the first error. It
-// returns that error (nil at a clean end) and how many frames other than
+// stream's messages as the CBOR codec decodes them (clock parts joined to
+// their message) and steps a Link with each until the first error. It
+// returns that error (nil at a clean end) and how many messages other than
 // hellos it stepped.
 func stepAll(m *model.Model, stream []byte) (stepped int, err error) {
 	l := m.NewLink(nil)
 	defer l.Close()
-	fr := NewFrameReader(bytes.NewReader(stream), 0)
+	dec := CBOR.newDecoder(m, bytes.NewReader(stream), 0)
 	for {
-		kind, body, err := fr.ReadFrame()
+		msg, err := dec.readMessage()
 		if err == io.EOF {
 			return stepped, nil
 		}
 		if err != nil {
 			return stepped, err
 		}
-		msg, err := decodeMessage(kind, body)
-		if err != nil {
-			return stepped, err
-		}
 		if err := l.Step(msg); err != nil {
 			return stepped, err
 		}
-		if kind != scuttlebutt.MsgHello {
+		if msg.Kind != scuttlebutt.MsgHello {
 			stepped++
 		}
 	}
@@ -252,6 +252,9 @@ func FuzzConn(f *testing.F) {
 	f.Add(cat(hello, frameOf(f, scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"peer": vclock.Timestamp(math.NaN())}})))
 	f.Add(helloFrom(f, "victim", vclock.Clock{}))
 	f.Add([]byte{})
+	for _, seed := range clockPartSeeds(f) {
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		m, ref := fuzzModel(t), fuzzModel(t)
 		before, beforeClock := m.Snapshot(), m.Clock()
@@ -285,6 +288,137 @@ func FuzzConn(f *testing.F) {
 			}
 			if d := cmp.Diff(beforeClock, m.Clock()); d != "" {
 				t.Fatalf("no frame but a hello was good, yet the clock changed (-before +after):\n%s", d)
+			}
+		}
+	})
+}
+
+// fuzzMaxSources is FuzzClockParts' bound on the sources of a split
+// clock: small, so that the fuzzer reaches it.
+const fuzzMaxSources = 16
+
+// clockPartSeeds are streams of clock parts, good and bad: split hello,
+// sync and clock messages, and parts out of place, repeated or too many.
+func clockPartSeeds(tb testing.TB) [][]byte {
+	split := func(m scuttlebutt.Message, limit int) []byte {
+		b, err := appendMessage(nil, m, limit)
+		if err != nil {
+			tb.Fatalf("split %v at %d bytes: %v", m, limit, err)
+		}
+		return b
+	}
+	part := func(c vclock.Clock) []byte {
+		return rawFrame(byte(kindClockPart), appendClockEntries(nil, c, slices.Sorted(maps.Keys(c))))
+	}
+	hello := func(c vclock.Clock) scuttlebutt.Message {
+		return scuttlebutt.Message{Kind: scuttlebutt.MsgHello, Hello: &scuttlebutt.Hello{
+			Version: scuttlebutt.ProtocolVersion, ID: "peer", Clock: c, Meta: map[string]any{"m": 1.5},
+		}}
+	}
+	sync := scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"peer": goodTS + 1}}
+	small, many := bigClock(6, 12), bigClock(fuzzMaxSources+1, 7)
+	return [][]byte{
+		split(hello(small), 64),
+		split(hello(vclock.Clock{"peer": goodTS, "other": goodTS + 1}), 32),
+		cat(split(hello(small), 80), updatesFrame(tb, update(tb, 0, "a", 1)), split(scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: small}, 48)),
+		split(scuttlebutt.Message{Kind: scuttlebutt.MsgClock, Clock: bigClock(fuzzMaxSources, 7)}, 40),
+		cat(part(small), updatesFrame(tb, update(tb, 0, "a", 1))),
+		cat(frameOf(tb, hello(nil)), part(small)),
+		cat(part(small), part(small), frameOf(tb, sync)),
+		cat(part(vclock.Clock{"peer": goodTS}), frameOf(tb, sync)),
+		cat(part(many), frameOf(tb, sync)),
+		cat(part(bigClock(10, 7)), part(bigClock(10, 8)), frameOf(tb, sync)),
+		cat(rawFrame(byte(kindClockPart), []byte{0xba, 0xff, 0xff, 0xff, 0xff}), frameOf(tb, sync)),
+		cat(rawFrame(byte(kindClockPart), []byte{0xa0}), frameOf(tb, sync)),
+		cat(part(small), rawFrame(42, nil)),
+		cat(part(vclock.Clock{"x": vclock.Timestamp(math.NaN())}), frameOf(tb, sync)),
+	}
+}
+
+// FuzzClockParts decodes arbitrary streams of frames as the CBOR codec
+// reads them, joining clock parts to the hello, sync or clock message
+// they precede. It must not panic and must fail only with the documented
+// errors. A joined clock never names more sources than the bound; a
+// message of one frame decodes as decodeMessage decodes that frame; and
+// every message re-encodes, split at a fuzzed frame limit if need be, to
+// frames within that limit that decode to the same message.
+func FuzzClockParts(f *testing.F) {
+	for _, seed := range clockPartSeeds(f) {
+		f.Add(seed, uint16(64))
+	}
+	f.Add(seedSession(f), uint16(24))
+	f.Add([]byte{}, uint16(0))
+	f.Fuzz(func(t *testing.T, stream []byte, limit uint16) {
+		const maxFrame = 1 << 16
+		ms, err := decodeStream(stream, maxFrame, fuzzMaxSources)
+		if err != nil && !isAny(err, []error{ErrMalformed, ErrUnknownKind, ErrTruncated, ErrFrameTooLarge}) {
+			t.Fatalf("decode %x: %v, not a documented error", stream, err)
+		}
+		// The frames of each message: its clock parts, then itself.
+		type framed struct {
+			parts int
+			kind  scuttlebutt.MessageKind
+			body  []byte
+		}
+		var frames []framed
+		fr, parts := NewFrameReader(bytes.NewReader(stream), maxFrame), 0
+		for len(frames) < len(ms) {
+			kind, body, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("decoded %d messages from %d whole ones: %v", len(ms), len(frames), err)
+			}
+			if kind == kindClockPart {
+				parts++
+				continue
+			}
+			frames = append(frames, framed{parts, kind, slices.Clone(body)})
+			parts = 0
+		}
+		for i, m := range ms {
+			clock := messageClock(m)
+			if frames[i].parts == 0 {
+				one, err := decodeMessage(frames[i].kind, frames[i].body)
+				if err != nil {
+					t.Fatalf("message %d decoded from one frame, which decodeMessage refuses: %v", i, err)
+				}
+				if d := cmp.Diff(one, m, messageOpts); d != "" {
+					t.Fatalf("message %d of one frame differs from decodeMessage's (-decodeMessage +decoder):\n%s", i, d)
+				}
+			} else if len(clock) > fuzzMaxSources {
+				t.Fatalf("message %d joined from %d parts names %d sources, over the bound %d", i, frames[i].parts, len(clock), fuzzMaxSources)
+			}
+
+			whole, err := appendMessage(nil, m, math.MaxInt32)
+			if err != nil {
+				t.Fatalf("decoded %v, but it does not encode: %v", m, err)
+			}
+			lim := max(int(limit), 1)
+			enc, err := appendMessage(nil, m, lim)
+			if errors.Is(err, ErrFrameTooLarge) {
+				continue // too large even split: a field or entry over lim
+			}
+			if err != nil {
+				t.Fatalf("encode %v at %d bytes: %v", m, lim, err)
+			}
+			if len(whole)-headerSize <= lim && !bytes.Equal(enc, whole) {
+				t.Fatalf("%v fits in %d bytes but was not encoded as one frame:\n%x\n%x", m, lim, enc, whole)
+			}
+			rd := NewFrameReader(bytes.NewReader(enc), math.MaxInt32)
+			for {
+				_, body, err := rd.ReadFrame()
+				if err != nil {
+					break
+				}
+				if len(body) > lim {
+					t.Fatalf("%v encoded at %d bytes has a %d-byte frame", m, lim, len(body))
+				}
+			}
+			again, err := decodeStream(enc, lim, max(fuzzMaxSources, len(clock)))
+			if err != nil {
+				t.Fatalf("%v encoded at %d bytes does not decode: %v\n%x", m, lim, err, enc)
+			}
+			if d := cmp.Diff([]scuttlebutt.Message{m}, again, messageOpts); d != "" {
+				t.Fatalf("round trip at %d bytes changed the message (-decoded +re-decoded):\n%s", lim, d)
 			}
 		}
 	})

@@ -138,7 +138,14 @@ func (e *jsonEncoder) appendMessage(dst []byte, m scuttlebutt.Message) ([]byte, 
 		if m.Hello == nil {
 			return dst, fmt.Errorf("%w: hello without a body", ErrMalformed)
 		}
-		return e.line(dst, func(b []byte) ([]byte, error) { return e.appendHello(b, m.Hello) })
+		out, err := e.line(dst, func(b []byte) ([]byte, error) { return e.appendHello(b, m.Hello) })
+		if errors.Is(err, ErrFrameTooLarge) {
+			// JavaScript reads the hello as one line: a clock cannot be
+			// split over several, as the CBOR codec does.
+			return out, fmt.Errorf("%w: a hello whose clock names %d sources is longer than the %d-byte line limit, and JSON lines cannot split a clock (the CBOR codec can)",
+				ErrFrameTooLarge, len(m.Hello.Clock), e.max)
+		}
+		return out, err
 	case scuttlebutt.MsgUpdates:
 		for _, u := range m.Updates {
 			var err error

@@ -366,6 +366,18 @@ func TestJSONLinesEncodeErrors(t *testing.T) {
 			t.Errorf("err = %v, want ErrFrameTooLarge", err)
 		}
 	})
+	t.Run("hello with a clock over the line limit", func(t *testing.T) {
+		enc := JSONLines.newEncoder(newLogDoc(t, "A"), 256)
+		b, err := enc.appendMessage([]byte("keep"), scuttlebutt.Message{Kind: scuttlebutt.MsgHello, Hello: &scuttlebutt.Hello{
+			Version: scuttlebutt.ProtocolVersion, ID: "A", Clock: bigClock(20, 20),
+		}})
+		if !errors.Is(err, ErrFrameTooLarge) || !strings.Contains(err.Error(), "cannot split a clock") {
+			t.Errorf("err = %v, want ErrFrameTooLarge saying the clock cannot be split", err)
+		}
+		if string(b) != "keep" {
+			t.Errorf("dst = %q after an error, want it unchanged", b)
+		}
+	})
 }
 
 func TestJSONLinesDecode(t *testing.T) {

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
@@ -40,24 +41,61 @@ func (cborCodec) newEncoder(_ scuttlebutt.Document, maxFrame int) encoder {
 	return cborEncoder{maxFrame}
 }
 
-func (cborCodec) newDecoder(_ scuttlebutt.Document, r io.Reader, maxFrame int) decoder {
-	return &cborDecoder{NewFrameReader(bufio.NewReaderSize(r, 64<<10), maxFrame)}
+// newDecoder bounds the sources of a clock split into parts by d's
+// Config.MaxSources; a nil d means the default.
+func (cborCodec) newDecoder(d scuttlebutt.Document, r io.Reader, maxFrame int) decoder {
+	maxSources := scuttlebutt.DefaultMaxSources
+	if d != nil {
+		maxSources = d.Base().MaxSources()
+	}
+	return &cborDecoder{fr: NewFrameReader(bufio.NewReaderSize(r, 64<<10), maxFrame), maxSources: maxSources}
 }
 
+// cborEncoder frames messages, splitting a clock too large for one frame
+// into clock parts (appendMessage).
 type cborEncoder struct{ max int }
 
 func (e cborEncoder) appendMessage(dst []byte, m scuttlebutt.Message) ([]byte, error) {
 	return appendMessage(dst, m, e.max)
 }
 
-type cborDecoder struct{ fr *FrameReader }
+// cborDecoder reads frames and decodes them as messages, joining clock
+// parts to the message they precede.
+type cborDecoder struct {
+	fr         *FrameReader
+	maxSources int // sources of a split clock
+}
 
+// readMessage returns the next message. Clock parts are read on until the
+// hello, sync or clock frame they belong to, and returned as one message
+// with the joined clock. A stream that ends after parts, before their
+// message, is truncated (ErrTruncated); parts that do not make a clock
+// are refused with ErrMalformed (see clockParts).
 func (d *cborDecoder) readMessage() (scuttlebutt.Message, error) {
-	kind, body, err := d.fr.ReadFrame()
-	if err != nil {
-		return scuttlebutt.Message{}, err
+	var parts *clockParts
+	for {
+		kind, body, err := d.fr.ReadFrame()
+		if err == io.EOF && parts != nil {
+			return scuttlebutt.Message{}, fmt.Errorf("%w: the stream ended after %d clock parts, before their message", ErrTruncated, parts.n)
+		}
+		if err != nil {
+			return scuttlebutt.Message{}, err
+		}
+		if kind == kindClockPart {
+			if parts == nil {
+				parts = &clockParts{max: d.maxSources}
+			}
+			if err := parts.add(body); err != nil {
+				return scuttlebutt.Message{}, err
+			}
+			continue
+		}
+		m, err := decodeMessage(kind, body)
+		if err != nil || parts == nil {
+			return m, err
+		}
+		return parts.join(m)
 	}
-	return decodeMessage(kind, body)
 }
 
 func (d *cborDecoder) bytesRead() int64 { return d.fr.BytesRead() }
