@@ -28,7 +28,7 @@ func TestEmitterReplicates(t *testing.T) {
 	})
 	eb, _ := nodes[1].Emitter("events")
 	got := eb.Events(nil)
-	if len(got) != 1 || got[0].Name != "hello" || got[0].Source != "a" {
+	if len(got) != 1 || got[0].Name != "hello" || got[0].Source != e.Source() {
 		t.Fatalf("b's events: %+v", got)
 	}
 	if diff := cmp.Diff([]any{"world", int64(1)}, got[0].Args); diff != "" {
