@@ -31,14 +31,24 @@
 // time Heal looks: a replay of a seed follows the same schedule of test
 // steps, but a rare failure may need several runs to show again.
 //
+// Each start of a replica stamps its updates with a source id of its own,
+// its id and a random incarnation, and equal timestamps are ordered by
+// source id: a test that replays seeds gives its replicas incarnations
+// drawn from the seed instead, with Incarnation or Network.Incarnation,
+// so that ties are broken the same way in every run, restarts included:
+//
+//	m, err := model.New("r1", &scuttlebutt.Config{Incarnation: n.Incarnation("r1")})
+//
 // A Network is not safe for concurrent use: one goroutine (the test's)
 // calls its methods. The links run concurrently with it.
 package simnet
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -142,13 +152,15 @@ func Expected(err error) bool {
 
 // Network is a set of replicas and the live links between them.
 type Network struct {
-	opts  Options
-	rng   *rand.Rand
-	docs  []scuttlebutt.Document
-	links map[pair]*link
-	group []int // partition side of each replica; nil when not partitioned
-	noCut bool  // StopCuts was called
-	gen   uint64
+	opts   Options
+	rng    *rand.Rand
+	docs   []scuttlebutt.Document
+	links  map[pair]*link
+	group  []int // partition side of each replica; nil when not partitioned
+	noCut  bool  // StopCuts was called
+	gen    uint64
+	seed   uint64
+	starts map[string]int // Incarnation calls per replica id
 
 	mu   sync.Mutex // guards errs
 	errs []error
@@ -184,7 +196,47 @@ func New(seed uint64, opts *Options) *Network {
 		opts:  o,
 		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		links: make(map[pair]*link),
+		seed:  seed,
 	}
+}
+
+// incarnationDigits spell incarnations as scuttlebutt's random ones are.
+const incarnationDigits = "0123456789abcdefghijklmnopqrstuv"
+
+// Incarnation returns a scuttlebutt.Config.Incarnation for start number
+// start (0 for the first) of replica id in a run seeded with seed: 8
+// characters of [0-9a-v], a hash of the three. A replayed seed gives each
+// start the source id it had, so that ties between equal timestamps, which
+// are broken by source id, go the same way; each start still gets a source
+// of its own, as a restarted replica must (it refuses its own log's
+// updates if it reuses the source that made them).
+func Incarnation(seed uint64, id string, start int) string {
+	h := fnv.New64a()
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], seed)
+	binary.BigEndian.PutUint64(b[8:], uint64(start))
+	h.Write(b[:])
+	h.Write([]byte(id))
+	x := h.Sum64()
+	out := make([]byte, 8)
+	for i := range out {
+		out[i] = incarnationDigits[x&31]
+		x >>= 5
+	}
+	return string(out)
+}
+
+// Incarnation returns Incarnation(seed, id, k) with the network's seed,
+// where k counts the earlier calls for id: call it once for each start of
+// replica id, restarts included. It does not draw from Rand, so calling it
+// changes none of the network's other random choices.
+func (n *Network) Incarnation(id string) string {
+	if n.starts == nil {
+		n.starts = map[string]int{}
+	}
+	k := n.starts[id]
+	n.starts[id]++
+	return Incarnation(n.seed, id, k)
 }
 
 // Rand returns the network's seeded source, for tests that want their own

@@ -26,10 +26,11 @@ type logDoc struct {
 	log []scuttlebutt.Update
 }
 
-func newLogDoc(t *testing.T, id string) *logDoc {
+// newLogDoc returns a logDoc with id; cfg may be nil.
+func newLogDoc(t *testing.T, id string, cfg *scuttlebutt.Config) *logDoc {
 	t.Helper()
 	d := &logDoc{}
-	sb, err := scuttlebutt.New(id, d, nil)
+	sb, err := scuttlebutt.New(id, d, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,8 @@ func newNet(t *testing.T, seed uint64, k int, opts *Options) (*Network, []*logDo
 	n := New(seed, opts)
 	docs := make([]*logDoc, k)
 	for i := range docs {
-		docs[i] = newLogDoc(t, fmt.Sprintf("n%d", i))
+		id := fmt.Sprintf("n%d", i)
+		docs[i] = newLogDoc(t, id, &scuttlebutt.Config{Incarnation: n.Incarnation(id)})
 		if got := n.Add(docs[i]); got != i {
 			t.Fatalf("Add = %d, want %d", got, i)
 		}
@@ -259,8 +261,11 @@ func TestDisconnectWhileWriting(t *testing.T) {
 // A protocol error is not explained by any fault: the network reports it.
 func TestReportsProtocolError(t *testing.T) {
 	n := New(1, &Options{Logf: t.Logf})
-	n.Add(newLogDoc(t, "n0"))
-	n.Add(newLogDoc(t, "n0")) // same id: each side refuses the other's hello
+	// The same source id, replica id and incarnation: each side takes the
+	// other's hello for its own and refuses it.
+	same := &scuttlebutt.Config{Incarnation: "same"}
+	n.Add(newLogDoc(t, "n0", same))
+	n.Add(newLogDoc(t, "n0", same))
 	if err := n.Connect(0, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +302,7 @@ func TestQuiesceTimesOutWithDump(t *testing.T) {
 	if !errors.Is(err, ErrNotQuiet) {
 		t.Fatalf("Quiesce = %v, want ErrNotQuiet", err)
 	}
-	for _, want := range []string{"n0 clock {n0:", "n1 clock {n1:", "link n0-n1#1 live"} {
+	for _, want := range []string{"n0 clock {" + docs[0].Source() + ":", "n1 clock {" + docs[1].Source() + ":", "link n0-n1#1 live"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Quiesce error lacks %q:\n%v", want, err)
 		}
@@ -378,5 +383,42 @@ func TestCutBudget(t *testing.T) {
 				t.Errorf("after disarm, dead = %v, want %v: a cut under way must stay", l.dead(), tt.wantDead)
 			}
 		})
+	}
+}
+
+// Incarnations follow from the seed, the id and the start alone, differ
+// between starts, and are valid.
+func TestIncarnation(t *testing.T) {
+	if a, b := Incarnation(7, "r1", 0), Incarnation(7, "r1", 0); a != b {
+		t.Errorf("Incarnation(7, r1, 0) = %q, then %q", a, b)
+	}
+	seen := map[string]string{}
+	for _, seed := range []uint64{0, 1, 7} {
+		for _, id := range []string{"r0", "r1", "r10"} {
+			for start := range 4 {
+				inc := Incarnation(seed, id, start)
+				what := fmt.Sprintf("seed %d, %s, start %d", seed, id, start)
+				if prev, ok := seen[id+"~"+inc]; ok {
+					t.Errorf("%s: %q, as for %s", what, inc, prev)
+				}
+				seen[id+"~"+inc] = what
+				d := newLogDoc(t, id, &scuttlebutt.Config{Incarnation: inc})
+				if d.Source() != scuttlebutt.SourceID(id, inc) {
+					t.Errorf("%s: Source %q", what, d.Source())
+				}
+			}
+		}
+	}
+	n, m := New(7, nil), New(7, nil)
+	for start := range 3 {
+		if got, want := n.Incarnation("r1"), Incarnation(7, "r1", start); got != want {
+			t.Errorf("start %d: Network.Incarnation = %q, want %q", start, got, want)
+		}
+	}
+	if got, want := m.Incarnation("r2"), Incarnation(7, "r2", 0); got != want {
+		t.Errorf("first start of r2: %q, want %q", got, want)
+	}
+	if a, b := n.Rand().Uint64(), m.Rand().Uint64(); a != b {
+		t.Errorf("Incarnation drew from the network's source")
 	}
 }
