@@ -182,7 +182,7 @@ func TestBadRequests(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
-	_, s := newServer(t, nil)
+	f, s := newServer(t, nil)
 	wantOK(t, doString(t, s, "POST", "/v1/events/chat", `{"event": "joined", "args": ["ada", 1]}`), "emit joined")
 	wantOK(t, doString(t, s, "POST", "/v1/events/chat", `{"event": "left"}`), "emit left")
 	wantOK(t, doString(t, s, "POST", "/v1/events/chat", `{"event": "said", "args": null}`), "emit said")
@@ -195,10 +195,15 @@ func TestEvents(t *testing.T) {
 	}
 	r := doString(t, s, "GET", "/v1/events/chat", "")
 	wantOK(t, r, "GET events")
+	em, err := f.Emitter("chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := em.Source() // "self~" and the emitter's incarnation
 	want := []ev{
-		{"joined", []any{"ada", json.Number("1")}, "self", true},
-		{"left", []any{}, "self", true},
-		{"said", []any{}, "self", true},
+		{"joined", []any{"ada", json.Number("1")}, src, true},
+		{"left", []any{}, src, true},
+		{"said", []any{}, src, true},
 	}
 	if diff := cmp.Diff(want, decode[[]ev](t, r)); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)

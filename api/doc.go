@@ -61,7 +61,10 @@
 // A watch is a text/event-stream response. Each change of a model is an
 // event "change" whose data is a JSON object (key, value, deleted, source,
 // timestamp, local); each event of an emitter an event "event" (event,
-// args, source, timestamp, local). A comment line is sent every
+// args, source, timestamp, local), as GET /v1/events/{name} lists them. The
+// source is the writer's source id, its node id and the incarnation of the
+// process that wrote ("n1~k3x9p2qd"); local is true when the writer is this
+// node, in this run or an earlier one. A comment line is sent every
 // Config.Heartbeat so that proxies and clients can tell a quiet stream
 // from a dead one. The stream lasts until the client goes away or the
 // server closes; a client that falls Config.WatchBuffer events behind gets

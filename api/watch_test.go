@@ -83,7 +83,7 @@ func waitWatchers(t *testing.T, s *Server, n int64) {
 }
 
 func TestWatchModel(t *testing.T) {
-	_, s := newServer(t, &Config{Heartbeat: time.Millisecond})
+	f, s := newServer(t, &Config{Heartbeat: time.Millisecond})
 	hs := httptest.NewServer(s)
 	defer hs.Close()
 	wantOK(t, doString(t, s, "PUT", "/v1/models/m/keys/before", `0`), "PUT before")
@@ -101,9 +101,13 @@ func TestWatchModel(t *testing.T) {
 		delete(ev.Data, "timestamp")
 		got = append(got, ev)
 	}
+	m, err := f.Model("m")
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := []sseEvent{
-		{"change", map[string]any{"key": "a", "value": map[string]any{"x": []any{1.0}}, "source": "self", "local": true}},
-		{"change", map[string]any{"key": "before", "value": nil, "deleted": true, "source": "self", "local": true}},
+		{"change", map[string]any{"key": "a", "value": map[string]any{"x": []any{1.0}}, "source": m.Source(), "local": true}},
+		{"change", map[string]any{"key": "before", "value": nil, "deleted": true, "source": m.Source(), "local": true}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
@@ -115,7 +119,7 @@ func TestWatchModel(t *testing.T) {
 }
 
 func TestWatchEvents(t *testing.T) {
-	_, s := newServer(t, nil)
+	f, s := newServer(t, nil)
 	hs := httptest.NewServer(s)
 	defer hs.Close()
 	wantOK(t, doString(t, s, "POST", "/v1/events/chat", `{"event": "old"}`), "emit old")
@@ -128,7 +132,11 @@ func TestWatchEvents(t *testing.T) {
 		t.Fatal("stream ended early")
 	}
 	delete(ev.Data, "timestamp")
-	want := sseEvent{"event", map[string]any{"event": "joined", "args": []any{"ada"}, "source": "self", "local": true}}
+	em, err := f.Emitter("chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sseEvent{"event", map[string]any{"event": "joined", "args": []any{"ada"}, "source": em.Source(), "local": true}}
 	if diff := cmp.Diff(want, ev); diff != "" {
 		t.Errorf("event (-want +got):\n%s", diff)
 	}

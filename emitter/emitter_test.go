@@ -99,7 +99,7 @@ func TestEmitArgs(t *testing.T) {
 			if err := e.Emit("ev", tc.args...); err != nil {
 				t.Fatalf("Emit(%v): %v", tc.args, err)
 			}
-			want := []emitter.Event{{Name: "ev", Args: tc.want, Source: "a", Local: true}}
+			want := []emitter.Event{{Name: "ev", Args: tc.want, Source: e.Source(), Local: true}}
 			if diff := cmp.Diff(want, rec.all(), ignoreStamp); diff != "" {
 				t.Errorf("delivered events (-want +got):\n%s", diff)
 			}
@@ -442,7 +442,7 @@ func TestRestartReplayIsHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkpoint := vclock.Clock{"a": a.Events(nil)[0].Timestamp} // the app processed "one"
+	checkpoint := vclock.Clock{a.Source(): a.Events(nil)[0].Timestamp} // the app processed "one"
 	saved := a.History(nil)
 
 	a2 := newEmitter(t, "a", nil)
@@ -478,7 +478,7 @@ func Example() {
 	b, _ := emitter.New("b", nil)
 	done := make(chan struct{})
 	b.On("joined", func(ev emitter.Event) {
-		fmt.Printf("%s: %v joined (local %v)\n", ev.Source, ev.Args[0], ev.Local)
+		fmt.Printf("%s: %v joined (local %v)\n", scuttlebutt.ReplicaID(ev.Source), ev.Args[0], ev.Local)
 		close(done)
 	})
 	ctx, cancel := context.WithCancel(context.Background())

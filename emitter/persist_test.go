@@ -54,7 +54,7 @@ func TestCompactedRestartDeliversOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := a.Events(nil); len(got) != localEvents || got[0].Source != "a" {
+	if got := a.Events(nil); len(got) != localEvents || got[0].Source != a.Source() {
 		t.Fatalf("retained %d events, first from %q; the test needs only a's %d", len(got), got[0].Source, localEvents)
 	}
 	before := a.Clock()

@@ -206,7 +206,7 @@ func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 				t.Errorf("seed %d: %s delivered %s@%v after %s@%v: source order broken", seed, r.id, ev.Source, ev.Timestamp, ev.Source, last[ev.Source])
 			}
 			last[ev.Source] = ev.Timestamp
-			if ev.Local != (ev.Source == r.id) {
+			if ev.Local != (scuttlebutt.ReplicaID(ev.Source) == r.id) {
 				t.Errorf("seed %d: %s delivered %v with Local %v", seed, r.id, id, ev.Local)
 			}
 		}

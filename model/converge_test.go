@@ -468,7 +468,7 @@ func (c *converge) write(i int, w write) written {
 	} else {
 		err = m.Set(w.key, w.value)
 	}
-	w.src = m.ID()
+	w.src = m.Source()
 	w.ts = m.Clock().Get(w.src)
 	return written{w, err}
 }

@@ -245,9 +245,9 @@ func TestHistory(t *testing.T) {
 	const step = 1.0 / 1024
 
 	want := []histEntry{
-		{"b", today, "kb=vb"},
-		{"a", today + 10, "k1=v1-second"},
-		{"a", today + 10 + step, "k2 deleted"},
+		{b.Source(), today, "kb=vb"},
+		{a.Source(), today + 10, "k1=v1-second"},
+		{a.Source(), today + 10 + step, "k2 deleted"},
 	}
 	if diff := cmp.Diff(want, history(a, nil)); diff != "" {
 		t.Errorf("History(nil) (-want +got):\n%s", diff)
@@ -255,10 +255,10 @@ func TestHistory(t *testing.T) {
 	if diff := cmp.Diff(want, history(a, vclock.Clock{})); diff != "" {
 		t.Errorf("History({}) (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(want[1:], history(a, vclock.Clock{"b": today})); diff != "" {
+	if diff := cmp.Diff(want[1:], history(a, vclock.Clock{b.Source(): today})); diff != "" {
 		t.Errorf("History({b:today}) (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(want[2:], history(a, vclock.Clock{"a": today + 10, "b": today})); diff != "" {
+	if diff := cmp.Diff(want[2:], history(a, vclock.Clock{a.Source(): today + 10, b.Source(): today})); diff != "" {
 		t.Errorf("History(past k1's write) (-want +got):\n%s", diff)
 	}
 	if got := history(a, a.Clock()); len(got) != 0 {
@@ -271,7 +271,7 @@ func TestHistory(t *testing.T) {
 	mustSet(t, y, "ky", 1)
 	mustSet(t, x, "kx", 1)
 	pull(t, x, y)
-	want = []histEntry{{"x", today, "kx=1"}, {"y", today, "ky=1"}}
+	want = []histEntry{{x.Source(), today, "kx=1"}, {y.Source(), today, "ky=1"}}
 	if diff := cmp.Diff(want, history(x, nil)); diff != "" {
 		t.Errorf("History with equal timestamps (-want +got):\n%s", diff)
 	}

@@ -68,12 +68,12 @@ func TestWatchEvents(t *testing.T) {
 
 	const step = 1.0 / 1024
 	want := []model.Change{
-		{Key: "k", Value: int64(1), Source: "a", Timestamp: today, Local: true},
-		{Key: "k", Value: []any{"x"}, Old: int64(1), Source: "a", Timestamp: today + step, Local: true},
-		{Key: "k", Old: []any{"x"}, Deleted: true, Source: "a", Timestamp: today + 2*step, Local: true},
-		{Key: "never", Deleted: true, Source: "a", Timestamp: today + 3*step, Local: true},
-		{Key: "r", Value: "remote", Source: "b", Timestamp: today},
-		{Key: "lww", Value: "a-late", Source: "a", Timestamp: today + 100, Local: true},
+		{Key: "k", Value: int64(1), Source: a.Source(), Timestamp: today, Local: true},
+		{Key: "k", Value: []any{"x"}, Old: int64(1), Source: a.Source(), Timestamp: today + step, Local: true},
+		{Key: "k", Old: []any{"x"}, Deleted: true, Source: a.Source(), Timestamp: today + 2*step, Local: true},
+		{Key: "never", Deleted: true, Source: a.Source(), Timestamp: today + 3*step, Local: true},
+		{Key: "r", Value: "remote", Source: b.Source(), Timestamp: today},
+		{Key: "lww", Value: "a-late", Source: a.Source(), Timestamp: today + 100, Local: true},
 	}
 	if diff := cmp.Diff(want, got.list()); diff != "" {
 		t.Errorf("changes (-want +got):\n%s", diff)
@@ -270,6 +270,32 @@ func TestWatchConcurrentWriters(t *testing.T) {
 	}
 }
 
+// TestWatchLocalAcrossRestart restarts replica a without its state: its
+// earlier start's write comes back from b under the old source id, and is
+// still a's own (Local), while b's is not.
+func TestWatchLocalAcrossRestart(t *testing.T) {
+	before, _ := newModel(t, "a", today)
+	b, _ := newModel(t, "b", today)
+	mustSet(t, before, "k", "mine")
+	mustSet(t, b, "kb", "theirs")
+	pull(t, b, before)
+
+	after, _ := newModel(t, "a", today+10) // the restart: same id, no state
+	if after.Source() == before.Source() {
+		t.Fatalf("the restart writes as %s, as before it", after.Source())
+	}
+	var got changeLog
+	defer after.Watch(got.add)()
+	pull(t, after, b)
+	want := []model.Change{
+		{Key: "k", Value: "mine", Source: before.Source(), Timestamp: today, Local: true},
+		{Key: "kb", Value: "theirs", Source: b.Source(), Timestamp: today},
+	}
+	if diff := cmp.Diff(want, got.list()); diff != "" { // in History's (Timestamp, Source) order
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+}
+
 func TestWatchChanCopies(t *testing.T) {
 	m, _ := newModel(t, "a", today)
 	ch1, ch2 := make(chan model.Change, 4), make(chan model.Change, 4)
@@ -278,7 +304,7 @@ func TestWatchChanCopies(t *testing.T) {
 	mustSet(t, m, "k", map[string]any{"l": []any{1}})
 
 	c1, c2 := <-ch1, <-ch2
-	want := model.Change{Key: "k", Value: map[string]any{"l": []any{int64(1)}}, Source: "a", Timestamp: today, Local: true}
+	want := model.Change{Key: "k", Value: map[string]any{"l": []any{int64(1)}}, Source: m.Source(), Timestamp: today, Local: true}
 	if diff := cmp.Diff(want, c1); diff != "" {
 		t.Fatalf("change (-want +got):\n%s", diff)
 	}

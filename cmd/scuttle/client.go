@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/scuttle-go/scuttle/node"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
 // The client commands talk to a node's HTTP API (package api).
@@ -457,9 +458,43 @@ func printStatus(w io.Writer, st node.Status) {
 	}
 	fmt.Fprintf(w, "\ndocuments (%d):\n", len(st.Documents))
 	for _, d := range st.Documents {
-		sources := d.Clock.Sources()
-		fmt.Fprintf(w, "  %-16s %-8s %d sources: %s\n", d.Name, d.Type, len(sources), strings.Join(sources, " "))
+		fmt.Fprintf(w, "  %-16s %-8s %s\n", d.Name, d.Type, describeSources(d.Clock.Sources()))
 	}
 	fmt.Fprintf(w, "\ntraffic on the links up: in %d B, out %d B; dials %d (%d failed), accepted %d, auth failures %d\n",
 		in, out, st.Counters.Dials, st.Counters.DialFailures, st.Counters.Accepted, st.Counters.AuthFailures)
+}
+
+// describeSources summarizes a document clock's sources by node: every
+// start of a node writes as a source of its own ("n1~k3x9p2qd"), so a long
+// lived cluster's clocks name many, and listing them all would bury the
+// nodes. It returns, say, "3 sources: n1 (2 incarnations), n2", the nodes
+// in the order of their first source.
+func describeSources(sources []string) string {
+	var ids []string
+	count := map[string]int{}
+	for _, src := range sources {
+		id := scuttlebutt.ReplicaID(src)
+		if count[id] == 0 {
+			ids = append(ids, id)
+		}
+		count[id]++
+	}
+	var b strings.Builder
+	noun := "sources"
+	if len(sources) == 1 {
+		noun = "source"
+	}
+	fmt.Fprintf(&b, "%d %s", len(sources), noun)
+	for i, id := range ids {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString(", ")
+		}
+		b.WriteString(id)
+		if n := count[id]; n > 1 {
+			fmt.Fprintf(&b, " (%d incarnations)", n)
+		}
+	}
+	return b.String()
 }

@@ -91,7 +91,7 @@ func TestClientCommands(t *testing.T) {
 		{"emit", []string{"emit", "chat", "joined", "ada", "3"}, exitOK, ``, ""},
 		{"emit no args", []string{"emit", "chat", "left"}, exitOK, ``, ""},
 		{"get events", []string{"get", "-events", "chat"}, exitOK,
-			`\{"event":"joined","args":\["ada",3\],"source":"solo","timestamp":[0-9.e+]+,"local":true\}\n\{"event":"left","args":\[\],.*\}\n`, ""},
+			`\{"event":"joined","args":\["ada",3\],"source":"solo~[0-9a-v]{8}","timestamp":[0-9.e+]+,"local":true\}\n\{"event":"left","args":\[\],.*\}\n`, ""},
 		{"get last event", []string{"get", "-events", "-limit", "1", "chat"}, exitOK, `\{"event":"left",.*\}\n`, ""},
 		{"get events of a model", []string{"get", "-events", "users"}, exitFail, ``, "409 Conflict"},
 		{"lock", []string{"lock", "jobs", "nightly"}, exitOK, `locked nightly \(held by solo, lease until .* unless renewed\)\n`, ""},
@@ -102,7 +102,7 @@ func TestClientCommands(t *testing.T) {
 		{"lock release again", []string{"lock", "-release", "jobs", "nightly"}, exitFail, ``, "403 Forbidden"},
 		{"lock show free", []string{"lock", "-show", "jobs", "nightly"}, exitOK, `nightly is free\n`, ""},
 		{"lock -release -show", []string{"lock", "-release", "-show", "jobs", "x"}, exitFail, ``, "exclude each other"},
-		{"status", []string{"status"}, exitOK, `(?s)node solo  replication 127\.0\.0\.1:\d+  gossip 127\.0\.0\.1:\d+\n\nmembers \(1\):\n  solo +alive .*documents \(3\):\n  chat +emitter +1 sources: solo\n  jobs +lock .*\n  users +model +1 sources: solo\n.*`, ""},
+		{"status", []string{"status"}, exitOK, `(?s)node solo  replication 127\.0\.0\.1:\d+  gossip 127\.0\.0\.1:\d+\n\nmembers \(1\):\n  solo +alive .*documents \(3\):\n  chat +emitter +1 source: solo\n  jobs +lock .*\n  users +model +1 source: solo\n.*`, ""},
 		{"status -json", []string{"status", "-json"}, exitOK, `(?s)\{\n  "id": "solo",.*`, ""},
 		{"get too many args", []string{"get", "a", "b", "c"}, exitFail, ``, "want arguments <model> [key], got 3"},
 		{"set too few args", []string{"set", "a", "b"}, exitFail, ``, "want arguments <model> <key> <value>"},
@@ -147,9 +147,9 @@ func TestWatchCommand(t *testing.T) {
 		want  string // a regexp for the first line
 	}{
 		{"model", []string{"watch", "-addr", addr, "m"}, []string{"set", "-addr", addr, "m", "k", "1"},
-			`^\{"key":"k","value":1,"source":"solo","timestamp":[0-9.e+]+,"local":true\}$`},
+			`^\{"key":"k","value":1,"source":"solo~[0-9a-v]{8}","timestamp":[0-9.e+]+,"local":true\}$`},
 		{"events", []string{"watch", "-addr", addr, "-events", "e"}, []string{"emit", "-addr", addr, "e", "y", "true"},
-			`^\{"event":"y","args":\[true\],"source":"solo","timestamp":[0-9.e+]+,"local":true\}$`},
+			`^\{"event":"y","args":\[true\],"source":"solo~[0-9a-v]{8}","timestamp":[0-9.e+]+,"local":true\}$`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
@@ -178,5 +178,21 @@ func TestWatchCommand(t *testing.T) {
 				t.Errorf("watch printed %q, want %q", first, tt.want)
 			}
 		})
+	}
+}
+
+func TestDescribeSources(t *testing.T) {
+	for _, tt := range []struct {
+		sources []string
+		want    string
+	}{
+		{nil, "0 sources"},
+		{[]string{"solo~k3x9p2qd"}, "1 source: solo"},
+		{[]string{"n1~aaaaaaaa", "n1~bbbbbbbb", "n2~cccccccc"}, "3 sources: n1 (2 incarnations), n2"},
+		{[]string{"browser", "n1~aaaaaaaa"}, "2 sources: browser, n1"}, // a JavaScript peer's id has no incarnation
+	} {
+		if got := describeSources(tt.sources); got != tt.want {
+			t.Errorf("describeSources(%q) = %q, want %q", tt.sources, got, tt.want)
+		}
 	}
 }

@@ -20,10 +20,12 @@ import (
 // one alone, and History holds one update per source, however many
 // increments were made.
 //
-// A replica that has lost its state (it kept it only in memory) must sync
-// before it increments under its old id: until its own latest count comes
-// back from a peer, its new counts start from zero and lose to the old,
-// higher one.
+// Counts are kept per source, and every start of a replica is a source of
+// its own (Source(), its id and incarnation): a restarted replica counts
+// from zero under its new source, and its earlier starts' counts, which it
+// replays from its log or gets back from a peer, add to it. So a replica
+// that lost its state (it kept it only in memory) loses no increments by
+// incrementing before it has synced.
 //
 // All methods are safe for concurrent use.
 type Counter struct {
@@ -62,7 +64,7 @@ func (c *Counter) Incr(n uint64) error {
 	c.incr.Lock()
 	defer c.incr.Unlock()
 	c.mu.Lock()
-	count := c.counts[c.ID()] + n
+	count := c.counts[c.Source()] + n
 	c.mu.Unlock()
 	data, err := cbor.Marshal(payload{Count: count})
 	if err != nil {

@@ -162,7 +162,36 @@ func TestIncrConcurrent(t *testing.T) {
 		t.Errorf("Value() = %d after 800 concurrent Incr(2), want 1600", got)
 	}
 	// One update per source, however many increments.
-	if h := c.History(nil); len(h) != 1 || h[0].Timestamp != c.Clock().Get("me") {
-		t.Errorf("History(nil) = %v, want the one latest update at %v", h, c.Clock().Get("me"))
+	if h := c.History(nil); len(h) != 1 || h[0].Timestamp != c.Clock().Get(c.Source()) {
+		t.Errorf("History(nil) = %v, want the one latest update at %v", h, c.Clock().Get(c.Source()))
+	}
+}
+
+// TestRestartWithoutState restarts a replica that kept its count only in
+// memory: it increments before it syncs, under its new incarnation, and
+// once its earlier start's count comes back nothing is lost.
+func TestRestartWithoutState(t *testing.T) {
+	before, err := NewCounter("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := before.Incr(5); err != nil {
+		t.Fatal(err)
+	}
+	after, err := NewCounter("a") // the restart: same id, no state
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Source() == before.Source() {
+		t.Fatalf("the restart writes as %s, as before it", after.Source())
+	}
+	if err := after.Incr(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := after.Apply(before.History(after.Clock())...); err != nil {
+		t.Fatal(err)
+	}
+	if got := after.Value(); got != 6 {
+		t.Errorf("Value() = %d after 5 before the restart and 1 after, want 6", got)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/scuttle-go/scuttle/emitter"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/stream"
 )
 
@@ -56,8 +57,10 @@ func (l *link) cut() {
 	l.wg.Wait()
 }
 
-// hear prints the next n events each room received, sorted by source so
-// that the story reads the same every time.
+// hear prints the next n events each room received, sorted by sender so
+// that the story reads the same every time. The sender is the replica id
+// of the event's source: the source id adds the sender's incarnation, a
+// random suffix ("alice~k3x9p2qd") that tells its starts apart.
 func hear(w io.Writer, n int, rooms ...*room) {
 	for _, r := range rooms {
 		var got []emitter.Event
@@ -68,7 +71,7 @@ func hear(w io.Writer, n int, rooms ...*room) {
 			return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Timestamp, b.Timestamp))
 		})
 		for _, ev := range got {
-			fmt.Fprintf(w, "  %s hears %s: %s %v\n", r.name, ev.Source, ev.Name, ev.Args)
+			fmt.Fprintf(w, "  %s hears %s: %s %v\n", r.name, scuttlebutt.ReplicaID(ev.Source), ev.Name, ev.Args)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/stream"
 )
 
@@ -44,7 +45,9 @@ func run(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	c := <-changes
-	fmt.Fprintf(w, "b saw %s = %v, written by %s\n", c.Key, c.Value, c.Source)
+	// c.Source is the writer's source id, "a~" and a random incarnation
+	// that tells a's starts apart; ReplicaID gives the replica alone.
+	fmt.Fprintf(w, "b saw %s = %v, written by %s\n", c.Key, c.Value, scuttlebutt.ReplicaID(c.Source))
 	fmt.Fprintln(w, "a:", a.Snapshot())
 	fmt.Fprintln(w, "b:", b.Snapshot())
 	return nil

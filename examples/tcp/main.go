@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/stream"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -179,7 +180,9 @@ func listenMode(ctx context.Context, ln net.Listener, id string, w io.Writer) er
 	logger := log.New(w, "", 0)
 	defer m.Watch(func(c model.Change) {
 		if !c.Local {
-			logger.Printf("got %s = %q (written by %s)", c.Key, c.Value, c.Source)
+			// c.Source is the writer's replica id and incarnation (a
+			// random suffix per start): print the replica id alone.
+			logger.Printf("got %s = %q (written by %s)", c.Key, c.Value, scuttlebutt.ReplicaID(c.Source))
 		}
 	})()
 	logger.Printf("%s listening on %s; stop with Ctrl-C", id, ln.Addr())
@@ -210,7 +213,7 @@ func connectMode(ctx context.Context, addr, id string, w io.Writer) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sync with %s: %w", addr, err)
 	}
-	fmt.Fprintf(w, "synced with %s at %s\n", conn.Peer().ID, addr)
+	fmt.Fprintf(w, "synced with %s at %s\n", scuttlebutt.ReplicaID(conn.Peer().ID), addr) // the hello names the peer's source
 	printState(w, id, m)
 	return nil
 }
