@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,11 +54,29 @@ func readGolden(t *testing.T) []goldenEntry {
 	return out
 }
 
+// withSource returns a recorded line with A's source id, "A", replaced
+// by src: in the id and clock of A's hello, and as the source of A's
+// updates (sent by A, or echoed by B). JavaScript's A stamps its updates
+// with its replica id; Go's, with its source id, the replica id and the
+// incarnation of this start.
+func withSource(line, src string) string {
+	q := strconv.Quote(src) // a source id is ASCII: JSON quotes it the same
+	switch {
+	case strings.HasPrefix(line, `{"id":"A",`):
+		line = `{"id":` + q + strings.TrimPrefix(line, `{"id":"A"`)
+		return strings.Replace(line, `"clock":{"A":`, `"clock":{`+q+`:`, 1)
+	case strings.HasSuffix(line, `,"A"]`):
+		return strings.TrimSuffix(line, `"A"]`) + q + "]"
+	}
+	return line
+}
+
 // TestGolden replays the recorded session with a Go replica in A's place,
 // fed B's recorded lines, its clock stubbed as the recording's was, and
 // checks that it writes exactly the lines JavaScript's A wrote, less the
 // echoes (JavaScript sends each of B's live updates back to B; Go does
-// not). It needs no Node: the recording is test data.
+// not), with Go's source id in place of A's (withSource). It needs no
+// Node: the recording is test data.
 func TestGolden(t *testing.T) {
 	entries := readGolden(t)
 	var now atomic.Int64
@@ -138,14 +157,14 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("A sets %s: %v", e.Key, err)
 			}
 		case e.Dir == "B>A":
-			if _, err := theirs.Write([]byte(e.Line + "\n")); err != nil {
+			if _, err := theirs.Write([]byte(withSource(e.Line, m.Source()) + "\n")); err != nil {
 				t.Fatalf("feeding %s: %v", e.Line, err)
 			}
 		case e.Dir == "A>B":
 			if strings.HasSuffix(e.Line, `,"B"]`) {
 				continue // JavaScript's echo of B's own update
 			}
-			want = append(want, e.Line)
+			want = append(want, withSource(e.Line, m.Source()))
 			waitLines()
 		}
 	}
