@@ -107,7 +107,8 @@ type victim struct {
 // rest of what it writes is drained.
 func serveVictim(t *testing.T, opts *Options) *victim {
 	t.Helper()
-	m, err := model.New("victim", nil)
+	// A fixed incarnation: the victim's source is victim~1.
+	m, err := model.New("victim", &scuttlebutt.Config{Incarnation: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,8 +285,8 @@ func TestConnBadInput(t *testing.T) {
 			want:  []error{scuttlebutt.ErrProtocol},
 		},
 		{
-			name:  "hello with this replica's id",
-			input: helloFrom(t, "victim", vclock.Clock{}),
+			name:  "hello with this replica's source id",
+			input: helloFrom(t, "victim~1", vclock.Clock{}),
 			want:  []error{scuttlebutt.ErrSameID},
 		},
 		{

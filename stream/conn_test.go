@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"reflect"
@@ -695,8 +696,8 @@ func TestConnPeer(t *testing.T) {
 	if p == nil {
 		t.Fatal("Peer() = nil after sync")
 	}
-	if p.ID != "b" || p.Version != scuttlebutt.ProtocolVersion {
-		t.Errorf("Peer() = id %q version %d, want b, %d", p.ID, p.Version, scuttlebutt.ProtocolVersion)
+	if p.ID != b.Source() || p.Version != scuttlebutt.ProtocolVersion {
+		t.Errorf("Peer() = id %q version %d, want %s, %d", p.ID, p.Version, b.Source(), scuttlebutt.ProtocolVersion)
 	}
 	if d := cmp.Diff(meta, p.Meta); d != "" {
 		t.Errorf("Peer().Meta (-want +got):\n%s", d)
@@ -878,10 +879,46 @@ func TestPipe(t *testing.T) {
 	waitConverged(t, a, b)
 }
 
-// TestPipeSameID fails: two replicas may not share an id.
+// TestPipeSameID fails: a replica cannot link to its own source. Two
+// starts of one id (a restart, a cloned machine) are two sources: they
+// replicate, and each reports the other as a twin.
 func TestPipeSameID(t *testing.T) {
-	a, b := newTestModel(t, "same"), newTestModel(t, "same")
+	cfg := &scuttlebutt.Config{Incarnation: "1"}
+	a, err := model.New("same", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := model.New("same", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := stream.Pipe(t.Context(), a, b); !errors.Is(err, scuttlebutt.ErrSameID) {
-		t.Errorf("Pipe of two replicas named %q = %v, want ErrSameID", "same", err)
+		t.Errorf("Pipe of two replicas with source %q = %v, want ErrSameID", a.Source(), err)
+	}
+
+	quiet := &scuttlebutt.Config{Logger: slog.New(slog.DiscardHandler)}
+	x, err := model.New("same", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := model.New("same", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set(t, x, "x", 1)
+	set(t, y, "y", 2)
+	if err := stream.Pipe(t.Context(), x, y); err != nil {
+		t.Fatalf("Pipe of two starts of %q: %v", "same", err)
+	}
+	if err := converged(x, y); err != nil {
+		t.Fatal(err)
+	}
+	if len(x.Snapshot()) != 2 {
+		t.Errorf("x holds %v, want both writes", x.Snapshot())
+	}
+	for _, m := range []*model.Model{x, y} {
+		if got := m.Stats().Twins; got != 1 {
+			t.Errorf("%s: Stats().Twins = %d, want 1", m.Source(), got)
+		}
 	}
 }

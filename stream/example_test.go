@@ -42,7 +42,8 @@ func ExampleConn() {
 	<-b.Synced()
 	fmt.Println("alice:", alice.Snapshot())
 	fmt.Println("bob:  ", bob.Snapshot())
-	fmt.Println("bob's peer:", b.Peer().ID)
+	// The peer's source id is its replica id and this start's incarnation.
+	fmt.Println("bob's peer:", scuttlebutt.ReplicaID(b.Peer().ID))
 
 	cancel()
 	fmt.Println(<-errs, <-errs)
@@ -120,7 +121,7 @@ func ExamplePipe() {
 	defer stop()
 	b.Set("color", "blue")
 	c := <-changes
-	fmt.Printf("a sees %s=%v from %s\n", c.Key, c.Value, c.Source)
+	fmt.Printf("a sees %s=%v from %s\n", c.Key, c.Value, scuttlebutt.ReplicaID(c.Source))
 	// Output:
 	// b sees red
 	// a sees color=blue from b

@@ -203,7 +203,18 @@ func (d *logDoc) ApplyUpdate(u scuttlebutt.Update) bool {
 
 func newModelAt(t *testing.T, id string, ms int64) *model.Model {
 	t.Helper()
-	m, err := model.New(id, &scuttlebutt.Config{Now: func() time.Time { return time.UnixMilli(ms) }})
+	// Incarnation 1: the replica's source is id~1, for byte-exact lines.
+	m, err := model.New(id, &scuttlebutt.Config{Now: func() time.Time { return time.UnixMilli(ms) }, Incarnation: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// newModelAtIncarnation is newModelAt with another incarnation.
+func newModelAtIncarnation(t *testing.T, id string, ms int64, inc string) *model.Model {
+	t.Helper()
+	m, err := model.New(id, &scuttlebutt.Config{Now: func() time.Time { return time.UnixMilli(ms) }, Incarnation: inc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -738,18 +749,23 @@ func TestSaveLoadJSONLines(t *testing.T) {
 	if err := SaveJSONLines(t.Context(), m, &buf); err != nil {
 		t.Fatal(err)
 	}
-	// As captured from JavaScript (JS-SCUTTLEBUTT.md, 3.7), but for the live line.
-	want := `{"id":"A","clock":{"A":1795385885028.002}}` + "\n" +
-		`[["y",{"deep":true}],1795385885028.001,"A"]` + "\n" +
-		`[["x",null],1795385885028.002,"A"]` + "\n" +
+	// As captured from JavaScript (JS-SCUTTLEBUTT.md, 3.7), but for the live
+	// line and the source id, which carries the incarnation.
+	want := `{"id":"A~1","clock":{"A~1":1795385885028.002}}` + "\n" +
+		`[["y",{"deep":true}],1795385885028.001,"A~1"]` + "\n" +
+		`[["x",null],1795385885028.002,"A~1"]` + "\n" +
 		`"SYNC"` + "\n"
 	if buf.String() != want {
 		t.Errorf("saved\n%s\nwant\n%s", buf.String(), want)
 	}
-	js := want + `[["w","live"],1795385885052,"A"]` + "\n"
+	js := want + `[["w","live"],1795385885052,"A~1"]` + "\n"
 	for _, id := range []string{"B", "A"} {
 		t.Run("into "+id, func(t *testing.T) {
-			n := newModelAt(t, id, 1)
+			// A later start of A (or B): its wall clock is past the file's.
+			n := newModelAt(t, id, now+1000)
+			if id == "A" && n.Source() == "A~1" {
+				n = newModelAtIncarnation(t, id, now+1000, "2")
+			}
 			applied, err := LoadJSONLines(t.Context(), n, strings.NewReader(js))
 			if err != nil {
 				t.Fatal(err)
@@ -760,13 +776,13 @@ func TestSaveLoadJSONLines(t *testing.T) {
 			if d := cmp.Diff(map[string]any{"y": map[string]any{"deep": true}, "w": "live"}, n.Snapshot()); d != "" {
 				t.Errorf("loaded (-want +got):\n%s", d)
 			}
-			if d := cmp.Diff(vclock.Clock{"A": 1795385885052}, n.Clock()); d != "" {
+			if d := cmp.Diff(vclock.Clock{"A~1": 1795385885052}, n.Clock()); d != "" {
 				t.Errorf("clock (-want +got):\n%s", d)
 			}
 		})
 	}
 	t.Run("torn", func(t *testing.T) {
-		n := newModelAt(t, "B", 1)
+		n := newModelAt(t, "B", now+1000)
 		applied, err := LoadJSONLines(t.Context(), n, strings.NewReader(js[:len(js)-10]))
 		if !errors.Is(err, ErrTruncated) {
 			t.Errorf("err = %v, want ErrTruncated", err)
