@@ -393,9 +393,9 @@ func liveHeap() int64 {
 	return int64(ms.HeapAlloc)
 }
 
-// covers reports whether b's clock covers a's own entry at t.
-func covers(b *model.Model, t vclock.Timestamp) bool {
-	return b.Clock().Get(ReplicaA) >= t
+// covers reports whether b's clock covers source's entry at t.
+func covers(b *model.Model, source string, t vclock.Timestamp) bool {
+	return b.Clock().Get(source) >= t
 }
 
 // writeHeapProfile writes a heap profile to w, if w is not nil, after the

@@ -109,8 +109,8 @@ func overwrite(ctx context.Context, o *Options, r *Result, a, b *model.Model, ke
 			}
 		}
 	}
-	last := a.Clock().Get(ReplicaA)
-	err = s.wait(ctx, "B to cover A's last write", func() bool { return covers(b, last) })
+	last := a.Clock().Get(a.Source())
+	err = s.wait(ctx, "B to cover A's last write", func() bool { return covers(b, a.Source(), last) })
 	r.Duration = time.Since(start)
 	o.Timer.StopTimer()
 	if err != nil {
