@@ -41,6 +41,12 @@ type Config struct {
 	// bytes: scuttlebutt.Config.MaxUpdateSize. 0 means its default, 1 MiB.
 	MaxUpdateSize int
 
+	// Replica configures the replicated base: its bounds on peers' clocks
+	// and sources, its incarnation and its logger (see scuttlebutt.Config).
+	// nil means the defaults. Now and MaxUpdateSize above take precedence
+	// over its fields of the same name.
+	Replica *scuttlebutt.Config
+
 	// MaxEvents is how many events the Emitter keeps for replication, from
 	// all sources together; past it the oldest, by (Timestamp, Source), are
 	// dropped. 0 means DefaultMaxEvents (10,000). A negative value means no
@@ -115,7 +121,7 @@ func New(id string, cfg *Config) (*Emitter, error) {
 		maxAge:    c.MaxAge,
 		sources:   make(map[string]*sourceLog),
 	}
-	sb, err := scuttlebutt.New(id, e, &scuttlebutt.Config{Now: c.Now, MaxUpdateSize: c.MaxUpdateSize})
+	sb, err := scuttlebutt.New(id, e, c.base())
 	if err != nil {
 		return nil, err
 	}
@@ -291,3 +297,9 @@ var (
 	_ scuttlebutt.AfterApplier = (*Emitter)(nil)
 	_ scuttlebutt.Document     = (*Emitter)(nil)
 )
+
+// base returns the configuration of the replicated base: Replica, with
+// this Config's Now and MaxUpdateSize.
+func (c *Config) base() *scuttlebutt.Config {
+	return c.Replica.With(c.Now, c.MaxUpdateSize)
+}

@@ -69,6 +69,12 @@ type Config struct {
 	// MaxUpdateSize is scuttlebutt.Config.MaxUpdateSize. 0 means its
 	// default.
 	MaxUpdateSize int
+
+	// Replica configures the replicated base: its bounds on peers' clocks
+	// and sources, its incarnation and its logger (see scuttlebutt.Config).
+	// nil means the defaults. Now and MaxUpdateSize above take precedence
+	// over its fields of the same name.
+	Replica *scuttlebutt.Config
 }
 
 // withDefaults returns a copy of c with the defaults filled in, or an
@@ -140,4 +146,10 @@ func (c *Config) limit(name string) int {
 		return n
 	}
 	return c.Limit
+}
+
+// base returns the configuration of the replicated base: Replica, with
+// this Config's Now and MaxUpdateSize.
+func (c *Config) base() *scuttlebutt.Config {
+	return c.Replica.With(c.Now, c.MaxUpdateSize)
 }

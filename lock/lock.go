@@ -132,7 +132,7 @@ func New(id string, cfg *Config) (*Table, error) {
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	sb, err := scuttlebutt.New(id, t, &scuttlebutt.Config{Now: c.Now, MaxUpdateSize: c.MaxUpdateSize})
+	sb, err := scuttlebutt.New(id, t, c.base())
 	if err != nil {
 		return nil, err
 	}

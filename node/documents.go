@@ -34,7 +34,7 @@ type kind struct {
 
 var kinds = map[string]kind{
 	kindModel: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
-		return model.New(n.id, &scuttlebutt.Config{Now: n.cfg.Now})
+		return model.New(n.id, n.replicaConfig())
 	}},
 	kindEmitter: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
 		var cfg emitter.Config
@@ -44,6 +44,7 @@ var kinds = map[string]kind{
 		if cfg.Now == nil {
 			cfg.Now = n.cfg.Now
 		}
+		cfg.Replica = n.replicaConfig()
 		return emitter.New(n.id, &cfg)
 	}},
 	// Lock tables keep no log: their state is leases, which the other
@@ -57,9 +58,17 @@ var kinds = map[string]kind{
 		if cfg.Now == nil {
 			cfg.Now = n.cfg.Now
 		}
+		cfg.Replica = n.replicaConfig()
 		cfg.Members = n.lockMembers()
 		return lock.New(n.id, &cfg)
 	}},
+}
+
+// replicaConfig is the base configuration of every document of the node:
+// its clock, one incarnation per start of the node, so that a document's
+// sources read n1~k3x9p2qd for every document of that run, and its logger.
+func (n *Node) replicaConfig() *scuttlebutt.Config {
+	return &scuttlebutt.Config{Now: n.cfg.Now, Incarnation: n.inc, Logger: n.log}
 }
 
 // memberSetter is implemented by documents whose rules depend on the

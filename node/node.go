@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
 // Node is one member of a scuttle cluster: it holds named documents,
@@ -30,6 +31,7 @@ import (
 type Node struct {
 	cfg    Config
 	id     string
+	inc    string // this start's incarnation, shared by every document
 	log    *slog.Logger
 	tls    *tls.Config
 	policy linkPolicy
@@ -82,6 +84,7 @@ func New(cfg *Config) (*Node, error) {
 	n := &Node{
 		cfg:     c,
 		id:      id,
+		inc:     scuttlebutt.NewIncarnation(),
 		log:     c.Logger.With("node", id),
 		tls:     tlsConf,
 		policy:  linkPolicy{fullMesh: c.FullMeshSize, ring: c.RingLinks, random: c.RandomLinks},

@@ -118,9 +118,25 @@ func (c *Config) withDefaults() (Config, error) {
 		return out, fmt.Errorf("%w: MaxSources %d is negative", ErrInvalidConfig, out.MaxSources)
 	}
 	if out.Incarnation == "" {
-		out.Incarnation = newIncarnation()
+		out.Incarnation = NewIncarnation()
 	} else if err := validIncarnation(out.Incarnation); err != nil {
 		return out, err
 	}
 	return out, nil
+}
+
+// With returns a copy of c (nil means the zero Config, the defaults) with
+// Now set to now and, if it is not zero, MaxUpdateSize to maxUpdateSize:
+// for a replicated type whose own Config has those two fields and a
+// *Config for the rest.
+func (c *Config) With(now func() time.Time, maxUpdateSize int) *Config {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	out.Now = now
+	if maxUpdateSize != 0 {
+		out.MaxUpdateSize = maxUpdateSize
+	}
+	return &out
 }

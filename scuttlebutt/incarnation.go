@@ -17,9 +17,12 @@ const maxIncarnationLen = 16
 // lowerBase32 spells random incarnations: digits and lower-case letters.
 var lowerBase32 = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
 
-// newIncarnation returns 8 random characters of base32: 40 bits, so that
-// two starts of one replica id collide with odds of one in a trillion.
-func newIncarnation() string {
+// NewIncarnation returns a fresh random incarnation, as New picks when
+// Config.Incarnation is empty: 8 characters of base32, 40 bits, so that two
+// starts of one replica id collide with odds of one in a trillion. A
+// process that holds several documents can give them all one incarnation
+// per start (package node does), which keeps clocks easier to read.
+func NewIncarnation() string {
 	var b [5]byte
 	rand.Read(b[:]) // never fails (crypto/rand)
 	return lowerBase32.EncodeToString(b[:])

@@ -47,7 +47,8 @@ func (k MessageKind) String() string {
 type Hello struct {
 	// Version is the protocol version, ProtocolVersion.
 	Version int
-	// ID is the sender's replica id.
+	// ID is the sender's source id: its replica id and incarnation
+	// (see Scuttlebutt.Source), or a JavaScript peer's id.
 	ID string
 	// Clock is the sender's clock: the peer sends what is newer.
 	Clock vclock.Clock
