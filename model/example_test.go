@@ -55,3 +55,22 @@ func ExampleModel_Watch() {
 	// greeting = hi (was hello), local true
 	// greeting deleted (was hi)
 }
+
+// ExampleModel_Checkpoint takes a model's state together with the clock it
+// corresponds to: the clock says exactly what the snapshot holds, so what a
+// replica has since the checkpoint is its history after that clock.
+func ExampleModel_Checkpoint() {
+	m, _ := model.New("a", nil)
+	m.Set("color", "red")
+	m.Set("size", 3)
+	snap, clock := m.Checkpoint()
+	m.Set("color", "blue")
+
+	fmt.Println(snap)
+	fmt.Println("checkpoint is", clock.Compare(m.Clock()), "the model")
+	fmt.Println(len(m.History(clock)), "update since the checkpoint")
+	// Output:
+	// map[color:red size:3]
+	// checkpoint is before the model
+	// 1 update since the checkpoint
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/stream"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -147,14 +148,14 @@ func demo(ctx context.Context, w io.Writer, o demoOptions) (err error) {
 
 	// 5. Writes on every side of the cut, a conflict among them.
 	p.step("Write on every side of the cut")
-	if err := a.set(p, "color", "green"); err != nil {
+	green, err := a.write(p, "color", "green")
+	if err != nil {
 		return err
 	}
-	tsA := a.m.Clock().Get(a.name)
-	if err := cn.set(p, "color", "blue"); err != nil {
+	blue, err := cn.write(p, "color", "blue")
+	if err != nil {
 		return err
 	}
-	tsC := cn.m.Clock().Get(cn.name)
 	if err := b.set(p, "note", "written while alone"); err != nil {
 		return err
 	}
@@ -176,12 +177,14 @@ func demo(ctx context.Context, w io.Writer, o demoOptions) (err error) {
 	p.event("A's and C's clocks are %s: each has writes the other lacks", a.m.Clock().Compare(cn.m.Clock()))
 	winner, why := "blue", "C's timestamp is later"
 	switch {
-	case tsA > tsC:
+	case green.Timestamp > blue.Timestamp:
 		winner, why = "green", "A's timestamp is later"
-	case tsA == tsC:
-		why = "same timestamp, and C > A"
+	case green.Timestamp == blue.Timestamp && blue.Less(green):
+		winner, why = "green", "same timestamp, and A's source id is greater"
+	case green.Timestamp == blue.Timestamp:
+		why = "same timestamp, and C's source id is greater"
 	}
-	p.event("color conflicts: A wrote green @%s, C wrote blue @%s; %q must win (%s)", tsA, tsC, winner, why)
+	p.event("color conflicts: A wrote green @%s, C wrote blue @%s; %q must win (%s)", green.Timestamp, blue.Timestamp, winner, why)
 
 	// 6. Heal.
 	p.step("Heal: reconnect B's links")
@@ -200,16 +203,14 @@ func demo(ctx context.Context, w io.Writer, o demoOptions) (err error) {
 	// 7. Final state.
 	p.step("Final state")
 	digests := map[string]bool{}
-	for _, n := range c.nodes {
-		snap := n.m.Snapshot()
-		dg := digest(snap)
-		digests[dg] = true
-		p.event("%s  clock %s", n.name, n.m.Clock())
-		p.event("%s  %d keys, digest %s: %s", n.name, len(snap), dg, n.describe(slices.Sorted(nonBulk(snap))...))
-	}
 	var bad []string
 	for _, n := range c.nodes {
-		if v, _ := n.m.Get("color"); v != winner {
+		snap, clock := n.m.Checkpoint()
+		dg := digest(snap)
+		digests[dg] = true
+		p.event("%s  clock %s", n.name, clock)
+		p.event("%s  %d keys, digest %s: %s", n.name, len(snap), dg, describe(snap, slices.Sorted(nonBulk(snap))...))
+		if v := snap["color"]; v != winner {
 			bad = append(bad, fmt.Sprintf("%s has color=%v, want %s", n.name, v, winner))
 		}
 	}
@@ -317,11 +318,38 @@ func (n *replica) del(p *printer, key string) error {
 	return nil
 }
 
+// write sets key to value on n, as set does, and returns the update it
+// made. Nothing else may be applied to n meanwhile: the update is what n's
+// history gained.
+func (n *replica) write(p *printer, key string, value any) (scuttlebutt.Update, error) {
+	before := n.m.Clock()
+	if err := n.set(p, key, value); err != nil {
+		return scuttlebutt.Update{}, err
+	}
+	h := n.m.History(before)
+	if len(h) != 1 {
+		return scuttlebutt.Update{}, fmt.Errorf("%s: set %s made %d updates, want 1: something else was applied meanwhile", n.name, key, len(h))
+	}
+	return h[0], nil
+}
+
 // describe formats the given keys of n as k=v, with k=- for a missing key.
 func (n *replica) describe(keys ...string) string {
+	snap := make(map[string]any, len(keys))
+	for _, k := range keys {
+		if v, ok := n.m.Get(k); ok {
+			snap[k] = v
+		}
+	}
+	return describe(snap, keys...)
+}
+
+// describe formats the given keys of snap as k=v, with k=- for a missing
+// key.
+func describe(snap map[string]any, keys ...string) string {
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		v, ok := n.m.Get(k)
+		v, ok := snap[k]
 		if !ok {
 			parts[i] = k + "=-"
 			continue

@@ -72,7 +72,10 @@ func demoReplica(ctx context.Context, id, logPath, peer string, in io.Reader, ou
 	var outMu sync.Mutex
 	var conn *stream.Conn
 	report := func(word string) {
-		s := replicaState{Keys: m.Len(), Digest: digest(m.Snapshot()), Clock: m.Clock(), Records: lg.Stats().Records, Truncated: lg.Stats().Truncated}
+		// One checkpoint: a batch applied between a snapshot and a clock
+		// would pair the old state with the new clock.
+		snap, clock := m.Checkpoint()
+		s := replicaState{Keys: len(snap), Digest: digest(snap), Clock: clock, Records: lg.Stats().Records, Truncated: lg.Stats().Truncated}
 		if conn != nil {
 			s.UpdatesIn = conn.Stats().UpdatesIn
 			select {
@@ -356,18 +359,19 @@ func (c *cluster) waitChild(ctx context.Context, d *child) (replicaState, error)
 		if err != nil {
 			return st, err
 		}
-		equal := st.Synced
-		for _, n := range c.nodes {
+		snapA, clockA := c.nodes[0].m.Checkpoint()
+		equal := st.Synced && clockA.Compare(st.Clock) == vclock.Equal
+		for _, n := range c.nodes[1:] {
 			equal = equal && n.m.Clock().Compare(st.Clock) == vclock.Equal
 		}
 		if equal {
-			if want := digest(c.nodes[0].m.Snapshot()); st.Digest != want {
-				return st, fmt.Errorf("%w: D has digest %s, A %s, with equal clocks", errNotConverged, st.Digest, want)
+			if want := digest(snapA); st.Digest != want {
+				return st, fmt.Errorf("%w: D has digest %s, A %s, with equal clocks %s", errNotConverged, st.Digest, want, st.Clock)
 			}
 			return st, nil
 		}
 		if time.Now().After(deadline) {
-			return st, fmt.Errorf("%w within %s: D's clock %s, A's %s", errNotConverged, c.timeout, st.Clock, c.nodes[0].m.Clock())
+			return st, fmt.Errorf("%w within %s: D's clock %s, A's %s", errNotConverged, c.timeout, st.Clock, clockA)
 		}
 		select {
 		case <-ctx.Done():
