@@ -186,18 +186,21 @@ func TestMaxSources(t *testing.T) {
 	}
 }
 
-// TestOwnSourceForgery: a peer cannot send updates or clock entries of the
-// replica's own current source beyond what it made, which would hide its
-// next local writes as already held.
+// TestOwnSourceForgery: a peer that sends updates or clock entries of the
+// replica's own current source beyond what it made (forged, or relayed
+// from a forger) cannot hide its next writes: the claim is skipped, the
+// session goes on, and the next local write is stamped after the claim.
 func TestOwnSourceForgery(t *testing.T) {
-	a := newLogDoc(t, "a", nil)
+	quiet := &scuttlebutt.Config{Logger: slog.New(slog.DiscardHandler)}
+	a := newLogDoc(t, "a", quiet)
 	mine := a.write(t, "a1")
 	forged := scuttlebutt.Update{Source: a.Source(), Timestamp: mine.Timestamp + 10, Data: txt("forged")}
 	for _, tc := range []struct {
 		name string
 		msg  scuttlebutt.Message
 	}{
-		{"update", scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: []scuttlebutt.Update{forged}}},
+		{"update", scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: []scuttlebutt.Update{
+			{Source: "c", Timestamp: today, Data: txt("c1")}, forged}}},
 		{"sync", scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{a.Source(): forged.Timestamp}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -205,22 +208,44 @@ func TestOwnSourceForgery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := l.Step(tc.msg); !errors.Is(err, scuttlebutt.ErrProtocol) {
-				t.Errorf("Step = %v, want ErrProtocol", err)
+			if err := l.Step(tc.msg); err != nil {
+				t.Errorf("Step = %v, want the claim skipped and the session kept", err)
+			}
+			if got := a.Clock().Get(a.Source()); got != mine.Timestamp {
+				t.Errorf("a's own entry = %v, want %v: a made nothing since", got, mine.Timestamp)
 			}
 		})
 	}
-	if _, err := helloFrom(t, a, "b~1", vclock.Clock{a.Source(): forged.Timestamp}); !errors.Is(err, scuttlebutt.ErrProtocol) {
-		t.Errorf("hello claiming more of a's source than a made = %v, want ErrProtocol", err)
+	if _, err := helloFrom(t, a, "b~1", vclock.Clock{a.Source(): forged.Timestamp}); err != nil {
+		t.Errorf("hello claiming more of a's source than a made = %v, want it skipped", err)
 	}
-	// The next write is applied: nothing hides it.
-	a.write(t, "a2")
-	if diff := cmp.Diff([]string{"a~1:a1", "a~1:a2"}, a.values()); diff != "" {
+	if got := a.Stats().ForgedOwn; got != 3 {
+		t.Errorf("Stats().ForgedOwn = %d, want 3", got)
+	}
+	// The next write is applied, stamped after the claim, so a replica that
+	// believed the claim takes it.
+	if u := a.write(t, "a2"); !(u.Timestamp > forged.Timestamp) {
+		t.Errorf("next write stamped %v, want after the forged %v", u.Timestamp, forged.Timestamp)
+	}
+	if diff := cmp.Diff([]string{"a~1:a1", "a~1:a2", "c:c1"}, a.values()); diff != "" {
 		t.Errorf("a (-want +got):\n%s", diff)
 	}
 	// Its own update echoed back is harmless.
 	if _, err := a.Apply(mine); err != nil {
 		t.Errorf("Apply of its own update = %v", err)
+	}
+}
+
+// TestReplayOwnSource: with a fixed incarnation, a replica's own log holds
+// updates of its current source, and Replay takes them.
+func TestReplayOwnSource(t *testing.T) {
+	a := newLogDoc(t, "a", nil)
+	u := scuttlebutt.Update{Source: a.Source(), Timestamp: today - 5, Data: txt("logged")}
+	if n, err := a.Replay(u); err != nil || n != 1 {
+		t.Fatalf("Replay of its own logged update = %d, %v", n, err)
+	}
+	if w := a.write(t, "next"); !(w.Timestamp > u.Timestamp) {
+		t.Errorf("next write at %v, want after the replayed %v", w.Timestamp, u.Timestamp)
 	}
 }
 

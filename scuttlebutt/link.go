@@ -228,12 +228,10 @@ func (l *Link) stepHello(h *Hello) error {
 	if err := l.s.checkClock(h.Clock, h.ID); err != nil {
 		return err
 	}
-	if h.Clock[l.s.source] > 0 {
-		// Only this start makes updates of its source: a peer cannot hold
-		// more of them than it does. (Less is fine: a peer lagging behind.)
-		if c := l.s.Clock(); h.Clock[l.s.source] > c[l.s.source] {
-			return fmt.Errorf("%w: peer %s: clock entry %s:%s past this replica's own updates", ErrProtocol, h.ID, l.s.source, h.Clock[l.s.source])
-		}
+	if t := h.Clock[l.s.source]; t > 0 {
+		// Only this start makes updates of its source: a peer that claims
+		// more of them than it made was lied to (see forgedLocked).
+		l.s.noteForged(h.ID, t)
 	}
 	l.s.notePeer(h.ID)
 	l.helloRecv = true

@@ -36,7 +36,7 @@ type Scuttlebutt struct {
 	// that is alive now, not by an earlier run.
 	twinAfter vclock.Timestamp
 
-	offsetRefused, sourcesRefused, twinCount atomic.Uint64 // Stats
+	offsetRefused, sourcesRefused, twinCount, forgedCount atomic.Uint64 // Stats
 
 	mu      sync.Mutex // guards everything below and every call into r
 	clock   vclock.Clock
@@ -74,9 +74,16 @@ type Stats struct {
 	// SourcesRefused counts those refused with ErrTooManySources.
 	SourcesRefused uint64 `json:"sources_refused"`
 	// Twins counts other live processes seen using this replica's id
-	// (sources id~x other than Source(), writing after this one started).
-	// Each is logged once as a warning.
+	// (sources id~x other than Source()).
+	// Each is logged once as a warning. An update of another incarnation
+	// counts only if it is stamped later than this start plus
+	// MaxClockOffset, which an earlier run cannot have done; a link from
+	// one counts at once.
 	Twins uint64 `json:"twins"`
+	// ForgedOwn counts updates and clock entries of this start's own
+	// Source that peers sent although it never made them: skipped, and
+	// the next local write is stamped after them.
+	ForgedOwn uint64 `json:"forged_own"`
 }
 
 // New returns the base for replica r with the given id. A nil cfg means
@@ -167,6 +174,7 @@ func (s *Scuttlebutt) Stats() Stats {
 		OffsetRefused:  s.offsetRefused.Load(),
 		SourcesRefused: s.sourcesRefused.Load(),
 		Twins:          s.twinCount.Load(),
+		ForgedOwn:      s.forgedCount.Load(),
 	}
 }
 
@@ -303,7 +311,7 @@ func (s *Scuttlebutt) RestoreClock(c vclock.Clock) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.admitClockLocked(c, ""); err != nil {
+	if err := s.admitClockLocked(c, "", true); err != nil {
 		return err
 	}
 	var latest vclock.Timestamp
@@ -328,11 +336,11 @@ func (s *Scuttlebutt) offsetError(peer, source string, t, horizon vclock.Timesta
 	s.offsetRefused.Add(1)
 	bound := time.Duration(s.maxOffset) * time.Millisecond
 	ahead := float64(t - horizon + s.maxOffset) // ms ahead of the wall clock
-	how := "centuries"
+	at, how := fmt.Sprintf("%.6g", float64(t)), "centuries"
 	if ahead < float64(100*365*24*time.Hour/time.Millisecond) {
-		how = (time.Duration(ahead) * time.Millisecond).String()
+		at, how = t.String(), (time.Duration(ahead) * time.Millisecond).String()
 	}
-	return fmt.Errorf("%w: %ssource %s at %s, %s ahead, the bound is %v", ErrClockOffset, fromPeer(peer), source, t, how, bound)
+	return fmt.Errorf("%w: %ssource %s at %s, %s ahead, the bound is %v", ErrClockOffset, fromPeer(peer), source, at, how, bound)
 }
 
 // check validates a batch of foreign updates without applying any: each
@@ -394,19 +402,22 @@ func (s *Scuttlebutt) sourcesError(peer, what string) error {
 	return fmt.Errorf("%w: %s%s, the limit is %d", ErrTooManySources, fromPeer(peer), what, s.maxSources)
 }
 
-// admitLocked checks what a checked batch would do to the clock: no update
-// of this start's own source that it did not make (a forgery, which would
-// hide its later writes), and no more sources than the limit. It notes
-// other live incarnations of this id.
-func (s *Scuttlebutt) admitLocked(updates []Update, peer string) error {
+// admitLocked checks what a checked batch would do to the clock, and
+// returns the updates to apply: no more sources than the limit (else an
+// error, and nothing is applied), and, unless own says the updates come
+// from this replica's own log, none of this start's own source that it
+// never made (see forgedLocked).
+func (s *Scuttlebutt) admitLocked(updates []Update, peer string, own bool) ([]Update, error) {
 	var added map[string]bool
+	forged := false
 	for _, u := range updates {
 		cur, ok := s.clock[u.Source]
 		if u.Timestamp <= cur {
 			continue
 		}
-		if u.Source == s.source {
-			return fmt.Errorf("%w: %supdate %s of this replica's own source, which it never made", ErrProtocol, fromPeer(peer), u)
+		if u.Source == s.source && !own {
+			forged = true
+			continue
 		}
 		if !ok && !added[u.Source] {
 			if added == nil {
@@ -416,21 +427,35 @@ func (s *Scuttlebutt) admitLocked(updates []Update, peer string) error {
 		}
 	}
 	if len(s.clock)+len(added) > s.maxSources {
-		return s.sourcesError(peer, fmt.Sprintf("%d new sources on top of %d", len(added), len(s.clock)))
+		return nil, s.sourcesError(peer, fmt.Sprintf("%d new sources on top of %d", len(added), len(s.clock)))
 	}
-	return nil
+	if forged {
+		kept := make([]Update, 0, len(updates))
+		for _, u := range updates {
+			if u.Source == s.source && u.Timestamp > s.clock[u.Source] {
+				s.forgedLocked(peer, u.Timestamp)
+				continue
+			}
+			kept = append(kept, u)
+		}
+		updates = kept
+	}
+	return updates, nil
 }
 
-// admitClockLocked is admitLocked for a clock to merge.
-func (s *Scuttlebutt) admitClockLocked(c vclock.Clock, peer string) error {
+// admitClockLocked is admitLocked for a clock to merge: it returns an
+// error past the source limit, and notes a forged entry of this start's
+// own source, which the merge then skips.
+func (s *Scuttlebutt) admitClockLocked(c vclock.Clock, peer string, own bool) error {
 	added := 0
 	for src, t := range c {
 		cur, ok := s.clock[src]
 		if t <= cur {
 			continue
 		}
-		if src == s.source {
-			return fmt.Errorf("%w: %sclock entry %s:%s past this replica's own updates", ErrProtocol, fromPeer(peer), src, t)
+		if src == s.source && !own {
+			s.forgedLocked(peer, t)
+			continue
 		}
 		if !ok {
 			added++
@@ -440,6 +465,22 @@ func (s *Scuttlebutt) admitClockLocked(c vclock.Clock, peer string) error {
 		return s.sourcesError(peer, fmt.Sprintf("%d new sources on top of %d", added, len(s.clock)))
 	}
 	return nil
+}
+
+// forgedLocked notes a peer's claim, at t, on this start's own source past
+// everything it has made: a forged update or clock entry, by the peer or
+// relayed by it from whoever forged it. Refusing the session would cut
+// this replica off from an innocent relay, so the claim is skipped instead:
+// not applied, not merged. The hybrid logical clock moves past t (the
+// claim is within the offset bound), so that this replica's next writes are
+// later than the claim and reach the replicas that believed it. It is
+// counted in Stats, and logged the 1st, 2nd, 4th, 8th... time.
+func (s *Scuttlebutt) forgedLocked(peer string, t vclock.Timestamp) {
+	s.hlc.Observe(t)
+	if n := s.forgedCount.Add(1); n&(n-1) == 0 {
+		s.log.Warn("scuttlebutt: a peer claims updates of this replica's own source that it never made; skipped",
+			"source", s.source, "peer", peer, "at", t.String(), "count", n)
+	}
 }
 
 func fromPeer(peer string) string {
@@ -483,7 +524,8 @@ func (s *Scuttlebutt) apply(updates []Update, from *subscription, peer string) (
 // applyBatch is apply; without after, it leaves AfterApply to Attach.
 func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, peer string, after bool) (applied int, err error) {
 	s.mu.Lock()
-	if err := s.admitLocked(updates, peer); err != nil {
+	updates, err = s.admitLocked(updates, peer, !after)
+	if err != nil {
 		s.mu.Unlock()
 		return 0, err
 	}
@@ -642,13 +684,16 @@ func (s *Scuttlebutt) applyLocked(u Update, from *subscription, seq uint64) bool
 // subscriptions. c has been checked with checkClock.
 func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription, peer string) error {
 	s.mu.Lock()
-	if err := s.admitClockLocked(c, peer); err != nil {
+	if err := s.admitClockLocked(c, peer, false); err != nil {
 		s.mu.Unlock()
 		return err
 	}
 	var moved vclock.Clock
 	var latest vclock.Timestamp
 	for src, t := range c {
+		if src == s.source {
+			continue // this start's own entry moves only with its writes
+		}
 		if s.clock.Advance(src, t) {
 			if moved == nil {
 				moved = vclock.Clock{}
@@ -724,5 +769,14 @@ func (s *Scuttlebutt) notePeer(source string) {
 	defer s.mu.Unlock()
 	if source != s.source && ReplicaID(source) == s.id {
 		s.reportTwinLocked(source, "it linked to this replica")
+	}
+}
+
+// noteForged is forgedLocked for a peer's hello.
+func (s *Scuttlebutt) noteForged(peer string, t vclock.Timestamp) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t > s.clock[s.source] {
+		s.forgedLocked(peer, t)
 	}
 }
