@@ -270,3 +270,21 @@ func TestTailStart(t *testing.T) {
 		})
 	}
 }
+
+// TestNoteLocalBounded checks that the list of local records stays within
+// maxLocal, and that the oldest record dropped is kept as lost.
+func TestNoteLocalBounded(t *testing.T) {
+	l := &Log{}
+	for i := range 3 * maxLocal {
+		l.noteLocal(localRecord{off: int64(i), n: int64(i), ts: vclock.Timestamp(i + 1)})
+		if len(l.local) > maxLocal {
+			t.Fatalf("%d local records after %d", len(l.local), i+1)
+		}
+	}
+	if l.lost == nil || l.lost.off != 0 {
+		t.Errorf("lost = %+v, want the first record", l.lost)
+	}
+	if last := l.local[len(l.local)-1]; last.off != 3*maxLocal-1 {
+		t.Errorf("newest record kept %+v", last)
+	}
+}
