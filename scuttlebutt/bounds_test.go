@@ -165,8 +165,8 @@ func TestMaxSources(t *testing.T) {
 	if got := len(a.Clock()); got != 5 {
 		t.Errorf("clock has %d sources, want 5", got)
 	}
-	// Clocks: a hello naming more than the limit, and a sync adding too
-	// many, are refused.
+	// A hello naming more sources than the limit is refused; a sync that
+	// would add sources past it has those entries dropped, not merged.
 	big := vclock.Clock{}
 	for i := range limit + 1 {
 		big[fmt.Sprint("p", i)] = today
@@ -178,11 +178,61 @@ func TestMaxSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Step(scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"p1": today}}); !errors.Is(err, scuttlebutt.ErrTooManySources) {
-		t.Errorf("sync adding a source past the limit = %v, want ErrTooManySources", err)
+	if err := l.Step(scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"p1": today, "s1": today + 2}}); err != nil {
+		t.Errorf("sync with a source past the limit = %v, want its entry dropped", err)
 	}
-	if got := a.Stats().SourcesRefused; got < 3 {
-		t.Errorf("Stats().SourcesRefused = %d, want at least 3", got)
+	if c := a.Clock(); c.Get("p1") != 0 || c.Get("s1") != today+2 {
+		t.Errorf("clock after the sync = %v, want p1 left out and s1 merged", c)
+	}
+	if got := a.Stats(); got.SourcesRefused != 2 || got.SourcesDropped != 1 {
+		t.Errorf("Stats() = %+v, want 2 refused and 1 dropped", got)
+	}
+}
+
+// TestMaxSourcesEviction: clock entries of sources no update came from
+// (clock-only) make room for writers whose updates arrive, oldest first,
+// so a peer that fills the clock with made-up entries cannot lock new
+// writers out.
+func TestMaxSourcesEviction(t *testing.T) {
+	quiet := &scuttlebutt.Config{MaxSources: 4, Logger: slog.New(slog.DiscardHandler)}
+	a := newLogDoc(t, "a", quiet)
+	l, err := helloFrom(t, a, "b~1", vclock.Clock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Step(scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"c1": today - 3, "c2": today - 2, "c3": today - 1}}); err != nil {
+		t.Fatal(err)
+	}
+	upd := func(src string) scuttlebutt.Update {
+		return scuttlebutt.Update{Source: src, Timestamp: today, Data: txt(src)}
+	}
+	if _, err := a.Apply(upd("s1")); err != nil {
+		t.Fatal(err)
+	}
+	// Full: s2 takes the place of the oldest clock-only entry, c1.
+	if _, err := a.Apply(upd("s2")); err != nil {
+		t.Fatalf("Apply of a new writer into a clock full of clock-only entries: %v", err)
+	}
+	want := vclock.Clock{"c2": today - 2, "c3": today - 1, "s1": today, "s2": today}
+	if diff := cmp.Diff(want, a.Clock()); diff != "" {
+		t.Errorf("clock (-want +got):\n%s", diff)
+	}
+	// An update of a clock-only source makes it a writer: no longer given up.
+	if _, err := a.Apply(scuttlebutt.Update{Source: "c2", Timestamp: today, Data: txt("c2")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(upd("s3")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.Clock()["c3"]; ok {
+		t.Errorf("clock %v kept c3 over the writer s3", a.Clock())
+	}
+	// Only writers left: a new one is refused.
+	if _, err := a.Apply(upd("s4")); !errors.Is(err, scuttlebutt.ErrTooManySources) {
+		t.Errorf("Apply of a new writer into a clock of writers = %v, want ErrTooManySources", err)
+	}
+	if got := a.Stats().SourcesDropped; got != 2 {
+		t.Errorf("Stats().SourcesDropped = %d, want 2", got)
 	}
 }
 

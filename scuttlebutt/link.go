@@ -195,11 +195,9 @@ func (l *Link) Step(m Message) error {
 			return err
 		}
 		if l.opts.Mode != SendOnly {
-			if err := l.s.mergeClock(m.Clock, l.sub, l.peerName()); err != nil {
-				return err
-			}
+			l.s.mergeClock(m.Clock, l.sub, l.peerName())
 		}
-		l.known.Merge(m.Clock)
+		l.learn(m.Clock)
 		if m.Kind == MsgSync {
 			l.syncRecv = true
 		}
@@ -236,11 +234,24 @@ func (l *Link) stepHello(h *Hello) error {
 	l.s.notePeer(h.ID)
 	l.helloRecv = true
 	l.peer = h
-	l.known.Merge(h.Clock)
+	l.learn(h.Clock)
 	if l.opts.Mode != ReceiveOnly && l.opts.PeerClock == nil {
 		l.startHistory()
 	}
 	return nil
+}
+
+// learn merges c into what the peer is known to hold. A peer could name
+// new made-up sources in every clock message it sends, so known stops
+// taking new sources at twice the source limit (ours and the peer's): an
+// entry left out only means the link may send the peer something it has.
+func (l *Link) learn(c vclock.Clock) {
+	limit := 2 * l.s.maxSources
+	for src, t := range c {
+		if _, ok := l.known[src]; ok || len(l.known) < limit {
+			l.known.Advance(src, t)
+		}
+	}
 }
 
 // peerName names the peer in errors: its id, once its hello has come.

@@ -2,6 +2,7 @@ package scuttlebutt
 
 import (
 	"fmt"
+	"maps"
 	"log/slog"
 	"slices"
 	"strings"
@@ -36,10 +37,15 @@ type Scuttlebutt struct {
 	// that is alive now, not by an earlier run.
 	twinAfter vclock.Timestamp
 
-	offsetRefused, sourcesRefused, twinCount, forgedCount atomic.Uint64 // Stats
+	offsetRefused, sourcesRefused, sourcesDropped, twinCount, forgedCount atomic.Uint64 // Stats
 
 	mu      sync.Mutex // guards everything below and every call into r
 	clock   vclock.Clock
+	// clockOnly holds the sources of the clock that no update applied here
+	// came from: learned from a peer's sync or clock message, or a log's
+	// clock record. They alone make room for new writers when the clock is
+	// full (see Sources in the package doc).
+	clockOnly map[string]bool
 	subs    []*subscription // few: a slice is faster to walk per update than a map
 	store   Storage         // nil until Attach
 	gen     uint64          // counts Attach calls: a sync of an older storage is not ours
@@ -73,6 +79,11 @@ type Stats struct {
 	OffsetRefused uint64 `json:"offset_refused"`
 	// SourcesRefused counts those refused with ErrTooManySources.
 	SourcesRefused uint64 `json:"sources_refused"`
+	// SourcesDropped counts clock entries of sources no update came from
+	// that were not kept because the clock was full: entries of a peer's
+	// sync or clock message left out, and entries given up to make room
+	// for a writer whose updates arrived.
+	SourcesDropped uint64 `json:"sources_dropped"`
 	// Twins counts other live processes seen using this replica's id
 	// (sources id~x other than Source()).
 	// Each is logged once as a warning. An update of another incarnation
@@ -173,6 +184,7 @@ func (s *Scuttlebutt) Stats() Stats {
 	return Stats{
 		OffsetRefused:  s.offsetRefused.Load(),
 		SourcesRefused: s.sourcesRefused.Load(),
+		SourcesDropped: s.sourcesDropped.Load(),
 		Twins:          s.twinCount.Load(),
 		ForgedOwn:      s.forgedCount.Load(),
 	}
@@ -311,17 +323,30 @@ func (s *Scuttlebutt) RestoreClock(c vclock.Clock) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.admitClockLocked(c, "", true); err != nil {
-		return err
-	}
 	var latest vclock.Timestamp
-	for src, t := range c {
-		if s.clock.Advance(src, t) {
+	for src, t := range s.admitClockLocked(c, "", true) {
+		if s.advanceClockLocked(src, t) {
 			latest = max(latest, t)
 		}
 	}
 	s.hlc.Observe(latest)
 	return nil
+}
+
+// advanceClockLocked raises src's entry to t from a clock, not an update,
+// and reports whether it moved; a source new to the clock is clock-only.
+func (s *Scuttlebutt) advanceClockLocked(src string, t vclock.Timestamp) bool {
+	_, known := s.clock[src]
+	if !s.clock.Advance(src, t) {
+		return false
+	}
+	if !known {
+		if s.clockOnly == nil {
+			s.clockOnly = map[string]bool{}
+		}
+		s.clockOnly[src] = true
+	}
+	return true
 }
 
 // horizon returns the latest timestamp the replica accepts now: the wall
@@ -426,8 +451,8 @@ func (s *Scuttlebutt) admitLocked(updates []Update, peer string, own bool) ([]Up
 			added[u.Source] = true
 		}
 	}
-	if len(s.clock)+len(added) > s.maxSources {
-		return nil, s.sourcesError(peer, fmt.Sprintf("%d new sources on top of %d", len(added), len(s.clock)))
+	if over := len(s.clock) + len(added) - s.maxSources; over > 0 && !s.evictLocked(over, updates) {
+		return nil, s.sourcesError(peer, fmt.Sprintf("%d new sources on top of %d, %d of them clock-only", len(added), len(s.clock), len(s.clockOnly)))
 	}
 	if forged {
 		kept := make([]Update, 0, len(updates))
@@ -443,28 +468,77 @@ func (s *Scuttlebutt) admitLocked(updates []Update, peer string, own bool) ([]Up
 	return updates, nil
 }
 
-// admitClockLocked is admitLocked for a clock to merge: it returns an
-// error past the source limit, and notes a forged entry of this start's
-// own source, which the merge then skips.
-func (s *Scuttlebutt) admitClockLocked(c vclock.Clock, peer string, own bool) error {
-	added := 0
+// admitClockLocked returns the entries of c to merge into the clock: all
+// but a forged entry of this start's own source (see forgedLocked, skipped
+// unless own says c comes from this replica's own log), and, when the
+// clock is full, the entries of new sources that do not fit: those are
+// dropped, first in source order, and counted. A clock entry alone never
+// ends a session for the source limit: no update is lost by not keeping
+// it, and a peer can fill the clock with made-up ones (see Sources in the
+// package doc).
+func (s *Scuttlebutt) admitClockLocked(c vclock.Clock, peer string, own bool) vclock.Clock {
+	var skip []string
+	var fresh []string
 	for src, t := range c {
 		cur, ok := s.clock[src]
-		if t <= cur {
-			continue
-		}
-		if src == s.source && !own {
+		switch {
+		case t <= cur:
+		case src == s.source && !own:
 			s.forgedLocked(peer, t)
-			continue
-		}
-		if !ok {
-			added++
+			skip = append(skip, src)
+		case !ok:
+			fresh = append(fresh, src)
 		}
 	}
-	if len(s.clock)+added > s.maxSources {
-		return s.sourcesError(peer, fmt.Sprintf("%d new sources on top of %d", added, len(s.clock)))
+	room := max(s.maxSources-len(s.clock), 0)
+	if len(skip) == 0 && len(fresh) <= room {
+		return c
 	}
-	return nil
+	out := maps.Clone(c)
+	for _, src := range skip {
+		delete(out, src)
+	}
+	if len(fresh) > room {
+		slices.Sort(fresh)
+		for _, src := range fresh[room:] {
+			delete(out, src)
+		}
+		s.sourcesDropped.Add(uint64(len(fresh) - room))
+		s.log.Warn("scuttlebutt: the clock is full: entries of sources no update came from were left out",
+			"source", s.source, "peer", peer, "dropped", len(fresh)-room, "limit", s.maxSources)
+	}
+	return out
+}
+
+// evictLocked gives up n clock-only entries to make room for the sources
+// of updates, which must not be among them, and reports whether there were
+// enough. It gives up the oldest first, in (Timestamp, Source) order.
+func (s *Scuttlebutt) evictLocked(n int, updates []Update) bool {
+	if len(s.clockOnly) < n {
+		return false
+	}
+	batch := map[string]bool{}
+	for _, u := range updates {
+		batch[u.Source] = true
+	}
+	victims := make([]Update, 0, len(s.clockOnly))
+	for src := range s.clockOnly {
+		if !batch[src] {
+			victims = append(victims, Update{Source: src, Timestamp: s.clock[src]})
+		}
+	}
+	if len(victims) < n {
+		return false
+	}
+	slices.SortFunc(victims, Compare)
+	for _, v := range victims[:n] {
+		delete(s.clock, v.Source)
+		delete(s.clockOnly, v.Source)
+	}
+	s.sourcesDropped.Add(uint64(n))
+	s.log.Warn("scuttlebutt: the clock is full: gave up entries of sources no update came from, for new writers",
+		"source", s.source, "dropped", n, "limit", s.maxSources)
+	return true
 }
 
 // forgedLocked notes a peer's claim, at t, on this start's own source past
@@ -671,6 +745,9 @@ func (s *Scuttlebutt) Attach(st Storage) {
 func (s *Scuttlebutt) applyLocked(u Update, from *subscription, seq uint64) bool {
 	changed := s.r.ApplyUpdate(u)
 	s.clock[u.Source] = u.Timestamp
+	if len(s.clockOnly) > 0 {
+		delete(s.clockOnly, u.Source)
+	}
 	for _, sub := range s.subs {
 		if sub != from {
 			sub.push(item{update: u, seq: seq})
@@ -681,20 +758,17 @@ func (s *Scuttlebutt) applyLocked(u Update, from *subscription, seq uint64) bool
 
 // mergeClock raises the clock to cover c, after a peer has sent everything
 // of its state up to c, and passes the advance on to the other
-// subscriptions. c has been checked with checkClock.
-func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription, peer string) error {
+// subscriptions. c has been checked with checkClock; entries that do not
+// fit the source limit are dropped (see admitClockLocked).
+func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription, peer string) {
 	s.mu.Lock()
-	if err := s.admitClockLocked(c, peer, false); err != nil {
-		s.mu.Unlock()
-		return err
-	}
 	var moved vclock.Clock
 	var latest vclock.Timestamp
-	for src, t := range c {
+	for src, t := range s.admitClockLocked(c, peer, false) {
 		if src == s.source {
 			continue // this start's own entry moves only with its writes
 		}
-		if s.clock.Advance(src, t) {
+		if s.advanceClockLocked(src, t) {
 			if moved == nil {
 				moved = vclock.Clock{}
 			}
@@ -717,7 +791,6 @@ func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription, peer string
 	if moved != nil {
 		s.afterApply() // types whose state depends on the clock re-read it
 	}
-	return nil
 }
 
 func (s *Scuttlebutt) afterApply() {
