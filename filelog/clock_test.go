@@ -3,6 +3,7 @@ package filelog
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -274,5 +275,49 @@ func TestClockRecordsSplit(t *testing.T) {
 	}
 	if _, _, err := appendClockRecords(nil, vclock.Clock{string(make([]byte, 100)): 1}, 64); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("an entry larger than a record: %v, want ErrTooLarge", err)
+	}
+}
+
+// TestClockBehindLongLog: a log of several replay batches whose last
+// updates are past the offset bound of the document's clock, though its
+// first ones are not, is refused before anything is applied.
+func TestClockBehindLongLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.log")
+	var mu sync.Mutex
+	now := time.UnixMilli(1795385884149)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	m, err := model.New("a", &scuttlebutt.Config{Now: clock, Incarnation: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(path, m, &Config{Sync: SyncNever, CompactRatio: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3*replayBatch + 10 {
+		if i == 3*replayBatch {
+			mu.Lock()
+			now = now.Add(time.Minute) // the last ten a minute later
+			mu.Unlock()
+		}
+		if err := m.Set(fmt.Sprint("k", i), int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened with the wall clock back at the first writes: the last ones
+	// are a minute ahead, past the 30 s bound.
+	back := &scuttlebutt.Config{Now: func() time.Time { return time.UnixMilli(1795385884149) }, Incarnation: "2"}
+	m2, err := model.New("a", back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, m2, nil); !errors.Is(err, scuttlebutt.ErrClockOffset) {
+		t.Fatalf("Open with the clock a minute behind the log's end = %v, want ErrClockOffset", err)
+	}
+	if n := m2.Len(); n != 0 || len(m2.Clock()) != 0 {
+		t.Errorf("the refused log left %d keys and clock %v applied", n, m2.Clock())
 	}
 }

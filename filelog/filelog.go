@@ -146,9 +146,9 @@ type Grower interface {
 // Open also fails, with an error wrapping scuttlebutt.ErrClockOffset, if
 // the log holds a timestamp further ahead of doc's wall clock than its
 // Config.MaxClockOffset: the clock went back since the update was logged.
-// The file is left as it was; set the clock right and open it again. The
-// updates of the batches replayed before the refused one (4096 records
-// each) stay applied to doc.
+// It checks that before it replays anything (Scuttlebutt.CheckClock), so
+// the file and doc are left as they were; set the clock right and open it
+// again.
 //
 // If doc already held updates when Open was called, the log is then
 // compacted, so that it holds them too.
@@ -279,12 +279,18 @@ func (l *Log) load(f *os.File) error {
 
 	// First pass: find where the good records end, applying nothing, so
 	// that a corrupt log leaves the document as it was.
-	end, records, bad, err := l.verify(f, int64(hlen), size)
+	end, records, latest, bad, err := l.verify(f, int64(hlen), size)
 	if err != nil {
 		return err
 	}
 	if bad != nil && !bad.torn && !l.cfg.Repair {
 		return fmt.Errorf("%w: %s: %v; Config.Repair truncates the log there", ErrCorrupt, l.path, bad)
+	}
+	// The timestamps too are checked before anything is applied: a wall
+	// clock that went back by more than the document's offset bound since
+	// they were written leaves the document as it was.
+	if err := l.doc.CheckClock(latest); err != nil {
+		return fmt.Errorf("filelog: %s: %w", l.path, err)
 	}
 	// Second pass: apply them, into a document that has made room.
 	if l.grower != nil && records > 0 {
@@ -334,28 +340,32 @@ func (l *Log) create(f *os.File, header []byte) error {
 // readable records end, how many there are, and the first bad record, if
 // any. A record whose checksum holds but whose payload does not decode is
 // bad and never torn.
-func (l *Log) verify(f io.ReaderAt, off, size int64) (end, records int64, bad *badRecord, err error) {
+// It also returns, per source, the latest timestamp the good records hold.
+func (l *Log) verify(f io.ReaderAt, off, size int64) (end, records int64, latest vclock.Clock, bad *badRecord, err error) {
 	s := newScanner(f, off, size, l.cfg.MaxRecordSize)
 	var d decoder
+	latest = vclock.Clock{}
 	for {
 		p, at, err := s.next()
 		switch {
 		case err == io.EOF:
-			return s.off, records, nil, nil
+			return s.off, records, latest, nil, nil
 		case errors.As(err, &bad):
-			return s.off, records, bad, nil
+			return s.off, records, latest, bad, nil
 		case err != nil:
-			return 0, 0, nil, fmt.Errorf("filelog: %s: %w", l.path, err)
+			return 0, 0, nil, nil, fmt.Errorf("filelog: %s: %w", l.path, err)
 		}
 		if isClockRecord(p) {
+			var c vclock.Clock
 			if l.version < 2 {
 				err = fmt.Errorf("a clock record in a version %d log", l.version)
 			} else {
-				_, err = decodeClock(p)
+				c, err = decodeClock(p)
 			}
 			if err != nil {
-				return at, records, &badRecord{off: at, reason: "undecodable clock: " + err.Error()}, nil
+				return at, records, latest, &badRecord{off: at, reason: "undecodable clock: " + err.Error()}, nil
 			}
+			latest.Merge(c)
 			records++
 			continue
 		}
@@ -364,8 +374,9 @@ func (l *Log) verify(f io.ReaderAt, off, size int64) (end, records int64, bad *b
 			err = l.validate(u)
 		}
 		if err != nil {
-			return at, records, &badRecord{off: at, reason: "undecodable update: " + err.Error()}, nil
+			return at, records, latest, &badRecord{off: at, reason: "undecodable update: " + err.Error()}, nil
 		}
+		latest.Advance(u.Source, u.Timestamp)
 		records++
 	}
 }

@@ -42,7 +42,7 @@ func FuzzReplay(f *testing.F) {
 		l := &Log{path: "fuzz", cfg: cfg, doc: m.Base(), val: m, log: cfg.Logger, version: version}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		end, records, bad, err := l.verify(bytesReaderAt(data), int64(hlen), int64(len(data)))
+		end, records, _, bad, err := l.verify(bytesReaderAt(data), int64(hlen), int64(len(data)))
 		if err != nil {
 			t.Fatalf("verify: %v", err)
 		}

@@ -142,7 +142,13 @@
 //     a local write is never stamped with an invalid timestamp
 //     (ErrClockExhausted). Apply, Replay and RestoreClock check the same.
 //   - Sources: no more than Config.MaxSources in the replica's clock or in
-//     a peer's hello (ErrTooManySources).
+//     a peer's hello. A peer can name made-up sources in its clock
+//     messages, and nothing tells them from the sources of writers whose
+//     updates are all superseded; so entries that no update came with are
+//     the ones that give way: past the limit, new ones are left out of a
+//     merge, and old ones, oldest first, make room for a writer whose
+//     updates arrive. Only a clock full of writers refuses a new one
+//     (ErrTooManySources). Stats counts what was dropped and refused.
 //   - Size: no update larger than Config.MaxUpdateSize, no payload that is
 //     not one well-formed CBOR item of bounded nesting, nothing the type's
 //     Validator refuses (ErrInvalidUpdate); package stream bounds frames.

@@ -349,6 +349,35 @@ func (s *Scuttlebutt) advanceClockLocked(src string, t vclock.Timestamp) bool {
 	return true
 }
 
+// CheckClock reports what Replay and RestoreClock would refuse of a log
+// whose latest timestamps per source are c, and changes nothing: an
+// invalid entry (ErrProtocol) or one past the clock offset bound
+// (ErrClockOffset). A persistence package calls it before it replays
+// anything, so that a log it cannot take leaves the replica untouched.
+func (s *Scuttlebutt) CheckClock(c vclock.Clock) error { return s.checkTimes(c, "") }
+
+// checkTimes checks a clock's ids and timestamps, against the horizon too.
+func (s *Scuttlebutt) checkTimes(c vclock.Clock, peer string) error {
+	var horizon vclock.Timestamp
+	for src, t := range c {
+		if err := ValidID(src); err != nil {
+			return fmt.Errorf("%w: clock source: %v", ErrProtocol, err)
+		}
+		if t != 0 && !t.Valid() {
+			return fmt.Errorf("%w: clock entry %s:%v is not positive and finite", ErrProtocol, src, float64(t))
+		}
+		if t > horizon {
+			if horizon == 0 {
+				horizon = s.horizon()
+			}
+			if t > horizon {
+				return s.offsetError(peer, src, t, horizon)
+			}
+		}
+	}
+	return nil
+}
+
 // horizon returns the latest timestamp the replica accepts now: the wall
 // clock plus the offset bound.
 func (s *Scuttlebutt) horizon() vclock.Timestamp {
@@ -401,24 +430,7 @@ func (s *Scuttlebutt) checkClock(c vclock.Clock, peer string) error {
 	if len(c) > s.maxSources {
 		return s.sourcesError(peer, fmt.Sprintf("a clock of %d sources", len(c)))
 	}
-	var horizon vclock.Timestamp
-	for src, t := range c {
-		if err := ValidID(src); err != nil {
-			return fmt.Errorf("%w: clock source: %v", ErrProtocol, err)
-		}
-		if t != 0 && !t.Valid() {
-			return fmt.Errorf("%w: clock entry %s:%v is not positive and finite", ErrProtocol, src, float64(t))
-		}
-		if t > horizon {
-			if horizon == 0 {
-				horizon = s.horizon()
-			}
-			if t > horizon {
-				return s.offsetError(peer, src, t, horizon)
-			}
-		}
-	}
-	return nil
+	return s.checkTimes(c, peer)
 }
 
 // sourcesError reports a clock that would grow past MaxSources.

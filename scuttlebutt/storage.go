@@ -7,8 +7,11 @@ package scuttlebutt
 // Once attached, the base appends every update it applies, local or remote,
 // before applying it, and does not let any link send an update, or a history
 // holding it, until Sync has reported it durable: durability before
-// advertising. A local update is acknowledged (LocalUpdate returns) only
-// after Sync.
+// advertising. A local update is applied, and acknowledged (LocalUpdate
+// returns), only after Sync, and never if Sync fails: so a local update
+// can be in the storage while Clock and History do not show it yet, and a
+// storage that rewrites itself from History (a compaction) must keep such
+// records.
 //
 // # Replay
 //
