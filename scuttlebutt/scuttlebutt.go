@@ -2,8 +2,8 @@ package scuttlebutt
 
 import (
 	"fmt"
-	"maps"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -39,18 +39,18 @@ type Scuttlebutt struct {
 
 	offsetRefused, sourcesRefused, sourcesDropped, twinCount, forgedCount atomic.Uint64 // Stats
 
-	mu      sync.Mutex // guards everything below and every call into r
-	clock   vclock.Clock
+	mu    sync.Mutex // guards everything below and every call into r
+	clock vclock.Clock
 	// clockOnly holds the sources of the clock that no update applied here
 	// came from: learned from a peer's sync or clock message, or a log's
 	// clock record. They alone make room for new writers when the clock is
 	// full (see Sources in the package doc).
 	clockOnly map[string]bool
-	subs    []*subscription // few: a slice is faster to walk per update than a map
-	store   Storage         // nil until Attach
-	gen     uint64          // counts Attach calls: a sync of an older storage is not ours
-	seq     uint64          // the last sequence number store returned
-	durable atomic.Uint64   // the highest sequence number store has synced
+	subs      []*subscription // few: a slice is faster to walk per update than a map
+	store     Storage         // nil until Attach
+	gen       uint64          // counts Attach calls: a sync of an older storage is not ours
+	seq       uint64          // the last sequence number store returned
+	durable   atomic.Uint64   // the highest sequence number store has synced
 	// pending holds local updates appended to the storage and waiting for
 	// it to sync, in stamp order: they are applied, and so become visible,
 	// only once durable, and never if the storage fails.
