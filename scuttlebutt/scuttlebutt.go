@@ -69,7 +69,6 @@ type pendingUpdate struct {
 	durable bool          // its storage has synced it
 	changed bool          // what ApplyUpdate reported, once applied
 	done    chan struct{} // closed when applied or dropped
-	applied bool
 }
 
 // Stats counts what the base refused or noticed. The counters only grow.
@@ -263,7 +262,6 @@ func (s *Scuttlebutt) applyPendingLocked() {
 	for n < len(s.pending) && s.pending[n].durable {
 		p := s.pending[n]
 		p.changed = s.applyLocked(p.u, nil, 0)
-		p.applied = true
 		close(p.done)
 		n++
 	}
@@ -314,9 +312,10 @@ func (s *Scuttlebutt) Replay(updates ...Update) (applied int, err error) {
 // The restarted replica then does not take again from peers what it had.
 //
 // c is checked as a peer's clock is: an invalid entry is an ErrProtocol,
-// one past the clock offset bound an ErrClockOffset, and a clock that would
-// name more than MaxSources sources an ErrTooManySources; then nothing is
-// restored.
+// one past the clock offset bound an ErrClockOffset, and a clock of more
+// than MaxSources sources an ErrTooManySources; then nothing is restored.
+// Entries of new sources that do not fit the clock are left out, as from a
+// peer's clock message (see Sources in the package doc).
 func (s *Scuttlebutt) RestoreClock(c vclock.Clock) error {
 	if err := s.checkClock(c, ""); err != nil {
 		return err
