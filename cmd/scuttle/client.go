@@ -136,12 +136,49 @@ func jsonArg(s string, asString bool) json.RawMessage {
 	return b
 }
 
-// wantArgs checks the count of positional arguments.
-func wantArgs(args []string, min, max int, names string) error {
-	if len(args) < min || len(args) > max {
-		return fmt.Errorf("want arguments %s, got %d", names, len(args))
+// arity is how many positional arguments a client command takes.
+type arity struct {
+	min, max int    // max < 0: no upper bound
+	names    string // the arguments, for the error
+}
+
+func (a arity) check(args []string) error {
+	if len(args) < a.min || (a.max >= 0 && len(args) > a.max) {
+		return fmt.Errorf("want arguments %s, got %d", a.names, len(args))
 	}
 	return nil
+}
+
+// clientRun runs a client command once the preamble is done: c is the
+// client of -addr, and ctx bounds the request.
+type clientRun func(ctx context.Context, c *client, args []string, stdout io.Writer) error
+
+// setupClient is setup for a client command: it defines -addr and cmd's
+// flags on fs, and returns the function that checks the arguments against
+// cmd.nargs (cmd.eventsArgs with -events), makes the client, bounds ctx by
+// requestTimeout unless cmd.waits, and then runs the command.
+func (cmd *command) setupClient(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
+	mk := addrFlag(fs)
+	call := cmd.client(fs)
+	return func(ctx context.Context, args []string, stdout io.Writer) error {
+		want := cmd.nargs
+		if f := fs.Lookup("events"); cmd.eventsArgs != nil && f != nil && f.Value.String() == "true" {
+			want = *cmd.eventsArgs
+		}
+		if err := want.check(args); err != nil {
+			return err
+		}
+		c, err := mk()
+		if err != nil {
+			return err
+		}
+		if !cmd.waits {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+		}
+		return call(ctx, c, args, stdout)
+	}
 }
 
 // printJSON writes v as indented JSON.
@@ -153,24 +190,16 @@ func printJSON(w io.Writer, v any) error {
 }
 
 var getCommand = &command{
-	name:    "get",
-	args:    "<model> [key] | -events <emitter>",
-	summary: "print a model, one key's value, or an emitter's retained events",
-	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
-		mk := addrFlag(fs)
+	name:       "get",
+	args:       "<model> [key] | -events <emitter>",
+	summary:    "print a model, one key's value, or an emitter's retained events",
+	nargs:      arity{1, 2, "<model> [key]"},
+	eventsArgs: &arity{1, 1, "<emitter>"},
+	client: func(fs *flag.FlagSet) clientRun {
 		events := fs.Bool("events", false, "print the retained events of an emitter, one JSON object a line")
 		limit := fs.Int("limit", -1, "with -events: only the last n events")
-		return func(ctx context.Context, args []string, stdout io.Writer) error {
-			c, err := mk()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			defer cancel()
+		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			if *events {
-				if err := wantArgs(args, 1, 1, "<emitter>"); err != nil {
-					return err
-				}
 				p := "/v1/events" + apiPath(args[0])
 				if *limit >= 0 {
 					p += fmt.Sprintf("?limit=%d", *limit)
@@ -184,9 +213,6 @@ var getCommand = &command{
 				}
 				return nil
 			}
-			if err := wantArgs(args, 1, 2, "<model> [key]"); err != nil {
-				return err
-			}
 			if len(args) == 1 {
 				var m map[string]any
 				if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0]), nil, &m); err != nil {
@@ -198,7 +224,7 @@ var getCommand = &command{
 			if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, &kv); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(stdout, "%s\n", kv.Value)
+			_, err := fmt.Fprintf(stdout, "%s\n", kv.Value)
 			return err
 		}
 	},
@@ -208,19 +234,10 @@ var setCommand = &command{
 	name:    "set",
 	args:    "<model> <key> <value>",
 	summary: "set a key of a model (the value is JSON if it parses as JSON, else a string)",
-	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
-		mk := addrFlag(fs)
+	nargs:   arity{3, 3, "<model> <key> <value>"},
+	client: func(fs *flag.FlagSet) clientRun {
 		asString := fs.Bool("string", false, "take the value as a string even if it parses as JSON")
-		return func(ctx context.Context, args []string, stdout io.Writer) error {
-			if err := wantArgs(args, 3, 3, "<model> <key> <value>"); err != nil {
-				return err
-			}
-			c, err := mk()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			defer cancel()
+		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			return c.do(ctx, "PUT", "/v1/models"+apiPath(args[0], "keys", args[1]), jsonArg(args[2], *asString), nil)
 		}
 	},
@@ -230,18 +247,9 @@ var delCommand = &command{
 	name:    "del",
 	args:    "<model> <key>",
 	summary: "delete a key of a model",
-	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
-		mk := addrFlag(fs)
-		return func(ctx context.Context, args []string, stdout io.Writer) error {
-			if err := wantArgs(args, 2, 2, "<model> <key>"); err != nil {
-				return err
-			}
-			c, err := mk()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			defer cancel()
+	nargs:   arity{2, 2, "<model> <key>"},
+	client: func(fs *flag.FlagSet) clientRun {
+		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			return c.do(ctx, "DELETE", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, nil)
 		}
 	},
@@ -251,17 +259,10 @@ var emitCommand = &command{
 	name:    "emit",
 	args:    "<emitter> <event> [arg...]",
 	summary: "emit an event (each argument is JSON if it parses as JSON, else a string)",
-	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
-		mk := addrFlag(fs)
+	nargs:   arity{2, -1, "<emitter> <event> [arg...]"},
+	client: func(fs *flag.FlagSet) clientRun {
 		asString := fs.Bool("string", false, "take every argument as a string")
-		return func(ctx context.Context, args []string, stdout io.Writer) error {
-			if err := wantArgs(args, 2, 1<<20, "<emitter> <event> [arg...]"); err != nil {
-				return err
-			}
-			c, err := mk()
-			if err != nil {
-				return err
-			}
+		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			body := struct {
 				Event string            `json:"event"`
 				Args  []json.RawMessage `json:"args"`
@@ -273,8 +274,6 @@ var emitCommand = &command{
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			defer cancel()
 			return c.do(ctx, "POST", "/v1/events"+apiPath(args[0]), b, nil)
 		}
 	},
@@ -284,22 +283,16 @@ var watchCommand = &command{
 	name:    "watch",
 	args:    "<model> | -events <emitter>",
 	summary: "print a model's changes or an emitter's events as they happen, one JSON object a line",
-	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
-		mk := addrFlag(fs)
+	nargs:   arity{1, 1, "<document>"},
+	waits:   true, // until interrupted
+	client: func(fs *flag.FlagSet) clientRun {
 		events := fs.Bool("events", false, "watch an emitter's events instead of a model's changes")
-		return func(ctx context.Context, args []string, stdout io.Writer) error {
-			if err := wantArgs(args, 1, 1, "<document>"); err != nil {
-				return err
-			}
-			c, err := mk()
-			if err != nil {
-				return err
-			}
+		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			p := "/v1/models" + apiPath(args[0], "watch")
 			if *events {
 				p = "/v1/events" + apiPath(args[0], "watch")
 			}
-			err = c.watch(ctx, p, func(data []byte) error {
+			err := c.watch(ctx, p, func(data []byte) error {
 				_, err := fmt.Fprintf(stdout, "%s\n", data)
 				return err
 			})
@@ -355,21 +348,15 @@ var lockCommand = &command{
 	name:    "lock",
 	args:    "<table> <lock>",
 	summary: "take a lock for the node (or -release it, or -show its holders)",
-	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
-		mk := addrFlag(fs)
+	nargs:   arity{2, 2, "<table> <lock>"},
+	waits:   true, // for -timeout: the request's bound is its own
+	client: func(fs *flag.FlagSet) clientRun {
 		timeout := fs.Duration("timeout", 0, "wait this long for the lock if it is held (0: fail at once)")
 		release := fs.Bool("release", false, "release the lock instead")
 		show := fs.Bool("show", false, "print the lock's holders and take nothing")
-		return func(ctx context.Context, args []string, stdout io.Writer) error {
-			if err := wantArgs(args, 2, 2, "<table> <lock>"); err != nil {
-				return err
-			}
+		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			if *release && *show {
 				return errors.New("-release and -show exclude each other")
-			}
-			c, err := mk()
-			if err != nil {
-				return err
 			}
 			ctx, cancel := context.WithTimeout(ctx, requestTimeout+*timeout)
 			defer cancel()
@@ -412,19 +399,10 @@ var lockCommand = &command{
 var statusCommand = &command{
 	name:    "status",
 	summary: "print a node's members, links, documents and traffic",
-	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
-		mk := addrFlag(fs)
+	nargs:   arity{0, 0, "none"},
+	client: func(fs *flag.FlagSet) clientRun {
 		asJSON := fs.Bool("json", false, "print the API's JSON as it is")
-		return func(ctx context.Context, args []string, stdout io.Writer) error {
-			if err := wantArgs(args, 0, 0, "none"); err != nil {
-				return err
-			}
-			c, err := mk()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-			defer cancel()
+		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			var st node.Status
 			if err := c.do(ctx, "GET", "/v1/status", nil, &st); err != nil {
 				return err

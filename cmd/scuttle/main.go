@@ -62,6 +62,14 @@ type command struct {
 	// setup defines the command's flags on fs and returns the function that
 	// runs the command once they are parsed, with the remaining arguments.
 	setup func(fs *flag.FlagSet) (run func(ctx context.Context, args []string, stdout io.Writer) error)
+
+	// A client command (client.go) sets client in place of setup, and the
+	// fields below for the preamble they share (see setupClient): check
+	// the arguments, make the client of -addr, bound the request.
+	client     func(fs *flag.FlagSet) clientRun
+	nargs      arity  // the positional arguments
+	eventsArgs *arity // the positional arguments with -events, if they differ
+	waits      bool   // the request waits on purpose: no requestTimeout
 }
 
 // commands lists the subcommands in the order help prints them.
@@ -135,7 +143,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func (c *command) newFlags(w io.Writer) (*flag.FlagSet, func(context.Context, []string, io.Writer) error) {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	fs.SetOutput(w)
-	runc := c.setup(fs)
+	var runc func(context.Context, []string, io.Writer) error
+	if c.client != nil {
+		runc = c.setupClient(fs)
+	} else {
+		runc = c.setup(fs)
+	}
 	fs.Usage = func() {
 		line := "scuttle " + c.name + " [flags]"
 		if c.args != "" {
