@@ -372,21 +372,21 @@ func (s *Server) existing(name string) (kind string, ok bool) {
 	return kind, ok
 }
 
-// lookup returns the existing document called name of type want: 404 if
-// there is none, 409 if it has another type.
-func (s *Server) lookup(r *http.Request, want string) (string, error) {
+// lookup returns the existing document named by r's {name}, of type kind,
+// as open opens it: 404 if there is none, 409 if it has another type. It
+// never creates a document.
+func lookup[D any](s *Server, r *http.Request, kind string, open func(name string) (D, error)) (doc D, err error) {
 	name, err := docName(r)
 	if err != nil {
-		return "", err
+		return doc, err
 	}
-	kind, ok := s.existing(name)
-	switch {
+	switch have, ok := s.existing(name); {
 	case !ok:
-		return "", errorf(http.StatusNotFound, "no document %q", name)
-	case kind != want:
-		return "", errorf(http.StatusConflict, "document %q is a %s, not a %s", name, kind, want)
+		return doc, errorf(http.StatusNotFound, "no document %q", name)
+	case have != kind:
+		return doc, errorf(http.StatusConflict, "document %q is a %s, not a %s", name, have, kind)
 	}
-	return name, nil
+	return open(name)
 }
 
 // scratchID is the replica id of the throwaway documents precheck writes to.
@@ -410,12 +410,18 @@ const (
 	typeLock    = "lock"
 )
 
+// existingModel, existingEmitter and existingLocks are lookup for each
+// type of document.
 func (s *Server) existingModel(r *http.Request) (*model.Model, error) {
-	name, err := s.lookup(r, typeModel)
-	if err != nil {
-		return nil, err
-	}
-	return s.n.Model(name)
+	return lookup(s, r, typeModel, s.n.Model)
+}
+
+func (s *Server) existingEmitter(r *http.Request) (*emitter.Emitter, error) {
+	return lookup(s, r, typeEmitter, s.n.Emitter)
+}
+
+func (s *Server) existingLocks(r *http.Request) (*lock.Table, error) {
+	return lookup(s, r, typeLock, s.n.Locks)
 }
 
 func (s *Server) getModel(w http.ResponseWriter, r *http.Request) error {
@@ -617,22 +623,6 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-func (s *Server) existingEmitter(r *http.Request) (*emitter.Emitter, error) {
-	name, err := s.lookup(r, typeEmitter)
-	if err != nil {
-		return nil, err
-	}
-	return s.n.Emitter(name)
-}
-
-func (s *Server) existingLocks(r *http.Request) (*lock.Table, error) {
-	name, err := s.lookup(r, typeLock)
-	if err != nil {
-		return nil, err
-	}
-	return s.n.Locks(name)
 }
 
 func (s *Server) getLockTable(w http.ResponseWriter, r *http.Request) error {
