@@ -2,7 +2,6 @@ package emitter_test
 
 import (
 	"fmt"
-	"github.com/scuttle-go/scuttle/internal/testnet"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/scuttle-go/scuttle/emitter"
 	"github.com/scuttle-go/scuttle/filelog"
+	"github.com/scuttle-go/scuttle/internal/simnet"
+	"github.com/scuttle-go/scuttle/internal/testnet"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -48,21 +49,26 @@ type eventID struct {
 // simReplica is one replica slot of the simulation: its current Emitter,
 // its log, and every event its listeners received across restarts.
 type simReplica struct {
-	id    string
-	em    *emitter.Emitter
-	path  string       // the replica's filelog, or "" to log in memory
-	log   *filelog.Log // the open filelog, if path is set
-	store *memStorage
-	rec   *recorder // survives restarts: the application's view
-	mu    sync.Mutex
-	local []eventID // events this replica emitted, as its listener saw them
+	id     string
+	seed   uint64 // the run's: each start's incarnation follows from it
+	starts int    // starts so far
+	em     *emitter.Emitter
+	path   string       // the replica's filelog, or "" to log in memory
+	log    *filelog.Log // the open filelog, if path is set
+	store  *memStorage
+	rec    *recorder // survives restarts: the application's view
+	mu     sync.Mutex
+	local  []eventID // events this replica emitted, as its listener saw them
 }
 
 // start opens the replica from its log, as a restarted process does:
 // replay, attach, then register the listener, so replayed events are
-// history and not delivered again.
+// history and not delivered again. Each start is a source of its own, with
+// an incarnation drawn from the seed, so that a seed replays alike.
 func (r *simReplica) start(t *testing.T) {
-	em := newEmitter(t, r.id, nil)
+	inc := simnet.Incarnation(r.seed, r.id, r.starts)
+	r.starts++
+	em := newEmitter(t, r.id, &emitter.Config{Replica: &scuttlebutt.Config{Incarnation: inc}})
 	if r.path != "" {
 		if r.log != nil {
 			if err := r.log.Close(); err != nil {
@@ -121,7 +127,7 @@ func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 	size := 3 + rng.IntN(3)
 	reps := make([]*simReplica, size)
 	for i := range reps {
-		reps[i] = &simReplica{id: fmt.Sprintf("r%d", i), store: &memStorage{}, rec: &recorder{}}
+		reps[i] = &simReplica{id: fmt.Sprintf("r%d", i), seed: seed, store: &memStorage{}, rec: &recorder{}}
 		if onDisk {
 			reps[i].path = filepath.Join(t.TempDir(), reps[i].id+".log")
 		}

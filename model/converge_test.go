@@ -1,9 +1,12 @@
 package model_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -30,7 +33,9 @@ var convergeSeed = flag.Uint64("seed", 0, "TestConverge: replay this one seed wi
 // Sizes of TestConverge, measured under -race on a 2-core machine that
 // other jobs kept busy (load 2 to 10): 200 seeds take 20 to 22 s of CPU and
 // 22 to 40 s of wall time; 300 seeds took up to 56 s. Steps cost more as
-// links accumulate, so schedules are a little short and seeds many.
+// links accumulate, so schedules are a little short and seeds many. Crashes,
+// twins and the replica far ahead added about 5% of CPU (8.2 to 10 s, then
+// 8.7 to 10.5 s, on a faster 2-core machine at load 1 to 8).
 const (
 	convergeSeeds      = 200 // seeds 1..convergeSeeds
 	convergeSeedsShort = 40  // with -short
@@ -42,15 +47,35 @@ const (
 	convergeWorkers    = 4 // seeds run at once
 )
 
+// Clocks of TestConverge. Every replica's wall clock starts at
+// convergeBase; in some seeds one or two start up to maxSkew away from it,
+// so that any two honest replicas differ by less than MaxClockOffset (30 s)
+// and none refuses another's timestamps, and in some one more replica's
+// clock is farSkew ahead, past every honest replica's bound.
+var convergeBase = time.UnixMilli(1795385884149)
+
+const (
+	maxSkew = 12 * time.Second
+	farSkew = 2 * time.Minute
+)
+
 // TestConverge is the randomized convergence test: for each seed, 5 to 10
 // Models replicate over real streams (internal/simnet) while a seeded
 // schedule writes and deletes keys on random replicas, connects and
-// disconnects pairs, partitions and heals the network, and cuts streams in
-// the middle of their history exchange. Some replicas share a frozen or
-// slowly moving wall clock, so that (Timestamp, Source) ties really happen.
-// After a final heal every replica must hold the same clock and snapshot,
-// and both must equal a reference computed here from every write made:
-// last writer wins per key by (Timestamp, Source).
+// disconnects pairs, partitions and heals the network, cuts streams in the
+// middle of their history exchange, and crashes replicas: a crashed replica
+// restarts empty, as a new incarnation of its id, and writes before
+// anything links it again. Some replicas share a frozen or slowly moving
+// wall clock, so that (Timestamp, Source) ties really happen. Some seeds
+// also skew one or two clocks within the bound (up to ±12 s), give two
+// replicas the same id, or add a replica whose clock runs 2 minutes ahead:
+// once it has written, the others refuse every session with it
+// (ErrClockOffset), and the final checks leave it out.
+//
+// After a final heal every other replica must hold the same clock and
+// snapshot, and both must equal a reference computed here from the writes
+// that survived the crashes: last writer wins per key by (Timestamp,
+// Source). No replica but the skewed one may ever hold its writes.
 //
 // A failure prints the seed and the command that replays it with a trace.
 func TestConverge(t *testing.T) {
@@ -58,7 +83,10 @@ func TestConverge(t *testing.T) {
 		runConverge(t, seed, true)
 		return
 	}
-	var ties atomic.Int64
+	var (
+		mu    sync.Mutex
+		total convergeStats
+	)
 	n := convergeSeeds
 	if testing.Short() {
 		n = convergeSeedsShort
@@ -71,7 +99,10 @@ func TestConverge(t *testing.T) {
 		wg.Go(func() {
 			for seed := range seeds {
 				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-					ties.Add(int64(runConverge(t, seed, false)))
+					st := runConverge(t, seed, false)
+					mu.Lock()
+					total.add(st)
+					mu.Unlock()
 				})
 			}
 		})
@@ -81,11 +112,46 @@ func TestConverge(t *testing.T) {
 	}
 	close(seeds)
 	wg.Wait()
-	// The frozen clocks are there to make ties; check that they did.
-	if ties.Load() == 0 && !t.Failed() {
-		t.Errorf("no key's winner tied on timestamp with another write in %d seeds: the schedule does not test (Timestamp, Source) ties", n)
+	// Check that the schedule did what it is there for.
+	if !t.Failed() {
+		if total.ties == 0 {
+			t.Errorf("no key's winner tied on timestamp with another write in %d seeds: the schedule does not test (Timestamp, Source) ties", n)
+		}
+		if total.restarts == 0 || total.lost == 0 {
+			t.Errorf("%d crashes lost %d writes in %d seeds: the schedule does not test restarts without a log", total.restarts, total.lost, n)
+		}
+		if total.twinSeeds == 0 {
+			t.Errorf("no seed of %d gave two replicas one id", n)
+		}
+		if total.skewSeeds == 0 || total.refusals == 0 {
+			t.Errorf("%d sessions refused in %d seeds with a replica 2 minutes ahead: the schedule does not test the clock offset bound", total.refusals, total.skewSeeds)
+		}
 	}
-	t.Logf("%d seeds; %d keys were won by the greater source at an equal timestamp", n, ties.Load())
+	t.Logf("%d seeds; %d keys were won by the greater source at an equal timestamp; "+
+		"%d crashes lost %d writes (and %d more that a surviving clock entry covers); "+
+		"%d seeds with twins; %d seeds with a replica 2 minutes ahead that wrote, %d of its sessions refused",
+		n, total.ties, total.restarts, total.lost, total.hidden, total.twinSeeds, total.skewSeeds, total.refusals)
+}
+
+// convergeStats counts what a seed's schedule exercised.
+type convergeStats struct {
+	ties      int // keys won by the greater source at an equal timestamp
+	restarts  int // crashes of a replica
+	lost      int // writes that no replica held after a crash
+	hidden    int // writes a surviving clock entry covers but no replica holds (see dropLost)
+	twinSeeds int // seeds with two replicas of one id
+	skewSeeds int // seeds whose replica 2 minutes ahead wrote
+	refusals  int // sessions refused for its timestamps
+}
+
+func (s *convergeStats) add(o convergeStats) {
+	s.ties += o.ties
+	s.restarts += o.restarts
+	s.lost += o.lost
+	s.hidden += o.hidden
+	s.twinSeeds += o.twinSeeds
+	s.skewSeeds += o.skewSeeds
+	s.refusals += o.refusals
 }
 
 // replaySeed returns the seed given by -seed or SCUTTLE_SEED, or 0.
@@ -103,13 +169,18 @@ func replaySeed(t *testing.T) uint64 {
 	return 0
 }
 
-// write is one local write as the test made it: the reference input.
+// write is one local write of an honest replica as the test made it: the
+// reference input.
 type write struct {
 	src   string
 	ts    vclock.Timestamp
 	key   string
 	value any
 	del   bool
+
+	// What became of it when replicas crashed (see dropLost).
+	lost   bool // no replica holds it: it counts nowhere
+	hidden bool // a surviving clock entry covers it, but no replica got it: it counts in the clock only
 }
 
 // wins reports whether w beats v under last-writer-wins.
@@ -121,23 +192,31 @@ func (w write) wins(v write) bool {
 }
 
 // reference computes, independently of the Model, the snapshot and clock
-// every replica must end with, and how many keys' winners beat another
-// write of the key at the same timestamp by source alone.
+// every honest replica must end with, and how many keys' winners beat
+// another write of the key at the same timestamp by source alone.
 func reference(writes []write) (snap map[string]any, clock vclock.Clock, ties int) {
 	latest := map[string]write{}
 	clock = vclock.Clock{}
+	var held []write
 	for _, w := range writes {
+		if w.lost {
+			continue
+		}
+		clock.Advance(w.src, w.ts)
+		if w.hidden {
+			continue
+		}
+		held = append(held, w)
 		if cur, ok := latest[w.key]; !ok || w.wins(cur) {
 			latest[w.key] = w
 		}
-		clock.Advance(w.src, w.ts)
 	}
 	snap = map[string]any{}
 	for k, w := range latest {
 		if !w.del {
 			snap[k] = w.value
 		}
-		for _, v := range writes {
+		for _, v := range held {
 			if v.key == k && v.ts == w.ts && v.src != w.src {
 				ties++
 				break
@@ -165,6 +244,18 @@ func (tr *tracer) logf(format string, args ...any) {
 	}
 }
 
+// logger returns a logger that writes to the trace: the warnings about twins.
+func (tr *tracer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(traceWriter{tr}, nil))
+}
+
+type traceWriter struct{ tr *tracer }
+
+func (w traceWriter) Write(p []byte) (int, error) {
+	w.tr.logf("%s", bytes.TrimSpace(p))
+	return len(p), nil
+}
+
 func (tr *tracer) tail(n int) string {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -172,23 +263,26 @@ func (tr *tracer) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// fakeClock is a wall clock a replica's HLC reads. Several replicas read
-// frozen or slowly moving clocks that start at the same instant, so that
-// their timestamps collide.
-func fakeClock(r *rand.Rand) (func() time.Time, string) {
-	base := time.UnixMilli(1795385884149)
+// fakeClock is a wall clock a replica's HLC reads, off from convergeBase.
+// Several replicas read frozen or slowly moving clocks that start at the
+// same instant, so that their timestamps collide.
+func fakeClock(r *rand.Rand, off time.Duration) (now func() time.Time, kind string) {
+	base := convergeBase.Add(off)
+	if off != 0 {
+		kind = fmt.Sprintf(" %+.3fs", off.Seconds())
+	}
 	var calls atomic.Int64
 	switch r.IntN(4) {
 	case 0, 1:
-		return func() time.Time { return base }, "frozen"
+		return func() time.Time { return base }, "frozen" + kind
 	case 2:
 		every := 1 + r.Int64N(8)
 		return func() time.Time {
 			return base.Add(time.Duration(calls.Add(1)/every) * time.Millisecond)
-		}, fmt.Sprintf("+1ms/%d writes", every)
+		}, fmt.Sprintf("+1ms/%d writes%s", every, kind)
 	default:
 		off := time.Duration(r.IntN(4)) * time.Millisecond
-		return func() time.Time { return base.Add(off) }, fmt.Sprintf("frozen+%v", off)
+		return func() time.Time { return base.Add(off) }, fmt.Sprintf("frozen+%v%s", off, kind)
 	}
 }
 
@@ -280,30 +374,44 @@ func (s *lagStorage) logged() map[string]int {
 }
 
 type converge struct {
-	t      *testing.T
-	seed   uint64
-	r      *rand.Rand
-	net    *simnet.Network
-	models []*model.Model
-	writes []write
-	last   []vclock.Timestamp // per replica, its last write's timestamp
-	tr     *tracer
+	t     *testing.T
+	seed  uint64
+	r     *rand.Rand
+	net   *simnet.Network
+	tr    *tracer
+	stats convergeStats
 
-	stores []*lagStorage // per replica; nil for those without storage
+	// Per replica, what survives its crashes:
+	ids     []string           // its id; two replicas share one in some seeds
+	clocks  []func() time.Time // its wall clock
+	lagging []bool             // whether it logs to a lagStorage
+
+	// Per replica, its current start:
+	models []*model.Model
+	stores []*lagStorage      // its log; nil for those without one
+	last   []vclock.Timestamp // its last write's timestamp
+	writes []write            // every write of the honest replicas, of every start
+
+	skewed          int    // the replica whose clock is farSkew ahead, or -1
+	skewSrc         string // its source; it is never restarted
+	skewWrote       bool   // it has written: its peers refuse it from now on
+	twins           []int  // the two replicas that share an id, or nil
+	replacedRefused uint64 // Stats().OffsetRefused of the crashed starts
 
 	watchMu sync.Mutex
 	watched []map[string]any // per replica, the state its Watch events build
+	cancels []func()         // per replica, its Watch's cancel
 	watchOK []string         // Watch inconsistencies
 }
 
-// runConverge runs one seed and returns the reference's count of ties.
-func runConverge(t *testing.T, seed uint64, verbose bool) (ties int) {
+// runConverge runs one seed and returns what it exercised.
+func runConverge(t *testing.T, seed uint64, verbose bool) convergeStats {
 	tr := &tracer{start: time.Now()}
 	if verbose {
 		tr.live = t.Logf
 	}
-	c := &converge{t: t, seed: seed, r: rand.New(rand.NewPCG(seed, 0x5eed)), tr: tr}
-	c.net = simnet.New(seed, &simnet.Options{Logf: tr.logf, Fault: faults, Stream: streamOptions})
+	c := &converge{t: t, seed: seed, r: rand.New(rand.NewPCG(seed, 0x5eed)), tr: tr, skewed: -1}
+	c.net = simnet.New(seed, &simnet.Options{Logf: tr.logf, Fault: faults, Stream: streamOptions, Refused: c.refused})
 	defer func() {
 		if !t.Failed() {
 			return
@@ -320,25 +428,47 @@ func runConverge(t *testing.T, seed uint64, verbose bool) (ties int) {
 	defer c.net.Close()
 
 	k := minReplicas + c.r.IntN(maxReplicas-minReplicas+1)
-	c.last = make([]vclock.Timestamp, k)
-	c.watched = make([]map[string]any, k)
-	c.stores = make([]*lagStorage, k)
-	for i := range k {
-		now, kind := fakeClock(c.r)
-		m, err := model.New(fmt.Sprintf("r%d", i), &scuttlebutt.Config{Now: now})
-		if err != nil {
-			t.Fatal(err)
+	offsets := make([]time.Duration, k)
+	if c.r.IntN(3) == 0 {
+		for _, i := range c.r.Perm(k)[:1+c.r.IntN(2)] {
+			offsets[i] = time.Duration(c.r.Int64N(int64(2*maxSkew/time.Millisecond)+1))*time.Millisecond - maxSkew
 		}
+	}
+	for i := range k {
+		c.ids = append(c.ids, fmt.Sprintf("r%d", i))
+	}
+	if c.r.IntN(4) == 0 {
+		c.twins = c.r.Perm(k)[:2]
+		c.ids[c.twins[1]] = c.ids[c.twins[0]]
+		c.stats.twinSeeds = 1
+	}
+	if c.r.IntN(4) == 0 {
+		c.skewed = k
+		c.ids = append(c.ids, fmt.Sprintf("r%d", k))
+		offsets = append(offsets, farSkew)
+	}
+	n := len(c.ids)
+	c.clocks = make([]func() time.Time, n)
+	c.lagging = make([]bool, n)
+	c.stores = make([]*lagStorage, n)
+	c.last = make([]vclock.Timestamp, n)
+	c.watched = make([]map[string]any, n)
+	c.cancels = make([]func(), n)
+	for i := range n {
+		now, kind := fakeClock(c.r, offsets[i])
+		c.clocks[i] = now
 		if c.r.IntN(3) == 0 {
-			c.stores[i] = newLagStorage()
-			m.Attach(c.stores[i])
+			c.lagging[i] = true
 			kind += ", lagging storage"
 		}
-		c.watched[i] = map[string]any{}
-		m.Watch(c.watcher(i))
+		m := c.start(i)
 		c.models = append(c.models, m)
 		c.net.Add(m)
-		tr.logf("replica %s clock %s", m.ID(), kind)
+		tr.logf("replica r%d: %s, clock %s", i, m.Source(), kind)
+	}
+	if c.skewed >= 0 {
+		c.skewSrc = c.models[c.skewed].Source()
+		tr.logf("replica r%d's clock is %v ahead: the others refuse it once it writes", c.skewed, farSkew)
 	}
 
 	steps := minSteps + c.r.IntN(maxSteps-minSteps+1)
@@ -348,11 +478,62 @@ func runConverge(t *testing.T, seed uint64, verbose bool) (ties int) {
 			t.Fatalf("seed %d step %d: %v", seed, step, err)
 		}
 	}
-	return c.finish()
+	c.finish()
+	return c.stats
+}
+
+// start makes the Model of a start of replica i: its first, or a restart
+// after a crash that lost everything, its log included. Each start is a
+// source of its own, with an incarnation drawn from the seed; it gets a
+// fresh log and watcher, and its writes are checked against its own last
+// one only.
+func (c *converge) start(i int) *model.Model {
+	id := c.ids[i]
+	m, err := model.New(id, &scuttlebutt.Config{
+		Now:         c.clocks[i],
+		Incarnation: c.net.Incarnation(id),
+		Logger:      c.tr.logger(),
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.stores[i] = nil
+	if c.lagging[i] {
+		c.stores[i] = newLagStorage()
+		m.Attach(c.stores[i])
+	}
+	c.last[i] = 0
+	c.watchMu.Lock()
+	c.watched[i] = map[string]any{}
+	c.watchMu.Unlock()
+	c.cancels[i] = m.Watch(c.watcher(i))
+	return m
+}
+
+// refused is simnet's Options.Refused: the sessions the honest replicas
+// refuse for the timestamps of the replica whose clock is far ahead, which
+// the error names as both the peer and the source. Any other
+// ErrClockOffset (an honest timestamp refused, or the skewed replica's
+// write relayed by another) fails the test.
+func (c *converge) refused(err error) bool {
+	return c.skewSrc != "" && errors.Is(err, scuttlebutt.ErrClockOffset) &&
+		strings.Contains(err.Error(), fmt.Sprintf("peer %s: source %s at ", c.skewSrc, c.skewSrc))
+}
+
+// honest returns the replicas but the skewed one.
+func (c *converge) honest() []int {
+	var out []int
+	for i := range c.models {
+		if i != c.skewed {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // watcher keeps replica i's Watch-built state and checks that each event's
-// Old is the value the events before it left.
+// Old is the value the events before it left, and that no honest replica
+// applies a write of the skewed one.
 func (c *converge) watcher(i int) func(model.Change) {
 	return func(ch model.Change) {
 		c.watchMu.Lock()
@@ -361,6 +542,9 @@ func (c *converge) watcher(i int) func(model.Change) {
 		old, had := st[ch.Key]
 		if !reflect.DeepEqual(old, ch.Old) || (!had && ch.Old != nil) {
 			c.watchOK = append(c.watchOK, fmt.Sprintf("r%d: change of %q from %s@%v has Old %v, previous events left %v", i, ch.Key, ch.Source, ch.Timestamp, ch.Old, old))
+		}
+		if i != c.skewed && ch.Source == c.skewSrc {
+			c.watchOK = append(c.watchOK, fmt.Sprintf("r%d applied %s@%v, a write %v ahead", i, ch.Source, ch.Timestamp, farSkew))
 		}
 		if ch.Deleted {
 			delete(st, ch.Key)
@@ -397,6 +581,11 @@ func (c *converge) step(step int) {
 				c.set(step, x, key, randomValue(r))
 			}
 		}
+	case op < 53:
+		if i == c.skewed {
+			i = r.IntN(c.skewed) // it is never restarted; the others come first
+		}
+		c.crash(step, i)
 	case op < 62:
 		c.tr.logf("step %d: connect r%d r%d", step, i, j)
 		c.net.Connect(i, j) // refused across a partition
@@ -442,11 +631,32 @@ func (c *converge) step(step int) {
 }
 
 func (c *converge) set(step, i int, key string, v any) {
+	c.beforeWrite(step, i)
 	c.note(step, i, c.write(i, write{key: key, value: v}))
 }
 
 func (c *converge) del(step, i int, key string) {
+	c.beforeWrite(step, i)
 	c.note(step, i, c.write(i, write{key: key, del: true}))
+}
+
+// beforeWrite prepares a write on replica i. The first write of the skewed
+// replica ends its part in the cluster: from then on its peers refuse every
+// session with it, so it relays nothing more. What only it holds of the
+// crashed replicas' writes would then be lost; if there is such a write, it
+// is cut off first, so that what it passed on is settled, and the rest is
+// taken out of the reference.
+func (c *converge) beforeWrite(step, i int) {
+	if i != c.skewed || c.skewWrote {
+		return
+	}
+	c.skewWrote = true
+	c.stats.skewSeeds = 1
+	if c.dropLost(step, c.holders(-1), false) {
+		c.tr.logf("step %d: r%d alone holds writes of crashed replicas: cut it off before its first write", step, i)
+		c.net.Isolate(i)
+		c.dropLost(step, c.holders(-1), true)
+	}
 }
 
 // written is the outcome of one write: w with its source and timestamp, or
@@ -488,6 +698,9 @@ func (c *converge) concurrentBurst(step int, key string) {
 			plans[x] = append(plans[x], w)
 		}
 	}
+	for _, i := range writers {
+		c.beforeWrite(step, i)
+	}
 	results := make([][]written, len(writers))
 	var wg sync.WaitGroup
 	for x, i := range writers {
@@ -506,7 +719,8 @@ func (c *converge) concurrentBurst(step int, key string) {
 	}
 }
 
-// note checks and records a write made on replica i.
+// note checks and records a write made on replica i. The skewed replica's
+// writes stay out of the reference: no honest replica may take them.
 func (c *converge) note(step, i int, res written) {
 	w := res.w
 	if res.err != nil {
@@ -516,12 +730,189 @@ func (c *converge) note(step, i int, res written) {
 		c.t.Fatalf("seed %d step %d: %s wrote %q but its clock entry went from %v to %v", c.seed, step, w.src, w.key, c.last[i], w.ts)
 	}
 	c.last[i] = w.ts
-	c.writes = append(c.writes, w)
+	if i != c.skewed {
+		c.writes = append(c.writes, w)
+	}
 	if w.del {
 		c.tr.logf("step %d: %s@%v delete %s", step, w.src, w.ts, w.key)
 	} else {
 		c.tr.logf("step %d: %s@%v set %s=%v", step, w.src, w.ts, w.key, w.value)
 	}
+}
+
+// crash stops replica i, which keeps no log or loses it, and starts it
+// again empty: a new incarnation of its id, which writes a few keys before
+// anything links it again (later steps do). What the old start wrote
+// survives only where it reached another replica; the rest is lost, as a
+// memory-only replica's unsent writes are by definition, and dropLost takes
+// it out of the reference, with whatever else only the crashed replica
+// held.
+func (c *converge) crash(step, i int) {
+	if c.skewWrote {
+		// Its sessions are being refused; one that began before its first
+		// write may still relay others' writes until then. Settle that.
+		c.net.Isolate(c.skewed)
+	}
+	old := c.models[i]
+	c.tr.logf("step %d: crash r%d (%s)", step, i, old.Source())
+	c.net.Isolate(i) // what its links delivered has been applied
+	c.cancels[i]()
+	c.replacedRefused += old.Stats().OffsetRefused
+	m := c.start(i)
+	c.net.Replace(i, m)
+	c.models[i] = m
+	c.stats.restarts++
+	c.dropLost(step, c.holders(i), true)
+	c.tr.logf("step %d: r%d restarts as %s", step, i, m.Source())
+	for range 1 + c.r.IntN(3) {
+		key := fmt.Sprintf("k%d", c.r.IntN(numKeys))
+		if c.r.IntN(4) == 0 {
+			c.del(step, i, key)
+		} else {
+			c.set(step, i, key, randomValue(c.r))
+		}
+	}
+}
+
+// holders returns the replicas that hold writes which can still reach the
+// honest replicas: all but except, and but the skewed one once it has
+// written.
+func (c *converge) holders(except int) []int {
+	var out []int
+	for i := range c.models {
+		if i != except && (i != c.skewed || !c.skewWrote) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// stamp names a write.
+type stamp struct {
+	src string
+	ts  vclock.Timestamp
+}
+
+// dropLost takes out of the reference what the replicas in holders no
+// longer hold, and reports whether there was anything; with apply false it
+// only reports. Every replica outside holders is cut off and only the
+// test's goroutine writes, so what holders hold can only spread among them
+// from now on. Two cases:
+//
+//   - A write is lost if no holder's clock covers it. Per source, a clock
+//     entry is a watermark (the prefix property), so the writes of a
+//     source that survive are those up to the greatest entry any holder
+//     has for it.
+//   - The watermark is exact for what was sent, not for what is held: a
+//     sender's History leaves out updates it has superseded. If the sender
+//     held a later write of the key that is now lost, a holder's entry can
+//     cover a write that no holder ever received. Such a write is hidden:
+//     it counts in the clock, not in the snapshot. A covered write that no
+//     holder holds, nor any later write of its key, and that no lost write
+//     of its key superseded, fails the test: an acknowledged write lost.
+func (c *converge) dropLost(step int, holders []int, apply bool) (changed bool) {
+	ws := slices.Clone(c.writes)
+	index := make(map[stamp]int, len(ws))
+	for x, w := range ws {
+		index[stamp{w.src, w.ts}] = x
+	}
+	top := vclock.Clock{}
+	best := map[string]int{} // key -> in ws, the latest write of it that a holder holds
+	for _, h := range holders {
+		m := c.models[h]
+		for src, ts := range m.Clock() {
+			top.Advance(src, ts)
+		}
+		for _, u := range m.History(nil) {
+			x, ok := index[stamp{u.Source, u.Timestamp}]
+			if !ok {
+				c.t.Fatalf("seed %d step %d: r%d holds %s@%v, which no honest replica wrote", c.seed, step, h, u.Source, u.Timestamp)
+			}
+			key := ws[x].key
+			if b, ok := best[key]; !ok || ws[x].wins(ws[b]) {
+				best[key] = x
+			}
+		}
+	}
+	byKey := map[string][]int{}
+	for x := range ws {
+		w := &ws[x]
+		if !w.lost && w.ts > top.Get(w.src) {
+			w.lost, changed = true, true
+			if apply {
+				c.stats.lost++
+				c.tr.logf("step %d: %s@%v (%s) is lost", step, w.src, w.ts, w.key)
+			}
+		}
+		if !w.lost && !w.hidden {
+			byKey[w.key] = append(byKey[w.key], x)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(byKey)) {
+		cands := byKey[key]
+		slices.SortFunc(cands, func(a, b int) int {
+			if ws[a].wins(ws[b]) {
+				return -1
+			}
+			return 1
+		})
+		for _, x := range cands {
+			w := ws[x]
+			if b, ok := best[key]; ok && !w.wins(ws[b]) {
+				break // held, or superseded by a write that is
+			}
+			ws[x].hidden, changed = true, true
+			if !apply {
+				continue
+			}
+			c.stats.hidden++
+			c.tr.logf("step %d: %s@%v (%s) is covered by a surviving clock entry, but no replica holds it", step, w.src, w.ts, w.key)
+			if !slices.ContainsFunc(ws, func(v write) bool { return v.lost && v.key == key && v.wins(w) }) {
+				c.t.Errorf("seed %d step %d: %s@%v (%s) is covered by the clock entry %v of a surviving replica, yet none holds it or a later write of %s, and no lost write superseded it",
+					c.seed, step, w.src, w.ts, key, top.Get(w.src), key)
+			}
+		}
+	}
+	if apply {
+		c.writes = ws
+	}
+	return changed
+}
+
+// unheld describes, for a failure message, the writes that replica i's
+// clock covers but that it holds neither, nor a later write of their key:
+// its clock says it will never be sent them again. A history that leaves
+// out an update superseded on the sender, cut before the update that
+// superseded it, leaves the receiver so (TestKnownBugCutHistory).
+func (c *converge) unheld(i int) string {
+	m := c.models[i]
+	clock := m.Clock()
+	latest := map[string]stamp{}
+	for _, u := range m.History(nil) {
+		for _, w := range c.writes {
+			if w.src == u.Source && w.ts == u.Timestamp {
+				latest[w.key] = stamp{w.src, w.ts}
+			}
+		}
+	}
+	var b strings.Builder
+	for _, w := range c.writes {
+		if w.lost || w.hidden || !clock.Covers(w.src, w.ts) {
+			continue
+		}
+		if l, ok := latest[w.key]; ok && !w.wins(write{src: l.src, ts: l.ts}) {
+			continue
+		}
+		held := "nothing"
+		if l, ok := latest[w.key]; ok {
+			held = fmt.Sprintf("%s@%v", l.src, l.ts)
+		}
+		fmt.Fprintf(&b, "r%d's clock covers %s@%v (%s), which it holds neither, nor a later write of %s (it holds %s)\n", i, w.src, w.ts, w.key, w.key, held)
+	}
+	if b.Len() > 0 {
+		b.WriteString("(a cut history that left out superseded updates: see TestKnownBugCutHistory)\n")
+	}
+	return b.String()
 }
 
 func (c *converge) quiesce() {
@@ -539,37 +930,89 @@ func (c *converge) checkGroups() {
 		want := c.models[group[0]].Snapshot()
 		for _, j := range group[1:] {
 			if diff := cmp.Diff(want, c.models[j].Snapshot()); diff != "" {
-				c.t.Fatalf("seed %d: settled but r%d and r%d differ (-r%d +r%d):\n%s", c.seed, group[0], j, group[0], j, diff)
+				c.t.Fatalf("seed %d: settled but r%d and r%d differ (-r%d +r%d):\n%s%s%s", c.seed, group[0], j, group[0], j, diff, c.unheld(group[0]), c.unheld(j))
 			}
 		}
 	}
 }
 
-func (c *converge) finish() (ties int) {
+// honestGroups returns the connected groups without the skewed replica.
+func (c *converge) honestGroups() [][]int {
+	var out [][]int
+	for _, g := range c.net.Groups() {
+		if g = slices.DeleteFunc(g, func(i int) bool { return i == c.skewed }); len(g) > 0 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func (c *converge) finish() {
 	t := c.t
 	c.tr.logf("final: stop cuts, heal")
 	c.net.StopCuts()
 	c.net.Heal()
+	if c.twins != nil {
+		c.net.Connect(c.twins[0], c.twins[1]) // so that they see each other
+	}
 	c.quiesce()
-	if g := c.net.Groups(); len(g) != 1 {
-		t.Fatalf("seed %d: after the final heal the replicas are in groups %v, want one", c.seed, g)
+	groups := c.honestGroups()
+	if len(groups) > 1 && c.skewWrote {
+		// Heal joined them through the skewed replica, whose links were
+		// then refused.
+		c.tr.logf("final: the honest replicas are in groups %v: partition r%d off and heal", groups, c.skewed)
+		c.net.Partition(c.honest())
+		c.quiesce()
+		groups = c.honestGroups()
+	}
+	if len(groups) != 1 {
+		t.Fatalf("seed %d: after the final heal the honest replicas are in groups %v, want one", c.seed, groups)
 	}
 
 	wantSnap, wantClock, ties := reference(c.writes)
-	for _, m := range c.models {
+	c.stats.ties = ties
+	refused := c.replacedRefused
+	for _, i := range c.honest() {
+		m := c.models[i]
+		if c.skewSrc != "" {
+			if ts, ok := m.Clock()[c.skewSrc]; ok {
+				t.Errorf("seed %d: r%d's clock has %s at %v: it took a write %v ahead", c.seed, i, c.skewSrc, ts, farSkew)
+			}
+			for _, u := range m.History(nil) {
+				if u.Source == c.skewSrc {
+					t.Errorf("seed %d: r%d holds %v, a write %v ahead", c.seed, i, u, farSkew)
+				}
+			}
+		}
 		if diff := cmp.Diff(wantClock, m.Clock()); diff != "" {
-			t.Errorf("seed %d: %s's clock differs from the writes made (-want +got):\n%s", c.seed, m.ID(), diff)
+			t.Errorf("seed %d: r%d's clock differs from the writes that survived (-want +got):\n%s", c.seed, i, diff)
 		}
 		snap := m.Snapshot()
 		if diff := cmp.Diff(wantSnap, snap); diff != "" {
-			t.Errorf("seed %d: %s's snapshot differs from the last writes by (Timestamp, Source) (-want +got):\n%s", c.seed, m.ID(), diff)
+			t.Errorf("seed %d: r%d's snapshot differs from the last surviving writes by (Timestamp, Source) (-want +got):\n%s%s", c.seed, i, diff, c.unheld(i))
 		}
 		if got, want := m.Len(), len(snap); got != want {
-			t.Errorf("seed %d: %s.Len() = %d, snapshot has %d keys", c.seed, m.ID(), got, want)
+			t.Errorf("seed %d: r%d.Len() = %d, snapshot has %d keys", c.seed, i, got, want)
 		}
 		if got, want := m.Keys(), slices.Sorted(maps.Keys(snap)); !slices.Equal(got, want) {
-			t.Errorf("seed %d: %s.Keys() = %v, snapshot has %v", c.seed, m.ID(), got, want)
+			t.Errorf("seed %d: r%d.Keys() = %v, snapshot has %v", c.seed, i, got, want)
 		}
+		// The twins have linked (above); a restart is no twin.
+		st := m.Stats()
+		if twin := slices.Contains(c.twins, i); twin != (st.Twins > 0) {
+			t.Errorf("seed %d: r%d (%s) reports %d twins; twins %v", c.seed, i, m.Source(), st.Twins, c.twins)
+		}
+		refused += st.OffsetRefused
+	}
+	c.stats.refusals = c.net.Refusals()
+	switch {
+	case c.skewWrote && c.stats.refusals == 0:
+		t.Errorf("seed %d: r%d wrote %v ahead, and no session with it was refused", c.seed, c.skewed, farSkew)
+	case !c.skewWrote && refused > 0:
+		t.Errorf("seed %d: the honest replicas refused %d timestamps, and no replica wrote past the bound", c.seed, refused)
+	case uint64(c.stats.refusals) > refused:
+		// Disconnect may end a session as it refuses, and hide the error.
+		t.Errorf("seed %d: %d sessions refused with ErrClockOffset, but Stats().OffsetRefused counts %d", c.seed, c.stats.refusals, refused)
 	}
 	if err := c.net.Close(); err != nil {
 		t.Fatalf("seed %d: %v", c.seed, err)
@@ -594,11 +1037,86 @@ func (c *converge) finish() (ties int) {
 	}
 	for i, m := range c.models {
 		if diff := cmp.Diff(m.Snapshot(), c.watched[i]); diff != "" {
-			t.Errorf("seed %d: %s's Watch events do not add up to its snapshot (-snapshot +events):\n%s", c.seed, m.ID(), diff)
+			t.Errorf("seed %d: r%d's Watch events do not add up to its snapshot (-snapshot +events):\n%s", c.seed, i, diff)
 		}
 	}
 	if c.tr.live != nil || t.Failed() {
-		t.Logf("seed %d: %d replicas, %d writes, %d keys set, %d won on a tie", c.seed, len(c.models), len(c.writes), len(wantSnap), ties)
+		t.Logf("seed %d: %d replicas, %d writes, %d keys set, %d won on a tie; %d crashes lost %d writes, %d hidden; twins %v; r%d %v ahead wrote: %v, %d sessions refused",
+			c.seed, len(c.models), len(c.writes), len(wantSnap), ties, c.stats.restarts, c.stats.lost, c.stats.hidden, c.twins, c.skewed, farSkew, c.skewWrote, c.stats.refusals)
 	}
-	return ties
+}
+
+// TestKnownBugCutHistory reproduces, deterministically, what makes some
+// TestConverge seeds fail (seed 51 now and then): a history that leaves out
+// an update superseded on the sender, cut after a later update of the same
+// source but before the one that superseded it, leaves the receiver with a
+// clock entry that covers the update it never got. Another replica that
+// holds it has the same clock, so no session ever sends it: the two differ
+// for good if the superseding update is lost (its writer kept no log), and
+// until it arrives otherwise. It is skipped unless SCUTTLE_KNOWN_BUGS is set.
+func TestKnownBugCutHistory(t *testing.T) {
+	if os.Getenv("SCUTTLE_KNOWN_BUGS") == "" {
+		t.Skip("known bug in the core; set SCUTTLE_KNOWN_BUGS=1 to run")
+	}
+	now := func() time.Time { return convergeBase }
+	newModel := func(id string) *model.Model {
+		m, err := model.New(id, &scuttlebutt.Config{Now: now, Incarnation: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	a, q, r := newModel("a"), newModel("q"), newModel("r")
+	a.Set("k1", "old") // a1
+	a.Set("k2", "two") // a2
+	// q gets a1 and a2 in full.
+	session(t, a, q, -1)
+	a.Set("k1", "new") // a3 supersedes a1: a's History is [a2, a3]
+	// r's session with a is cut after the first updates message, a2.
+	session(t, a, r, 1)
+	// a crashes, and a3 with it.
+	session(t, q, r, -1)
+	qc, rc := q.Clock(), r.Clock()
+	if qc.Compare(rc) != vclock.Equal {
+		t.Fatalf("clocks differ: q %v, r %v", qc, rc)
+	}
+	if diff := cmp.Diff(q.Snapshot(), r.Snapshot()); diff != "" {
+		t.Errorf("q and r hold the same clock %v, linked, and differ for good (-q +r):\n%s", qc, diff)
+	}
+}
+
+// session runs a session between a and b over Links, with updates batched
+// one per message, until neither has anything to send; with cut >= 0, it
+// ends once cut updates messages from a have been delivered, as a stream
+// cut in the middle of a's history.
+func session(t *testing.T, a, b *model.Model, cut int) {
+	t.Helper()
+	opts := &scuttlebutt.LinkOptions{MaxBatchBytes: 1}
+	la, lb := a.NewLink(opts), b.NewLink(opts)
+	defer la.Close()
+	defer lb.Close()
+	sent := 0
+	for range 100 {
+		ma, mb := la.Ready(), lb.Ready()
+		if len(ma) == 0 && len(mb) == 0 {
+			return
+		}
+		for _, m := range ma {
+			if m.Kind == scuttlebutt.MsgUpdates && sent == cut {
+				return
+			}
+			if err := lb.Step(m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Kind == scuttlebutt.MsgUpdates {
+				sent++
+			}
+		}
+		for _, m := range mb {
+			if err := la.Step(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Fatal("the session did not settle")
 }

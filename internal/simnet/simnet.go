@@ -6,9 +6,9 @@
 //
 // A test adds replicas (any scuttlebutt.Document), changes the topology with
 // Connect, Disconnect, Partition and Heal while it writes to the replicas,
-// and finally waits with Quiesce until every connected group of replicas has
-// the same clock. Model-specific checks (snapshots, a reference) stay in the
-// test:
+// crashes and restarts replicas with Replace, and finally waits with Quiesce
+// until every connected group of replicas has the same clock. Model-specific
+// checks (snapshots, a reference) stay in the test:
 //
 //	n := simnet.New(seed, &simnet.Options{Logf: t.Logf})
 //	defer n.Close()
@@ -24,6 +24,12 @@
 //
 // Every goroutine the network starts belongs to a link and ends when the
 // link does; Close ends them all and waits.
+//
+// A test that makes a replica break a bound on purpose (a wall clock far
+// ahead, so that its peers refuse its sessions with
+// scuttlebutt.ErrClockOffset) names the errors it provokes with
+// Options.Refused: a link that ends with one is not reported, and Refusals
+// counts them. Any other such error still is.
 //
 // Every random choice of the network (faults, stream limits, the graphs
 // Partition and Heal draw) comes from the seed. The interleaving of the
@@ -127,6 +133,15 @@ type Options struct {
 	// Expected reports whether an error a link ended with is explained by a
 	// fault or a Disconnect. nil means Expected, the default.
 	Expected func(err error) bool
+	// Refused reports whether an error a link ended with is a refusal the
+	// test provokes on purpose: a replica ending a session because the
+	// peer broke one of its bounds (see "Trust and bounds" in package
+	// scuttlebutt). Such a link ended for that reason, not by itself: it
+	// is not reported, and Refusals counts it. Refused is asked first, of
+	// every non-nil error, from the links' goroutines, so it must be safe
+	// for concurrent use; an error it does not claim goes to Expected. nil
+	// means no error is a refusal.
+	Refused func(err error) bool
 	// QuiesceTimeout bounds Quiesce when its context has no deadline. 0
 	// means 10 s.
 	QuiesceTimeout time.Duration
@@ -161,6 +176,8 @@ type Network struct {
 	gen    uint64
 	seed   uint64
 	starts map[string]int // Incarnation calls per replica id
+
+	refusals atomic.Int64 // link sides that ended with a Refused error
 
 	mu   sync.Mutex // guards errs
 	errs []error
@@ -266,7 +283,17 @@ func (n *Network) logf(format string, args ...any) {
 	}
 }
 
-func (n *Network) name(i int) string { return n.docs[i].Base().ID() }
+// name names replica i in traces and errors: its id, with its index if
+// another replica has the same id (twins, in a test that makes them).
+func (n *Network) name(i int) string {
+	id := n.docs[i].Base().ID()
+	for j, d := range n.docs {
+		if j != i && d.Base().ID() == id {
+			return fmt.Sprintf("%s[%d]", id, i)
+		}
+	}
+	return id
+}
 
 // report records an unexpected error.
 func (n *Network) report(err error) {
@@ -283,6 +310,10 @@ func (n *Network) Err() error {
 	defer n.mu.Unlock()
 	return errors.Join(n.errs...)
 }
+
+// Refusals returns how many times a side of a link has ended with an error
+// Options.Refused claimed, so far.
+func (n *Network) Refusals() int { return int(n.refusals.Load()) }
 
 // Connected reports whether a live link joins i and j.
 func (n *Network) Connected(i, j int) bool {
@@ -366,6 +397,42 @@ func (n *Network) Disconnect(i, j int) error {
 	err := n.reap(p, l)
 	n.logf("simnet: disconnect %s", l.name)
 	return err
+}
+
+// Replace ends every link of replica i, waits until their streams have
+// stopped (as Disconnect does, so that whatever they delivered has been
+// applied), and then puts d in place of replica i: a replica that crashed
+// and restarted, from its log or with nothing. After Replace, nothing of
+// the replica it replaced can reach any other replica. i keeps its index
+// and its side of a partition, and stays unconnected until Connect, Heal,
+// FullMesh or Partition links it again. Replace returns the ended links'
+// unexpected errors, which Err reports too.
+func (n *Network) Replace(i int, d scuttlebutt.Document) error {
+	err := n.Isolate(i)
+	n.logf("simnet: replace %s with %s", n.docs[i].Base().Source(), d.Base().Source())
+	n.docs[i] = d
+	return err
+}
+
+// Isolate ends every link of replica i and waits until their streams have
+// stopped, as Disconnect does. It does not partition: Connect and Heal can
+// link i again. It returns the links' unexpected errors, which Err reports
+// too.
+func (n *Network) Isolate(i int) error {
+	var ends []pair
+	for _, p := range n.sortedPairs() {
+		if p.i == i || p.j == i {
+			n.links[p].stop()
+			ends = append(ends, p)
+		}
+	}
+	var errs []error
+	for _, p := range ends {
+		l := n.links[p]
+		errs = append(errs, n.reap(p, l))
+		n.logf("simnet: disconnect %s", l.name)
+	}
+	return errors.Join(errs...)
 }
 
 // reap waits for l to end and forgets it.
@@ -538,10 +605,12 @@ func (n *Network) Groups() [][]int {
 }
 
 // Quiesce waits until, within every connected group of replicas (see
-// Groups), all clocks are equal and every live link has delivered and
-// stepped every frame it wrote. With a connected topology and no writes in
-// progress, that is convergence. A link cut while Quiesce waits splits its
-// group; call StopCuts first if the topology must stay as it is. It polls until ctx ends or, if ctx has no deadline,
+// Groups), all clocks are equal, and every live link has synced (both sides
+// have exchanged hellos and histories, so a link just made counts too) and
+// has delivered and stepped every frame it wrote. With a connected topology
+// and no writes in progress, that is convergence. A link cut while Quiesce
+// waits splits its group; call StopCuts first if the topology must stay as
+// it is. It polls until ctx ends or, if ctx has no deadline,
 // Options.QuiesceTimeout passes; then it returns an error wrapping
 // ErrNotQuiet that shows every replica's clock and every link's counters.
 func (n *Network) Quiesce(ctx context.Context) error {
@@ -574,6 +643,9 @@ func (n *Network) unquiet() string {
 		l := n.links[p]
 		if l.dead() {
 			continue
+		}
+		if !isClosed(l.conns[0].Synced()) || !isClosed(l.conns[1].Synced()) {
+			return fmt.Sprintf("link %s has not synced", l.name)
 		}
 		a, b := l.conns[0].Stats(), l.conns[1].Stats()
 		if a.FramesOut != b.FramesIn || b.FramesOut != a.FramesIn {
@@ -672,15 +744,20 @@ func (l *link) run(ctx context.Context, k int) {
 // finish judges how the link ended, on the last of its goroutines.
 func (l *link) finish() {
 	var errs []error
+	refused := false
 	for k, err := range l.errs {
-		if !l.n.opts.Expected(err) {
+		switch {
+		case err != nil && l.n.opts.Refused != nil && l.n.opts.Refused(err):
+			refused = true
+			l.n.refusals.Add(1)
+		case !l.n.opts.Expected(err):
 			errs = append(errs, fmt.Errorf("%w: link %s side %d: %w", ErrUnexpected, l.name, k, err))
 		}
 	}
-	if errs == nil && !l.stopping.Load() && !l.cut.Load() {
+	if errs == nil && !refused && !l.stopping.Load() && !l.cut.Load() {
 		errs = append(errs, fmt.Errorf("%w: link %s ended by itself: %v, %v", ErrUnexpected, l.name, l.errs[0], l.errs[1]))
 	}
-	l.n.logf("simnet: link %s ended (cut %v): %v; %v", l.name, l.cut.Load(), l.errs[0], l.errs[1])
+	l.n.logf("simnet: link %s ended (cut %v, refused %v): %v; %v", l.name, l.cut.Load(), refused, l.errs[0], l.errs[1])
 	for _, err := range errs {
 		l.n.report(err)
 	}

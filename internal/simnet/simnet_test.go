@@ -422,3 +422,95 @@ func TestIncarnation(t *testing.T) {
 		t.Errorf("Incarnation drew from the network's source")
 	}
 }
+
+// Replace ends the replica's links, waits for them, and swaps the replica:
+// the new one starts unconnected, writes, and converges once linked again.
+func TestReplace(t *testing.T) {
+	n, docs := newNet(t, 1, 3, nil)
+	n.Connect(0, 1)
+	n.Connect(1, 2)
+	docs[0].write(t, 1)
+	docs[1].write(t, 2)
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	old := docs[1]
+	fresh := newLogDoc(t, "n1", &scuttlebutt.Config{Incarnation: n.Incarnation("n1")})
+	if err := n.Replace(1, fresh); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	if n.Doc(1) != fresh {
+		t.Fatalf("Doc(1) is not the replacement")
+	}
+	if n.Connected(0, 1) || n.Connected(1, 2) {
+		t.Fatalf("links of the replaced replica survived")
+	}
+	if got, want := n.Groups(), [][]int{{0}, {1}, {2}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("Groups = %v, want %v", got, want)
+	}
+	// The old replica is cut off: its write after Replace reaches no one.
+	old.write(t, 3)
+	fresh.write(t, 4)
+	docs[1] = fresh
+	n.Heal()
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	assertConverged(t, docs)
+	if got := len(docs[2].ids()); got != 3 {
+		t.Errorf("n2 holds %v, want the 2 writes before the restart and the 1 after", docs[2].ids())
+	}
+	if err := n.Err(); err != nil {
+		t.Error(err)
+	}
+}
+
+// A peer whose clock runs far ahead has its sessions refused with
+// ErrClockOffset: reported unless Options.Refused claims the error, and
+// then counted.
+func TestRefused(t *testing.T) {
+	base := time.UnixMilli(1795385884149)
+	for _, claim := range []bool{false, true} {
+		t.Run(fmt.Sprintf("claimed=%v", claim), func(t *testing.T) {
+			opts := &Options{Logf: t.Logf}
+			if claim {
+				opts.Refused = func(err error) bool { return errors.Is(err, scuttlebutt.ErrClockOffset) }
+			}
+			n := New(1, opts)
+			h := newLogDoc(t, "n0", &scuttlebutt.Config{Now: func() time.Time { return base }})
+			late := newLogDoc(t, "late", &scuttlebutt.Config{
+				Now:         func() time.Time { return base.Add(2 * time.Minute) },
+				Incarnation: n.Incarnation("late"),
+			})
+			late.write(t, 1) // its clock now names its source, 2 min ahead
+			n.Add(h)
+			n.Add(late)
+			if err := n.Connect(0, 1); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for n.Connected(0, 1) && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if n.Connected(0, 1) {
+				t.Fatal("the link to a peer 2 min ahead is still live")
+			}
+			if got := h.ids(); len(got) != 0 {
+				t.Errorf("n0 took %v from a peer 2 min ahead", got)
+			}
+			if got := h.Stats().OffsetRefused; got != 1 {
+				t.Errorf("n0's OffsetRefused = %d, want 1", got)
+			}
+			err := n.Close()
+			switch {
+			case claim && err != nil:
+				t.Errorf("Close = %v, want nil: the refusal was claimed", err)
+			case !claim && (!errors.Is(err, ErrUnexpected) || !errors.Is(err, scuttlebutt.ErrClockOffset)):
+				t.Errorf("Close = %v, want ErrUnexpected wrapping ErrClockOffset", err)
+			}
+			if got, want := n.Refusals(), map[bool]int{false: 0, true: 1}[claim]; got != want {
+				t.Errorf("Refusals = %d, want %d", got, want)
+			}
+		})
+	}
+}
