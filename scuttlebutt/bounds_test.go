@@ -261,6 +261,11 @@ func TestOwnSourceForgery(t *testing.T) {
 			if err := l.Step(tc.msg); err != nil {
 				t.Errorf("Step = %v, want the claim skipped and the session kept", err)
 			}
+			if tc.msg.Kind == scuttlebutt.MsgUpdates { // a history is applied at its sync
+				if err := l.Step(scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{}}); err != nil {
+					t.Errorf("sync after the forged update = %v", err)
+				}
+			}
 			if got := a.Clock().Get(a.Source()); got != mine.Timestamp {
 				t.Errorf("a's own entry = %v, want %v: a made nothing since", got, mine.Timestamp)
 			}

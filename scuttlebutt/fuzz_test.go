@@ -140,4 +140,3 @@ func (r *fuzzReader) message(own string, ownTS vclock.Timestamp) scuttlebutt.Mes
 		return scuttlebutt.Message{Kind: scuttlebutt.MsgClock, Clock: r.clock(own, ownTS)}
 	}
 }
-

@@ -62,18 +62,29 @@ type LinkOptions struct {
 	// (an update larger than that goes alone). Keep it well under the
 	// transport's frame limit. 0 means 256 KiB.
 	MaxBatchBytes int
+	// MaxHistoryBytes bounds the peer's history a link holds, in
+	// approximate wire bytes, before applying it: the history is applied
+	// whole when the peer's sync arrives, so that a session cut in the
+	// middle of it leaves no gap (a clock entry past an update neither
+	// held nor superseded by one held). A longer history is applied as it
+	// comes once past the bound, and a cut inside it can leave such a gap
+	// until the updates that superseded the missing ones arrive; so does a
+	// link with PeerClock, which has no hello and applies as it reads.
+	// 0 means 64 MiB.
+	MaxHistoryBytes int
 }
 
 // Default limits of LinkOptions.
 const (
-	DefaultMaxQueueBytes = 4 << 20
-	DefaultMaxBatchBytes = 256 << 10
+	DefaultMaxQueueBytes   = 4 << 20
+	DefaultMaxBatchBytes   = 256 << 10
+	DefaultMaxHistoryBytes = 64 << 20
 )
 
 // Link is the protocol state of one session with one peer: the handshake,
 // the history exchange, the sync, and the live updates after it. It does no
-// I/O and starts no goroutine. A driver (package stream's Conn, or a test)
-// feeds it every message the peer sends with Step and sends what Ready
+// network I/O and starts no goroutine. A driver (package stream's Conn, or a
+// test) feeds it every message the peer sends with Step and sends what Ready
 // returns, in order:
 //
 //	l := doc.Base().NewLink(nil)
@@ -91,9 +102,16 @@ const (
 //		}
 //	}
 //
-// A Link is not safe for concurrent use: the driver serializes Step, Ready
-// and the other methods. Updates written to the replica concurrently reach
-// the link through its own queue, and Wake signals them.
+// Step is where a Link waits: it applies the peer's updates to the replica,
+// so with a Storage attached it returns only once Storage.Sync has made them
+// durable, and it runs the replica's AfterApply before it returns, on the
+// driver's goroutine. Ready, Wake, Synced, Done, Peer and Close never wait on
+// the storage or the network. "Driving a Link" in the package doc says how a
+// driver keeps reading and writing meanwhile.
+//
+// A Link is not safe for concurrent use: one goroutine, the driver's loop,
+// calls Step, Ready and the other methods. Updates written to the replica
+// concurrently reach the link through its own queue, and Wake signals them.
 type Link struct {
 	s    *Scuttlebutt
 	opts LinkOptions
@@ -105,6 +123,15 @@ type Link struct {
 	syncClock vclock.Clock // clock to send after hist; nil when none is due
 	resync    bool         // the pending clock is a MsgClock, not the MsgSync
 	held      []item       // live items waiting for the storage to sync
+
+	// stash holds the peer's history, checked but not applied, until its
+	// sync: a history leaves out superseded updates, so a prefix of it can
+	// advance a clock entry past an update the receiver holds neither in
+	// itself nor in what superseded it (a1 superseded by a3, history
+	// [a2, a3], cut after a2: the entry of a covers a1). Applied whole at
+	// the sync, a history cut short changes nothing.
+	stash      []Update
+	stashBytes int
 
 	peer      *Hello
 	known     vclock.Clock // what the peer is known to hold
@@ -128,6 +155,9 @@ func (s *Scuttlebutt) NewLink(opts *LinkOptions) *Link {
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.MaxHistoryBytes <= 0 {
+		o.MaxHistoryBytes = DefaultMaxHistoryBytes
 	}
 	l := &Link{s: s, opts: o, sub: newSubscription(o.MaxQueueBytes), known: vclock.Clock{}}
 	l.out = append(l.out, Message{Kind: MsgHello, Hello: &Hello{
@@ -157,6 +187,12 @@ func (l *Link) startHistory() {
 // broke the protocol or sent an invalid update: the session must end, and
 // nothing of the offending message was applied. Errors wrap ErrProtocol,
 // ErrInvalidUpdate or ErrSameID.
+//
+// Step may block: updates it applies are appended to the replica's Storage,
+// if one is attached, and Step returns only once Storage.Sync has made them
+// durable (an error of the storage's is returned as is, and ends the
+// session too). It also runs AfterApply (see AfterApplier) when it applied
+// anything or moved the clock, before it returns.
 func (l *Link) Step(m Message) error {
 	if l.closed {
 		return ErrClosed
@@ -174,13 +210,21 @@ func (l *Link) Step(m Message) error {
 		if err := l.s.check(m.Updates, l.peerName()); err != nil {
 			return err
 		}
-		if _, err := l.s.apply(m.Updates, l.sub, l.peerName()); err != nil {
-			return err
+		if !l.syncRecv && l.opts.PeerClock == nil {
+			// The peer's history: held until its sync (see stash). A link
+			// without a hello (PeerClock: reading a dump that may end
+			// without a sync) applies as it reads.
+			l.stash = append(l.stash, m.Updates...)
+			for _, u := range m.Updates {
+				l.stashBytes += item{update: u}.size()
+			}
+			if l.stashBytes <= l.opts.MaxHistoryBytes {
+				return nil
+			}
+		} else {
+			l.stash = m.Updates
 		}
-		for _, u := range m.Updates {
-			l.known.Advance(u.Source, u.Timestamp)
-		}
-		return nil
+		return l.applyStash()
 	case MsgSync, MsgClock:
 		if !l.helloRecv && l.opts.PeerClock == nil {
 			return fmt.Errorf("%w: %s before hello", ErrProtocol, m.Kind)
@@ -192,6 +236,9 @@ func (l *Link) Step(m Message) error {
 			return fmt.Errorf("%w: clock before sync", ErrProtocol)
 		}
 		if err := l.s.checkClock(m.Clock, l.peerName()); err != nil {
+			return err
+		}
+		if err := l.applyStash(); err != nil {
 			return err
 		}
 		if l.opts.Mode != SendOnly {
@@ -254,6 +301,23 @@ func (l *Link) learn(c vclock.Clock) {
 	}
 }
 
+// applyStash applies the updates the peer sent that are not applied yet,
+// as one batch, and forgets them.
+func (l *Link) applyStash() error {
+	us := l.stash
+	l.stash, l.stashBytes = nil, 0
+	if len(us) == 0 {
+		return nil
+	}
+	if _, err := l.s.apply(us, l.sub, l.peerName()); err != nil {
+		return err
+	}
+	for _, u := range us {
+		l.known.Advance(u.Source, u.Timestamp)
+	}
+	return nil
+}
+
 // peerName names the peer in errors: its id, once its hello has come.
 func (l *Link) peerName() string {
 	if l.peer == nil {
@@ -267,6 +331,9 @@ func (l *Link) peerName() string {
 // when there is nothing to send; Wake signals when live updates arrive.
 // Each call returns at most about 4 × MaxBatchBytes of updates, so that a
 // long history goes out in steps.
+//
+// Ready never waits for the storage or the network: what the storage has not
+// made durable yet is held back, and Wake signals once it has.
 func (l *Link) Ready() []Message {
 	if l.closed {
 		return nil

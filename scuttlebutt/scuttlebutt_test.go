@@ -231,6 +231,7 @@ func TestStorageAppendBeforeApply(t *testing.T) {
 	steps := []scuttlebutt.Message{
 		{Kind: scuttlebutt.MsgHello, Hello: &scuttlebutt.Hello{Version: scuttlebutt.ProtocolVersion, ID: "c", Clock: vclock.Clock{}}},
 		{Kind: scuttlebutt.MsgUpdates, Updates: []scuttlebutt.Update{viaLink}},
+		{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{}}, // a history is applied at its sync
 	}
 	for _, m := range steps {
 		if err := l.Step(m); err != nil {
@@ -292,6 +293,9 @@ func TestStorageAppendError(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := l.Step(scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: []scuttlebutt.Update{remote}})
+	if err == nil { // a history is applied at its sync
+		err = l.Step(scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{}})
+	}
 	if !errors.Is(err, errDisk) {
 		t.Errorf("Step with a failing storage = %v, want %v", err, errDisk)
 	}

@@ -513,7 +513,8 @@ func TestAttackForgedOwnSource(t *testing.T) {
 		msgs   func(t *testing.T, a *attacker, src string, ts float64) [][]byte
 	}{
 		{"update", []stream.Codec{stream.CBOR, stream.JSONLines}, func(t *testing.T, a *attacker, src string, ts float64) [][]byte {
-			return [][]byte{a.hello(t, nil), a.updates(t, rawUpdate{source: src, ts: ts, key: "mine", value: "forged"})}
+			// The sync makes the victim apply the history it held.
+			return [][]byte{a.hello(t, nil), a.updates(t, rawUpdate{source: src, ts: ts, key: "mine", value: "forged"}), a.sync(t, nil)}
 		}},
 		{"hello", []stream.Codec{stream.CBOR, stream.JSONLines}, func(t *testing.T, a *attacker, src string, ts float64) [][]byte {
 			return [][]byte{a.hello(t, rawClock{src: ts})}

@@ -68,6 +68,10 @@ func updatesFrame(t testing.TB, us ...scuttlebutt.Update) []byte {
 	return frameOf(t, scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: us})
 }
 
+func syncFrame(t testing.TB, clock vclock.Clock) []byte {
+	return frameOf(t, scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: clock})
+}
+
 // payload is a Model update's data: [key, value].
 func payload(t testing.TB, key string, value any) []byte {
 	return cborOf(t, []any{key, value})
@@ -515,29 +519,45 @@ func TestConnFrameTooLarge(t *testing.T) {
 	})
 }
 
-// TestConnBadFrameAfterGoodOnes: frames before the bad one stay applied,
-// the bad one is not: each frame is applied whole or not at all.
+// TestConnBadFrameAfterGoodOnes: live frames before the bad one stay
+// applied, the bad one is not: each frame is applied whole or not at all.
+// A history is applied whole at the peer's sync: a bad frame inside it
+// ends the session with none of it applied.
 func TestConnBadFrameAfterGoodOnes(t *testing.T) {
-	leak.Check(t)
-	v := serveVictim(t, nil)
-	input := cat(
-		helloFrom(t, "peer", vclock.Clock{}),
-		updatesFrame(t, update(t, 0, "first", 1), update(t, 1, "second", 2)),
-		updatesFrame(t, update(t, 2, "third", 3), scuttlebutt.Update{Source: "", Timestamp: goodTS + 3, Data: payload(t, "fourth", 4)}),
-	)
-	v.peer.Write(input)
-	if err := v.result(t); !errors.Is(err, scuttlebutt.ErrInvalidUpdate) {
-		t.Errorf("Run = %v, want ErrInvalidUpdate", err)
-	}
-	want := map[string]any{"first": int64(1), "second": int64(2)}
-	for k, x := range v.snap {
-		want[k] = x
-	}
-	if d := cmp.Diff(want, v.m.Snapshot()); d != "" {
-		t.Errorf("snapshot (-want +got):\n%s", d)
-	}
-	if got := v.m.Clock().Get("peer"); got != goodTS+1 {
-		t.Errorf("clock has peer at %v, want %v: the bad frame moved it", got, goodTS+1)
+	for _, tc := range []struct {
+		name    string
+		history bool
+	}{{"live", false}, {"history", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			leak.Check(t)
+			v := serveVictim(t, nil)
+			input := helloFrom(t, "peer", vclock.Clock{})
+			if !tc.history {
+				input = cat(input, syncFrame(t, vclock.Clock{}))
+			}
+			input = cat(input,
+				updatesFrame(t, update(t, 0, "first", 1), update(t, 1, "second", 2)),
+				updatesFrame(t, update(t, 2, "third", 3), scuttlebutt.Update{Source: "", Timestamp: goodTS + 3, Data: payload(t, "fourth", 4)}),
+			)
+			v.peer.Write(input)
+			if err := v.result(t); !errors.Is(err, scuttlebutt.ErrInvalidUpdate) {
+				t.Errorf("Run = %v, want ErrInvalidUpdate", err)
+			}
+			if tc.history {
+				v.unchanged(t)
+				return
+			}
+			want := map[string]any{"first": int64(1), "second": int64(2)}
+			for k, x := range v.snap {
+				want[k] = x
+			}
+			if d := cmp.Diff(want, v.m.Snapshot()); d != "" {
+				t.Errorf("snapshot (-want +got):\n%s", d)
+			}
+			if got := v.m.Clock().Get("peer"); got != goodTS+1 {
+				t.Errorf("clock has peer at %v, want %v: the bad frame moved it", got, goodTS+1)
+			}
+		})
 	}
 }
 
