@@ -2,10 +2,7 @@ package emitter
 
 import (
 	"github.com/scuttle-go/scuttle/internal/value"
-	"slices"
-	"sync"
-	"sync/atomic"
-
+	"github.com/scuttle-go/scuttle/notify"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -40,77 +37,17 @@ func (e *Emitter) event(u scuttlebutt.Update) (Event, bool) {
 	return Event{Name: name, Args: args, Source: u.Source, Timestamp: u.Timestamp, Local: scuttlebutt.ReplicaID(u.Source) == e.ID()}, true
 }
 
-// listener is one registered callback and the names it listens to; nil
-// names means every event. off is set by cancel, so that a listener
-// cancelled in the middle of a batch is not called again.
-type listener struct {
-	names map[string]bool
-	fn    func(Event)
-	off   atomic.Bool
-}
-
-// listeners holds the callbacks and the events waiting for them. Events are
-// queued while the base's lock is held (in ApplyUpdate) and delivered after
-// it is released (in AfterApply), in apply order, one delivery at a time
-// across all listeners: a listener may call Emit, and its own event is
-// delivered after it returns.
+// listeners holds the Emitter's listeners and the events waiting for them.
+// Events are queued while the base's lock is held (in ApplyUpdate) and
+// delivered after it is released (in AfterApply); see package notify for
+// the order. An update is decoded afresh for each listener.
 type listeners struct {
-	mu       sync.Mutex
-	next     int
-	fns      map[int]*listener
-	pending  []scuttlebutt.Update
-	draining bool
+	n notify.Notifier[scuttlebutt.Update]
 }
 
-func (l *listeners) queue(u scuttlebutt.Update) {
-	l.mu.Lock()
-	if len(l.fns) > 0 {
-		l.pending = append(l.pending, u)
-	}
-	l.mu.Unlock()
-}
+func (l *listeners) queue(u scuttlebutt.Update) { l.n.Queue(u) }
 
-func (l *listeners) deliver(e *Emitter) {
-	l.mu.Lock()
-	if l.draining {
-		l.mu.Unlock()
-		return // the goroutine already delivering takes these too
-	}
-	l.draining = true
-	for len(l.pending) > 0 {
-		batch := l.pending
-		l.pending = nil
-		ids := make([]int, 0, len(l.fns))
-		for id := range l.fns {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids) // registration order
-		fns := make([]*listener, len(ids))
-		for i, id := range ids {
-			fns[i] = l.fns[id]
-		}
-		l.mu.Unlock()
-		for _, u := range batch {
-			for _, f := range fns {
-				if f.off.Load() {
-					continue
-				}
-				if f.names != nil {
-					name, ok := payloadName(u.Data)
-					if !ok || !f.names[name] {
-						continue
-					}
-				}
-				if ev, ok := e.event(u); ok {
-					f.fn(ev)
-				}
-			}
-		}
-		l.mu.Lock()
-	}
-	l.draining = false
-	l.mu.Unlock()
-}
+func (l *listeners) deliver(*Emitter) { l.n.Deliver() }
 
 // payloadName reads the name of an event payload without decoding the
 // arguments.
@@ -125,24 +62,19 @@ func payloadName(data []byte) (string, bool) {
 	return name, true
 }
 
-func (l *listeners) add(f *listener) (cancel func()) {
-	l.mu.Lock()
-	if l.fns == nil {
-		l.fns = make(map[int]*listener)
-	}
-	id := l.next
-	l.next++
-	l.fns[id] = f
-	l.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			f.off.Store(true)
-			l.mu.Lock()
-			delete(l.fns, id)
-			l.mu.Unlock()
-		})
-	}
+// addListener registers fn for the events named in names, or for every
+// event if names is nil.
+func (e *Emitter) addListener(names map[string]bool, fn func(Event)) (cancel func()) {
+	return e.listen.n.Add(func(u scuttlebutt.Update) {
+		if names != nil {
+			if name, ok := payloadName(u.Data); !ok || !names[name] {
+				return
+			}
+		}
+		if ev, ok := e.event(u); ok {
+			fn(ev)
+		}
+	})
 }
 
 // On calls fn for every event named event that this replica applies from
@@ -155,41 +87,28 @@ func (l *listeners) add(f *listener) (cancel func()) {
 // call at a time across all listeners; it may call Emit. A slow fn delays
 // the writer or stream that brought the event.
 func (e *Emitter) On(event string, fn func(Event)) (cancel func()) {
-	return e.listen.add(&listener{names: map[string]bool{event: true}, fn: fn})
+	return e.addListener(map[string]bool{event: true}, fn)
 }
 
 // OnAny calls fn for every event this replica applies from now on, whatever
 // its name, as On does.
 func (e *Emitter) OnAny(fn func(Event)) (cancel func()) {
-	return e.listen.add(&listener{fn: fn})
+	return e.addListener(nil, fn)
 }
 
 // Chan sends to ch every event this replica applies from now on whose name
 // is one of events, or every event if none are given, until cancel is
 // called. Each Event holds arguments of its own. Sends block: give ch a
 // buffer, or read it promptly, or writers and streams wait. cancel also
-// releases a send that is blocked.
+// releases a send that is blocked; once it returns nothing more is sent to
+// ch.
 func (e *Emitter) Chan(ch chan<- Event, events ...string) (cancel func()) {
-	done := make(chan struct{})
-	send := func(ev Event) {
-		select {
-		case ch <- ev:
-		case <-done:
-		}
-	}
-	f := &listener{fn: send}
+	var names map[string]bool
 	if len(events) > 0 {
-		f.names = make(map[string]bool, len(events))
+		names = make(map[string]bool, len(events))
 		for _, n := range events {
-			f.names[n] = true
+			names[n] = true
 		}
 	}
-	stop := e.listen.add(f)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(done)
-			stop()
-		})
-	}
+	return notify.Chan(func(fn func(Event)) func() { return e.addListener(names, fn) }, ch)
 }

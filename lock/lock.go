@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
+	"github.com/scuttle-go/scuttle/notify"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -52,9 +52,9 @@ type Table struct {
 	slots   map[string]*slot
 	ackDue  bool // a foreign claim or renewal awaits acknowledgement
 	acking  bool // a goroutine is sending an acknowledgement
-	lostFns map[int]*lostFn
-	nextFn  int
 	closed  bool
+
+	lost notify.Notifier[string] // names of locks lost; delivered by run
 
 	wake      chan struct{} // capacity 1: coalesced wakeups of run
 	done      chan struct{} // closed by Close
@@ -88,13 +88,6 @@ type ownClaim struct {
 	done      chan struct{} // closed when a hold ends
 }
 
-// lostFn is an OnLost callback; off is set by its cancel, so that it is
-// not called after cancel returns.
-type lostFn struct {
-	fn  func(string)
-	off atomic.Bool
-}
-
 // renewal is a renewal this replica sent: its timestamp and lease end.
 type renewal struct {
 	ts, end vclock.Timestamp
@@ -126,7 +119,6 @@ func New(id string, cfg *Config) (*Table, error) {
 		acks:    make(map[string]*ackState),
 		own:     make(map[string]*ownClaim),
 		slots:   make(map[string]*slot),
-		lostFns: make(map[int]*lostFn),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		quit:    make(chan struct{}),
@@ -401,24 +393,13 @@ func (t *Table) Done(name string) <-chan struct{} {
 
 // OnLost calls fn with the name of every lock this replica loses without
 // Unlock (its lease ran out before a renewal was confirmed), until cancel
-// is called. fn runs on the table's goroutine: it must return promptly and
-// must not call Lock or TryLock; hand longer work to another goroutine.
+// is called, in the order the callbacks were added. After cancel returns,
+// fn is not called again, unless cancel was called by fn itself or
+// concurrently with a call in progress. fn runs on the table's goroutine,
+// one call at a time: it must return promptly and must not call Lock or
+// TryLock; hand longer work to another goroutine.
 func (t *Table) OnLost(fn func(name string)) (cancel func()) {
-	f := &lostFn{fn: fn}
-	t.mu.Lock()
-	id := t.nextFn
-	t.nextFn++
-	t.lostFns[id] = f
-	t.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			f.off.Store(true)
-			t.mu.Lock()
-			delete(t.lostFns, id)
-			t.mu.Unlock()
-		})
-	}
+	return t.lost.Add(fn)
 }
 
 // Holder returns the first of Holders, and false if there is none.

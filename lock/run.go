@@ -48,10 +48,8 @@ func (t *Table) step() time.Duration {
 	next := now + leaseStamp(t.cfg.Renew)
 
 	var (
-		acts   []action
-		lost   []string
-		frees  []string
-		lostFn []*lostFn
+		acts  []action
+		frees []string // locks lost: their slots to free, their OnLost calls to make
 	)
 	t.mu.Lock()
 	for name, oc := range t.own {
@@ -61,8 +59,8 @@ func (t *Table) step() time.Duration {
 		t.confirmLocked(oc, now)
 		if !t.validLocked(oc, now) {
 			if oc.state == held {
-				lost = append(lost, name)
 				frees = append(frees, name)
+				t.lost.Queue(name)
 			}
 			t.endLocked(oc, expired)
 			acts = append(acts, action{kind: kindRelease, oc: oc})
@@ -112,11 +110,6 @@ func (t *Table) step() time.Duration {
 			delete(t.locks, name)
 		}
 	}
-	if len(lost) > 0 {
-		for _, fn := range t.lostFns {
-			lostFn = append(lostFn, fn)
-		}
-	}
 	var slots []*slot
 	for _, name := range frees {
 		slots = append(slots, t.slots[name])
@@ -138,13 +131,7 @@ func (t *Table) step() time.Duration {
 	for i, name := range frees {
 		t.freeSlot(name, slots[i])
 	}
-	for _, name := range lost {
-		for _, f := range lostFn {
-			if !f.off.Load() {
-				f.fn(name)
-			}
-		}
-	}
+	t.lost.Deliver()
 	wait := time.Duration(float64(next-now) * float64(time.Millisecond))
 	return max(wait, time.Millisecond)
 }

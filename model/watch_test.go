@@ -371,3 +371,50 @@ func TestWatchOnRemoteOnlyWinningChanges(t *testing.T) {
 		t.Error("Apply of an empty update succeeded")
 	}
 }
+
+// BenchmarkSetWatched overwrites the keys of a 100,000-key Model in turn,
+// as BenchmarkSet does, with one or four watchers, or a channel: what
+// watching costs the writer.
+func BenchmarkSetWatched(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		watch func(m *model.Model) (cancel func())
+	}{
+		{"watchers=1", func(m *model.Model) func() { return m.Watch(func(model.Change) {}) }},
+		{"watchers=4", func(m *model.Model) func() {
+			var cancels []func()
+			for range 4 {
+				cancels = append(cancels, m.Watch(func(model.Change) {}))
+			}
+			return func() {
+				for _, c := range cancels {
+					c()
+				}
+			}
+		}},
+		{"chan", func(m *model.Model) func() {
+			ch := make(chan model.Change, 1)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for range ch {
+				}
+			}()
+			cancel := m.WatchChan(ch)
+			return func() { cancel(); close(ch); <-done }
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			m, keys := filled(b)
+			defer tc.watch(m)()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := m.Set(keys[i%len(keys)], i); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}

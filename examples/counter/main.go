@@ -4,8 +4,9 @@
 //
 // Three counters a, b and c are linked in a line, a - b - c, with
 // stream.Pipe; each is incremented by several goroutines at once, before and
-// while the links run. Once every replica has every count, it prints each
-// value, all equal to the total:
+// while the links run. It waits for every replica to have every count,
+// woken by the counters' change callbacks (Counter.OnChange), and prints
+// each value, all equal to the total:
 //
 //	go run ./examples/counter
 package main
@@ -20,7 +21,6 @@ import (
 	"time"
 
 	"github.com/scuttle-go/scuttle/stream"
-	"github.com/scuttle-go/scuttle/vclock"
 )
 
 const (
@@ -84,12 +84,12 @@ func run(ctx context.Context, w io.Writer) error {
 		return err
 	}
 
-	if err := waitEqual(ctx, counters); err != nil {
-		return err
-	}
 	var want uint64
 	for i := range counters {
 		want += uint64((i + 1) * writers * increments)
+	}
+	if err := waitValue(ctx, counters, want); err != nil {
+		return err
 	}
 	for _, ctr := range counters {
 		fmt.Fprintf(w, "%s = %d\n", ctr.ID(), ctr.Value())
@@ -101,22 +101,31 @@ func run(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
-// waitEqual waits until every counter has the same clock, polling every
-// millisecond for at most ten seconds.
-func waitEqual(ctx context.Context, cs []*Counter) error {
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
+// waitValue waits until every counter's value is want, for at most ten
+// seconds. A change callback on each counter wakes it: the callbacks run
+// on the goroutines applying changes, so they only poke a capacity-1
+// channel, and the check runs here.
+func waitValue(ctx context.Context, cs []*Counter, want uint64) error {
+	wake := make(chan struct{}, 1)
+	for _, c := range cs {
+		defer c.OnChange(func(Change) {
+			select {
+			case wake <- struct{}{}:
+			default: // a wakeup is pending already
+			}
+		})()
+	}
 	deadline := time.After(10 * time.Second)
 	for {
 		equal := true
-		for _, c := range cs[1:] {
-			equal = equal && c.Clock().Compare(cs[0].Clock()) == vclock.Equal
+		for _, c := range cs {
+			equal = equal && c.Value() == want
 		}
 		if equal {
 			return nil
 		}
 		select {
-		case <-tick.C:
+		case <-wake:
 		case <-deadline:
 			return errors.New("counters did not converge within 10s")
 		case <-ctx.Done():

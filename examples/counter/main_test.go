@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -193,5 +194,113 @@ func TestRestartWithoutState(t *testing.T) {
 	}
 	if got := after.Value(); got != 6 {
 		t.Errorf("Value() = %d after 5 before the restart and 1 after, want 6", got)
+	}
+}
+
+func TestChanges(t *testing.T) {
+	tests := []struct {
+		name  string
+		apply [][]scuttlebutt.Update // batches, each applied with Apply
+		want  []Change
+	}{
+		{
+			name:  "each raise once, in apply order",
+			apply: [][]scuttlebutt.Update{{upd(t, "x", 1, 1), upd(t, "y", 1, 5)}, {upd(t, "x", 2, 3)}},
+			want: []Change{
+				{Source: "x", Count: 1, Value: 1},
+				{Source: "y", Count: 5, Value: 6},
+				{Source: "x", Count: 3, Value: 8},
+			},
+		},
+		{
+			name:  "a lower or equal count is no change",
+			apply: [][]scuttlebutt.Update{{upd(t, "x", 1, 7)}, {upd(t, "x", 2, 4), upd(t, "x", 3, 7)}},
+			want:  []Change{{Source: "x", Count: 7, Value: 7}},
+		},
+		{
+			name:  "this replica's earlier start is local",
+			apply: [][]scuttlebutt.Update{{upd(t, "me~old", 1, 2), upd(t, "you~1", 1, 3)}},
+			want: []Change{
+				{Source: "me~old", Count: 2, Value: 2, Local: true},
+				{Source: "you~1", Count: 3, Value: 5},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := NewCounter("me")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []Change
+			defer c.OnChange(func(ch Change) { got = append(got, ch) })()
+			ch := make(chan Change, len(tt.want))
+			defer c.ChangeChan(ch)()
+			for _, b := range tt.apply {
+				if _, err := c.Apply(b...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("OnChange calls (-want +got):\n%s", diff)
+			}
+			var sent []Change
+			for range len(ch) {
+				sent = append(sent, <-ch)
+			}
+			if diff := cmp.Diff(tt.want, sent); diff != "" {
+				t.Errorf("ChangeChan values (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestChangeCallbackIncrements increments from a change callback: Incr
+// does not deadlock, and its change is delivered after the callback
+// returns.
+func TestChangeCallbackIncrements(t *testing.T) {
+	c, err := NewCounter("me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log []string
+	defer c.OnChange(func(ch Change) {
+		log = append(log, fmt.Sprintf("value %d", ch.Value))
+		if ch.Value == 1 {
+			if err := c.Incr(10); err != nil {
+				t.Error(err)
+			}
+			log = append(log, "callback returns")
+		}
+	})()
+	if err := c.Incr(1); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"value 1", "callback returns", "value 11"}, log); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}
+
+func TestChangeChanCancel(t *testing.T) {
+	c, err := NewCounter("me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan Change, 4)
+	cancel := c.ChangeChan(ch)
+	if err := c.Incr(1); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := c.Incr(1); err != nil {
+		t.Fatal(err)
+	}
+	close(ch) // safe: nothing is sent after cancel returns
+	var got []Change
+	for v := range ch {
+		got = append(got, v)
+	}
+	if diff := cmp.Diff([]Change{{Source: c.Source(), Count: 1, Value: 1, Local: true}}, got); diff != "" {
+		t.Errorf("received (-want +got):\n%s", diff)
 	}
 }
