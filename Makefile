@@ -3,7 +3,11 @@ GO ?= go
 FUZZTIME ?= 10s
 BENCHTIME ?= 1x
 
-.PHONY: demo test vet fmt-check bench fuzz
+.PHONY: demo test vet fmt-check staticcheck bench fuzz
+
+# STATICCHECK is the pinned staticcheck; .ci/run installs it with go install.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $$($(GO) env GOPATH)/bin/staticcheck)
 
 # demo: three replicas in a line (partition, heal, a replica killed and
 # restarted from its log), then a three-node cluster of scuttle serve
@@ -14,11 +18,15 @@ demo:
 	@echo
 	./bin/scuttle demo -cluster
 
-test: fmt-check vet
+test: fmt-check vet staticcheck
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 vet:
 	$(GO) vet ./...
+
+staticcheck:
+	@test -x "$(STATICCHECK)" || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(STATICCHECK) ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

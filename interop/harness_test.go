@@ -231,19 +231,6 @@ func (p *nodePeer) waitEvent(event, name string) nodeLine {
 	return p.wait(event+" on "+name, func(l nodeLine) bool { return l.Event == event && l.Name == name })
 }
 
-// events returns the events on stream name so far.
-func (p *nodePeer) events(event, name string) []nodeLine {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []nodeLine
-	for _, l := range p.lines {
-		if l.Event == event && l.Name == name {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 func (p *nodePeer) listen(opts map[string]any) int {
 	p.t.Helper()
 	return p.call("listen", map[string]any{"opts": opts}).Port

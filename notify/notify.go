@@ -140,7 +140,9 @@ func Chan[T any](add func(fn func(T)) (cancel func()), ch chan<- T) (cancel func
 		once.Do(func() {
 			close(done) // releases a blocked send
 			stop()
-			mu.Lock() // waits for a send in progress to finish
+			// Taking mu waits for a send in progress to finish.
+			mu.Lock()
+			//lint:ignore SA2001 the empty section is the wait
 			mu.Unlock()
 		})
 	}

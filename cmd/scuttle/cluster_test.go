@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -42,7 +41,8 @@ func scuttleBinary(t testing.TB) string {
 		}
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			buildErr = fmt.Errorf("no go command on PATH to build scuttle: %w", err)
+			return
 		}
 		buildPath = filepath.Join(dir, "scuttle")
 		out, err := exec.Command(goTool, "build", "-o", buildPath, ".").CombinedOutput()

@@ -183,7 +183,7 @@ func (c *child) next(word string, timeout time.Duration) (replicaState, error) {
 		case line, ok := <-c.lines:
 			if !ok {
 				<-c.exited
-				return replicaState{}, fmt.Errorf("D exited: %v: %s", c.cmd.ProcessState, strings.TrimSpace(c.stderr.String()))
+				return replicaState{}, fmt.Errorf("replica D exited: %v: %s", c.cmd.ProcessState, strings.TrimSpace(c.stderr.String()))
 			}
 			w, js, _ := strings.Cut(line, " ")
 			if w != word {
@@ -193,7 +193,7 @@ func (c *child) next(word string, timeout time.Duration) (replicaState, error) {
 			err := json.Unmarshal([]byte(js), &s)
 			return s, err
 		case <-deadline.C:
-			return replicaState{}, fmt.Errorf("D did not report %q within %s", word, timeout)
+			return replicaState{}, fmt.Errorf("replica D did not report %q within %s", word, timeout)
 		}
 	}
 }
@@ -201,7 +201,7 @@ func (c *child) next(word string, timeout time.Duration) (replicaState, error) {
 // ask sends a command and returns the report that answers it.
 func (c *child) ask(cmd, word string, timeout time.Duration) (replicaState, error) {
 	if _, err := io.WriteString(c.stdin, cmd+"\n"); err != nil {
-		return replicaState{}, fmt.Errorf("D: %w", err)
+		return replicaState{}, fmt.Errorf("replica D: %w", err)
 	}
 	return c.next(word, timeout)
 }
