@@ -130,18 +130,22 @@
 //	12      len   payload
 //
 // An update record's payload is the update as package stream encodes it
-// in a frame: the CBOR array [source (text), timestamp (float64, major
-// type 7 with additional information 27), data (one CBOR item, as the
-// replicated type wrote it), signature (bytes, only if the update has
-// one)].
+// in a frame: the CBOR array [source (text), timestamp, data (one CBOR
+// item, as the replicated type wrote it), signature (bytes, only if the
+// update has one)].
 //
 // A clock record's payload (version 2 only) is a CBOR map (major type 5)
-// from source (text) to timestamp (float64, as above), sources in
-// increasing order: the replica held everything up to that clock. A clock
-// too large for one record is split over several, which replay merges.
-// Compaction writes one after the history when the clock knows more than
-// the history shows; Close writes one when the document's clock knows
-// more than the log holds (a peer's clock message advanced it).
+// from source (text) to timestamp, sources in increasing order: the
+// replica held everything up to that clock. A clock too large for one
+// record is split over several, which replay merges. Compaction writes
+// one after the history when the clock knows more than the history shows;
+// Close writes one when the document's clock knows more than the log
+// holds (a peer's clock message advanced it).
+//
+// Timestamps, in both kinds of record, follow stream/SPEC.md's one rule:
+// this package writes a float64 (major type 7 with additional information
+// 27), always, and reads a float of any width or an integer, positive and
+// finite; a record with another timestamp does not decode.
 //
 // Update records appear in the order the replica applied them, so per
 // source in increasing timestamp order; after a compaction, the history

@@ -1,18 +1,13 @@
 package filelog
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"github.com/scuttle-go/scuttle/internal/cborx"
-	"github.com/scuttle-go/scuttle/internal/wire"
 	"hash/crc32"
-	"io"
-	"math"
 	"slices"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/scuttle-go/scuttle/internal/cborx"
+	"github.com/scuttle-go/scuttle/internal/wire"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -114,14 +109,12 @@ func appendRecord(b []byte, u scuttlebutt.Update, max int) ([]byte, error) {
 	return b, nil
 }
 
-// CBOR heads of the update encoding, the one package stream sends, and of
-// the clock record.
+// CBOR major types of the records: an update is an array (package wire),
+// a clock record a map of text to timestamp.
 const (
-	majorBytes = 2 << 5
-	majorText  = 3 << 5
-	majorArray = 4 << 5
-	majorMap   = 5 << 5
-	float64Tag = 0xfb // major 7, additional 27: IEEE 754 double
+	majorText  = cborx.MajorText
+	majorArray = cborx.MajorArray
+	majorMap   = cborx.MajorMap
 )
 
 // isClockRecord reports whether payload p is a clock record (a CBOR map)
@@ -147,7 +140,7 @@ func appendClockRecords(b []byte, c vclock.Clock, max int) (_ []byte, records in
 		// Take the entries that fit.
 		n, size := 0, sizeOfMapHead
 		for _, src := range srcs {
-			e := len(cborx.AppendHead(nil, majorText, uint64(len(src)))) + len(src) + 9
+			e := cborx.HeadLen(uint64(len(src))) + len(src) + wire.TimestampSize
 			if size+e > max {
 				break
 			}
@@ -162,8 +155,7 @@ func appendClockRecords(b []byte, c vclock.Clock, max int) (_ []byte, records in
 		for _, src := range srcs[:n] {
 			b = cborx.AppendHead(b, majorText, uint64(len(src)))
 			b = append(b, src...)
-			b = append(b, float64Tag)
-			b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(c[src])))
+			b = wire.AppendTimestamp(b, c[src])
 		}
 		sealRecord(b[h:])
 		srcs = srcs[n:]
@@ -181,197 +173,68 @@ func sealRecord(rec []byte) {
 	binary.BigEndian.PutUint32(h[sizeOfLength+sizeOfCRC:], checksum(h[:sizeOfLength+sizeOfCRC]))
 }
 
-// decodeClock parses a clock record's payload.
+// decodeClock parses a clock record's payload. Timestamps are read as
+// updates' are (wire.ReadTimestamp).
 func decodeClock(p []byte) (vclock.Clock, error) {
-	r := cborReader{b: p}
-	n, err := r.head(majorMap)
+	r := cborx.NewReader(p)
+	n, err := r.HeadOf(majorMap)
 	if err != nil {
 		return nil, err
 	}
-	// Each entry takes at least 10 bytes: bound n before allocating.
-	if n > uint64(len(p)/10) {
+	// Each entry takes at least 3 bytes (a one-byte source with its head, a
+	// small integer): bound n before allocating.
+	if n > uint64(len(p)/3) {
 		return nil, fmt.Errorf("clock of %d entries in %d bytes", n, len(p))
 	}
 	c := make(vclock.Clock, n)
 	for range n {
-		src, err := r.text()
+		src, err := r.Text()
 		if err != nil {
 			return nil, fmt.Errorf("clock source: %v", err)
 		}
 		if err := scuttlebutt.ValidID(string(src)); err != nil {
 			return nil, fmt.Errorf("clock source: %v", err)
 		}
-		ts, err := r.take(9)
-		if err != nil || ts[0] != float64Tag {
-			return nil, fmt.Errorf("clock of %q: timestamp not a float64", src)
-		}
-		t := vclock.Timestamp(math.Float64frombits(binary.BigEndian.Uint64(ts[1:])))
-		if !t.Valid() {
-			return nil, fmt.Errorf("clock of %q: timestamp %v is not positive and finite", src, float64(t))
+		t, err := wire.ReadTimestamp(&r)
+		if err != nil {
+			return nil, fmt.Errorf("clock of %q: %v", src, err)
 		}
 		if _, dup := c[string(src)]; dup {
 			return nil, fmt.Errorf("clock: %q twice", src)
 		}
 		c[string(src)] = t
 	}
-	if r.off != len(p) {
-		return nil, fmt.Errorf("%d bytes after the clock", len(p)-r.off)
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("%d bytes after the clock", r.Len())
 	}
 	return c, nil
 }
 
-// dataMode finds the end of an update's data when a signature follows it,
-// with the limits every peer applies.
-var dataMode = func() cbor.DecMode {
-	dm, err := cbor.DecOptions{
-		MaxNestedLevels:  scuttlebutt.MaxNesting,
-		MaxArrayElements: 1 << 20,
-		MaxMapPairs:      1 << 20,
-	}.DecMode()
-	if err != nil {
-		panic(err) // constant options
-	}
-	return dm
-}()
+// dataMode is what validate (filelog.go) checks an update's data with,
+// after decode. decode has checked the data already, as the base does
+// (wire.Decoder: one well-formed item within scuttlebutt.MaxNesting), so
+// Wellformed has nothing left to check and does nothing: a second pass
+// over every update's data would only slow Open down. It goes when
+// validate drops the call.
+var dataMode decodedData
 
-// decoder turns payloads into updates, interning sources (a log repeats
-// few). With keep set, an update's Data and Signature are copies; otherwise
-// they alias the payload, which is enough to check it.
+type decodedData struct{}
+
+func (decodedData) Wellformed([]byte) error { return nil }
+
+// decoder turns payloads into updates with wire's decoder, which interns
+// sources (a log repeats few). With keep set, an update's Data and
+// Signature are copies; otherwise they alias the payload, which is enough
+// to check it.
 type decoder struct {
-	keep    bool
-	sources map[string]string
+	keep bool
+	w    wire.Decoder
 }
 
-// decode parses one record's payload. The base validates the result
-// further (source id, timestamp, data) when it is applied.
-func (d *decoder) decode(p []byte) (u scuttlebutt.Update, err error) {
-	r := cborReader{b: p}
-	fields, err := r.head(majorArray)
-	if err != nil {
-		return u, err
-	}
-	if fields < 3 || fields > 4 {
-		return u, fmt.Errorf("%d fields, want 3 or 4", fields)
-	}
-	src, err := r.text()
-	if err != nil {
-		return u, fmt.Errorf("source: %v", err)
-	}
-	ts, err := r.take(9)
-	if err != nil || ts[0] != float64Tag {
-		return u, errors.New("timestamp: not a float64")
-	}
-	u.Timestamp = vclock.Timestamp(math.Float64frombits(binary.BigEndian.Uint64(ts[1:])))
-	data := r.b[r.off:]
-	if fields == 4 {
-		var raw cbor.RawMessage
-		rest, err := dataMode.UnmarshalFirst(data, &raw)
-		if err != nil {
-			return u, fmt.Errorf("data: %v", err)
-		}
-		data = data[:len(data)-len(rest)]
-		r.off += len(data)
-		sig, err := r.bytes()
-		if err != nil {
-			return u, fmt.Errorf("signature: %v", err)
-		}
-		if r.off != len(r.b) {
-			return u, fmt.Errorf("%d bytes after the signature", len(r.b)-r.off)
-		}
-		u.Signature = sig
-		if d.keep {
-			u.Signature = bytes.Clone(sig)
-		}
-	}
-	if len(data) == 0 {
-		return u, errors.New("no data")
-	}
-	// With three fields the data runs to the end; the base checks that it
-	// is exactly one well-formed item when the update is applied.
-	u.Data = data
-	if d.keep {
-		u.Data = bytes.Clone(data)
-	}
-	if !u.Timestamp.Valid() {
-		return u, fmt.Errorf("timestamp %v is not positive and finite", float64(u.Timestamp))
-	}
-	s, ok := d.sources[string(src)]
-	if !ok {
-		s = string(src)
-		if err := scuttlebutt.ValidID(s); err != nil {
-			return u, fmt.Errorf("source: %v", err)
-		}
-		if d.sources == nil {
-			d.sources = make(map[string]string)
-		}
-		d.sources[s] = s
-	}
-	u.Source = s
-	return u, nil
-}
-
-// cborReader parses the few CBOR heads of the update encoding.
-type cborReader struct {
-	b   []byte
-	off int
-}
-
-func (r *cborReader) head(major byte) (uint64, error) {
-	if r.off >= len(r.b) {
-		return 0, io.ErrUnexpectedEOF
-	}
-	c := r.b[r.off]
-	if c&0xe0 != major {
-		return 0, fmt.Errorf("major type %d, want %d", c>>5, major>>5)
-	}
-	r.off++
-	var size int
-	switch add := c & 0x1f; {
-	case add < 24:
-		return uint64(add), nil
-	case add <= 27:
-		size = 1 << (add - 24)
-	default:
-		return 0, fmt.Errorf("indefinite or reserved length %d", add)
-	}
-	v, err := r.take(size)
-	if err != nil {
-		return 0, err
-	}
-	var n uint64
-	for _, x := range v {
-		n = n<<8 | uint64(x)
-	}
-	return n, nil
-}
-
-func (r *cborReader) text() ([]byte, error) {
-	n, err := r.head(majorText)
-	if err != nil {
-		return nil, err
-	}
-	if n > scuttlebutt.MaxIDLen {
-		return nil, fmt.Errorf("%d bytes, the limit is %d", n, scuttlebutt.MaxIDLen)
-	}
-	return r.take(int(n))
-}
-
-func (r *cborReader) bytes() ([]byte, error) {
-	n, err := r.head(majorBytes)
-	if err != nil {
-		return nil, err
-	}
-	if n > uint64(len(r.b)-r.off) {
-		return nil, io.ErrUnexpectedEOF
-	}
-	return r.take(int(n))
-}
-
-func (r *cborReader) take(n int) ([]byte, error) {
-	if n > len(r.b)-r.off {
-		return nil, io.ErrUnexpectedEOF
-	}
-	s := r.b[r.off : r.off+n]
-	r.off += n
-	return s, nil
+// decode parses one record's payload, and checks it as wire.Decoder does.
+// The base checks the rest (size, and what the replica checks) when the
+// update is applied.
+func (d *decoder) decode(p []byte) (scuttlebutt.Update, error) {
+	d.w.Copy = d.keep
+	return d.w.Update(p)
 }

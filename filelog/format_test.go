@@ -121,3 +121,45 @@ func TestFormatConstants(t *testing.T) {
 		t.Errorf("clock record %x, want %x with its checksums", rec, wantRec)
 	}
 }
+
+// TestPayloadTimestamps: a record's timestamp is read by the one rule
+// package stream reads it by (wire.ReadTimestamp): a float of any width or
+// an integer, positive and finite; records and clock records alike.
+func TestPayloadTimestamps(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		enc  []byte
+		want vclock.Timestamp // 0: refused
+	}{
+		{"float64", wire.AppendTimestamp(nil, 1_700_000_000_000.5), 1_700_000_000_000.5},
+		{"float32", []byte{0xfa, 0x3f, 0xc0, 0, 0}, 1.5},
+		{"float16", []byte{0xf9, 0x3e, 0x00}, 1.5},
+		{"integer", []byte{0x1b, 0, 0, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00}, 1_700_000_000_000},
+		{"zero", []byte{0x00}, 0},
+		{"negative", []byte{0x20}, 0},
+		{"NaN", []byte{0xf9, 0x7e, 0x00}, 0},
+		{"infinity", []byte{0xfa, 0x7f, 0x80, 0, 0}, 0},
+		{"text", []byte{0x61, '1'}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := append([]byte{0x83, 0x61, 'a'}, tt.enc...)
+			p = append(p, 0xf6)
+			var d decoder
+			u, err := d.decode(p)
+			if tt.want == 0 && err == nil {
+				t.Errorf("decode(%x) = %v, want an error", p, u)
+			}
+			if tt.want != 0 && (err != nil || u.Timestamp != tt.want) {
+				t.Errorf("decode(%x) = %v, %v; want timestamp %v", p, u, err, tt.want)
+			}
+			p = append([]byte{0xa1, 0x61, 'a'}, tt.enc...)
+			c, err := decodeClock(p)
+			if tt.want == 0 && err == nil {
+				t.Errorf("decodeClock(%x) = %v, want an error", p, c)
+			}
+			if tt.want != 0 && (err != nil || c["a"] != tt.want || len(c) != 1) {
+				t.Errorf("decodeClock(%x) = %v, %v; want a at %v", p, c, err, tt.want)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/scuttle-go/scuttle/internal/wire"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -46,20 +47,10 @@ var (
 		}
 		return em
 	}()
-	opDec = func() cbor.DecMode {
-		dm, err := cbor.DecOptions{
-			DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-			MaxNestedLevels:  4,
-			MaxArrayElements: 16,
-			MaxMapPairs:      1 << 16,
-			IndefLength:      cbor.IndefLengthForbidden,
-			TagsMd:           cbor.TagsForbidden,
-		}.DecMode()
-		if err != nil {
-			panic(err) // constant options
-		}
-		return dm
-	}()
+	// opDec decodes payloads: [kind, name, ...] or [4, clock], no deeper
+	// than the ack's clock map in the array, few fields, the clock within
+	// 65,536 sources.
+	opDec = wire.DecMode(wire.Limits{Depth: 4, Elements: 16, Pairs: 1 << 16})
 )
 
 // errPayload is the cause of every payload decoding error; the base wraps

@@ -1,12 +1,9 @@
 package stream
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
-	"math"
-	"reflect"
 	"slices"
 
 	"github.com/fxamacker/cbor/v2"
@@ -16,7 +13,8 @@ import (
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
-// CBOR major types used by the hand-written update encoding.
+// CBOR major types and the float64 initial byte, for the CBOR written by
+// hand here and in jsonlines.go.
 const (
 	majorBytes = cborx.MajorBytes
 	majorText  = cborx.MajorText
@@ -24,30 +22,16 @@ const (
 	float64Tag = cborx.Float64
 )
 
-// Decoder limits for frame bodies, on top of the frame size limit.
-const (
-	maxNesting  = scuttlebutt.MaxNesting + 4 // message, update, data
-	maxElements = 1 << 20                    // updates in a frame, items in a value
-	maxPairs    = 1 << 20                    // clock entries, map pairs in a value
-)
+// maxNesting is the deepest nesting of arrays and maps decMode accepts in
+// a body: SPEC.md's limit, scuttlebutt.MaxNesting and the levels of a
+// message around it. Updates frames are decoded by wire.Decoder, which
+// holds each update's data to scuttlebutt.MaxNesting itself.
+const maxNesting = scuttlebutt.MaxNesting + 4
 
 var (
-	decMode = func() cbor.DecMode {
-		dm, err := cbor.DecOptions{
-			DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-			MaxNestedLevels:  maxNesting,
-			MaxArrayElements: maxElements,
-			MaxMapPairs:      maxPairs,
-			IndefLength:      cbor.IndefLengthForbidden,
-			TagsMd:           cbor.TagsForbidden,
-			DefaultMapType:   mapType,
-			IntDec:           cbor.IntDecConvertSignedOrFail,
-		}.DecMode()
-		if err != nil {
-			panic(err) // constant options
-		}
-		return dm
-	}()
+	// decMode decodes hello, sync, clock and clock part bodies, and the
+	// JSON-lines codec's CBOR.
+	decMode = wire.DecMode(wire.Limits{Depth: maxNesting, Elements: wire.MaxElements, Pairs: wire.MaxElements})
 	encMode = func() cbor.EncMode {
 		em, err := cbor.EncOptions{Sort: cbor.SortBytewiseLexical}.EncMode()
 		if err != nil {
@@ -73,10 +57,9 @@ type wireHello struct {
 // kinds: it never changes.
 const kindClockPart scuttlebutt.MessageKind = 5
 
-// timestampSize is the encoded size of a clock entry's timestamp, a
-// float64 with its initial byte. The CBOR encoder writes NaN and the
-// infinities shorter, never longer.
-const timestampSize = 9
+// timestampSize is the encoded size of a clock entry's timestamp. The CBOR
+// encoder writes NaN and the infinities shorter, never longer.
+const timestampSize = wire.TimestampSize
 
 // appendMessage appends m as one frame. A hello, sync or clock message whose
 // clock makes it larger than max bytes is appended instead as clock parts
@@ -231,14 +214,15 @@ func appendClockEntries(b []byte, c vclock.Clock, sources []string) []byte {
 	for _, src := range sources {
 		b = cborx.AppendHead(b, majorText, uint64(len(src)))
 		b = append(b, src...)
-		b = append(b, float64Tag)
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(float64(c[src])))
+		b = wire.AppendTimestamp(b, c[src])
 	}
 	return b
 }
 
 // decodeMessage decodes the body of a frame of kind k. The message shares
-// nothing with body. Errors wrap ErrMalformed or ErrUnknownKind. A clock
+// nothing with body. Errors wrap ErrMalformed or ErrUnknownKind; an
+// updates frame with an update the base would refuse (its source,
+// timestamp or data) wraps scuttlebutt.ErrInvalidUpdate as well. A clock
 // part is not a message: cborDecoder joins parts to the message they
 // precede, and decodeMessage refuses them as ErrUnknownKind.
 func decodeMessage(k scuttlebutt.MessageKind, body []byte) (scuttlebutt.Message, error) {
@@ -251,9 +235,12 @@ func decodeMessage(k scuttlebutt.MessageKind, body []byte) (scuttlebutt.Message,
 		}
 		m.Hello = &scuttlebutt.Hello{Version: h.Version, ID: h.ID, Clock: h.Clock, Meta: h.Meta}
 	case scuttlebutt.MsgUpdates:
-		us, err := decodeUpdates(body)
+		// An update the base would refuse is scuttlebutt.ErrInvalidUpdate
+		// too (wire.Decoder).
+		d := wire.Decoder{Copy: true}
+		us, err := d.Updates(body)
 		if err != nil {
-			return m, fmt.Errorf("%w: updates: %v", ErrMalformed, err)
+			return m, fmt.Errorf("%w: updates: %w", ErrMalformed, err)
 		}
 		m.Updates = us
 	case scuttlebutt.MsgSync, scuttlebutt.MsgClock:
@@ -281,8 +268,8 @@ type clockParts struct {
 // without entries, a part that would take the sources past the bound
 // (before decoding it), and a source that an earlier part named.
 func (p *clockParts) add(body []byte) error {
-	r := cborReader{b: body}
-	n, err := r.head(cborx.MajorMap)
+	r := cborx.NewReader(body)
+	n, err := r.HeadOf(cborx.MajorMap)
 	if err != nil {
 		return fmt.Errorf("%w: clock part %d: %v", ErrMalformed, p.n+1, err)
 	}
@@ -339,167 +326,18 @@ func (p *clockParts) join(m scuttlebutt.Message) (scuttlebutt.Message, error) {
 	return withClock(m, p.entries), nil
 }
 
-// decodeUpdates decodes an array of updates. Heads are parsed by hand; each
-// update's data is checked and copied by the CBOR decoder with its limits.
-func decodeUpdates(body []byte) ([]scuttlebutt.Update, error) {
-	d := cborReader{b: body}
-	n, err := d.head(majorArray)
-	if err != nil {
-		return nil, err
-	}
-	// Every update takes at least 12 bytes ([, source, float64, data]), so n
-	// is bounded by the body before we allocate for it.
-	if n > uint64(len(body)/12) {
-		return nil, fmt.Errorf("%d updates cannot fit in %d bytes", n, len(body))
-	}
-	us := make([]scuttlebutt.Update, n)
-	var sources map[string]string // interned: a frame repeats few sources
-	for i := range us {
-		u := &us[i]
-		fields, err := d.head(majorArray)
-		if err != nil {
-			return nil, fmt.Errorf("update %d: %v", i, err)
-		}
-		if fields < 3 || fields > 4 {
-			return nil, fmt.Errorf("update %d: %d fields, want 3 or 4", i, fields)
-		}
-		src, err := d.text()
-		if err != nil {
-			return nil, fmt.Errorf("update %d: source: %v", i, err)
-		}
-		s, ok := sources[string(src)]
-		if !ok {
-			if sources == nil {
-				sources = make(map[string]string)
-			}
-			s = string(src)
-			sources[s] = s
-		}
-		u.Source = s
-		ts, err := d.float64()
-		if err != nil {
-			return nil, fmt.Errorf("update %d: timestamp: %v", i, err)
-		}
-		u.Timestamp = vclock.Timestamp(ts)
-		n, err := cborx.Item(d.b[d.off:], maxNesting)
-		if err != nil {
-			return nil, fmt.Errorf("update %d: data: %v", i, err)
-		}
-		u.Data = append([]byte(nil), d.b[d.off:d.off+n]...)
-		d.off += n
-		if fields == 4 {
-			sig, err := d.bytes()
-			if err != nil {
-				return nil, fmt.Errorf("update %d: signature: %v", i, err)
-			}
-			u.Signature = append([]byte(nil), sig...)
-		}
-	}
-	if d.off != len(d.b) {
-		return nil, fmt.Errorf("%d bytes after the last update", len(d.b)-d.off)
-	}
-	return us, nil
-}
-
-// cborReader parses the few CBOR heads of the update encoding.
+// cborReader reads CBOR heads for the JSON-lines codec (jsonlines.go): a
+// cursor over cborx.Reader, the one reader.
 type cborReader struct {
 	b   []byte
 	off int
 }
 
-func (d *cborReader) head(major byte) (uint64, error) {
-	if d.off >= len(d.b) {
-		return 0, fmt.Errorf("unexpected end")
-	}
-	c := d.b[d.off]
-	if c&0xe0 != major {
-		return 0, fmt.Errorf("major type %d, want %d", c>>5, major>>5)
-	}
-	d.off++
-	add := c & 0x1f
-	var size int
-	switch {
-	case add < 24:
-		return uint64(add), nil
-	case add == 24:
-		size = 1
-	case add == 25:
-		size = 2
-	case add == 26:
-		size = 4
-	case add == 27:
-		size = 8
-	default:
-		return 0, fmt.Errorf("indefinite or reserved length %d", add)
-	}
-	if len(d.b)-d.off < size {
-		return 0, fmt.Errorf("unexpected end")
-	}
-	var n uint64
-	for _, x := range d.b[d.off : d.off+size] {
-		n = n<<8 | uint64(x)
-	}
-	d.off += size
-	return n, nil
-}
-
-func (d *cborReader) text() ([]byte, error) {
-	n, err := d.head(majorText)
-	if err != nil {
-		return nil, err
-	}
-	return d.take(n)
-}
-
-func (d *cborReader) bytes() ([]byte, error) {
-	n, err := d.head(majorBytes)
-	if err != nil {
-		return nil, err
-	}
-	return d.take(n)
-}
-
-func (d *cborReader) take(n uint64) ([]byte, error) {
-	if n > uint64(len(d.b)-d.off) {
-		return nil, fmt.Errorf("length %d past the end", n)
-	}
-	s := d.b[d.off : d.off+int(n)]
-	d.off += int(n)
-	return s, nil
-}
-
-// float64 reads a float of any width, or an unsigned integer, as float64.
-func (d *cborReader) float64() (float64, error) {
-	if d.off >= len(d.b) {
-		return 0, fmt.Errorf("unexpected end")
-	}
-	switch c := d.b[d.off]; {
-	case c == float64Tag:
-		v, err := d.take1(9)
-		if err != nil {
-			return 0, err
-		}
-		return math.Float64frombits(binary.BigEndian.Uint64(v[1:])), nil
-	case c == 0xfa:
-		v, err := d.take1(5)
-		if err != nil {
-			return 0, err
-		}
-		return float64(math.Float32frombits(binary.BigEndian.Uint32(v[1:]))), nil
-	case c>>5 == 0:
-		n, err := d.head(0)
-		return float64(n), err
-	}
-	return 0, fmt.Errorf("not a number (initial byte %#x)", d.b[d.off])
-}
-
-func (d *cborReader) take1(n int) ([]byte, error) {
-	if len(d.b)-d.off < n {
-		return nil, fmt.Errorf("unexpected end")
-	}
-	s := d.b[d.off : d.off+n]
-	d.off += n
-	return s, nil
+func (r *cborReader) head(major byte) (uint64, error) {
+	cr := cborx.NewReader(r.b[r.off:])
+	n, err := cr.HeadOf(major)
+	r.off += cr.Off()
+	return n, err
 }
 
 // appendCBOR appends the CBOR encoding of v.
@@ -510,5 +348,3 @@ func appendCBOR(b []byte, v any) ([]byte, error) {
 	}
 	return append(b, e...), nil
 }
-
-var mapType = reflect.TypeOf(map[string]any(nil))

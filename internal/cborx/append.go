@@ -13,6 +13,9 @@ const (
 	MajorText  = 3 << 5
 	MajorArray = 4 << 5
 	MajorMap   = 5 << 5
+	MajorTag   = 6 << 5
+	// MajorSimple holds false, true, null, undefined and the floats.
+	MajorSimple = 7 << 5
 )
 
 // Float64 is the initial byte of an IEEE 754 double.

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/scuttle-go/scuttle/internal/cborx"
+	"github.com/scuttle-go/scuttle/internal/wire"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
@@ -28,22 +30,7 @@ var (
 		}
 		return em
 	}()
-	Dec = func() cbor.DecMode {
-		dm, err := cbor.DecOptions{
-			DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-			MaxNestedLevels:  scuttlebutt.MaxNesting,
-			MaxArrayElements: 1 << 20,
-			MaxMapPairs:      1 << 20,
-			IndefLength:      cbor.IndefLengthForbidden,
-			TagsMd:           cbor.TagsForbidden,
-			DefaultMapType:   reflect.TypeOf(map[string]any(nil)),
-			IntDec:           cbor.IntDecConvertSignedOrFail,
-		}.DecMode()
-		if err != nil {
-			panic(err)
-		}
-		return dm
-	}()
+	Dec = wire.DecMode(wire.Limits{Depth: scuttlebutt.MaxNesting, Elements: wire.MaxElements, Pairs: wire.MaxElements})
 )
 
 // Check reports why v cannot be replicated as a value, or nil if it can:
@@ -137,113 +124,68 @@ func checkReflect(v reflect.Value, depth, maxDepth int) error {
 // and maps with unique text keys; no tags, no indefinite lengths, nesting
 // within maxDepth. The whole of b must be one value.
 func CheckEncoded(b []byte, maxDepth int) error {
-	w := walker{b: b}
-	if err := w.value(0, maxDepth); err != nil {
+	r := cborx.NewReader(b)
+	if err := checkEncoded(&r, 0, maxDepth); err != nil {
 		return err
 	}
-	if w.off != len(b) {
-		return fmt.Errorf("%d bytes after the value", len(b)-w.off)
+	if r.Len() != 0 {
+		return fmt.Errorf("%d bytes after the value", r.Len())
 	}
 	return nil
 }
 
-type walker struct {
-	b   []byte
-	off int
-}
-
-// head reads an item's initial byte and argument.
-func (w *walker) head() (major byte, add byte, arg uint64, err error) {
-	if w.off >= len(w.b) {
-		return 0, 0, 0, fmt.Errorf("unexpected end")
-	}
-	c := w.b[w.off]
-	w.off++
-	major, add = c>>5, c&0x1f
-	switch {
-	case add < 24:
-		return major, add, uint64(add), nil
-	case add <= 27:
-		size := 1 << (add - 24)
-		if len(w.b)-w.off < size {
-			return 0, 0, 0, fmt.Errorf("unexpected end")
-		}
-		for _, x := range w.b[w.off : w.off+size] {
-			arg = arg<<8 | uint64(x)
-		}
-		w.off += size
-		return major, add, arg, nil
-	}
-	return 0, 0, 0, fmt.Errorf("indefinite length or reserved value (initial byte %#x)", c)
-}
-
-func (w *walker) take(n uint64) ([]byte, error) {
-	if n > uint64(len(w.b)-w.off) {
-		return nil, fmt.Errorf("length %d past the end", n)
-	}
-	s := w.b[w.off : w.off+int(n)]
-	w.off += int(n)
-	return s, nil
-}
-
-func (w *walker) value(depth, maxDepth int) error {
-	major, add, arg, err := w.head()
+// checkEncoded checks the value at r.
+func checkEncoded(r *cborx.Reader, depth, maxDepth int) error {
+	major, info, arg, err := r.Head()
 	if err != nil {
 		return err
 	}
 	switch major {
-	case 0: // unsigned integer
+	case cborx.MajorUint:
 		if arg > math.MaxInt64 {
 			return fmt.Errorf("integer %d does not fit in int64", arg)
 		}
-	case 1: // negative integer -1-arg
+	case cborx.MajorNeg: // -1-arg
 		if arg > math.MaxInt64 {
 			return fmt.Errorf("integer -1-%d does not fit in int64", arg)
 		}
-	case 2:
-		_, err = w.take(arg)
-	case 3:
+	case cborx.MajorBytes:
+		_, err = r.Take(arg)
+	case cborx.MajorText:
 		var s []byte
-		if s, err = w.take(arg); err == nil && !utf8.Valid(s) {
+		if s, err = r.Take(arg); err == nil && !utf8.Valid(s) {
 			err = fmt.Errorf("text is not UTF-8")
 		}
-	case 4:
+	case cborx.MajorArray:
 		if depth >= maxDepth {
 			return fmt.Errorf("nested deeper than %d", maxDepth)
 		}
-		if arg > uint64(len(w.b)-w.off) {
+		if arg > uint64(r.Len()) {
 			return fmt.Errorf("array of %d cannot fit", arg)
 		}
 		for range arg {
-			if err := w.value(depth+1, maxDepth); err != nil {
+			if err := checkEncoded(r, depth+1, maxDepth); err != nil {
 				return err
 			}
 		}
-	case 5:
+	case cborx.MajorMap:
 		if depth >= maxDepth {
 			return fmt.Errorf("nested deeper than %d", maxDepth)
 		}
-		if arg > uint64(len(w.b)-w.off)/2 {
+		if arg > uint64(r.Len())/2 {
 			return fmt.Errorf("map of %d cannot fit", arg)
 		}
 		var keys [][]byte
 		for range arg {
-			km, _, kn, err := w.head()
+			k, err := r.Text()
 			if err != nil {
-				return err
-			}
-			if km != 3 {
-				return fmt.Errorf("map key of major type %d, want text", km)
-			}
-			k, err := w.take(kn)
-			if err != nil {
-				return err
+				return fmt.Errorf("map key: %w", err)
 			}
 			if !utf8.Valid(k) {
 				return fmt.Errorf("map key is not UTF-8")
 			}
 			keys = append(keys, k)
-			if err := w.value(depth+1, maxDepth); err != nil {
+			if err := checkEncoded(r, depth+1, maxDepth); err != nil {
 				return err
 			}
 		}
@@ -253,23 +195,13 @@ func (w *walker) value(depth, maxDepth int) error {
 				return fmt.Errorf("duplicate map key %q", keys[i])
 			}
 		}
-	case 6:
+	case cborx.MajorTag:
 		return fmt.Errorf("tags are not allowed")
-	case 7:
-		switch add {
+	case cborx.MajorSimple:
+		switch info {
 		case 20, 21, 22: // false, true, null
-		case 25:
-			if arg>>10&0x1f == 0x1f { // all-ones exponent: infinity or NaN
-				return fmt.Errorf("half-precision %#04x is not a finite number", arg)
-			}
-		case 26:
-			f := math.Float32frombits(uint32(arg))
-			if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-				return fmt.Errorf("%v is not a finite number", f)
-			}
-		case 27:
-			f := math.Float64frombits(arg)
-			if math.IsNaN(f) || math.IsInf(f, 0) {
+		case 25, 26, 27:
+			if f := cborx.Float(info, arg); math.IsNaN(f) || math.IsInf(f, 0) {
 				return fmt.Errorf("%v is not a finite number", f)
 			}
 		default:
