@@ -340,11 +340,19 @@ func (l *Log) create(f *os.File, header []byte) error {
 // readable records end, how many there are, and the first bad record, if
 // any. A record whose checksum holds but whose payload does not decode is
 // bad and never torn.
-// It also returns, per source, the latest timestamp the good records hold.
+// It also returns a clock of the timestamps to check against the
+// document's bounds: every entry of the clock records, and the latest
+// update (one entry is enough: the bound is the same for every source).
 func (l *Log) verify(f io.ReaderAt, off, size int64) (end, records int64, latest vclock.Clock, bad *badRecord, err error) {
 	s := newScanner(f, off, size, l.cfg.MaxRecordSize)
 	var d decoder
 	latest = vclock.Clock{}
+	var top scuttlebutt.Update // the latest update
+	defer func() {
+		if top.Timestamp > 0 {
+			latest.Advance(top.Source, top.Timestamp)
+		}
+	}()
 	for {
 		p, at, err := s.next()
 		switch {
@@ -376,19 +384,19 @@ func (l *Log) verify(f io.ReaderAt, off, size int64) (end, records int64, latest
 		if err != nil {
 			return at, records, latest, &badRecord{off: at, reason: "undecodable update: " + err.Error()}, nil
 		}
-		latest.Advance(u.Source, u.Timestamp)
+		if u.Timestamp > top.Timestamp {
+			top = scuttlebutt.Update{Source: u.Source, Timestamp: u.Timestamp}
+		}
 		records++
 	}
 }
 
-// validate checks u as the document will when it is applied, so that
-// verify finds what the document would refuse before anything is applied.
-// (Only a lower scuttlebutt.Config.MaxUpdateSize than when u was logged
-// escapes it.)
+// validate checks u as the document's Validator will, so that verify finds
+// what the document would refuse before anything is applied; decode has
+// checked the rest (wire.Decoder), and Replay checks sources, timestamps
+// and sizes again but not Data. (Only a lower
+// scuttlebutt.Config.MaxUpdateSize than when u was logged escapes verify.)
 func (l *Log) validate(u scuttlebutt.Update) error {
-	if err := dataMode.Wellformed(u.Data); err != nil {
-		return fmt.Errorf("data: %v", err)
-	}
 	if l.val != nil {
 		if err := l.val.ValidateUpdate(u); err != nil {
 			return err

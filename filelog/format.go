@@ -210,18 +210,6 @@ func decodeClock(p []byte) (vclock.Clock, error) {
 	return c, nil
 }
 
-// dataMode is what validate (filelog.go) checks an update's data with,
-// after decode. decode has checked the data already, as the base does
-// (wire.Decoder: one well-formed item within scuttlebutt.MaxNesting), so
-// Wellformed has nothing left to check and does nothing: a second pass
-// over every update's data would only slow Open down. It goes when
-// validate drops the call.
-var dataMode decodedData
-
-type decodedData struct{}
-
-func (decodedData) Wellformed([]byte) error { return nil }
-
 // decoder turns payloads into updates with wire's decoder, which interns
 // sources (a log repeats few). With keep set, an update's Data and
 // Signature are copies; otherwise they alias the payload, which is enough

@@ -288,7 +288,12 @@ func (s *Scuttlebutt) Apply(updates ...Update) (applied int, err error) {
 }
 
 // Replay applies updates read back from the replica's own log, as Apply
-// does, with the same checks, but defers AfterApply: the base calls it
+// does, with the same checks of sources, timestamps (the clock offset
+// bound included) and sizes, but not of Data: the log checked that (a
+// persistence package checks, before it replays anything, that Data is one
+// well-formed item the type's Validator accepts, as package filelog does,
+// so that a log it cannot take leaves the replica as it was). It defers
+// AfterApply: the base calls it
 // once, when the next storage is attached, instead of after each batch. A
 // persistence package replays with it before Attach (see Storage), so that
 // a type that writes in AfterApply (package lock acknowledges claims) does
@@ -296,7 +301,7 @@ func (s *Scuttlebutt) Apply(updates ...Update) (applied int, err error) {
 // the rest of its own logged updates look stale, and so that what it
 // writes then is logged.
 func (s *Scuttlebutt) Replay(updates ...Update) (applied int, err error) {
-	if err := s.check(updates, ""); err != nil {
+	if err := s.checkReplay(updates); err != nil {
 		return 0, err
 	}
 	return s.applyBatch(updates, nil, "", false)
@@ -418,6 +423,21 @@ func (s *Scuttlebutt) check(updates []Update, peer string) error {
 			if err := s.val.ValidateUpdate(u); err != nil {
 				return fmt.Errorf("%w: %s: %v", ErrInvalidUpdate, u, err)
 			}
+		}
+	}
+	return nil
+}
+
+// checkReplay is check for updates the replica's own log has checked:
+// everything but Data.
+func (s *Scuttlebutt) checkReplay(updates []Update) error {
+	horizon := s.horizon()
+	for i, u := range updates {
+		if err := validateHead(u, s.maxSize, i > 0 && u.Source == updates[i-1].Source); err != nil {
+			return err
+		}
+		if u.Timestamp > horizon {
+			return s.offsetError("", u.Source, u.Timestamp, horizon)
 		}
 	}
 	return nil

@@ -63,6 +63,9 @@ func (u Update) String() string {
 // ValidID reports whether id can name a replica: 1 to MaxIDLen bytes of
 // UTF-8 with no control characters. The error wraps ErrInvalidID.
 func ValidID(id string) error {
+	if len(id) > 0 && len(id) <= MaxIDLen && printableASCII(id) {
+		return nil // the common case, without decoding runes
+	}
 	switch {
 	case id == "":
 		return fmt.Errorf("%w: empty", ErrInvalidID)
@@ -76,10 +79,33 @@ func ValidID(id string) error {
 	return nil
 }
 
+// printableASCII reports whether s is all ASCII from space to tilde: valid
+// UTF-8 without control characters.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // validate checks what the base can check of any update: source (unless
 // knownSource says it was checked already), timestamp, size and that Data is
 // one well-formed CBOR item. The error wraps ErrInvalidUpdate.
 func validate(u Update, maxSize int, knownSource bool) error {
+	if err := validateHead(u, maxSize, knownSource); err != nil {
+		return err
+	}
+	if err := cborx.Whole(u.Data, MaxNesting); err != nil {
+		return fmt.Errorf("%w: %s: data: %v", ErrInvalidUpdate, u, err)
+	}
+	return nil
+}
+
+// validateHead is validate but for Data's contents: source, timestamp and
+// size.
+func validateHead(u Update, maxSize int, knownSource bool) error {
 	if !knownSource {
 		if err := ValidID(u.Source); err != nil {
 			return fmt.Errorf("%w: source: %v", ErrInvalidUpdate, err)
@@ -90,9 +116,6 @@ func validate(u Update, maxSize int, knownSource bool) error {
 	}
 	if n := len(u.Data) + len(u.Signature); n > maxSize {
 		return fmt.Errorf("%w: %s: %d bytes, the limit is %d", ErrInvalidUpdate, u, n, maxSize)
-	}
-	if err := cborx.Whole(u.Data, MaxNesting); err != nil {
-		return fmt.Errorf("%w: %s: data: %v", ErrInvalidUpdate, u, err)
 	}
 	return nil
 }

@@ -610,7 +610,6 @@ func TestAdversaryFailedStorage(t *testing.T) {
 	}
 }
 
-
 // TestAttackForgedClockWithinBound: a sync or clock message that claims an
 // honest replica's source 20 s ahead, within the offset bound, must not
 // cut that replica off or hide its later writes. The victim believes the
