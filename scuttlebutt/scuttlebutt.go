@@ -147,6 +147,13 @@ func New(id string, r Replica, cfg *Config) (*Scuttlebutt, error) {
 // satisfy Document.
 func (s *Scuttlebutt) Base() *Scuttlebutt { return s }
 
+// Validator returns the replica's Validator, or nil if it has none: what
+// checks an update's data as the base does before applying a peer's. A type
+// may keep its Replica methods on an unexported adapter (package model
+// does), so callers that check updates ahead of the base, such as package
+// filelog, ask the base for the Validator rather than the type.
+func (s *Scuttlebutt) Validator() Validator { return s.val }
+
 // ID returns the replica's id, as given to New.
 func (s *Scuttlebutt) ID() string { return s.id }
 
