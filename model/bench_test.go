@@ -92,7 +92,8 @@ func BenchmarkHistory(b *testing.B) {
 	const delta = 100
 	m, _ := filled(b)
 	all := m.History(vclock.Clock{})
-	peer := vclock.Clock{bench.ReplicaA: all[len(all)-delta-1].Timestamp}
+	last := all[len(all)-delta-1] // the clock is keyed by source: id~incarnation
+	peer := vclock.Clock{last.Source: last.Timestamp}
 	if n := len(m.History(peer)); n != delta {
 		b.Fatalf("History returned %d updates, want %d", n, delta)
 	}
