@@ -86,7 +86,10 @@ func (c *Config) withDefaults() (Config, error) {
 // Emitter is a replicated event emitter: every event emitted on any replica
 // is delivered, exactly once, to the listeners of every replica it reaches.
 // It embeds *scuttlebutt.Scuttlebutt, so it has ID and Clock and can be
-// served with package stream. All methods are safe for concurrent use.
+// served with package stream; its History is the base's. The methods the
+// base calls (scuttlebutt.Replica, Validator, AfterApplier) are on an
+// unexported adapter, not on Emitter; the base's Validator method returns
+// it. All methods are safe for concurrent use.
 type Emitter struct {
 	*scuttlebutt.Scuttlebutt
 
@@ -121,7 +124,7 @@ func New(id string, cfg *Config) (*Emitter, error) {
 		maxAge:    c.MaxAge,
 		sources:   make(map[string]*sourceLog),
 	}
-	sb, err := scuttlebutt.New(id, e, c.base())
+	sb, err := scuttlebutt.New(id, replica{e}, c.base())
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +167,7 @@ func (e *Emitter) Emit(event string, args ...any) error {
 // processed (say, the Clock of the events it has handled) uses Events after
 // a restart to find what it has not.
 func (e *Emitter) Events(since vclock.Clock) []Event {
-	us := e.History(since)
+	us := replica{e}.History(since)
 	out := make([]Event, 0, len(us))
 	for _, u := range us {
 		if ev, ok := e.event(u); ok {
@@ -181,10 +184,17 @@ func (e *Emitter) Len() int {
 	return e.count
 }
 
+// replica is what Emitter hands the base: the methods only the base calls,
+// kept off Emitter's exported API. It holds just the pointer, so it is
+// stored in the base's interfaces without an allocation or another
+// indirection.
+type replica struct{ e *Emitter }
+
 // History implements scuttlebutt.Replica: every retained event newer than
 // sources, in (Timestamp, Source) order. Events past MaxAge are dropped
 // first. It costs O(s log n + k log k) for s sources and k events returned.
-func (e *Emitter) History(sources vclock.Clock) []scuttlebutt.Update {
+func (r replica) History(sources vclock.Clock) []scuttlebutt.Update {
+	e := r.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.expireLocked()
@@ -206,7 +216,7 @@ func (e *Emitter) History(sources vclock.Clock) []scuttlebutt.Update {
 
 // ValidateUpdate implements scuttlebutt.Validator: the payload must be
 // [name, [args...]] with a UTF-8 name and arguments Emit would accept.
-func (e *Emitter) ValidateUpdate(u scuttlebutt.Update) error {
+func (replica) ValidateUpdate(u scuttlebutt.Update) error {
 	_, args, err := decodePayload(u.Data)
 	if err != nil {
 		return err
@@ -223,7 +233,8 @@ func (e *Emitter) ValidateUpdate(u scuttlebutt.Update) error {
 // what falls out of retention, and queues the event for this replica's
 // listeners. Every event is new (the base applies each update once, in
 // per-source timestamp order), so it always reports true.
-func (e *Emitter) ApplyUpdate(u scuttlebutt.Update) bool {
+func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
+	e := r.e
 	e.mu.Lock()
 	log := e.sources[u.Source]
 	if log == nil {
@@ -245,7 +256,7 @@ func (e *Emitter) ApplyUpdate(u scuttlebutt.Update) bool {
 
 // AfterApply implements scuttlebutt.AfterApplier: it delivers the events
 // just applied to the listeners, outside the base's lock.
-func (e *Emitter) AfterApply() { e.listen.deliver(e) }
+func (r replica) AfterApply() { r.e.listen.deliver(r.e) }
 
 // expireLocked drops the events older than MaxAge.
 func (e *Emitter) expireLocked() {
@@ -292,9 +303,9 @@ func (e *Emitter) dropLocked(src string, log *sourceLog, n int) {
 }
 
 var (
-	_ scuttlebutt.Replica      = (*Emitter)(nil)
-	_ scuttlebutt.Validator    = (*Emitter)(nil)
-	_ scuttlebutt.AfterApplier = (*Emitter)(nil)
+	_ scuttlebutt.Replica      = replica{}
+	_ scuttlebutt.Validator    = replica{}
+	_ scuttlebutt.AfterApplier = replica{}
 	_ scuttlebutt.Document     = (*Emitter)(nil)
 )
 

@@ -40,7 +40,7 @@ type Log struct {
 	cfg    Config
 	doc    *scuttlebutt.Scuttlebutt
 	source string                // doc.Source(): the source of its local updates
-	val    scuttlebutt.Validator // doc, if it is one
+	val    scuttlebutt.Validator // doc's, nil if it has none
 	grower Grower                // doc, if it is one
 	log    *slog.Logger
 
@@ -139,8 +139,8 @@ type Grower interface {
 // doc. (It checks every update as doc will before applying any; the one
 // update it cannot check is one larger than doc's MaxUpdateSize, if that
 // was lowered since the update was logged: then the updates before it stay
-// applied. Pass the replicated type itself, not its Base(), so that its
-// Validator is found.) A torn tail, what a crash leaves, is cut off and
+// applied. Pass the replicated type itself, not its Base(), so that a
+// Grower is found.) A torn tail, what a crash leaves, is cut off and
 // reported in Stats.Truncated.
 //
 // Open also fails, with an error wrapping scuttlebutt.ErrClockOffset, if
@@ -168,7 +168,7 @@ func Open(path string, doc scuttlebutt.Document, cfg *Config) (*Log, error) {
 		kick:   make(chan struct{}, 1),
 	}
 	l.cond.L = &l.mu
-	l.val, _ = doc.(scuttlebutt.Validator)
+	l.val = base.Validator()
 	l.grower, _ = doc.(Grower)
 	held := len(base.Clock()) > 0
 	f, err := openFile(path)

@@ -39,7 +39,7 @@ func FuzzReplay(f *testing.F) {
 			t.Fatal(err)
 		}
 		cfg, _ := (*Config)(nil).withDefaults()
-		l := &Log{path: "fuzz", cfg: cfg, doc: m.Base(), val: m, log: cfg.Logger, version: version}
+		l := &Log{path: "fuzz", cfg: cfg, doc: m.Base(), val: m.Validator(), log: cfg.Logger, version: version}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		end, records, _, bad, err := l.verify(bytesReaderAt(data), int64(hlen), int64(len(data)))

@@ -33,9 +33,11 @@ var (
 
 // Table is a replicated table of named locks. It embeds
 // *scuttlebutt.Scuttlebutt, so it has ID and Clock and is served to peers
-// with package stream like any replicated type. A Table owns one goroutine,
-// which renews leases and grants claims; Close stops it. All methods are
-// safe for concurrent use.
+// with package stream like any replicated type; its History is the base's.
+// The methods the base calls (scuttlebutt.Replica, Validator, AfterApplier)
+// are on an unexported adapter, not on Table; the base's Validator method
+// returns it. A Table owns one goroutine, which renews leases and grants
+// claims; Close stops it. All methods are safe for concurrent use.
 //
 // The owner of a lock is the replica, not a goroutine: as with sync.Mutex,
 // any goroutine may Unlock what another locked. Goroutines of one replica
@@ -124,7 +126,7 @@ func New(id string, cfg *Config) (*Table, error) {
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	sb, err := scuttlebutt.New(id, t, c.base())
+	sb, err := scuttlebutt.New(id, replica{t}, c.base())
 	if err != nil {
 		return nil, err
 	}
@@ -537,8 +539,8 @@ func stamp(tm time.Time) vclock.Timestamp {
 func leaseStamp(d time.Duration) vclock.Timestamp { return vclock.Timestamp(leaseMs(d)) }
 
 var (
-	_ scuttlebutt.Replica      = (*Table)(nil)
-	_ scuttlebutt.Validator    = (*Table)(nil)
-	_ scuttlebutt.AfterApplier = (*Table)(nil)
+	_ scuttlebutt.Replica      = replica{}
+	_ scuttlebutt.Validator    = replica{}
+	_ scuttlebutt.AfterApplier = replica{}
 	_ scuttlebutt.Document     = (*Table)(nil)
 )

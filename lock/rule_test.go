@@ -508,8 +508,7 @@ func TestValidateUpdate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tab := &Table{}
-			err := tab.ValidateUpdate(scuttlebutt.Update{Source: "p", Timestamp: 1, Data: tc.data})
+			err := replica{}.ValidateUpdate(scuttlebutt.Update{Source: "p", Timestamp: 1, Data: tc.data})
 			if (err == nil) != tc.ok {
 				t.Errorf("ValidateUpdate(% x) = %v, want ok %v", tc.data, err, tc.ok)
 			}

@@ -62,6 +62,11 @@ func (ls *lockState) find(owner string, ts vclock.Timestamp) *claim {
 	return nil
 }
 
+// replica is what Table hands the base: the methods only the base calls,
+// kept off Table's exported API. It holds just the pointer, so it is stored
+// in the base's interfaces without an allocation or another indirection.
+type replica struct{ t *Table }
+
 // History implements scuttlebutt.Replica: what a peer with clock sources
 // lacks of the claims that stand (each claim and its latest renewal), of
 // the releases whose claims' leases have not yet run out, and the latest
@@ -69,7 +74,8 @@ func (ls *lockState) find(owner string, ts vclock.Timestamp) *claim {
 // Superseded renewals and acknowledgements, released claims and the claims
 // and releases past their lease are left out. The table is small (the
 // claims that stand, one acknowledgement per replica), so History walks it.
-func (t *Table) History(sources vclock.Clock) []scuttlebutt.Update {
+func (r replica) History(sources vclock.Clock) []scuttlebutt.Update {
+	t := r.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []scuttlebutt.Update
@@ -100,7 +106,7 @@ func (t *Table) History(sources vclock.Clock) []scuttlebutt.Update {
 
 // ValidateUpdate implements scuttlebutt.Validator: the payload must be a
 // claim, renewal, release or acknowledgement with the fields of its kind.
-func (t *Table) ValidateUpdate(u scuttlebutt.Update) error {
+func (replica) ValidateUpdate(u scuttlebutt.Update) error {
 	_, err := decodeOp(u.Data)
 	return err
 }
@@ -109,7 +115,8 @@ func (t *Table) ValidateUpdate(u scuttlebutt.Update) error {
 // release or acknowledgement, and notes that a foreign claim or renewal
 // needs acknowledging. A renewal or release of a claim this replica does not
 // know (released, expired and forgotten, or never seen) changes nothing.
-func (t *Table) ApplyUpdate(u scuttlebutt.Update) bool {
+func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
+	t := r.t
 	o, err := decodeOp(u.Data)
 	if err != nil {
 		return false // the base validated it; a local update is ours
@@ -168,7 +175,8 @@ func (t *Table) ApplyUpdate(u scuttlebutt.Update) bool {
 // renewal has been applied since this replica last acknowledged, it sends
 // an acknowledgement carrying its clock; then it wakes the table's
 // goroutine to look at grants and renewals again.
-func (t *Table) AfterApply() {
+func (r replica) AfterApply() {
+	t := r.t
 	for {
 		t.mu.Lock()
 		if t.acking || !t.ackDue {

@@ -24,7 +24,10 @@ var (
 
 // Model is a replicated key/value store: string keys, last writer wins per
 // key. It embeds *scuttlebutt.Scuttlebutt, so it has ID, Clock and can be
-// served with package stream. All methods are safe for concurrent use.
+// served with package stream; its History is the base's. The methods the
+// base calls (scuttlebutt.Replica, Validator, AfterApplier) are on an
+// unexported adapter, not on Model; the base's Validator method returns
+// it. All methods are safe for concurrent use.
 type Model struct {
 	*scuttlebutt.Scuttlebutt
 
@@ -88,7 +91,7 @@ func (m *Model) less(e *entry, u scuttlebutt.Update) bool {
 // scuttlebutt.ErrInvalidID.
 func New(id string, cfg *scuttlebutt.Config) (*Model, error) {
 	m := &Model{keys: make(map[string]*entry), sources: make(map[string]uint32), sigs: make(map[*entry][]byte)}
-	sb, err := scuttlebutt.New(id, m, cfg)
+	sb, err := scuttlebutt.New(id, replica{m}, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -201,11 +204,17 @@ func (m *Model) Snapshot() map[string]any {
 	return out
 }
 
+// replica is what Model hands the base: the methods only the base calls,
+// kept off Model's exported API. It holds just the pointer, so it is stored
+// in the base's interfaces without an allocation or another indirection.
+type replica struct{ m *Model }
+
 // History implements scuttlebutt.Replica: the latest update of every key,
 // tombstones included, that is newer than sources, in (Timestamp, Source)
 // order. It costs O(s log n + k log k) for s sources and k updates returned,
 // not a scan of every key.
-func (m *Model) History(sources vclock.Clock) []scuttlebutt.Update {
+func (r replica) History(sources vclock.Clock) []scuttlebutt.Update {
+	m := r.m
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	type run struct {
@@ -242,7 +251,7 @@ func (m *Model) History(sources vclock.Clock) []scuttlebutt.Update {
 
 // ValidateUpdate implements scuttlebutt.Validator: the payload must be
 // [key, value] or [key] with a value Set would accept.
-func (m *Model) ValidateUpdate(u scuttlebutt.Update) error {
+func (replica) ValidateUpdate(u scuttlebutt.Update) error {
 	p, err := parseUpdate(u.Data)
 	if err != nil {
 		return err
@@ -258,7 +267,8 @@ func (m *Model) ValidateUpdate(u scuttlebutt.Update) error {
 // ApplyUpdate implements scuttlebutt.Replica: the update wins if it is
 // later in (Timestamp, Source) order than the key's current one, so every
 // replica keeps the same winner whatever the arrival order.
-func (m *Model) ApplyUpdate(u scuttlebutt.Update) bool {
+func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
+	m := r.m
 	p, err := parseUpdate(u.Data)
 	if err != nil {
 		return false // the base validated it; a local update is ours
@@ -303,7 +313,7 @@ func (m *Model) ApplyUpdate(u scuttlebutt.Update) bool {
 
 // AfterApply implements scuttlebutt.AfterApplier: it delivers the change
 // events of the updates just applied, outside the base's lock.
-func (m *Model) AfterApply() { m.watch.deliver() }
+func (r replica) AfterApply() { r.m.watch.deliver() }
 
 // compact counts one more dead entry and drops the dead ones once they are
 // more than half the log, so a log's size stays within twice its live keys.
@@ -323,8 +333,8 @@ func (l *sourceLog) compact() {
 }
 
 var (
-	_ scuttlebutt.Replica      = (*Model)(nil)
-	_ scuttlebutt.Validator    = (*Model)(nil)
-	_ scuttlebutt.AfterApplier = (*Model)(nil)
+	_ scuttlebutt.Replica      = replica{}
+	_ scuttlebutt.Validator    = replica{}
+	_ scuttlebutt.AfterApplier = replica{}
 	_ scuttlebutt.Document     = (*Model)(nil)
 )

@@ -563,7 +563,7 @@ func TestValidateUpdate(t *testing.T) {
 			m, _ := newModel(t, "a", today)
 			mustSet(t, m, "k", "before")
 			u := scuttlebutt.Update{Source: "peer", Timestamp: today + 1, Data: tt.data}
-			err := m.ValidateUpdate(u)
+			err := m.Validator().ValidateUpdate(u)
 			if tt.ok {
 				if err != nil {
 					t.Fatalf("ValidateUpdate(%x) = %v, want nil", tt.data, err)

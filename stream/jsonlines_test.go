@@ -844,7 +844,7 @@ func TestJSONLinesEmitter(t *testing.T) {
 		if d := cmp.Diff(mustCBOR(t, tt.data), ms[0].Updates[0].Data); d != "" {
 			t.Errorf("%s: payload (-want +got):\n%s", tt.line, d)
 		}
-		if err := e.ValidateUpdate(ms[0].Updates[0]); err != nil {
+		if err := e.Validator().ValidateUpdate(ms[0].Updates[0]); err != nil {
 			t.Errorf("%s: the Emitter refuses the payload: %v", tt.line, err)
 		}
 		if got := encodeMessages(t, e, ms...); got != tt.line+"\n" {
