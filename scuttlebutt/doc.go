@@ -64,23 +64,41 @@
 //
 // # Driving a Link
 //
-// A Link does no I/O and is not safe for concurrent use. Package stream
+// A Link does no network I/O, starts no goroutine and is not safe for
+// concurrent use: one goroutine, the driver's loop, owns it. Package stream
 // drives one over any io.ReadWriter; a custom transport does the same:
 //
 //	l := doc.Base().NewLink(nil)
 //	defer l.Close()
 //	for {
 //		for _, m := range l.Ready() {
-//			send(m) // in order
+//			send(m) // in order, without waiting for the peer
 //		}
 //		select {
-//		case m := <-received:
+//		case m := <-received: // from a reader goroutine
 //			if err := l.Step(m); err != nil {
 //				return err // bad input: nothing of m was applied
 //			}
 //		case <-l.Wake():
 //		}
 //	}
+//
+// Where the loop waits, and what the driver must do about it:
+//
+//  1. Step waits on the storage. It applies the peer's updates, so with a
+//     Storage attached it appends them and returns only once Storage.Sync
+//     has made them durable; and it runs AfterApply (see AfterApplier),
+//     on the loop's goroutine, before it returns.
+//  2. Ready, Wake, Synced and Done never wait. Ready holds back what the
+//     storage has not made durable yet, and Wake signals once it has, as
+//     it does when live updates are queued.
+//  3. The network is the driver's. It reads on a goroutine of its own and
+//     hands the messages to the loop over a channel, so that a Step that
+//     waits on the disk does not stop it reading. It must not let send wait
+//     for the peer to read either: both peers may be writing at once, and
+//     if neither loop came back to receive, neither would read. Package
+//     stream's Conn writes from a goroutine of its own, one batch at a
+//     time, and its loop keeps receiving meanwhile.
 //
 // # Time
 //

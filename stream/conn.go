@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
@@ -47,20 +46,19 @@ type Stats struct {
 	FramesIn, FramesOut   int64
 }
 
-// Conn serves a replica to one peer over an io.ReadWriter: it drives a
-// scuttlebutt.Link with one reader and one writer goroutine. Create it with
-// NewConn and call Run once.
+// Conn serves a replica to one peer over an io.ReadWriter. Create it with
+// NewConn and call Run once; Synced, Peer and Stats are safe to call from
+// any goroutine at any time. Run's goroutine is the only one that touches
+// the session's scuttlebutt.Link; a reader and a writer goroutine do the
+// I/O (see the package doc).
 type Conn struct {
-	link *scuttlebutt.Link
+	link *scuttlebutt.Link // touched only by Run's goroutine
 	rw   io.ReadWriter
 	opts Options
-	enc  encoder
-	dec  decoder
+	enc  encoder // the writer's
+	dec  decoder // the reader's
 
-	mu     sync.Mutex // guards link
-	kick   chan struct{}
 	synced chan struct{}
-	once   sync.Once
 
 	bytesIn, bytesOut     atomic.Int64
 	updatesIn, updatesOut atomic.Int64
@@ -99,7 +97,6 @@ func NewConn(d scuttlebutt.Document, rw io.ReadWriter, opts *Options) *Conn {
 		opts:   o,
 		enc:    o.Codec.newEncoder(d, o.MaxFrameSize),
 		dec:    o.Codec.newDecoder(d, rw, o.MaxFrameSize),
-		kick:   make(chan struct{}, 1),
 		synced: make(chan struct{}),
 	}
 }
@@ -131,126 +128,247 @@ func (c *Conn) Stats() Stats {
 // ErrMalformed, scuttlebutt.ErrInvalidUpdate, ...), and nothing of the bad
 // frame is applied.
 //
+// A Step that waits for the replica's storage (see the package doc)
+// delays Run's return, but neither the reader nor the close of rw.
+//
 // When Run returns it closes rw if rw is an io.Closer, which also stops the
-// reader goroutine; Run waits for it. It also closes such an rw as soon as
-// ctx ends, so that a Write blocked on a peer that reads nothing returns.
-// With an rw that cannot be closed, the reader goroutine ends when its
-// pending Read returns, and Run when its pending Write does.
+// reader and writer goroutines; Run waits for them. It also closes such an
+// rw as soon as ctx ends, so that a Write blocked on a peer that reads
+// nothing returns. With an rw that cannot be closed, Run waits for a
+// pending Write, and the reader goroutine ends when its pending Read
+// returns.
 func (c *Conn) Run(ctx context.Context) error {
-	defer c.closeLink()
-	done := make(chan struct{})
-	readDone := make(chan struct{})
-	var readErr error
-	go func() {
-		defer close(readDone)
-		readErr = c.readLoop(done)
-	}()
-
 	closer, closable := c.rw.(io.Closer)
 	var cancelled atomic.Bool
 	if closable {
-		// A Write to a peer that reads nothing returns only when rw is
-		// closed: close it as soon as ctx ends.
 		stop := context.AfterFunc(ctx, func() {
 			cancelled.Store(true)
 			closer.Close()
 		})
 		defer stop()
 	}
-	err := c.writeLoop(ctx, readDone, &readErr)
+	lp := &loop{
+		c:      c,
+		in:     make(chan received, inboxLen),
+		out:    make(chan []scuttlebutt.Message, 1),
+		wrote:  make(chan error, 1),
+		syncAt: -1,
+	}
+	done := make(chan struct{})
+	readDone, writeDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readDone)
+		c.readLoop(lp.in, done)
+	}()
+	go func() {
+		defer close(writeDone)
+		c.writeLoop(lp.out, lp.wrote)
+	}()
+
+	err := lp.run(ctx)
 	close(done)
 	if closable {
-		closer.Close()
+		closer.Close() // a pending Read or Write returns
+	}
+	close(lp.out)
+	<-writeDone
+	lp.settle()
+	if closable {
 		<-readDone
 	}
+	c.link.Close()
 	if cancelled.Load() {
 		return nil // the errors of the close are ours, not the peer's
 	}
 	return err
 }
 
-func (c *Conn) closeLink() {
-	c.mu.Lock()
-	c.link.Close()
-	c.mu.Unlock()
+// inboxLen bounds the messages the reader decodes ahead of the loop.
+const inboxLen = 4
+
+// received is what the reader hands the loop: a message, or the error
+// that ended the reader (io.EOF at a clean end between frames).
+type received struct {
+	m   scuttlebutt.Message
+	err error
 }
 
-// writeLoop sends what the link has ready until the session is over, and
-// returns its result. readErr is valid once readDone is closed.
-func (c *Conn) writeLoop(ctx context.Context, readDone <-chan struct{}, readErr *error) error {
-	var buf []byte
-	wake := c.link.Wake()
-	// readEnded returns the session's result once the reader has ended,
-	// from the link's state now: the last frames may have synced it since
-	// the loop last looked. more means to keep writing instead: a one-shot
-	// send-only session (a dump, with PeerClock) needs nothing from the
-	// peer, so a peer that reads nothing and says nothing does not end it.
-	readEnded := func() (more bool, err error) {
-		c.mu.Lock()
-		synced := c.link.Synced()
-		c.mu.Unlock()
-		if synced {
-			c.markSynced()
-		}
-		if *readErr == nil && c.opts.OneShot && !synced {
-			if c.opts.Mode == scuttlebutt.SendOnly {
-				return true, nil
-			}
-			return false, ErrNotSynced
-		}
-		return false, *readErr
-	}
+// loop is Run's own goroutine: the only one that touches the Link. It
+// steps what the reader hands it, and hands the writer what Ready returns,
+// one batch at a time.
+//
+// It never waits on the peer, and that keeps two Conns that write to each
+// other at once from deadlocking, even over a net.Pipe, which buffers
+// nothing: the loop hands a batch to the writer only when the writer has
+// finished the last one (so the send never blocks), and otherwise waits in
+// a select that always receives from the reader. A writer blocked on a
+// peer that is not reading therefore never stops the reader: it keeps
+// reading, and the peer's writer, and then its reader, move on. Memory
+// stays bounded meanwhile: the reader decodes at most inboxLen messages
+// ahead (each at most MaxFrameSize), the writer holds one batch (at most
+// about 4 × MaxBatchBytes of updates), and what waits in the Link is
+// bounded by MaxQueueBytes (past it the Link falls back to History).
+type loop struct {
+	c     *Conn
+	in    chan received              // from the reader
+	out   chan []scuttlebutt.Message // to the writer; at most one batch in flight
+	wrote chan error                 // from the writer: the result of each batch
+
+	busy            bool // the writer has a batch
+	handed, written int  // batches handed to the writer, and written
+	syncAt          int  // batches to be written before Synced; -1 until the Link is synced
+	synced          bool // c.synced has been closed
+}
+
+// run steps and writes until the session is over, and returns its result.
+func (lp *loop) run(ctx context.Context) error {
+	l := lp.c.link
+	wake := l.Wake()
+	in := lp.in // nil once the reader has ended and a dump writes on
 	for {
-		c.mu.Lock()
-		msgs := c.link.Ready()
-		synced, done := c.link.Synced(), c.link.Done()
-		c.mu.Unlock()
-		if len(msgs) > 0 {
-			var err error
-			if buf, err = c.write(buf[:0], msgs); err != nil {
-				// A peer that hung up makes our write fail; what the reader
-				// saw (a clean end, or the peer's fault) is the better answer.
-				select {
-				case <-readDone:
-					if more, err := readEnded(); !more {
-						return err
-					}
-				default:
-				}
-				return err
-			}
-			if cap(buf) > 4*c.opts.MaxFrameSize {
-				buf = nil
+		if !lp.busy {
+			if msgs := l.Ready(); len(msgs) > 0 {
+				lp.out <- msgs // never blocks: the last batch was written
+				lp.busy = true
+				lp.handed++
 			}
 		}
-		if synced {
-			c.markSynced()
-		}
-		if done {
+		lp.noteSynced()
+		if !lp.busy && l.Done() {
 			return nil
 		}
 		select {
-		case <-readDone:
-			if more, err := readEnded(); !more {
+		case r := <-in:
+			if r.err != nil {
+				more, err := lp.readEnded(r.err)
+				if !more {
+					return err
+				}
+				in = nil
+				continue
+			}
+			if err := lp.step(r.m); err != nil {
 				return err
 			}
-			readDone = nil // a dump: write on until done
-		default:
-		}
-		if len(msgs) > 0 {
-			continue // more may be ready
-		}
-		select {
+		case err := <-lp.wrote:
+			lp.busy = false
+			if err != nil {
+				return lp.writeFailed(err, in)
+			}
+			lp.written++
+		case <-wake:
 		case <-ctx.Done():
 			return nil
-		case <-readDone:
-			if more, err := readEnded(); !more {
-				return err
-			}
-			readDone = nil
-		case <-wake:
-		case <-c.kick:
 		}
+	}
+}
+
+func (lp *loop) step(m scuttlebutt.Message) error {
+	if err := lp.c.link.Step(m); err != nil {
+		return fmt.Errorf("stream: from peer: %w", err)
+	}
+	if m.Kind == scuttlebutt.MsgHello {
+		lp.c.peer.Store(m.Hello)
+	}
+	lp.c.framesIn.Add(1)
+	lp.c.updatesIn.Add(int64(len(m.Updates)))
+	return nil
+}
+
+// readEnded returns the session's result once the reader has ended with
+// err. more means to go on without the reader instead: a one-shot
+// send-only session (a dump, with PeerClock) needs nothing from the peer,
+// so a peer that reads nothing and says nothing does not end it.
+func (lp *loop) readEnded(err error) (more bool, _ error) {
+	if err != io.EOF {
+		return false, err
+	}
+	if lp.c.opts.OneShot && !lp.c.link.Synced() {
+		if lp.c.opts.Mode == scuttlebutt.SendOnly {
+			return true, nil
+		}
+		return false, ErrNotSynced
+	}
+	return false, nil
+}
+
+// writeFailed returns the session's result after a write failed. A peer
+// that hung up makes our write fail; if the reader has already seen the
+// end (a clean one, or the peer's fault), that is the better answer.
+func (lp *loop) writeFailed(err error, in <-chan received) error {
+	for {
+		select {
+		case r := <-in:
+			if r.err == nil {
+				if err := lp.step(r.m); err != nil {
+					return err
+				}
+				continue
+			}
+			if more, rerr := lp.readEnded(r.err); !more {
+				return rerr
+			}
+			return err
+		default:
+			return err
+		}
+	}
+}
+
+// noteSynced closes c.synced once the Link is synced and every batch
+// handed out until then, so our sync too, has been written.
+func (lp *loop) noteSynced() {
+	if lp.syncAt < 0 && lp.c.link.Synced() {
+		lp.syncAt = lp.handed
+	}
+	if !lp.synced && lp.syncAt >= 0 && lp.written >= lp.syncAt {
+		lp.synced = true
+		close(lp.c.synced)
+	}
+}
+
+// settle takes the result of the batch in flight when the loop ended, once
+// the writer has ended: it may complete the sync.
+func (lp *loop) settle() {
+	select {
+	case err := <-lp.wrote:
+		if err == nil {
+			lp.written++
+			lp.noteSynced()
+		}
+	default:
+	}
+}
+
+// readLoop reads and decodes frames and hands the messages to the loop, and
+// last the error that ended it, io.EOF at a clean end between frames. It
+// returns early once done is closed.
+func (c *Conn) readLoop(in chan<- received, done <-chan struct{}) {
+	for {
+		m, err := c.dec.readMessage()
+		c.bytesIn.Store(c.dec.bytesRead())
+		select {
+		case in <- received{m, err}:
+		case <-done:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// writeLoop writes the batches the loop hands it, in order, and answers
+// each with its result, until out is closed.
+func (c *Conn) writeLoop(out <-chan []scuttlebutt.Message, wrote chan<- error) {
+	var buf []byte
+	for msgs := range out {
+		var err error
+		buf, err = c.write(buf[:0], msgs)
+		if cap(buf) > 4*c.opts.MaxFrameSize {
+			buf = nil
+		}
+		wrote <- err
 	}
 }
 
@@ -273,40 +391,3 @@ func (c *Conn) write(buf []byte, msgs []scuttlebutt.Message) ([]byte, error) {
 	c.updatesOut.Add(int64(updates))
 	return buf, nil
 }
-
-// readLoop reads frames and steps the link until the stream ends (nil at a
-// clean end between frames) or fails.
-func (c *Conn) readLoop(done <-chan struct{}) error {
-	for {
-		m, err := c.dec.readMessage()
-		c.bytesIn.Store(c.dec.bytesRead())
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		select {
-		case <-done:
-			return nil // the session is over; apply nothing more
-		default:
-		}
-		c.mu.Lock()
-		err = c.link.Step(m)
-		if m.Kind == scuttlebutt.MsgHello && err == nil {
-			c.peer.Store(m.Hello)
-		}
-		c.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("stream: from peer: %w", err)
-		}
-		c.framesIn.Add(1)
-		c.updatesIn.Add(int64(len(m.Updates)))
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (c *Conn) markSynced() { c.once.Do(func() { close(c.synced) }) }

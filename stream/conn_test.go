@@ -922,3 +922,131 @@ func TestPipeSameID(t *testing.T) {
 		}
 	}
 }
+
+// TestConnBothWriteAtOnce has two Conns send each other a long history at
+// the same time over net.Pipe, which buffers nothing: each side's writes
+// block until the other side reads. A Conn whose loop wrote while its
+// reader waited for that loop would deadlock here, both writers blocked
+// and neither reader reading.
+func TestConnBothWriteAtOnce(t *testing.T) {
+	leak.Check(t)
+	const (
+		keys  = 20_000
+		live  = 2_000
+		frame = 1024 // about 20 updates a frame: a thousand frames each way
+	)
+	a, b := newTestModel(t, "a"), newTestModel(t, "b")
+	for i := range keys {
+		set(t, a, fmt.Sprintf("a%05d", i), i)
+		set(t, b, fmt.Sprintf("b%05d", i), i)
+	}
+	ca, cb := net.Pipe()
+	opts := &stream.Options{MaxFrameSize: frame}
+	sa := start(t, "a", a, ca, opts)
+	sb := start(t, "b", b, cb, opts)
+	waitSynced(t, sa, sb)
+	waitConverged(t, a, b)
+	for _, s := range []*session{sa, sb} {
+		if st := s.Stats(); st.UpdatesIn != keys || st.FramesIn < keys/50 {
+			t.Errorf("%s: received %d updates in %d frames, want %d in at least %d", s.name, st.UpdatesIn, st.FramesIn, keys, keys/50)
+		}
+	}
+
+	// Live writes on both sides at once.
+	var wg sync.WaitGroup
+	for _, m := range []*model.Model{a, b} {
+		wg.Go(func() {
+			for i := range live {
+				if err := m.Set(fmt.Sprintf("live %s %d", m.ID(), i), i); err != nil {
+					t.Errorf("%s: Set: %v", m.ID(), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	waitConverged(t, a, b)
+	for _, s := range []*session{sa, sb} {
+		if err := s.stop(t); err != nil {
+			t.Errorf("%s: Run = %v, want nil", s.name, err)
+		}
+	}
+}
+
+// TestConnSlowStorage: a Step that waits for the storage to sync what it
+// applied stops neither the reader nor the close of the connection. The
+// reader goes on reading what the peer sends, and the peer sees the
+// session end as soon as Run's context does, while the Step still waits.
+func TestConnSlowStorage(t *testing.T) {
+	for _, end := range []string{"context cancelled", "peer closes"} {
+		t.Run(end, func(t *testing.T) {
+			leak.Check(t)
+			a, b := newTestModel(t, "a"), newTestModel(t, "b")
+			big := strings.Repeat("x", 100)
+			for i := range 12 { // about 3 frames of updates
+				set(t, b, fmt.Sprintf("k%02d", i), big)
+			}
+			entered, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			st := &flakyStorage{}
+			st.set(false, func(uint64) {
+				once.Do(func() { close(entered) })
+				<-release
+			})
+			a.Base().Attach(st)
+			var released sync.Once
+			unblock := func() { released.Do(func() { close(release) }) }
+			t.Cleanup(unblock)
+
+			ca, cb := net.Pipe()
+			opts := &stream.Options{MaxFrameSize: 1024}
+			sa := start(t, "a", a, ca, opts)
+			sb := start(t, "b", b, cb, opts)
+			select {
+			case <-entered:
+			case <-time.After(timeout):
+				t.Fatalf("a's storage was never synced; goroutines:\n%s", stacks())
+			}
+			// b sends its hello, history and sync without waiting for a; a's
+			// reader reads them all while a's first Step of updates waits
+			// on the storage.
+			eventually(t, "a's reader reads what b sent", func() error {
+				in, out := sa.Stats().BytesIn, sb.Stats()
+				if out.FramesOut < 4 {
+					return fmt.Errorf("b has sent %d frames, want its hello, history and sync", out.FramesOut)
+				}
+				if in != out.BytesOut {
+					return fmt.Errorf("a has read %d of the %d bytes b sent", in, out.BytesOut)
+				}
+				return nil
+			})
+			select {
+			case <-sa.Synced():
+				t.Fatal("a is synced while its Step of b's history waits on the storage")
+			default:
+			}
+
+			switch end {
+			case "context cancelled":
+				sa.cancel()
+				// a closes its end at once: b's Run ends while a's Step waits.
+				if err := sb.wait(t); err != nil {
+					t.Errorf("b: Run = %v after a's context ended, want nil", err)
+				}
+			case "peer closes":
+				if err := cb.Close(); err != nil {
+					t.Fatalf("close b's end: %v", err)
+				}
+			}
+			select {
+			case <-sa.done:
+				t.Fatal("a's Run returned while its Step waited on the storage")
+			case <-time.After(10 * time.Millisecond):
+			}
+			unblock()
+			if err := sa.wait(t); err != nil {
+				t.Errorf("a: Run = %v, want nil", err)
+			}
+		})
+	}
+}

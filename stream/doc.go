@@ -1,11 +1,28 @@
 // Package stream serves replicas over byte streams: any io.ReadWriter, such
 // as a net.Conn, a net.Pipe, a pipe to a child process or a file.
 //
-// A Conn drives one scuttlebutt.Link with a reader and a writer goroutine:
+// A Conn serves one replica to one peer:
 //
 //	c := stream.NewConn(m, conn, nil) // m: a *model.Model, or your own type
 //	go func() { errc <- c.Run(ctx) }()
 //	<-c.Synced() // both histories exchanged; live updates flow from here on
+//
+// Run owns the session's scuttlebutt.Link: its goroutine is the only one
+// that touches it, in one select loop, as raft's node.run owns its state.
+// I/O and waiting happen in three places:
+//
+//   - The reader goroutine blocks in Read. It decodes frames and hands the
+//     messages to the loop over a channel, a few ahead.
+//   - The writer goroutine blocks in Write. It encodes and writes the
+//     batches the loop hands it, one at a time.
+//   - The loop blocks only in Link.Step, which waits until the replica's
+//     Storage has synced what the message applied and runs AfterApply.
+//     Link.Ready never waits; the loop hands what it returns to the writer
+//     when the writer is idle, and otherwise keeps receiving.
+//
+// So a Step that waits on the disk stops neither the reader nor the close
+// of the connection when ctx ends, and two peers writing to each other at
+// once never deadlock, even over net.Pipe, which buffers nothing.
 //
 // Run returns nil when ctx ends, the peer closes cleanly, or a one-shot sync
 // completes; any other end is an error that wraps its cause, for errors.Is.
