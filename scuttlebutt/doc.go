@@ -61,6 +61,14 @@
 //     peer's delta is recomputed from History once it catches up.
 //   - Durability before advertising: with a Storage attached, nothing is
 //     sent before the storage has made it durable.
+//   - Whole histories: a history leaves out superseded updates, so a prefix
+//     of one could raise a clock entry past an update the receiver holds
+//     neither itself nor superseded. A Link holds the peer's history and
+//     applies it as one batch when the peer's sync arrives (up to
+//     LinkOptions.MaxHistoryBytes); a session cut before its sync applies
+//     none of it. (A live queue that overflowed resends from History as
+//     live updates; a cut inside that resend can leave such a gap until the
+//     superseding updates arrive.)
 //
 // # Driving a Link
 //
