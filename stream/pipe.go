@@ -26,6 +26,11 @@ func Pipe(ctx context.Context, a, b scuttlebutt.Document) error {
 			ca.Close()
 			cb.Close()
 			if err == nil {
+				// One side ended cleanly because the other hung up: the
+				// other's error says why.
+				err = <-errs
+			}
+			if err == nil {
 				err = ctx.Err()
 			}
 			if err == nil {
