@@ -34,7 +34,7 @@ fmt-check:
 
 # bench prints the workload table (W1-W5 and the persistence figures).
 bench:
-	$(GO) run ./internal/cmd/benchtable
+	$(GO) run ./internal/testkit/cmd/benchtable
 
 # fuzz runs every fuzz target for FUZZTIME each.
 fuzz:

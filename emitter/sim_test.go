@@ -11,8 +11,8 @@ import (
 
 	"github.com/scuttle-go/scuttle/emitter"
 	"github.com/scuttle-go/scuttle/filelog"
-	"github.com/scuttle-go/scuttle/internal/simnet"
-	"github.com/scuttle-go/scuttle/internal/testnet"
+	"github.com/scuttle-go/scuttle/internal/testkit/simnet"
+	"github.com/scuttle-go/scuttle/internal/testkit/testnet"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )

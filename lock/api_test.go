@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scuttle-go/scuttle/internal/leak"
+	"github.com/scuttle-go/scuttle/internal/testkit/leak"
 	"github.com/scuttle-go/scuttle/lock"
 	"github.com/scuttle-go/scuttle/stream"
 )

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/scuttle-go/scuttle/internal/testnet"
+	"github.com/scuttle-go/scuttle/internal/testkit/testnet"
 	"math/rand/v2"
 	"slices"
 	"sync"

@@ -3,14 +3,14 @@ package model_test
 import (
 	"testing"
 
-	"github.com/scuttle-go/scuttle/internal/bench"
+	"github.com/scuttle-go/scuttle/internal/testkit/bench"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // BenchmarkW5 measures the live heap per key of a Model holding 1,000,000
 // keys with 32-byte values, Set locally and received by a sync over
-// net.Pipe (internal/bench's W5). ns/op is the Sets, or the sync.
+// net.Pipe (internal/testkit/bench's W5). ns/op is the Sets, or the sync.
 //
 //	go test -run '^$' -bench W5 -benchtime 1x ./model/
 func BenchmarkW5(b *testing.B) {

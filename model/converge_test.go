@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/scuttle-go/scuttle/internal/simnet"
+	"github.com/scuttle-go/scuttle/internal/testkit/simnet"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/stream"
@@ -60,7 +60,7 @@ const (
 )
 
 // TestConverge is the randomized convergence test: for each seed, 5 to 10
-// Models replicate over real streams (internal/simnet) while a seeded
+// Models replicate over real streams (internal/testkit/simnet) while a seeded
 // schedule writes and deletes keys on random replicas, connects and
 // disconnects pairs, partitions and heals the network, cuts streams in the
 // middle of their history exchange, and crashes replicas: a crashed replica

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scuttle-go/scuttle/internal/leak"
+	"github.com/scuttle-go/scuttle/internal/testkit/leak"
 )
 
 // pipeHandshake runs both sides of the handshake over a net.Pipe.

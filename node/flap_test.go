@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scuttle-go/scuttle/internal/leak"
+	"github.com/scuttle-go/scuttle/internal/testkit/leak"
 )
 
 // flakyProxy forwards TCP connections to target and cuts the first cuts

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/scuttle-go/scuttle/internal/leak"
+	"github.com/scuttle-go/scuttle/internal/testkit/leak"
 )
 
 func TestClusterConverges(t *testing.T) {

@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scuttle-go/scuttle/internal/bench"
+	"github.com/scuttle-go/scuttle/internal/testkit/bench"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/stream"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
-// The workload benchmarks run internal/bench's W1 to W4 (see its package
+// The workload benchmarks run internal/testkit/bench's W1 to W4 (see its package
 // doc) once per iteration over each transport. ns/op is the timed part of
 // the workload; the custom metrics are averaged over the iterations:
 //

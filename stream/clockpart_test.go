@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/scuttle-go/scuttle/internal/cborx"
-	"github.com/scuttle-go/scuttle/internal/leak"
+	"github.com/scuttle-go/scuttle/internal/testkit/leak"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )

@@ -7,7 +7,7 @@ import (
 )
 
 // Hooks for the codec benchmarks in bench_test.go. Those live in package
-// stream_test because they share internal/bench, which imports stream.
+// stream_test because they share internal/testkit/bench, which imports stream.
 
 // AppendMessageForBench appends m as codec c frames it for document d.
 func AppendMessageForBench(c Codec, d scuttlebutt.Document, dst []byte, m scuttlebutt.Message) ([]byte, error) {

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/scuttle-go/scuttle/filelog"
-	"github.com/scuttle-go/scuttle/internal/bench"
+	"github.com/scuttle-go/scuttle/internal/testkit/bench"
 )
 
 // timeout bounds one run of one workload.
