@@ -1007,13 +1007,16 @@ func TestConnSlowStorage(t *testing.T) {
 			case <-time.After(timeout):
 				t.Fatalf("a's storage was never synced; goroutines:\n%s", stacks())
 			}
-			// b sends its hello, history and sync without waiting for a; a's
-			// reader reads them all while a's first Step of updates waits
-			// on the storage.
+			// a's Step of b's history waits on the storage; b, which sent
+			// its sync, sends live updates, and a's reader reads them.
+			const live = 3
+			for i := range live {
+				set(t, b, fmt.Sprintf("live%d", i), i)
+			}
 			eventually(t, "a's reader reads what b sent", func() error {
 				in, out := sa.Stats().BytesIn, sb.Stats()
-				if out.FramesOut < 4 {
-					return fmt.Errorf("b has sent %d frames, want its hello, history and sync", out.FramesOut)
+				if out.UpdatesOut != 12+live {
+					return fmt.Errorf("b has sent %d updates, want its history and %d live ones", out.UpdatesOut, live)
 				}
 				if in != out.BytesOut {
 					return fmt.Errorf("a has read %d of the %d bytes b sent", in, out.BytesOut)
