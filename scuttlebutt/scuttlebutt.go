@@ -704,10 +704,12 @@ func (s *Scuttlebutt) sync(st Storage, gen, seq uint64) error {
 		return nil
 	}
 	s.mu.Lock()
-	current := gen == s.gen
+	done := gen == s.gen && s.durable.Load() >= seq
+	if done {
+		s.markDurableLocked(gen, seq)
+	}
 	s.mu.Unlock()
-	if current && s.durable.Load() >= seq {
-		s.markDurable(gen, seq)
+	if done {
 		return nil
 	}
 	if err := st.Sync(seq); err != nil {
@@ -716,28 +718,14 @@ func (s *Scuttlebutt) sync(st Storage, gen, seq uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.markDurableLocked(gen, seq)
-	if gen != s.gen {
-		return nil // the storage was replaced meanwhile: its counter is gone
+	if gen != s.gen || s.durable.Load() >= seq {
+		return nil // replaced meanwhile (its counter is gone), or synced further
 	}
-	for {
-		d := s.durable.Load()
-		if d >= seq {
-			return nil
-		}
-		if s.durable.CompareAndSwap(d, seq) {
-			break
-		}
-	}
+	s.durable.Store(seq) // written only with mu held; read without it
 	for _, sub := range s.subs {
 		sub.poke()
 	}
 	return nil
-}
-
-func (s *Scuttlebutt) markDurable(gen, seq uint64) {
-	s.mu.Lock()
-	s.markDurableLocked(gen, seq)
-	s.mu.Unlock()
 }
 
 // markDurableLocked marks the pending local updates of generation gen up
@@ -803,9 +791,6 @@ func (s *Scuttlebutt) mergeClock(c vclock.Clock, from *subscription, peer string
 	var moved vclock.Clock
 	var latest vclock.Timestamp
 	for src, t := range s.admitClockLocked(c, peer, false) {
-		if src == s.source {
-			continue // this start's own entry moves only with its writes
-		}
 		if s.advanceClockLocked(src, t) {
 			if moved == nil {
 				moved = vclock.Clock{}
