@@ -883,9 +883,10 @@ func (c *converge) dropLost(step int, holders []int, apply bool) (changed bool) 
 // clock covers but that it holds neither, nor a later write of their key:
 // its clock says it will never be sent them again. A history that leaves
 // out an update superseded on the sender, cut before the update that
-// superseded it, leaves the receiver so (see TestCutHistory; a Link now
-// holds a history until its sync, so only a history past MaxHistoryBytes
-// or an overflowed live queue's resync can).
+// superseded it, leaves the receiver so (see TestCutHistory and
+// TestCutRelay; a Link now holds a history until its sync, and a relayed
+// batch or a recomputed history until its end, so only one past
+// MaxHistoryBytes can).
 func (c *converge) unheld(i int) string {
 	m := c.models[i]
 	clock := m.Clock()
@@ -912,7 +913,7 @@ func (c *converge) unheld(i int) string {
 		fmt.Fprintf(&b, "r%d's clock covers %s@%v (%s), which it holds neither, nor a later write of %s (it holds %s)\n", i, w.src, w.ts, w.key, w.key, held)
 	}
 	if b.Len() > 0 {
-		b.WriteString("(a cut history that left out superseded updates: see TestCutHistory)\n")
+		b.WriteString("(a cut history that left out superseded updates: see TestCutHistory, TestCutRelay)\n")
 	}
 	return b.String()
 }
@@ -1095,6 +1096,14 @@ func session(t *testing.T, a, b *model.Model, cut int) {
 	la, lb := a.NewLink(opts), b.NewLink(opts)
 	defer la.Close()
 	defer lb.Close()
+	pump(t, la, lb, cut)
+}
+
+// pump delivers messages between two links until neither has anything
+// to send; with cut >= 0, it stops once cut updates messages from la
+// have been delivered, as a stream cut in the middle of la's history.
+func pump(t *testing.T, la, lb *scuttlebutt.Link, cut int) {
+	t.Helper()
 	sent := 0
 	for range 100 {
 		ma, mb := la.Ready(), lb.Ready()
@@ -1119,4 +1128,75 @@ func session(t *testing.T, a, b *model.Model, cut int) {
 		}
 	}
 	t.Fatal("the session did not settle")
+}
+
+// TestCutRelay is TestCutHistory for a history that reaches the receiver
+// live, relayed by a third replica, and for the history a link recomputes
+// after its live queue overflowed: each goes out as one unit, split over
+// messages marked More, and a session cut inside the unit applies none of
+// it (this made TestConverge fail now and then, seed 51 again).
+func TestCutRelay(t *testing.T) {
+	now := func() time.Time { return convergeBase }
+	newModel := func(id string) *model.Model {
+		m, err := model.New(id, &scuttlebutt.Config{Now: now, Incarnation: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		opts scuttlebutt.LinkOptions // of p's link to r
+	}{
+		{"relay", scuttlebutt.LinkOptions{MaxBatchBytes: 1}},
+		{"overflow", scuttlebutt.LinkOptions{MaxBatchBytes: 1, MaxQueueBytes: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, p, q, r := newModel("a"), newModel("p"), newModel("q"), newModel("r")
+			a.Set("k1", "old") // a1
+			a.Set("k2", "two") // a2
+			session(t, a, q, -1)
+			a.Set("k1", "new") // a3 supersedes a1: a's History is [a2, a3]
+			// p and r are linked and synced, with nothing to say yet.
+			lp, lr := p.NewLink(&tc.opts), r.NewLink(nil)
+			defer lp.Close()
+			defer lr.Close()
+			pump(t, lp, lr, -1)
+			// p gets [a2, a3] as one batch and relays it to r, one update
+			// per message; the link is cut after the first message.
+			session(t, a, p, -1)
+			var msgs, updates []scuttlebutt.Message
+			for m := lp.Ready(); len(m) > 0; m = lp.Ready() {
+				msgs = append(msgs, m...)
+			}
+			for _, m := range msgs {
+				if m.Kind == scuttlebutt.MsgUpdates {
+					updates = append(updates, m)
+				}
+			}
+			// A relayed unit ends with an updates message without More; a
+			// recomputed history ends with the clock message after it.
+			last := msgs[len(msgs)-1]
+			ended := !last.More && (last.Kind == scuttlebutt.MsgUpdates) == (tc.opts.MaxQueueBytes == 0)
+			if len(updates) != 2 || !updates[0].More || !ended {
+				t.Fatalf("p sends %v; want two updates messages, one unit", msgs)
+			}
+			if err := lr.Step(updates[0]); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Clock().Get(a.Source()); got != 0 {
+				t.Errorf("r applied part of a unit: its entry of a is %v", got)
+			}
+			lp.Close()
+			lr.Close()
+			// a crashes, and a3 with it.
+			session(t, q, r, -1)
+			if qc, rc := q.Clock(), r.Clock(); qc.Compare(rc) != vclock.Equal {
+				t.Fatalf("clocks differ: q %v, r %v", qc, rc)
+			}
+			if diff := cmp.Diff(q.Snapshot(), r.Snapshot()); diff != "" {
+				t.Errorf("q and r hold the same clock, linked, and differ for good (-q +r):\n%s", diff)
+			}
+		})
+	}
 }

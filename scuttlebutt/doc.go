@@ -66,9 +66,11 @@
 //     neither itself nor superseded. A Link holds the peer's history and
 //     applies it as one batch when the peer's sync arrives (up to
 //     LinkOptions.MaxHistoryBytes); a session cut before its sync applies
-//     none of it. (A live queue that overflowed resends from History as
-//     live updates; a cut inside that resend can leave such a gap until the
-//     superseding updates arrive.)
+//     none of it. The same holds after the sync for a batch this replica
+//     relays (a history it received from a third peer) and for the
+//     history a link recomputes after its live queue overflowed: each goes
+//     out as one unit, split over messages marked Message.More if it
+//     outgrows a batch, and the peer applies it whole at its end.
 //
 // # Driving a Link
 //

@@ -64,13 +64,14 @@ type LinkOptions struct {
 	MaxBatchBytes int
 	// MaxHistoryBytes bounds the peer's history a link holds, in
 	// approximate wire bytes, before applying it: the history is applied
-	// whole when the peer's sync arrives, so that a session cut in the
-	// middle of it leaves no gap (a clock entry past an update neither
-	// held nor superseded by one held). A longer history is applied as it
+	// whole when the peer's sync arrives, and so is a unit of updates the
+	// peer marked Message.More at its end, so that a session cut in the
+	// middle of either leaves no gap (a clock entry past an update neither
+	// held nor superseded by one held). A longer one is applied as it
 	// comes once past the bound, and a cut inside it can leave such a gap
 	// until the updates that superseded the missing ones arrive; so does a
-	// link with PeerClock, which has no hello and applies as it reads.
-	// 0 means 64 MiB.
+	// link with PeerClock, which has no hello and applies a history as it
+	// reads. 0 means 64 MiB.
 	MaxHistoryBytes int
 }
 
@@ -129,9 +130,11 @@ type Link struct {
 	// advance a clock entry past an update the receiver holds neither in
 	// itself nor in what superseded it (a1 superseded by a3, history
 	// [a2, a3], cut after a2: the entry of a covers a1). Applied whole at
-	// the sync, a history cut short changes nothing.
+	// the sync, a history cut short changes nothing. After the sync it
+	// holds a unit the peer marked More (see Message.More) until its end.
 	stash      []Update
 	stashBytes int
+	open       bool // the last updates sent were marked More
 
 	peer      *Hello
 	known     vclock.Clock // what the peer is known to hold
@@ -210,19 +213,21 @@ func (l *Link) Step(m Message) error {
 		if err := l.s.check(m.Updates, l.peerName()); err != nil {
 			return err
 		}
-		if !l.syncRecv && l.opts.PeerClock == nil {
-			// The peer's history: held until its sync (see stash). A link
-			// without a hello (PeerClock: reading a dump that may end
-			// without a sync) applies as it reads.
-			l.stash = append(l.stash, m.Updates...)
-			for _, u := range m.Updates {
-				l.stashBytes += item{update: u}.size()
-			}
-			if l.stashBytes <= l.opts.MaxHistoryBytes {
-				return nil
-			}
-		} else {
+		// The peer's history is held until its sync, and a unit marked
+		// More until its end (see stash). A link without a hello
+		// (PeerClock: reading a dump that may end without a sync) applies
+		// a history as it reads.
+		hold := m.More || (!l.syncRecv && l.opts.PeerClock == nil)
+		if !hold && len(l.stash) == 0 {
 			l.stash = m.Updates
+			return l.applyStash()
+		}
+		l.stash = append(l.stash, m.Updates...)
+		for _, u := range m.Updates {
+			l.stashBytes += item{update: u}.size()
+		}
+		if hold && l.stashBytes <= l.opts.MaxHistoryBytes {
+			return nil
 		}
 		return l.applyStash()
 	case MsgSync, MsgClock:
@@ -358,7 +363,7 @@ func (l *Link) Ready() []Message {
 			}
 			msgs = append(msgs, Message{Kind: kind, Clock: l.syncClock})
 			l.known.Merge(l.syncClock)
-			l.syncClock, l.resync = nil, false
+			l.syncClock, l.resync, l.open = nil, false, false
 			l.syncSent = true
 			continue
 		}
@@ -411,7 +416,11 @@ func (l *Link) nextBatch(budget int) (Message, int) {
 		l.known.Advance(l.hist[n].Source, l.hist[n].Timestamp)
 		n++
 	}
-	m := Message{Kind: MsgUpdates, Updates: l.hist[:n:n]}
+	// A recomputed history is one unit with the clock message that ends
+	// it; the first history needs no mark: the peer holds it until the
+	// sync.
+	m := Message{Kind: MsgUpdates, Updates: l.hist[:n:n], More: l.resync}
+	l.open = m.More
 	l.hist = l.hist[n:]
 	if len(l.hist) == 0 {
 		l.hist = nil
@@ -420,14 +429,18 @@ func (l *Link) nextBatch(budget int) (Message, int) {
 }
 
 // appendLive turns queued items into messages, dropping what the peer is
-// known to hold (no echo).
+// known to hold (no echo). A unit of items (see item.more) split over
+// several messages is marked More in all but its last; when what ends a
+// unit is dropped, an empty message ends it.
 func (l *Link) appendLive(msgs []Message, q []item) []Message {
 	var batch []Update
 	size := 0
+	more := false // the unit of the last item seen goes on
 	flush := func() {
-		if len(batch) > 0 {
-			msgs = append(msgs, Message{Kind: MsgUpdates, Updates: batch})
+		if len(batch) > 0 || (l.open && !more) {
+			msgs = append(msgs, Message{Kind: MsgUpdates, Updates: batch, More: more})
 			batch, size = nil, 0
+			l.open = more
 		}
 	}
 	for _, it := range q {
@@ -444,17 +457,18 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 			if c != nil {
 				flush()
 				msgs = append(msgs, Message{Kind: MsgClock, Clock: c})
+				l.open = false // a clock message ends a unit too
 			}
 			continue
 		}
 		u := it.update
-		if !l.known.Advance(u.Source, u.Timestamp) {
-			continue
-		}
-		if l.peer != nil && u.Source == l.peer.ID {
-			// The peer made it during this session, so it holds it: it
-			// reached us by another route. (Updates it made before and lost
-			// are below its hello clock and go out with the history.)
+		if !l.known.Advance(u.Source, u.Timestamp) ||
+			(l.peer != nil && u.Source == l.peer.ID) {
+			// Known to the peer, or made by it during this session, so it
+			// holds it: it reached us by another route. (Updates it made
+			// before and lost are below its hello clock and go out with the
+			// history.)
+			more = it.more
 			continue
 		}
 		s := it.size()
@@ -463,6 +477,7 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 		}
 		batch = append(batch, u)
 		size += s
+		more = it.more
 	}
 	flush()
 	return msgs

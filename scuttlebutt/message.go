@@ -63,6 +63,18 @@ type Message struct {
 	Hello   *Hello       // MsgHello
 	Updates []Update     // MsgUpdates
 	Clock   vclock.Clock // MsgSync (may be empty) and MsgClock
+
+	// More, on MsgUpdates, says that the updates go on in the next
+	// message: the receiver holds them and applies them with the first
+	// MsgUpdates without More, or the next MsgSync or MsgClock, as one
+	// batch. A link sends a batch it received from another peer, or a
+	// history it recomputed after its live queue overflowed, as one unit,
+	// split over messages marked More when it outgrows MaxBatchBytes: such
+	// a batch leaves out updates superseded on the replica it came from,
+	// and a prefix of it could advance a clock entry past an update the
+	// receiver holds neither itself nor in what superseded it. The
+	// history before a sync is one unit already and is never marked.
+	More bool
 }
 
 // String describes m for traces.
@@ -74,10 +86,14 @@ func (m Message) String() string {
 		}
 		return fmt.Sprintf("hello(v%d %s %s)", m.Hello.Version, m.Hello.ID, m.Hello.Clock)
 	case MsgUpdates:
-		if len(m.Updates) == 1 {
-			return fmt.Sprintf("updates(%s)", m.Updates[0])
+		more := ""
+		if m.More {
+			more = ", more"
 		}
-		return fmt.Sprintf("updates(%d)", len(m.Updates))
+		if len(m.Updates) == 1 {
+			return fmt.Sprintf("updates(%s%s)", m.Updates[0], more)
+		}
+		return fmt.Sprintf("updates(%d%s)", len(m.Updates), more)
 	case MsgSync, MsgClock:
 		return fmt.Sprintf("%s(%s)", m.Kind, m.Clock)
 	}

@@ -229,7 +229,7 @@ func (s *Scuttlebutt) LocalUpdate(data []byte) (u Update, changed bool, err erro
 	}
 	st := s.store
 	if st == nil {
-		changed = s.applyLocked(u, nil, 0)
+		changed = s.applyLocked(u, nil, 0, false)
 		s.mu.Unlock()
 		s.afterApply()
 		return u, changed, nil
@@ -268,7 +268,7 @@ func (s *Scuttlebutt) applyPendingLocked() {
 	n := 0
 	for n < len(s.pending) && s.pending[n].durable {
 		p := s.pending[n]
-		p.changed = s.applyLocked(p.u, nil, 0)
+		p.changed = s.applyLocked(p.u, nil, 0, false)
 		close(p.done)
 		n++
 	}
@@ -641,32 +641,20 @@ func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, peer stri
 		s.mu.Unlock()
 		return 0, err
 	}
-	fresh := updates
+	// Only what advances the clock is logged, applied and passed on.
+	fresh := advancing(s.clock, updates)
 	st, gen := s.store, s.gen
-	if st != nil {
-		// Only what advances the clock goes to the log. Per source, updates
-		// increase, so a later duplicate in the batch is dropped here too.
-		fresh = nil
-		seen := vclock.Clock{}
-		for _, u := range updates {
-			if !s.clock.Covers(u.Source, u.Timestamp) && seen.Advance(u.Source, u.Timestamp) {
-				fresh = append(fresh, u)
-			}
-		}
-		if err := s.appendLocked(fresh); err != nil {
-			s.mu.Unlock()
-			return 0, err
-		}
+	if err := s.appendLocked(fresh); err != nil {
+		s.mu.Unlock()
+		return 0, err
 	}
 	var latest vclock.Timestamp
-	for _, u := range fresh {
-		if s.clock.Covers(u.Source, u.Timestamp) {
-			continue
-		}
+	for i, u := range fresh {
 		if u.Timestamp > s.twinAfter {
 			s.noteTwinLocked(u.Source, u.Timestamp)
 		}
-		s.applyLocked(u, from, s.seq)
+		// The batch goes to the other links as one unit (see item.more).
+		s.applyLocked(u, from, s.seq, i < len(fresh)-1)
 		latest = max(latest, u.Timestamp)
 		applied++
 	}
@@ -680,6 +668,36 @@ func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, peer stri
 		s.afterApply()
 	}
 	return applied, s.sync(st, gen, seq)
+}
+
+// advancing returns the updates that advance clock, in order: per source,
+// updates increase, so a later duplicate in the batch is left out too. It
+// returns updates itself when all of them do.
+func advancing(clock vclock.Clock, updates []Update) []Update {
+	if len(updates) == 1 {
+		if clock.Covers(updates[0].Source, updates[0].Timestamp) {
+			return nil
+		}
+		return updates
+	}
+	seen := vclock.Clock{}
+	var out []Update
+	all := true
+	for i, u := range updates {
+		if clock.Covers(u.Source, u.Timestamp) || !seen.Advance(u.Source, u.Timestamp) {
+			if all {
+				out, all = append(out, updates[:i]...), false
+			}
+			continue
+		}
+		if !all {
+			out = append(out, u)
+		}
+	}
+	if all {
+		return updates
+	}
+	return out
 }
 
 // appendLocked hands updates to the storage, if any.
@@ -765,10 +783,11 @@ func (s *Scuttlebutt) Attach(st Storage) {
 
 // applyLocked applies one update newer than the clock's entry for its
 // source, advances the clock and queues the update on every subscription but
-// from, to be sent once the storage has synced seq. An update that
-// ApplyUpdate refused as superseded is still forwarded, so that peers'
-// clocks advance past it as ours does.
-func (s *Scuttlebutt) applyLocked(u Update, from *subscription, seq uint64) bool {
+// from, to be sent once the storage has synced seq; more says that the
+// next update queued belongs to the same batch (see item.more). An update
+// that ApplyUpdate refused as superseded is still forwarded, so that
+// peers' clocks advance past it as ours does.
+func (s *Scuttlebutt) applyLocked(u Update, from *subscription, seq uint64, more bool) bool {
 	changed := s.r.ApplyUpdate(u)
 	s.clock[u.Source] = u.Timestamp
 	if len(s.clockOnly) > 0 {
@@ -776,7 +795,7 @@ func (s *Scuttlebutt) applyLocked(u Update, from *subscription, seq uint64) bool
 	}
 	for _, sub := range s.subs {
 		if sub != from {
-			sub.push(item{update: u, seq: seq})
+			sub.push(item{update: u, seq: seq, more: more})
 		}
 	}
 	return changed

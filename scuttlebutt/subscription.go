@@ -7,10 +7,18 @@ import (
 )
 
 // item is one entry of a live queue: an update, or a clock advance.
+//
+// The updates of one batch applied at once (a peer's history, one
+// message) are queued as one unit, every one but the last marked more, so
+// that the link sends them to its peer as one unit too (Message.More): a
+// batch may leave out updates superseded on the replica it came from, and
+// only the whole of it is sure not to advance a clock past an update that
+// the receiver holds neither itself nor in what superseded it.
 type item struct {
 	update Update
 	clock  vclock.Clock // non-nil for a clock advance
 	seq    uint64       // storage sequence that must be durable before sending
+	more   bool         // the next item belongs to the same unit
 }
 
 // size approximates what an item costs on the wire, for queue and batch

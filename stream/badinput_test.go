@@ -251,7 +251,8 @@ func TestConnBadInput(t *testing.T) {
 			want:  []error{ErrMalformed, ErrUnknownKind},
 		},
 		{name: "unknown kind 0", input: rawFrame(0, []byte{0xa0}), want: []error{ErrUnknownKind}},
-		{name: "unknown kind 6", input: rawFrame(6, []byte{0xa0}), want: []error{ErrUnknownKind}},
+		{name: "unknown kind 7", input: rawFrame(7, []byte{0xa0}), want: []error{ErrUnknownKind}},
+		{name: "updates-more not an array", input: rawFrame(6, []byte{0xa0}), want: []error{ErrMalformed}},
 		{name: "unknown kind 255", input: rawFrame(255, nil), want: []error{ErrUnknownKind}},
 		{
 			name:  "unknown kind after hello",

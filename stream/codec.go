@@ -57,6 +57,13 @@ type wireHello struct {
 // kinds: it never changes.
 const kindClockPart scuttlebutt.MessageKind = 5
 
+// kindUpdatesMore is the wire kind of an updates message marked
+// scuttlebutt.Message.More: the body is an updates body, and the unit of
+// updates goes on in the next updates frame. Only a unit too large for
+// one frame's batch is split so: a peer that predates the kind sees it only
+// then. A wire number: it never changes.
+const kindUpdatesMore scuttlebutt.MessageKind = 6
+
 // timestampSize is the encoded size of a clock entry's timestamp. The CBOR
 // encoder writes NaN and the infinities shorter, never longer.
 const timestampSize = wire.TimestampSize
@@ -73,7 +80,11 @@ func appendMessage(dst []byte, m scuttlebutt.Message, max int) ([]byte, error) {
 	if minClockSize(c) > max {
 		return appendSplit(dst, m, max) // no need to try one frame
 	}
-	out, err := appendFrame(dst, m.Kind, max, func(b []byte) ([]byte, error) { return appendBody(b, m) })
+	kind := m.Kind
+	if kind == scuttlebutt.MsgUpdates && m.More {
+		kind = kindUpdatesMore
+	}
+	out, err := appendFrame(dst, kind, max, func(b []byte) ([]byte, error) { return appendBody(b, m) })
 	if err != nil && errors.Is(err, ErrFrameTooLarge) && len(c) > 0 {
 		return appendSplit(dst, m, max)
 	}
@@ -227,7 +238,10 @@ func appendClockEntries(b []byte, c vclock.Clock, sources []string) []byte {
 // precede, and decodeMessage refuses them as ErrUnknownKind.
 func decodeMessage(k scuttlebutt.MessageKind, body []byte) (scuttlebutt.Message, error) {
 	m := scuttlebutt.Message{Kind: k}
-	switch k {
+	if k == kindUpdatesMore {
+		m.Kind, m.More = scuttlebutt.MsgUpdates, true
+	}
+	switch m.Kind {
 	case scuttlebutt.MsgHello:
 		var h wireHello
 		if err := decMode.Unmarshal(body, &h); err != nil {

@@ -29,6 +29,7 @@ func TestWireNumbers(t *testing.T) {
 		{"MsgSync", int(scuttlebutt.MsgSync), 3},
 		{"MsgClock", int(scuttlebutt.MsgClock), 4},
 		{"kindClockPart", int(kindClockPart), 5},
+		{"kindUpdatesMore", int(kindUpdatesMore), 6},
 		{"ProtocolVersion", scuttlebutt.ProtocolVersion, 1},
 	} {
 		if tc.got != tc.want {
@@ -45,6 +46,13 @@ func TestWireNumbers(t *testing.T) {
 	want := []byte{2, 0, 0, 0, 14, 0x81, 0x83, 0x61, 'a', 0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xf6}
 	if !bytes.Equal(got, want) {
 		t.Errorf("update frame = %x, want %x", got, want)
+	}
+	// The same update in a unit that goes on: kind 6, the same body.
+	got = frameOf(t, scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, More: true,
+		Updates: []scuttlebutt.Update{{Source: "a", Timestamp: 1, Data: []byte{0xf6}}}})
+	want[0] = 6
+	if !bytes.Equal(got, want) {
+		t.Errorf("updates-more frame = %x, want %x", got, want)
 	}
 }
 

@@ -41,6 +41,7 @@ func seedMessages(tb testing.TB) []scuttlebutt.Message {
 			{Source: "peer", Timestamp: goodTS + 2, Data: []byte{0x81, 0x61, 'k'}}, // a tombstone
 			{Source: "other", Timestamp: goodTS + 0.5, Data: payload(tb, "s", nil), Signature: []byte("sig")},
 		}},
+		{Kind: scuttlebutt.MsgUpdates, More: true, Updates: []scuttlebutt.Update{update(tb, 3, "u", "unit")}},
 		{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{}},
 		{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"peer": goodTS + 2, "other": goodTS + 0.5}},
 		{Kind: scuttlebutt.MsgClock, Clock: vclock.Clock{"third": goodTS + 7}},
