@@ -28,23 +28,26 @@ import (
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
-var convergeSeed = flag.Uint64("seed", 0, "TestConverge: replay this one seed with a verbose trace (or set SCUTTLE_SEED)")
+var (
+	convergeSeed  = flag.Uint64("seed", 0, "TestConverge: replay this one seed with a verbose trace (or set SCUTTLE_SEED)")
+	convergeFirst = flag.Uint64("seeds-from", 1, "TestConverge: the first seed of the run, to try other seeds than 1..n")
+)
 
-// Sizes of TestConverge, measured under -race on a 2-core machine that
-// other jobs kept busy (load 2 to 10): 200 seeds take 20 to 22 s of CPU and
-// 22 to 40 s of wall time; 300 seeds took up to 56 s. Steps cost more as
-// links accumulate, so schedules are a little short and seeds many. Crashes,
-// twins and the replica far ahead added about 5% of CPU (8.2 to 10 s, then
-// 8.7 to 10.5 s, on a faster 2-core machine at load 1 to 8).
+// Sizes of TestConverge, measured under -race on a 2-core machine: over
+// hand-stepped links 1,000 seeds take 10.5 s of wall time and 18 s of CPU
+// (5,000 seeds, -seeds-from 1 to 4001, all pass); over streams, 100 seeds
+// take about 4 s (200 took 22 to 40 s under load 2 to 10). Steps cost more
+// as links accumulate, so schedules are a little short and seeds many.
 const (
-	convergeSeeds      = 200 // seeds 1..convergeSeeds
-	convergeSeedsShort = 40  // with -short
-	minReplicas        = 5
-	maxReplicas        = 10
-	minSteps           = 40
-	maxSteps           = 120
-	numKeys            = 6 // a small key space, so that writes conflict
-	convergeWorkers    = 4 // seeds run at once
+	convergeSeedsHand    = 1000 // seeds 1..n of TestConverge
+	convergeSeedsStreams = 100  // of TestConvergeStreams
+	convergeSeedsShort   = 40   // of TestConverge with -short
+	minReplicas          = 5
+	maxReplicas          = 10
+	minSteps             = 40
+	maxSteps             = 120
+	numKeys              = 6 // a small key space, so that writes conflict
+	convergeWorkers      = 4 // seeds run at once
 )
 
 // Clocks of TestConverge. Every replica's wall clock starts at
@@ -60,7 +63,10 @@ const (
 )
 
 // TestConverge is the randomized convergence test: for each seed, 5 to 10
-// Models replicate over real streams (internal/testkit/simnet) while a seeded
+// Models replicate over hand-stepped links (internal/testkit/simnet: every
+// delivery chosen by the seed, so that a failing seed fails again in one
+// run; TestConvergeStreams runs the same schedules over real streams) while
+// a seeded
 // schedule writes and deletes keys on random replicas, connects and
 // disconnects pairs, partitions and heals the network, cuts streams in the
 // middle of their history exchange, and crashes replicas: a crashed replica
@@ -78,28 +84,39 @@ const (
 // Source). No replica but the skewed one may ever hold its writes.
 //
 // A failure prints the seed and the command that replays it with a trace.
-func TestConverge(t *testing.T) {
+func TestConverge(t *testing.T) { convergeSeeds(t, false, convergeSeedsHand, convergeSeedsShort) }
+
+// TestConvergeStreams is TestConverge over real streams: stream.Conn over
+// net.Pipe, with frames cut mid-way, split into chunks and delayed, which
+// hand-stepped links do not do. The Go scheduler interleaves the streams,
+// so a failing seed may need several runs to fail again.
+func TestConvergeStreams(t *testing.T) {
+	convergeSeeds(t, true, convergeSeedsStreams, convergeSeedsShort/2)
+}
+
+// convergeSeeds runs seeds 1..n (short with -short), or the one seed
+// -seed names, with a trace.
+func convergeSeeds(t *testing.T, pipes bool, n, short int) {
 	if seed := replaySeed(t); seed != 0 {
-		runConverge(t, seed, true)
+		runConverge(t, seed, pipes, true)
 		return
 	}
 	var (
 		mu    sync.Mutex
 		total convergeStats
 	)
-	n := convergeSeeds
 	if testing.Short() {
-		n = convergeSeedsShort
+		n = short
 	}
-	// Seeds spend much of their time waiting for streams, so more of them
-	// run at once than -parallel's default of GOMAXPROCS.
+	// Over streams, seeds spend much of their time waiting, so more of
+	// them run at once than -parallel's default of GOMAXPROCS.
 	seeds := make(chan uint64)
 	var wg sync.WaitGroup
 	for range convergeWorkers {
 		wg.Go(func() {
 			for seed := range seeds {
 				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-					st := runConverge(t, seed, false)
+					st := runConverge(t, seed, pipes, false)
 					mu.Lock()
 					total.add(st)
 					mu.Unlock()
@@ -108,7 +125,7 @@ func TestConverge(t *testing.T) {
 		})
 	}
 	for seed := range uint64(n) {
-		seeds <- seed + 1
+		seeds <- *convergeFirst + seed
 	}
 	close(seeds)
 	wg.Wait()
@@ -376,6 +393,7 @@ func (s *lagStorage) logged() map[string]int {
 type converge struct {
 	t     *testing.T
 	seed  uint64
+	pipes bool // links over real streams, not hand-stepped
 	r     *rand.Rand
 	net   *simnet.Network
 	tr    *tracer
@@ -405,20 +423,26 @@ type converge struct {
 }
 
 // runConverge runs one seed and returns what it exercised.
-func runConverge(t *testing.T, seed uint64, verbose bool) convergeStats {
+func runConverge(t *testing.T, seed uint64, pipes, verbose bool) convergeStats {
 	tr := &tracer{start: time.Now()}
 	if verbose {
 		tr.live = t.Logf
 	}
-	c := &converge{t: t, seed: seed, r: rand.New(rand.NewPCG(seed, 0x5eed)), tr: tr, skewed: -1}
-	c.net = simnet.New(seed, &simnet.Options{Logf: tr.logf, Fault: faults, Stream: streamOptions, Refused: c.refused})
+	c := &converge{t: t, seed: seed, r: rand.New(rand.NewPCG(seed, 0x5eed)), tr: tr, skewed: -1, pipes: pipes}
+	c.net = simnet.New(seed, &simnet.Options{
+		Logf: tr.logf, Fault: faults, Stream: streamOptions, Refused: c.refused,
+		Pipes: pipes, LogMessages: verbose,
+	})
 	defer func() {
 		if !t.Failed() {
 			return
 		}
-		// The schedule replays exactly; the streams' interleaving may not,
-		// hence -count.
-		replay := fmt.Sprintf("seed %d failed; replay: go test ./model -run 'TestConverge$' -v -count=10 -seed=%d", seed, seed)
+		// Hand-stepped, a seed replays exactly. Over streams the schedule
+		// does, but the streams' interleaving may not, hence -count.
+		replay := fmt.Sprintf("seed %d failed; replay: go test ./model -run 'TestConverge$' -v -seed=%d", seed, seed)
+		if pipes {
+			replay = fmt.Sprintf("seed %d failed; replay: go test ./model -run 'TestConvergeStreams$' -v -count=10 -seed=%d", seed, seed)
+		}
 		if verbose {
 			t.Log(replay)
 			return
@@ -474,6 +498,9 @@ func runConverge(t *testing.T, seed uint64, verbose bool) convergeStats {
 	steps := minSteps + c.r.IntN(maxSteps-minSteps+1)
 	for step := range steps {
 		c.step(step)
+		// Hand-stepped, the links move only here: a number of deliveries
+		// drawn from the seed, as the streams would meanwhile.
+		c.net.Run(c.r.IntN(48))
 		if err := c.net.Err(); err != nil {
 			t.Fatalf("seed %d step %d: %v", seed, step, err)
 		}

@@ -1,41 +1,58 @@
-// Package simnet is a test network of in-process replicas connected by real
-// streams: every link is a pair of stream.Conn over net.Pipe, optionally
-// behind a fault-injecting wrapper that splits writes into small chunks,
-// delays them, or cuts the connection after a given number of bytes (how a
-// test restarts a stream in the middle of a history exchange).
-//
-// A test adds replicas (any scuttlebutt.Document), changes the topology with
-// Connect, Disconnect, Partition and Heal while it writes to the replicas,
-// crashes and restarts replicas with Replace, and finally waits with Quiesce
-// until every connected group of replicas has the same clock. Model-specific
-// checks (snapshots, a reference) stay in the test:
+// Package simnet is the test network of the project: in-process replicas
+// (any scuttlebutt.Document) joined by links that a seeded schedule
+// connects, cuts, partitions and heals, while the test writes to the
+// replicas, crashes and restarts them with Replace, and finally waits with
+// Quiesce until every connected group of replicas has the same clock.
+// Type-specific checks (snapshots, a reference) stay in the test:
 //
 //	n := simnet.New(seed, &simnet.Options{Logf: t.Logf})
 //	defer n.Close()
 //	a, b := n.Add(m0), n.Add(m1)
 //	n.Connect(a, b)
 //	m0.Set("k", 1)
+//	n.Run(10) // let a few messages through
 //	if err := n.Quiesce(ctx); err != nil {
 //		t.Fatal(err)
 //	}
 //	if err := n.Err(); err != nil {
-//		t.Fatal(err) // a stream failed for a reason other than a fault
+//		t.Fatal(err) // a link failed for a reason other than a fault
 //	}
 //
-// Every goroutine the network starts belongs to a link and ends when the
-// link does; Close ends them all and waits.
+// # Hand-stepped links
+//
+// By default a link is a pair of scuttlebutt.Links stepped by hand, with
+// no goroutine and no I/O: per direction a FIFO of the messages one
+// side's Ready produced. Nothing moves on its own. Step delivers a few
+// messages of one direction that the network's seed picks, Run makes a
+// number of Steps the test draws (what the streams would have done between
+// two of its writes), and Quiesce steps until nothing is left. Every
+// delivery is checked for the prefix property (per source, updates only
+// go forward, never at or below a clock the direction sent). A fault's
+// CutAfter counts approximate wire bytes, and the message that crosses it
+// is lost with the link, as a stream cut mid-frame; MaxChunk and MaxDelay
+// mean nothing without bytes. Everything the network does then follows
+// from the seed and the test's own calls, so a failing seed fails again
+// in one run: replay it with Options.LogMessages to trace every message.
+//
+// # Streams
+//
+// With Options.Pipes, every link is two stream.Conn over a net.Pipe,
+// optionally behind a fault-injecting wrapper that splits writes into
+// small chunks, delays them, or cuts the connection after a number of
+// bytes: for tests where what the streams do with bytes is the point.
+// Their goroutines belong to the link and end when it does; Close ends
+// them all and waits. The interleaving of the streams is then the Go
+// scheduler's, and so is which cut links have ended by the time Heal
+// looks: a replay of a seed follows the same schedule of test steps, but
+// a rare failure may need several runs to show again.
+//
+// # Refusals and incarnations
 //
 // A test that makes a replica break a bound on purpose (a wall clock far
 // ahead, so that its peers refuse its sessions with
 // scuttlebutt.ErrClockOffset) names the errors it provokes with
 // Options.Refused: a link that ends with one is not reported, and Refusals
 // counts them. Any other such error still is.
-//
-// Every random choice of the network (faults, stream limits, the graphs
-// Partition and Heal draw) comes from the seed. The interleaving of the
-// streams is the Go scheduler's, and so is which cut links have ended by the
-// time Heal looks: a replay of a seed follows the same schedule of test
-// steps, but a rare failure may need several runs to show again.
 //
 // Each start of a replica stamps its updates with a source id of its own,
 // its id and a random incarnation, and equal timestamps are ordered by
@@ -46,7 +63,7 @@
 //	m, err := model.New("r1", &scuttlebutt.Config{Incarnation: n.Incarnation("r1")})
 //
 // A Network is not safe for concurrent use: one goroutine (the test's)
-// calls its methods. The links run concurrently with it.
+// calls its methods. With Pipes, the links run concurrently with it.
 package simnet
 
 import (
@@ -56,10 +73,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"math"
 	"math/rand/v2"
-	"net"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -142,6 +156,20 @@ type Options struct {
 	// for concurrent use; an error it does not claim goes to Expected. nil
 	// means no error is a refusal.
 	Refused func(err error) bool
+	// Pipes runs every link as two stream.Conn over a net.Pipe, each
+	// driven by goroutines of its own, with the connection's Fault applied
+	// to the bytes: for tests where stream faults (frames arriving in
+	// parts, cut mid-frame, delays) are the point. The Go scheduler then
+	// interleaves the links, so a replayed seed may need several runs to
+	// fail again. Without Pipes (the default) links are hand-stepped: see
+	// "Hand-stepped links" in the package doc.
+	Pipes bool
+	// LogMessages, with hand-stepped links, traces every message delivered
+	// through Logf: a replayed seed's full schedule.
+	LogMessages bool
+	// MaxSteps bounds how many messages Quiesce delivers, with
+	// hand-stepped links, before it gives up. 0 means 1,000,000.
+	MaxSteps int
 	// QuiesceTimeout bounds Quiesce when its context has no deadline. 0
 	// means 10 s.
 	QuiesceTimeout time.Duration
@@ -169,8 +197,9 @@ func Expected(err error) bool {
 type Network struct {
 	opts   Options
 	rng    *rand.Rand
+	sched  *rand.Rand // which hand-stepped message goes next
 	docs   []scuttlebutt.Document
-	links  map[pair]*link
+	links  map[pair]netLink
 	group  []int // partition side of each replica; nil when not partitioned
 	noCut  bool  // StopCuts was called
 	gen    uint64
@@ -209,10 +238,14 @@ func New(seed uint64, opts *Options) *Network {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 10 * time.Second
 	}
+	if o.MaxSteps <= 0 {
+		o.MaxSteps = 1_000_000
+	}
 	return &Network{
 		opts:  o,
 		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		links: make(map[pair]*link),
+		links: make(map[pair]netLink),
+		sched: rand.New(rand.NewPCG(seed, 0x5c4ed)),
 		seed:  seed,
 	}
 }
@@ -357,30 +390,13 @@ func (n *Network) ConnectFault(i, j int, f Fault) error {
 		so[0], so[1] = n.opts.Stream(n.rng), n.opts.Stream(n.rng)
 	}
 	n.gen++
-	l := &link{
-		n:    n,
-		name: fmt.Sprintf("%s-%s#%d", n.name(p.i), n.name(p.j), n.gen),
-		f:    f,
-		done: make(chan struct{}),
+	name := fmt.Sprintf("%s-%s#%d", n.name(p.i), n.name(p.j), n.gen)
+	if n.opts.Pipes {
+		n.links[p] = n.connectPipes(p, name, f, so)
+	} else {
+		n.links[p] = n.connectHand(p, name, f, so)
 	}
-	l.budget.Store(math.MaxInt64)
-	if f.CutAfter > 0 {
-		l.budget.Store(f.CutAfter)
-	}
-	a, b := net.Pipe()
-	l.pipes = [2]net.Conn{a, b}
-	ctx, cancel := context.WithCancel(context.Background())
-	l.cancel = cancel
-	for k, d := range []scuttlebutt.Document{n.docs[p.i], n.docs[p.j]} {
-		fc := &faultConn{Conn: l.pipes[k], l: l, rng: rand.New(rand.NewPCG(n.rng.Uint64(), n.rng.Uint64()))}
-		l.conns[k] = stream.NewConn(d, fc, so[k])
-	}
-	n.links[p] = l
-	n.logf("simnet: connect %s %v", l.name, f)
-	l.left.Store(2)
-	for k := range 2 {
-		go l.run(ctx, k)
-	}
+	n.logf("simnet: connect %s %v", name, f)
 	return nil
 }
 
@@ -395,7 +411,7 @@ func (n *Network) Disconnect(i, j int) error {
 	}
 	l.stop()
 	err := n.reap(p, l)
-	n.logf("simnet: disconnect %s", l.name)
+	n.logf("simnet: disconnect %s", l.label())
 	return err
 }
 
@@ -430,13 +446,13 @@ func (n *Network) Isolate(i int) error {
 	for _, p := range ends {
 		l := n.links[p]
 		errs = append(errs, n.reap(p, l))
-		n.logf("simnet: disconnect %s", l.name)
+		n.logf("simnet: disconnect %s", l.label())
 	}
 	return errors.Join(errs...)
 }
 
 // reap waits for l to end and forgets it.
-func (n *Network) reap(p pair, l *link) error {
+func (n *Network) reap(p pair, l netLink) error {
 	delete(n.links, p)
 	return l.wait(n.opts.StopTimeout)
 }
@@ -619,6 +635,17 @@ func (n *Network) Quiesce(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, n.opts.QuiesceTimeout)
 		defer cancel()
 	}
+	if !n.opts.Pipes {
+		// Hand-stepped: deliver until nothing is left; what is not settled
+		// then never will be.
+		if err := n.settle(ctx); err != nil {
+			return err
+		}
+		if why := n.unquiet(); why != "" {
+			return fmt.Errorf("%w: %s, and nothing is left to deliver\n%s", ErrNotQuiet, why, n.Dump())
+		}
+		return nil
+	}
 	wait := 50 * time.Microsecond
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -640,16 +667,8 @@ func (n *Network) Quiesce(ctx context.Context) error {
 // unquiet returns why the network is not quiescent, or "".
 func (n *Network) unquiet() string {
 	for _, p := range n.sortedPairs() {
-		l := n.links[p]
-		if l.dead() {
-			continue
-		}
-		if !isClosed(l.conns[0].Synced()) || !isClosed(l.conns[1].Synced()) {
-			return fmt.Sprintf("link %s has not synced", l.name)
-		}
-		a, b := l.conns[0].Stats(), l.conns[1].Stats()
-		if a.FramesOut != b.FramesIn || b.FramesOut != a.FramesIn {
-			return fmt.Sprintf("link %s has frames in flight", l.name)
+		if why := n.links[p].unquiet(); why != "" {
+			return why
 		}
 	}
 	uf := n.components()
@@ -682,22 +701,9 @@ func (n *Network) Dump() string {
 		case l.dead():
 			state = "being cut"
 		}
-		a, c := l.conns[0].Stats(), l.conns[1].Stats()
-		fmt.Fprintf(&b, "  link %s %s %v: frames %d/%d out/in, %d/%d in/out; updates %d/%d out/in, %d/%d in/out; synced %v/%v\n",
-			l.name, state, l.f, a.FramesOut, c.FramesIn, a.FramesIn, c.FramesOut,
-			a.UpdatesOut, c.UpdatesIn, a.UpdatesIn, c.UpdatesOut,
-			isClosed(l.conns[0].Synced()), isClosed(l.conns[1].Synced()))
+		fmt.Fprintf(&b, "  link %s\n", strings.Replace(l.describe(), " ", " "+state+" ", 1))
 	}
 	return b.String()
-}
-
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
 }
 
 // Close ends every link and waits for their goroutines. It returns Err.
@@ -710,180 +716,6 @@ func (n *Network) Close() error {
 		n.reap(p, n.links[p])
 	}
 	return n.Err()
-}
-
-// link is one connection: two Conns over a net.Pipe, each Run by a
-// goroutine of its own.
-type link struct {
-	n      *Network
-	name   string
-	f      Fault
-	conns  [2]*stream.Conn
-	pipes  [2]net.Conn
-	cancel context.CancelFunc
-
-	budget   atomic.Int64 // bytes left before the cut; cutting once negative
-	cut      atomic.Bool
-	cutOnce  sync.Once
-	stopping atomic.Bool // Disconnect or Close ended it
-
-	errs [2]error     // each Run's result; read after done
-	left atomic.Int32 // Runs still running
-	done chan struct{}
-	err  error // the link's unexpected errors; read after done
-}
-
-func (l *link) run(ctx context.Context, k int) {
-	l.errs[k] = l.conns[k].Run(ctx)
-	if l.left.Add(-1) == 0 {
-		l.finish()
-		close(l.done)
-	}
-}
-
-// finish judges how the link ended, on the last of its goroutines.
-func (l *link) finish() {
-	var errs []error
-	refused := false
-	for k, err := range l.errs {
-		switch {
-		case err != nil && l.n.opts.Refused != nil && l.n.opts.Refused(err):
-			refused = true
-			l.n.refusals.Add(1)
-		case !l.n.opts.Expected(err):
-			errs = append(errs, fmt.Errorf("%w: link %s side %d: %w", ErrUnexpected, l.name, k, err))
-		}
-	}
-	if errs == nil && !refused && !l.stopping.Load() && !l.cut.Load() {
-		errs = append(errs, fmt.Errorf("%w: link %s ended by itself: %v, %v", ErrUnexpected, l.name, l.errs[0], l.errs[1]))
-	}
-	l.n.logf("simnet: link %s ended (cut %v, refused %v): %v; %v", l.name, l.cut.Load(), refused, l.errs[0], l.errs[1])
-	for _, err := range errs {
-		l.n.report(err)
-	}
-	l.err = errors.Join(errs...)
-}
-
-// dead reports whether the link has ended or is being cut: for the
-// topology it is gone.
-func (l *link) dead() bool { return l.budget.Load() < 0 || l.ended() }
-
-func (l *link) ended() bool {
-	select {
-	case <-l.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (l *link) stop() {
-	l.stopping.Store(true)
-	l.cancel()
-}
-
-// wait waits for both Runs to return; past timeout it closes the pipes,
-// which unblocks any Read or Write, and reports the link as stuck.
-func (l *link) wait(timeout time.Duration) error {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-l.done:
-		return l.err
-	case <-t.C:
-	}
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	err := fmt.Errorf("%w: link %s did not stop within %v\n%s", ErrUnexpected, l.name, timeout, buf)
-	l.n.report(err)
-	l.stopping.Store(true)
-	l.cancel()
-	l.pipes[0].Close()
-	l.pipes[1].Close()
-	t.Reset(timeout)
-	select {
-	case <-l.done:
-	case <-t.C:
-		l.n.report(fmt.Errorf("%w: link %s still running after its pipes were closed", ErrUnexpected, l.name))
-	}
-	return err
-}
-
-// take reserves up to k bytes of the cut budget and returns how many it got.
-// Getting fewer than k dooms the link: the budget goes negative, so that
-// StopCuts cannot revive it and the topology counts it as gone at once.
-func (l *link) take(k int) int {
-	for {
-		rem := l.budget.Load()
-		switch {
-		case rem < 0:
-			return 0
-		case rem >= int64(k):
-			if l.budget.CompareAndSwap(rem, rem-int64(k)) {
-				return k
-			}
-		default:
-			if l.budget.CompareAndSwap(rem, -1) {
-				return int(rem)
-			}
-		}
-	}
-}
-
-// disarm cancels a cut that has not begun.
-func (l *link) disarm() {
-	for {
-		rem := l.budget.Load()
-		if rem < 0 || l.budget.CompareAndSwap(rem, math.MaxInt64) {
-			return
-		}
-	}
-}
-
-// cutNow closes both ends of the pipe.
-func (l *link) cutNow() {
-	l.cutOnce.Do(func() {
-		l.cut.Store(true)
-		l.n.logf("simnet: cut %s after %d bytes", l.name, l.f.CutAfter)
-		l.pipes[0].Close()
-		l.pipes[1].Close()
-	})
-}
-
-// faultConn is one end of a link's pipe with the link's faults applied to
-// its writes. Write is called by one goroutine only (the Conn's writer), so
-// rng needs no lock.
-type faultConn struct {
-	net.Conn
-	l   *link
-	rng *rand.Rand
-}
-
-func (c *faultConn) Write(p []byte) (int, error) {
-	written := 0
-	for len(p) > 0 {
-		k := len(p)
-		if c.l.f.MaxChunk > 0 {
-			k = 1 + c.rng.IntN(min(c.l.f.MaxChunk, len(p)))
-		}
-		if c.l.f.MaxDelay > 0 {
-			time.Sleep(time.Duration(c.rng.Int64N(int64(c.l.f.MaxDelay) + 1)))
-		}
-		got := c.l.take(k)
-		if got > 0 {
-			m, err := c.Conn.Write(p[:got])
-			written += m
-			if err != nil {
-				return written, err
-			}
-		}
-		if got < k {
-			c.l.cutNow()
-			return written, ErrCut
-		}
-		p = p[k:]
-	}
-	return written, nil
 }
 
 // unionFind is a disjoint-set forest over replica indexes.

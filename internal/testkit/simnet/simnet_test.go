@@ -82,13 +82,14 @@ func (d *logDoc) write(t *testing.T, v int) {
 
 // newNet returns a network of k logDocs and checks, when the test ends, that
 // it closes cleanly and leaves no goroutine behind.
-func newNet(t *testing.T, seed uint64, k int, opts *Options) (*Network, []*logDoc) {
+func newNet(t *testing.T, pipes bool, seed uint64, k int, opts *Options) (*Network, []*logDoc) {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	if opts == nil {
 		opts = &Options{}
 	}
 	opts.Logf = t.Logf
+	opts.Pipes = pipes
 	n := New(seed, opts)
 	docs := make([]*logDoc, k)
 	for i := range docs {
@@ -114,6 +115,29 @@ func newNet(t *testing.T, seed uint64, k int, opts *Options) (*Network, []*logDo
 	return n, docs
 }
 
+// transports runs f with hand-stepped links and with pipes.
+func transports(t *testing.T, f func(t *testing.T, pipes bool)) {
+	for _, pipes := range []bool{false, true} {
+		name := "hand"
+		if pipes {
+			name = "pipes"
+		}
+		t.Run(name, func(t *testing.T) { f(t, pipes) })
+	}
+}
+
+// waitGone steps the network until the link between i and j has gone, for
+// up to 10 s, and reports whether it has.
+func waitGone(n *Network, i, j int) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Connected(i, j) && time.Now().Before(deadline) {
+		if !n.Step() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return !n.Connected(i, j)
+}
+
 func assertConverged(t *testing.T, docs []*logDoc, members ...int) {
 	t.Helper()
 	if members == nil {
@@ -130,183 +154,188 @@ func assertConverged(t *testing.T, docs []*logDoc, members ...int) {
 }
 
 func TestChainConverges(t *testing.T) {
-	n, docs := newNet(t, 1, 4, nil)
-	for i := range 3 {
-		if err := n.Connect(i, i+1); err != nil {
+	transports(t, func(t *testing.T, pipes bool) {
+		n, docs := newNet(t, pipes, 1, 4, nil)
+		for i := range 3 {
+			if err := n.Connect(i, i+1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, d := range docs {
+			d.write(t, i)
+			d.write(t, 10+i)
+		}
+		if err := n.Quiesce(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for i, d := range docs {
-		d.write(t, i)
-		d.write(t, 10+i)
-	}
-	if err := n.Quiesce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	assertConverged(t, docs)
-	if got := len(docs[0].ids()); got != 8 {
-		t.Errorf("n0 holds %d updates, want 8", got)
-	}
-	if err := n.Err(); err != nil {
-		t.Error(err)
-	}
+		assertConverged(t, docs)
+		if got := len(docs[0].ids()); got != 8 {
+			t.Errorf("n0 holds %d updates, want 8", got)
+		}
+		if err := n.Err(); err != nil {
+			t.Error(err)
+		}
+	})
 }
 
 func TestCutMidHistoryThenReconnect(t *testing.T) {
-	for _, cut := range []int64{1, 5, 17, 60, 150, 300} {
-		t.Run(fmt.Sprintf("cut=%d", cut), func(t *testing.T) {
-			n, docs := newNet(t, uint64(cut), 2, &Options{
-				Stream: func(*rand.Rand) *stream.Options { return &stream.Options{MaxBatchBytes: 40} },
+	transports(t, func(t *testing.T, pipes bool) {
+		for _, cut := range []int64{1, 5, 17, 60, 150, 300} {
+			t.Run(fmt.Sprintf("cut=%d", cut), func(t *testing.T) {
+				n, docs := newNet(t, pipes, uint64(cut), 2, &Options{
+					Stream: func(*rand.Rand) *stream.Options { return &stream.Options{MaxBatchBytes: 40} },
+				})
+				for v := range 20 {
+					docs[v%2].write(t, v)
+				}
+				if err := n.ConnectFault(0, 1, Fault{CutAfter: cut, MaxChunk: 7}); err != nil {
+					t.Fatal(err)
+				}
+				// The cut ends the link by itself; a reconnect replaces it.
+				if !waitGone(n, 0, 1) {
+					t.Fatalf("link still live after a cut at %d bytes", cut)
+				}
+				if err := n.ConnectFault(0, 1, Fault{MaxChunk: 3}); err != nil {
+					t.Fatal(err)
+				}
+				if err := n.Quiesce(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				assertConverged(t, docs)
+				if err := n.Err(); err != nil {
+					t.Errorf("a cut is expected, yet: %v", err)
+				}
 			})
-			for v := range 20 {
-				docs[v%2].write(t, v)
-			}
-			if err := n.ConnectFault(0, 1, Fault{CutAfter: cut, MaxChunk: 7}); err != nil {
-				t.Fatal(err)
-			}
-			// The cut ends the link by itself; a reconnect replaces it.
-			deadline := time.Now().Add(10 * time.Second)
-			for n.Connected(0, 1) && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
-			if n.Connected(0, 1) {
-				t.Fatalf("link still live after a cut at %d bytes", cut)
-			}
-			if err := n.ConnectFault(0, 1, Fault{MaxChunk: 3}); err != nil {
-				t.Fatal(err)
-			}
-			if err := n.Quiesce(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			assertConverged(t, docs)
-			if err := n.Err(); err != nil {
-				t.Errorf("a cut is expected, yet: %v", err)
-			}
-		})
-	}
+		}
+	})
 }
 
 func TestPartitionAndHeal(t *testing.T) {
-	n, docs := newNet(t, 7, 6, &Options{
-		Fault: func(r *rand.Rand) Fault { return Fault{MaxChunk: 1 + r.IntN(16)} },
+	transports(t, func(t *testing.T, pipes bool) {
+		n, docs := newNet(t, pipes, 7, 6, &Options{
+			Fault: func(r *rand.Rand) Fault { return Fault{MaxChunk: 1 + r.IntN(16)} },
+		})
+		n.FullMesh()
+		n.Partition([]int{0, 1, 2}, []int{3, 4})
+		if diff := cmp.Diff([][]int{{0, 1, 2}, {3, 4}, {5}}, n.Groups()); diff != "" {
+			t.Errorf("Groups after the partition (-want +got):\n%s", diff)
+		}
+		if err := n.Connect(0, 3); !errors.Is(err, ErrPartitioned) {
+			t.Errorf("Connect across the partition = %v, want ErrPartitioned", err)
+		}
+		for i, d := range docs {
+			d.write(t, i)
+		}
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		assertConverged(t, docs, 0, 1, 2)
+		assertConverged(t, docs, 3, 4)
+		if got := docs[5].ids(); len(got) != 1 {
+			t.Errorf("isolated n5 holds %v, want only its own update", got)
+		}
+		if got := docs[0].ids(); len(got) != 3 {
+			t.Errorf("n0 holds %v, want the 3 updates of its side", got)
+		}
+		n.Heal()
+		if diff := cmp.Diff([][]int{{0, 1, 2, 3, 4, 5}}, n.Groups()); diff != "" {
+			t.Errorf("Groups after Heal (-want +got):\n%s", diff)
+		}
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		assertConverged(t, docs)
+		if got := len(docs[5].ids()); got != 6 {
+			t.Errorf("n5 holds %d updates after heal, want 6", got)
+		}
+		if err := n.Err(); err != nil {
+			t.Error(err)
+		}
 	})
-	n.FullMesh()
-	n.Partition([]int{0, 1, 2}, []int{3, 4})
-	if diff := cmp.Diff([][]int{{0, 1, 2}, {3, 4}, {5}}, n.Groups()); diff != "" {
-		t.Errorf("Groups after the partition (-want +got):\n%s", diff)
-	}
-	if err := n.Connect(0, 3); !errors.Is(err, ErrPartitioned) {
-		t.Errorf("Connect across the partition = %v, want ErrPartitioned", err)
-	}
-	for i, d := range docs {
-		d.write(t, i)
-	}
-	if err := n.Quiesce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	assertConverged(t, docs, 0, 1, 2)
-	assertConverged(t, docs, 3, 4)
-	if got := docs[5].ids(); len(got) != 1 {
-		t.Errorf("isolated n5 holds %v, want only its own update", got)
-	}
-	if got := docs[0].ids(); len(got) != 3 {
-		t.Errorf("n0 holds %v, want the 3 updates of its side", got)
-	}
-	n.Heal()
-	if diff := cmp.Diff([][]int{{0, 1, 2, 3, 4, 5}}, n.Groups()); diff != "" {
-		t.Errorf("Groups after Heal (-want +got):\n%s", diff)
-	}
-	if err := n.Quiesce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	assertConverged(t, docs)
-	if got := len(docs[5].ids()); got != 6 {
-		t.Errorf("n5 holds %d updates after heal, want 6", got)
-	}
-	if err := n.Err(); err != nil {
-		t.Error(err)
-	}
 }
 
 func TestDisconnectWhileWriting(t *testing.T) {
-	n, docs := newNet(t, 3, 3, &Options{
-		Fault: func(r *rand.Rand) Fault { return Fault{MaxChunk: 1 + r.IntN(8)} },
-	})
-	r := rand.New(rand.NewPCG(3, 3))
-	for step := range 200 {
-		i, j := r.IntN(3), r.IntN(3)
-		switch {
-		case i == j:
-			docs[i].write(t, step)
-		case r.IntN(2) == 0:
-			if err := n.Connect(i, j); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			if err := n.Disconnect(i, j); err != nil {
-				t.Fatalf("step %d: %v", step, err)
+	transports(t, func(t *testing.T, pipes bool) {
+		n, docs := newNet(t, pipes, 3, 3, &Options{
+			Fault: func(r *rand.Rand) Fault { return Fault{MaxChunk: 1 + r.IntN(8)} },
+		})
+		r := rand.New(rand.NewPCG(3, 3))
+		for step := range 200 {
+			i, j := r.IntN(3), r.IntN(3)
+			switch {
+			case i == j:
+				docs[i].write(t, step)
+			case r.IntN(2) == 0:
+				if err := n.Connect(i, j); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				if err := n.Disconnect(i, j); err != nil {
+					t.Fatalf("step %d: %v", step, err)
+				}
 			}
 		}
-	}
-	n.Heal()
-	if err := n.Quiesce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	assertConverged(t, docs)
-	if err := n.Err(); err != nil {
-		t.Error(err)
-	}
+		n.Heal()
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		assertConverged(t, docs)
+		if err := n.Err(); err != nil {
+			t.Error(err)
+		}
+	})
 }
 
 // A protocol error is not explained by any fault: the network reports it.
 func TestReportsProtocolError(t *testing.T) {
-	n := New(1, &Options{Logf: t.Logf})
-	// The same source id, replica id and incarnation: each side takes the
-	// other's hello for its own and refuses it.
-	same := &scuttlebutt.Config{Incarnation: "same"}
-	n.Add(newLogDoc(t, "n0", same))
-	n.Add(newLogDoc(t, "n0", same))
-	if err := n.Connect(0, 1); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for n.Connected(0, 1) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	err := n.Disconnect(0, 1)
-	if !errors.Is(err, ErrUnexpected) || !errors.Is(err, scuttlebutt.ErrSameID) {
-		t.Errorf("Disconnect = %v, want ErrUnexpected wrapping ErrSameID", err)
-	}
-	if err := n.Close(); !errors.Is(err, scuttlebutt.ErrSameID) {
-		t.Errorf("Close = %v, want ErrSameID", err)
-	}
+	transports(t, func(t *testing.T, pipes bool) {
+		n := New(1, &Options{Logf: t.Logf, Pipes: pipes})
+		// The same source id, replica id and incarnation: each side takes the
+		// other's hello for its own and refuses it.
+		same := &scuttlebutt.Config{Incarnation: "same"}
+		n.Add(newLogDoc(t, "n0", same))
+		n.Add(newLogDoc(t, "n0", same))
+		if err := n.Connect(0, 1); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(n, 0, 1)
+		err := n.Disconnect(0, 1)
+		if !errors.Is(err, ErrUnexpected) || !errors.Is(err, scuttlebutt.ErrSameID) {
+			t.Errorf("Disconnect = %v, want ErrUnexpected wrapping ErrSameID", err)
+		}
+		if err := n.Close(); !errors.Is(err, scuttlebutt.ErrSameID) {
+			t.Errorf("Close = %v, want ErrSameID", err)
+		}
+	})
 }
 
 // Two receive-only sides never send each other anything: Quiesce gives up
 // and shows the clocks.
 func TestQuiesceTimesOutWithDump(t *testing.T) {
-	n, docs := newNet(t, 1, 2, &Options{
-		QuiesceTimeout: 20 * time.Millisecond,
-		Stream: func(*rand.Rand) *stream.Options {
-			return &stream.Options{Mode: scuttlebutt.ReceiveOnly}
-		},
-	})
-	docs[0].write(t, 1)
-	docs[1].write(t, 2)
-	n.Partition([]int{0}, []int{1})
-	if err := n.Quiesce(t.Context()); err != nil {
-		t.Fatalf("each side of a partition is quiet alone, got %v", err)
-	}
-	n.Heal()
-	err := n.Quiesce(t.Context())
-	if !errors.Is(err, ErrNotQuiet) {
-		t.Fatalf("Quiesce = %v, want ErrNotQuiet", err)
-	}
-	for _, want := range []string{"n0 clock {" + docs[0].Source() + ":", "n1 clock {" + docs[1].Source() + ":", "link n0-n1#1 live"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("Quiesce error lacks %q:\n%v", want, err)
+	transports(t, func(t *testing.T, pipes bool) {
+		n, docs := newNet(t, pipes, 1, 2, &Options{
+			QuiesceTimeout: 20 * time.Millisecond,
+			Stream: func(*rand.Rand) *stream.Options {
+				return &stream.Options{Mode: scuttlebutt.ReceiveOnly}
+			},
+		})
+		docs[0].write(t, 1)
+		docs[1].write(t, 2)
+		n.Partition([]int{0}, []int{1})
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatalf("each side of a partition is quiet alone, got %v", err)
 		}
-	}
+		n.Heal()
+		err := n.Quiesce(t.Context())
+		if !errors.Is(err, ErrNotQuiet) {
+			t.Fatalf("Quiesce = %v, want ErrNotQuiet", err)
+		}
+		for _, want := range []string{"n0 clock {" + docs[0].Source() + ":", "n1 clock {" + docs[1].Source() + ":", "link n0-n1#1 live"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("Quiesce error lacks %q:\n%v", want, err)
+			}
+		}
+	})
 }
 
 // A live queue far smaller than the writes overflows again and again while
@@ -314,35 +343,37 @@ func TestQuiesceTimesOutWithDump(t *testing.T) {
 // with -race: the queue's buffers must never be shared between the writer
 // and the link.
 func TestQueueOverflowUnderConcurrentWrites(t *testing.T) {
-	n, docs := newNet(t, 5, 3, &Options{
-		Fault:  func(r *rand.Rand) Fault { return Fault{MaxChunk: 64 + r.IntN(64)} },
-		Stream: func(*rand.Rand) *stream.Options { return &stream.Options{MaxQueueBytes: 300} },
-	})
-	n.FullMesh()
-	var wg sync.WaitGroup
-	for _, d := range docs {
-		wg.Go(func() {
-			for v := range 300 {
-				runtime.Gosched()
-				data, _ := cbor.Marshal(v)
-				if _, _, err := d.LocalUpdate(data); err != nil {
-					t.Error(err)
-					return
-				}
-			}
+	transports(t, func(t *testing.T, pipes bool) {
+		n, docs := newNet(t, pipes, 5, 3, &Options{
+			Fault:  func(r *rand.Rand) Fault { return Fault{MaxChunk: 64 + r.IntN(64)} },
+			Stream: func(*rand.Rand) *stream.Options { return &stream.Options{MaxQueueBytes: 300} },
 		})
-	}
-	wg.Wait()
-	if err := n.Quiesce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	assertConverged(t, docs)
-	if got := len(docs[0].ids()); got != 900 {
-		t.Errorf("n0 holds %d updates, want 900", got)
-	}
-	if err := n.Err(); err != nil {
-		t.Error(err)
-	}
+		n.FullMesh()
+		var wg sync.WaitGroup
+		for _, d := range docs {
+			wg.Go(func() {
+				for v := range 300 {
+					runtime.Gosched()
+					data, _ := cbor.Marshal(v)
+					if _, _, err := d.LocalUpdate(data); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		assertConverged(t, docs)
+		if got := len(docs[0].ids()); got != 900 {
+			t.Errorf("n0 holds %d updates, want 900", got)
+		}
+		if err := n.Err(); err != nil {
+			t.Error(err)
+		}
+	})
 }
 
 // The cut budget: a short take dooms the link for good, and StopCuts
@@ -426,91 +457,159 @@ func TestIncarnation(t *testing.T) {
 // Replace ends the replica's links, waits for them, and swaps the replica:
 // the new one starts unconnected, writes, and converges once linked again.
 func TestReplace(t *testing.T) {
-	n, docs := newNet(t, 1, 3, nil)
-	n.Connect(0, 1)
-	n.Connect(1, 2)
-	docs[0].write(t, 1)
-	docs[1].write(t, 2)
-	if err := n.Quiesce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	old := docs[1]
-	fresh := newLogDoc(t, "n1", &scuttlebutt.Config{Incarnation: n.Incarnation("n1")})
-	if err := n.Replace(1, fresh); err != nil {
-		t.Fatalf("Replace: %v", err)
-	}
-	if n.Doc(1) != fresh {
-		t.Fatalf("Doc(1) is not the replacement")
-	}
-	if n.Connected(0, 1) || n.Connected(1, 2) {
-		t.Fatalf("links of the replaced replica survived")
-	}
-	if got, want := n.Groups(), [][]int{{0}, {1}, {2}}; !slices.EqualFunc(got, want, slices.Equal) {
-		t.Fatalf("Groups = %v, want %v", got, want)
-	}
-	// The old replica is cut off: its write after Replace reaches no one.
-	old.write(t, 3)
-	fresh.write(t, 4)
-	docs[1] = fresh
-	n.Heal()
-	if err := n.Quiesce(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	assertConverged(t, docs)
-	if got := len(docs[2].ids()); got != 3 {
-		t.Errorf("n2 holds %v, want the 2 writes before the restart and the 1 after", docs[2].ids())
-	}
-	if err := n.Err(); err != nil {
-		t.Error(err)
-	}
+	transports(t, func(t *testing.T, pipes bool) {
+		n, docs := newNet(t, pipes, 1, 3, nil)
+		n.Connect(0, 1)
+		n.Connect(1, 2)
+		docs[0].write(t, 1)
+		docs[1].write(t, 2)
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		old := docs[1]
+		fresh := newLogDoc(t, "n1", &scuttlebutt.Config{Incarnation: n.Incarnation("n1")})
+		if err := n.Replace(1, fresh); err != nil {
+			t.Fatalf("Replace: %v", err)
+		}
+		if n.Doc(1) != fresh {
+			t.Fatalf("Doc(1) is not the replacement")
+		}
+		if n.Connected(0, 1) || n.Connected(1, 2) {
+			t.Fatalf("links of the replaced replica survived")
+		}
+		if got, want := n.Groups(), [][]int{{0}, {1}, {2}}; !slices.EqualFunc(got, want, slices.Equal) {
+			t.Fatalf("Groups = %v, want %v", got, want)
+		}
+		// The old replica is cut off: its write after Replace reaches no one.
+		old.write(t, 3)
+		fresh.write(t, 4)
+		docs[1] = fresh
+		n.Heal()
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		assertConverged(t, docs)
+		if got := len(docs[2].ids()); got != 3 {
+			t.Errorf("n2 holds %v, want the 2 writes before the restart and the 1 after", docs[2].ids())
+		}
+		if err := n.Err(); err != nil {
+			t.Error(err)
+		}
+	})
 }
 
 // A peer whose clock runs far ahead has its sessions refused with
 // ErrClockOffset: reported unless Options.Refused claims the error, and
 // then counted.
 func TestRefused(t *testing.T) {
-	base := time.UnixMilli(1795385884149)
-	for _, claim := range []bool{false, true} {
-		t.Run(fmt.Sprintf("claimed=%v", claim), func(t *testing.T) {
-			opts := &Options{Logf: t.Logf}
-			if claim {
-				opts.Refused = func(err error) bool { return errors.Is(err, scuttlebutt.ErrClockOffset) }
-			}
-			n := New(1, opts)
-			h := newLogDoc(t, "n0", &scuttlebutt.Config{Now: func() time.Time { return base }})
-			late := newLogDoc(t, "late", &scuttlebutt.Config{
-				Now:         func() time.Time { return base.Add(2 * time.Minute) },
-				Incarnation: n.Incarnation("late"),
+	transports(t, func(t *testing.T, pipes bool) {
+		base := time.UnixMilli(1795385884149)
+		for _, claim := range []bool{false, true} {
+			t.Run(fmt.Sprintf("claimed=%v", claim), func(t *testing.T) {
+				opts := &Options{Logf: t.Logf, Pipes: pipes}
+				if claim {
+					opts.Refused = func(err error) bool { return errors.Is(err, scuttlebutt.ErrClockOffset) }
+				}
+				n := New(1, opts)
+				h := newLogDoc(t, "n0", &scuttlebutt.Config{Now: func() time.Time { return base }})
+				late := newLogDoc(t, "late", &scuttlebutt.Config{
+					Now:         func() time.Time { return base.Add(2 * time.Minute) },
+					Incarnation: n.Incarnation("late"),
+				})
+				late.write(t, 1) // its clock now names its source, 2 min ahead
+				n.Add(h)
+				n.Add(late)
+				if err := n.Connect(0, 1); err != nil {
+					t.Fatal(err)
+				}
+				if !waitGone(n, 0, 1) {
+					t.Fatal("the link to a peer 2 min ahead is still live")
+				}
+				if got := h.ids(); len(got) != 0 {
+					t.Errorf("n0 took %v from a peer 2 min ahead", got)
+				}
+				if got := h.Stats().OffsetRefused; got != 1 {
+					t.Errorf("n0's OffsetRefused = %d, want 1", got)
+				}
+				err := n.Close()
+				switch {
+				case claim && err != nil:
+					t.Errorf("Close = %v, want nil: the refusal was claimed", err)
+				case !claim && (!errors.Is(err, ErrUnexpected) || !errors.Is(err, scuttlebutt.ErrClockOffset)):
+					t.Errorf("Close = %v, want ErrUnexpected wrapping ErrClockOffset", err)
+				}
+				if got, want := n.Refusals(), map[bool]int{false: 0, true: 1}[claim]; got != want {
+					t.Errorf("Refusals = %d, want %d", got, want)
+				}
 			})
-			late.write(t, 1) // its clock now names its source, 2 min ahead
-			n.Add(h)
-			n.Add(late)
-			if err := n.Connect(0, 1); err != nil {
-				t.Fatal(err)
-			}
-			deadline := time.Now().Add(10 * time.Second)
-			for n.Connected(0, 1) && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
-			if n.Connected(0, 1) {
-				t.Fatal("the link to a peer 2 min ahead is still live")
-			}
-			if got := h.ids(); len(got) != 0 {
-				t.Errorf("n0 took %v from a peer 2 min ahead", got)
-			}
-			if got := h.Stats().OffsetRefused; got != 1 {
-				t.Errorf("n0's OffsetRefused = %d, want 1", got)
-			}
-			err := n.Close()
-			switch {
-			case claim && err != nil:
-				t.Errorf("Close = %v, want nil: the refusal was claimed", err)
-			case !claim && (!errors.Is(err, ErrUnexpected) || !errors.Is(err, scuttlebutt.ErrClockOffset)):
-				t.Errorf("Close = %v, want ErrUnexpected wrapping ErrClockOffset", err)
-			}
-			if got, want := n.Refusals(), map[bool]int{false: 0, true: 1}[claim]; got != want {
-				t.Errorf("Refusals = %d, want %d", got, want)
-			}
+		}
+	})
+}
+
+// Hand-stepped links replay: the same seed gives the same deliveries, in
+// the same order, cuts included, and the same state.
+func TestHandReplays(t *testing.T) {
+	run := func() (trace []string, ids [][]string) {
+		var mu sync.Mutex
+		n := New(42, &Options{
+			LogMessages: true,
+			Logf: func(format string, args ...any) {
+				mu.Lock()
+				trace = append(trace, fmt.Sprintf(format, args...))
+				mu.Unlock()
+			},
+			Fault:  func(r *rand.Rand) Fault { return Fault{CutAfter: int64(r.IntN(400))} },
+			Stream: func(r *rand.Rand) *stream.Options { return &stream.Options{MaxBatchBytes: 20 + r.IntN(60)} },
 		})
+		now := func() time.Time { return time.UnixMilli(1795385884149) }
+		var docs []*logDoc
+		for i := range 5 {
+			id := fmt.Sprintf("n%d", i)
+			docs = append(docs, newLogDoc(t, id, &scuttlebutt.Config{Now: now, Incarnation: n.Incarnation(id)}))
+			n.Add(docs[i])
+		}
+		r := rand.New(rand.NewPCG(42, 1))
+		for step := range 60 {
+			i, j := r.IntN(5), r.IntN(5)
+			switch {
+			case i == j:
+				docs[i].write(t, step)
+			case r.IntN(3) == 0:
+				n.Disconnect(i, j)
+			default:
+				n.Connect(i, j)
+			}
+			n.Run(r.IntN(10))
+		}
+		n.StopCuts()
+		n.FullMesh()
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		assertConverged(t, docs)
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range docs {
+			ids = append(ids, d.ids())
+		}
+		return trace, ids
+	}
+	trace1, ids1 := run()
+	trace2, ids2 := run()
+	if diff := cmp.Diff(trace1, trace2); diff != "" {
+		t.Errorf("two runs of one seed delivered differently (-first +second):\n%s", diff)
+	}
+	if diff := cmp.Diff(ids1, ids2); diff != "" {
+		t.Errorf("two runs of one seed ended differently (-first +second):\n%s", diff)
+	}
+	cuts := 0
+	for _, line := range trace1 {
+		if strings.HasPrefix(line, "simnet: cut ") {
+			cuts++
+		}
+	}
+	if cuts == 0 || len(trace1) < 100 {
+		t.Errorf("the schedule cut %d links and traced %d lines: it tests little", cuts, len(trace1))
 	}
 }
