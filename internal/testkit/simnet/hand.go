@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
-	"github.com/scuttle-go/scuttle/stream"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
@@ -34,24 +34,27 @@ type handLink struct {
 	err    error // the link's unexpected errors
 }
 
-// connectHand makes a hand-stepped link: two Links with the mode and
-// limits of so (Mode, MaxQueueBytes, MaxBatchBytes; the rest is the
-// streams' business).
-func (n *Network) connectHand(p pair, name string, f Fault, so [2]*stream.Options) *handLink {
+// connectHand makes a hand-stepped link: two Links with options lo[k]
+// for side k (nil: the defaults).
+func (n *Network) connectHand(p pair, name string, f Fault, lo [2]*scuttlebutt.LinkOptions) *handLink {
 	l := &handLink{n: n, name: name, f: f, docs: [2]int{p.i, p.j}, budget: math.MaxInt64}
 	if f.CutAfter > 0 {
 		l.budget = f.CutAfter
 	}
 	for k, i := range l.docs {
-		var lo scuttlebutt.LinkOptions
-		if o := so[k]; o != nil {
-			lo.Mode, lo.MaxQueueBytes, lo.MaxBatchBytes = o.Mode, o.MaxQueueBytes, o.MaxBatchBytes
-		}
-		l.ends[k] = n.docs[i].Base().NewLink(&lo)
+		l.ends[k] = n.docs[i].Base().NewLink(lo[k])
 		l.dirty[k] = true
 		l.mark[k] = vclock.Clock{}
 	}
 	return l
+}
+
+// side returns the side of replica i on l: 0 or 1.
+func (l *handLink) side(i int) int {
+	if l.docs[0] == i {
+		return 0
+	}
+	return 1
 }
 
 func (l *handLink) label() string { return l.name }
@@ -94,25 +97,26 @@ func (l *handLink) describe() string {
 		l.ends[0].Synced(), l.ends[1].Synced())
 }
 
-// pump moves what side k's Link has ready into its queue, and reports
-// whether its queue holds anything. A side is asked again while it keeps
-// producing (Ready hands out a long history in steps), after it was
-// stepped, and when its Wake channel says live updates were queued.
-func (l *handLink) pump(k int) bool {
+// pump moves what side k's Link has ready into its queue, and returns how
+// many messages it moved. A side is asked again while it keeps producing
+// (Ready hands out a long history in steps), after it was stepped, and
+// when its Wake channel says live updates were queued.
+func (l *handLink) pump(k int) int {
 	if l.done {
-		return false
+		return 0
 	}
 	select {
 	case <-l.ends[k].Wake():
 		l.dirty[k] = true
 	default:
 	}
-	if l.dirty[k] {
-		ms := l.ends[k].Ready()
-		l.queue[k] = append(l.queue[k], ms...)
-		l.dirty[k] = len(ms) > 0
+	if !l.dirty[k] {
+		return 0
 	}
-	return len(l.queue[k]) > 0
+	ms := l.ends[k].Ready()
+	l.queue[k] = append(l.queue[k], ms...)
+	l.dirty[k] = len(ms) > 0
+	return len(ms)
 }
 
 // deliver steps the other side with side k's next message, and reports
@@ -141,6 +145,8 @@ func (l *handLink) deliver(k int) bool {
 		l.fail(err)
 		return false
 	}
+	l.n.sent[[2]int{from, to}] = append(l.n.sent[[2]int{from, to}], m)
+	l.n.delivered++
 	if err := l.ends[1-k].Step(m); err != nil {
 		switch {
 		case l.n.opts.Refused != nil && l.n.opts.Refused(err):
@@ -221,7 +227,7 @@ func (n *Network) Step() bool {
 	for _, p := range n.sortedPairs() {
 		l := n.links[p].(*handLink)
 		for k := range 2 {
-			if l.pump(k) {
+			if l.pump(k); len(l.queue[k]) > 0 {
 				dirs = append(dirs, dir{l, k})
 			}
 		}
@@ -252,15 +258,136 @@ func (n *Network) Run(steps int) int {
 }
 
 // settle delivers, with hand-stepped links, until nothing is left to
-// deliver, or ctx ends, or Options.MaxSteps messages have gone.
-func (n *Network) settle(ctx context.Context) error {
-	for i := 0; n.Step(); i++ {
+// deliver or cond (if not nil) holds, or ctx ends, or Options.MaxSteps
+// Steps have been made; it returns how many messages it delivered. It asks
+// every session for what it has ready first, so that a test that drained
+// a Link's Wake channel itself loses nothing.
+func (n *Network) settle(ctx context.Context, cond func() bool) (delivered int, err error) {
+	for _, l := range n.links {
+		l := l.(*handLink)
+		l.dirty = [2]bool{true, true}
+	}
+	start := n.delivered
+	for i := 0; ; i++ {
+		if cond != nil && cond() {
+			break
+		}
+		if !n.Step() {
+			break
+		}
 		if i >= n.opts.MaxSteps {
-			return fmt.Errorf("%w: still delivering after %d steps\n%s", ErrNotQuiet, i, n.Dump())
+			return n.delivered - start, fmt.Errorf("%w: still delivering after %d steps\n%s", ErrNotQuiet, i, n.Dump())
 		}
 		if i%1024 == 0 && ctx.Err() != nil {
-			return fmt.Errorf("%w: %v\n%s", ErrNotQuiet, context.Cause(ctx), n.Dump())
+			return n.delivered - start, fmt.Errorf("%w: %v\n%s", ErrNotQuiet, context.Cause(ctx), n.Dump())
 		}
 	}
-	return nil
+	return n.delivered - start, nil
 }
+
+// mustHand panics unless the links are hand-stepped.
+func (n *Network) mustHand(what string) {
+	if n.opts.Pipes {
+		panic("simnet: " + what + " needs hand-stepped links, and Options.Pipes is set")
+	}
+}
+
+// hand returns the live hand-stepped link between i and j and the side of
+// i on it, or nil.
+func (n *Network) hand(i, j int) (*handLink, int) {
+	l, _ := n.links[mkpair(i, j)].(*handLink)
+	if l == nil || l.done {
+		return nil, 0
+	}
+	return l, l.side(i)
+}
+
+// ConnectLinks joins replicas i and j with a hand-stepped link whose two
+// sessions are made with the given options (nil: the defaults; neither
+// Options.Stream nor Options.Fault is drawn, so the link is never cut),
+// and returns them: li is replica i's session, lj is j's. The test may
+// call their methods too (Ready, Step, Synced, Wake...), but not while the
+// network is delivering on them. A link that joined i and j already ends
+// first, as Disconnect ends it. ConnectLinks panics with Pipes, and when
+// Connect would return an error (ErrPartitioned, ErrCrashed, an index out
+// of range): a test that means to try those calls Connect.
+func (n *Network) ConnectLinks(i, j int, oi, oj *scuttlebutt.LinkOptions) (li, lj *scuttlebutt.Link) {
+	n.mustHand("ConnectLinks")
+	if err := n.linkable(i, j); err != nil {
+		panic(err)
+	}
+	n.Disconnect(i, j)
+	p := mkpair(i, j)
+	lo := [2]*scuttlebutt.LinkOptions{oi, oj}
+	if i > j {
+		lo = [2]*scuttlebutt.LinkOptions{oj, oi}
+	}
+	l := n.connectHand(p, n.linkName(p), Fault{}, lo)
+	n.links[p] = l
+	n.logf("simnet: connect %s by hand", l.name)
+	return l.ends[l.side(i)], l.ends[l.side(j)]
+}
+
+// Pump asks replica i's session of its hand-stepped link to j for what it
+// has ready (Ready) and queues it for j without delivering any, and
+// returns how many messages it queued: the messages are in flight while
+// the test moves others. It returns 0 if no live link joins i and j. It
+// panics with Pipes.
+func (n *Network) Pump(i, j int) int {
+	n.mustHand("Pump")
+	l, k := n.hand(i, j)
+	if l == nil {
+		return 0
+	}
+	l.dirty[k] = true
+	return l.pump(k)
+}
+
+// Deliver pumps replica i's side of its hand-stepped link to j (see Pump),
+// then steps j's session with the first message queued from i to j, after
+// checking the prefix property and recording it for Sent. It reports
+// whether j was stepped with a message that it took: false if nothing was
+// queued, if no live link joins i and j, or if the message ended the link
+// (lost in a cut, or refused; or its Step failed or broke the prefix
+// property, which is reported: see Err and Options.OnError). It panics
+// with Pipes.
+func (n *Network) Deliver(i, j int) bool {
+	n.mustHand("Deliver")
+	l, k := n.hand(i, j)
+	if l == nil {
+		return false
+	}
+	l.dirty[k] = true
+	if l.pump(k); len(l.queue[k]) == 0 {
+		return false
+	}
+	return l.deliver(k)
+}
+
+// Settle delivers on every hand-stepped link, as Quiesce does, until
+// nothing is left to deliver, and returns how many messages it delivered.
+// It first asks every session for what it has ready, so that a test that
+// drained a Link's Wake channel itself loses nothing. After
+// Options.MaxSteps Steps it gives up and reports an error wrapping
+// ErrNotQuiet (see Err and Options.OnError). Unlike Quiesce, it does not
+// check that the replicas converged. It panics with Pipes.
+func (n *Network) Settle() (delivered int) {
+	n.mustHand("Settle")
+	delivered, err := n.settle(context.Background(), nil)
+	if err != nil {
+		n.report(err)
+	}
+	return delivered
+}
+
+// Sent returns the messages replica i's sessions handed to replica j's
+// Step, in order, on every hand-stepped link that has joined the two since
+// New or ResetSent (a message lost in a cut is not among them). Replicas
+// are named by index, so Replace keeps what was sent. The slice is a copy.
+func (n *Network) Sent(i, j int) []scuttlebutt.Message {
+	return slices.Clone(n.sent[[2]int{i, j}])
+}
+
+// ResetSent forgets the messages Sent returns, so that it shows only what
+// follows.
+func (n *Network) ResetSent() { clear(n.sent) }

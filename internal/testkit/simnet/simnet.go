@@ -34,6 +34,24 @@
 // from the seed and the test's own calls, so a failing seed fails again
 // in one run: replay it with Options.LogMessages to trace every message.
 //
+// A test of the protocol itself takes the schedule in hand: ConnectLinks
+// makes a link with explicit scuttlebutt.LinkOptions and returns its two
+// sessions, Pump and Deliver move one direction's messages, Settle
+// delivers until nothing is left, and Sent shows what went each way:
+//
+//	n := simnet.New(1, &simnet.Options{Logf: t.Logf, LogMessages: true,
+//		OnError: func(err error) { t.Error(err) }})
+//	a, b := n.Add(da), n.Add(db)
+//	la, lb := n.ConnectLinks(a, b, nil, &scuttlebutt.LinkOptions{Mode: scuttlebutt.ReceiveOnly})
+//	n.Pump(a, b)      // a's first messages are in flight...
+//	for n.Deliver(b, a) { // ...while b's reach a
+//	}
+//	n.Settle()
+//	got := n.Sent(a, b) // every message a sent b, in order
+//
+// Until steps the network until a condition holds, where a test would
+// otherwise poll.
+//
 // # Streams
 //
 // With Options.Pipes, every link is two stream.Conn over a net.Pipe,
@@ -62,8 +80,12 @@
 //
 //	m, err := model.New("r1", &scuttlebutt.Config{Incarnation: n.Incarnation("r1")})
 //
+// A replica that Crash takes down stays unlinked, whatever the schedule
+// connects, until Replace restarts it.
+//
 // A Network is not safe for concurrent use: one goroutine (the test's)
-// calls its methods. With Pipes, the links run concurrently with it.
+// calls its methods (or one at a time, handing the network over with a
+// channel). With Pipes, the links run concurrently with it.
 package simnet
 
 import (
@@ -96,8 +118,12 @@ var (
 	// Disconnect explains: a protocol error, an invalid update, a link that
 	// ended by itself.
 	ErrUnexpected = errors.New("simnet: unexpected stream error")
-	// ErrNotQuiet means Quiesce gave up: the replicas did not converge.
+	// ErrNotQuiet means Quiesce gave up: the replicas did not converge;
+	// or Until did: its condition never held.
 	ErrNotQuiet = errors.New("simnet: not quiescent")
+	// ErrCrashed means Connect was asked to link a replica that Crash took
+	// down and no Replace has restarted.
+	ErrCrashed = errors.New("simnet: replica crashed")
 )
 
 // Fault describes how one connection misbehaves. The zero value is a
@@ -164,14 +190,24 @@ type Options struct {
 	// fail again. Without Pipes (the default) links are hand-stepped: see
 	// "Hand-stepped links" in the package doc.
 	Pipes bool
+	// OnError, if not nil, is called with each unexpected error (see
+	// ErrUnexpected) as the network records it for Err: a Step that
+	// failed, a broken prefix property, a link that ended by itself. It is
+	// called on the goroutine that met the error: the one delivering, with
+	// hand-stepped links (the test's, as a rule), or a link's own, with
+	// Pipes, so then it must be safe for concurrent use. t.Error is;
+	// t.Fatal only with hand-stepped links delivered on the test's
+	// goroutine. nil means the errors wait for Err.
+	OnError func(err error)
 	// LogMessages, with hand-stepped links, traces every message delivered
 	// through Logf: a replayed seed's full schedule.
 	LogMessages bool
-	// MaxSteps bounds how many messages Quiesce delivers, with
-	// hand-stepped links, before it gives up. 0 means 1,000,000.
+	// MaxSteps bounds how many Steps Quiesce, Settle and Until make, with
+	// hand-stepped links, before they give up: a Step delivers one to
+	// three messages. 0 means 1,000,000.
 	MaxSteps int
-	// QuiesceTimeout bounds Quiesce when its context has no deadline. 0
-	// means 10 s.
+	// QuiesceTimeout bounds Quiesce and Until when their context has no
+	// deadline. 0 means 10 s.
 	QuiesceTimeout time.Duration
 	// StopTimeout bounds how long Disconnect and Close wait for a link's
 	// goroutines after cancelling it, before they close its pipes by force
@@ -205,6 +241,12 @@ type Network struct {
 	gen    uint64
 	seed   uint64
 	starts map[string]int // Incarnation calls per replica id
+	down   map[int]bool   // replicas Crash took down
+
+	// With hand-stepped links: every message stepped, by direction
+	// (from, to), since New or ResetSent; and how many, ever.
+	sent      map[[2]int][]scuttlebutt.Message
+	delivered int
 
 	refusals atomic.Int64 // link sides that ended with a Refused error
 
@@ -247,6 +289,8 @@ func New(seed uint64, opts *Options) *Network {
 		links: make(map[pair]netLink),
 		sched: rand.New(rand.NewPCG(seed, 0x5c4ed)),
 		seed:  seed,
+		down:  make(map[int]bool),
+		sent:  make(map[[2]int][]scuttlebutt.Message),
 	}
 }
 
@@ -334,6 +378,9 @@ func (n *Network) report(err error) {
 	n.errs = append(n.errs, err)
 	n.mu.Unlock()
 	n.logf("simnet: %v", err)
+	if n.opts.OnError != nil {
+		n.opts.OnError(err)
+	}
 }
 
 // Err returns every unexpected error seen so far, joined, or nil. Each wraps
@@ -357,7 +404,7 @@ func (n *Network) Connected(i, j int) bool {
 // Connect links replicas i and j with a fault drawn from Options.Fault,
 // replacing a link between them that has ended (a cut one). It does nothing
 // if a live link exists, and returns ErrPartitioned if the two are on
-// different sides of a partition.
+// different sides of a partition, ErrCrashed if one is down.
 func (n *Network) Connect(i, j int) error {
 	var f Fault
 	if n.opts.Fault != nil {
@@ -369,11 +416,8 @@ func (n *Network) Connect(i, j int) error {
 // ConnectFault is Connect with the given fault. After StopCuts, its
 // CutAfter is ignored.
 func (n *Network) ConnectFault(i, j int, f Fault) error {
-	if i == j || i < 0 || j < 0 || i >= len(n.docs) || j >= len(n.docs) {
-		return fmt.Errorf("simnet: no link %d-%d among %d replicas", i, j, len(n.docs))
-	}
-	if n.group != nil && n.group[i] != n.group[j] {
-		return fmt.Errorf("%w: %s and %s", ErrPartitioned, n.name(i), n.name(j))
+	if err := n.linkable(i, j); err != nil {
+		return err
 	}
 	p := mkpair(i, j)
 	if l := n.links[p]; l != nil {
@@ -389,15 +433,39 @@ func (n *Network) ConnectFault(i, j int, f Fault) error {
 	if n.opts.Stream != nil {
 		so[0], so[1] = n.opts.Stream(n.rng), n.opts.Stream(n.rng)
 	}
-	n.gen++
-	name := fmt.Sprintf("%s-%s#%d", n.name(p.i), n.name(p.j), n.gen)
+	name := n.linkName(p)
 	if n.opts.Pipes {
 		n.links[p] = n.connectPipes(p, name, f, so)
 	} else {
-		n.links[p] = n.connectHand(p, name, f, so)
+		var lo [2]*scuttlebutt.LinkOptions
+		for k, o := range so {
+			if o != nil {
+				lo[k] = &scuttlebutt.LinkOptions{Mode: o.Mode, MaxQueueBytes: o.MaxQueueBytes, MaxBatchBytes: o.MaxBatchBytes}
+			}
+		}
+		n.links[p] = n.connectHand(p, name, f, lo)
 	}
 	n.logf("simnet: connect %s %v", name, f)
 	return nil
+}
+
+// linkable returns why replicas i and j cannot be linked, or nil.
+func (n *Network) linkable(i, j int) error {
+	switch {
+	case i == j || i < 0 || j < 0 || i >= len(n.docs) || j >= len(n.docs):
+		return fmt.Errorf("simnet: no link %d-%d among %d replicas", i, j, len(n.docs))
+	case n.down[i] || n.down[j]:
+		return fmt.Errorf("%w: cannot link %s and %s", ErrCrashed, n.name(i), n.name(j))
+	case n.group != nil && n.group[i] != n.group[j]:
+		return fmt.Errorf("%w: %s and %s", ErrPartitioned, n.name(i), n.name(j))
+	}
+	return nil
+}
+
+// linkName names a new link between p's replicas in traces: "r0-r1#3".
+func (n *Network) linkName(p pair) string {
+	n.gen++
+	return fmt.Sprintf("%s-%s#%d", n.name(p.i), n.name(p.j), n.gen)
 }
 
 // Disconnect ends the link between i and j, if any, and waits until both
@@ -422,11 +490,25 @@ func (n *Network) Disconnect(i, j int) error {
 // the replica it replaced can reach any other replica. i keeps its index
 // and its side of a partition, and stays unconnected until Connect, Heal,
 // FullMesh or Partition links it again. Replace returns the ended links'
-// unexpected errors, which Err reports too.
+// unexpected errors, which Err reports too. A replica that Crash took down
+// is up again once replaced.
 func (n *Network) Replace(i int, d scuttlebutt.Document) error {
 	err := n.Isolate(i)
 	n.logf("simnet: replace %s with %s", n.docs[i].Base().Source(), d.Base().Source())
 	n.docs[i] = d
+	delete(n.down, i)
+	return err
+}
+
+// Crash takes replica i down: it ends every link of i and waits for them,
+// as Isolate does, and then Connect, ConnectFault and ConnectLinks refuse
+// to link i (ErrCrashed) and Heal, FullMesh and Partition leave it out,
+// until Replace restarts it. It returns the ended links' unexpected
+// errors, which Err reports too.
+func (n *Network) Crash(i int) error {
+	err := n.Isolate(i)
+	n.down[i] = true
+	n.logf("simnet: crash %s", n.name(i))
 	return err
 }
 
@@ -507,8 +589,8 @@ func (n *Network) describeGroups() string {
 }
 
 // Heal ends any partition, forgets links that have ended, and adds random
-// links until every replica can reach every other: the graph it leaves is
-// connected, not necessarily complete.
+// links until every replica can reach every other (every replica up: see
+// Crash): the graph it leaves is connected, not necessarily complete.
 func (n *Network) Heal() {
 	n.group = nil
 	n.logf("simnet: heal")
@@ -539,9 +621,10 @@ func (n *Network) StopCuts() {
 	n.logf("simnet: stop cuts")
 }
 
-// connectRandom makes the replicas in members (all, if nil) one connected
-// component of live links: it joins components along random pairs, and adds
-// one in eight of the other missing links, so that there are cycles.
+// connectRandom makes the replicas in members (all, if nil) that are up
+// one connected component of live links: it joins components along random
+// pairs, and adds one in eight of the other missing links, so that there
+// are cycles.
 func (n *Network) connectRandom(members []int) {
 	if members == nil {
 		members = make([]int, len(n.docs))
@@ -549,6 +632,7 @@ func (n *Network) connectRandom(members []int) {
 			members[i] = i
 		}
 	}
+	members = slices.DeleteFunc(slices.Clone(members), func(i int) bool { return n.down[i] })
 	for _, p := range n.sortedPairs() {
 		if n.links[p].dead() {
 			n.reap(p, n.links[p])
@@ -630,15 +714,12 @@ func (n *Network) Groups() [][]int {
 // Options.QuiesceTimeout passes; then it returns an error wrapping
 // ErrNotQuiet that shows every replica's clock and every link's counters.
 func (n *Network) Quiesce(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.opts.QuiesceTimeout)
-		defer cancel()
-	}
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
 	if !n.opts.Pipes {
 		// Hand-stepped: deliver until nothing is left; what is not settled
 		// then never will be.
-		if err := n.settle(ctx); err != nil {
+		if _, err := n.settle(ctx, nil); err != nil {
 			return err
 		}
 		if why := n.unquiet(); why != "" {
@@ -646,17 +727,60 @@ func (n *Network) Quiesce(ctx context.Context) error {
 		}
 		return nil
 	}
+	return n.poll(ctx, n.unquiet)
+}
+
+// Until waits until cond holds, and then returns nil: for what a test
+// would otherwise poll for, such as a listener having been called or a
+// link having been cut. With hand-stepped links it asks cond before every
+// Step and returns an error wrapping ErrNotQuiet once nothing is left to
+// deliver and cond still does not hold, since then it never will unless
+// the test acts. With Pipes it polls cond, as Quiesce polls, until ctx
+// ends or, if ctx has no deadline, Options.QuiesceTimeout passes. cond is
+// called on the caller's goroutine.
+func (n *Network) Until(ctx context.Context, cond func() bool) error {
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	if !n.opts.Pipes {
+		if _, err := n.settle(ctx, cond); err != nil {
+			return err
+		}
+		if !cond() {
+			return fmt.Errorf("%w: the condition does not hold, and nothing is left to deliver\n%s", ErrNotQuiet, n.Dump())
+		}
+		return nil
+	}
+	return n.poll(ctx, func() string {
+		if cond() {
+			return ""
+		}
+		return "the condition does not hold"
+	})
+}
+
+// bound gives ctx Options.QuiesceTimeout if it has no deadline.
+func (n *Network) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, n.opts.QuiesceTimeout)
+}
+
+// poll calls why, backing off from 50 µs to 2 ms between calls, until it
+// returns "" or ctx ends; then it returns an error wrapping ErrNotQuiet
+// with why's last answer and the Dump.
+func (n *Network) poll(ctx context.Context, why func() string) error {
 	wait := 50 * time.Microsecond
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		why := n.unquiet()
-		if why == "" {
+		w := why()
+		if w == "" {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s (%v)\n%s", ErrNotQuiet, why, context.Cause(ctx), n.Dump())
+			return fmt.Errorf("%w: %s (%v)\n%s", ErrNotQuiet, w, context.Cause(ctx), n.Dump())
 		case <-timer.C:
 		}
 		wait = min(2*wait, 2*time.Millisecond)
@@ -690,7 +814,11 @@ func (n *Network) unquiet() string {
 func (n *Network) Dump() string {
 	var b strings.Builder
 	for i, d := range n.docs {
-		fmt.Fprintf(&b, "  %s clock %v\n", n.name(i), d.Base().Clock())
+		down := ""
+		if n.down[i] {
+			down = " (down)"
+		}
+		fmt.Fprintf(&b, "  %s%s clock %v\n", n.name(i), down, d.Base().Clock())
 	}
 	for _, p := range n.sortedPairs() {
 		l := n.links[p]

@@ -1,6 +1,7 @@
 package simnet
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -126,14 +127,12 @@ func transports(t *testing.T, f func(t *testing.T, pipes bool)) {
 	}
 }
 
-// waitGone steps the network until the link between i and j has gone, for
-// up to 10 s, and reports whether it has.
-func waitGone(n *Network, i, j int) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for n.Connected(i, j) && time.Now().Before(deadline) {
-		if !n.Step() {
-			time.Sleep(time.Millisecond)
-		}
+// waitGone waits with Until for the link between i and j to go, and
+// reports whether it has.
+func waitGone(t *testing.T, n *Network, i, j int) bool {
+	t.Helper()
+	if err := n.Until(t.Context(), func() bool { return !n.Connected(i, j) }); err != nil {
+		t.Log(err)
 	}
 	return !n.Connected(i, j)
 }
@@ -192,7 +191,7 @@ func TestCutMidHistoryThenReconnect(t *testing.T) {
 					t.Fatal(err)
 				}
 				// The cut ends the link by itself; a reconnect replaces it.
-				if !waitGone(n, 0, 1) {
+				if !waitGone(t, n, 0, 1) {
 					t.Fatalf("link still live after a cut at %d bytes", cut)
 				}
 				if err := n.ConnectFault(0, 1, Fault{MaxChunk: 3}); err != nil {
@@ -298,7 +297,7 @@ func TestReportsProtocolError(t *testing.T) {
 		if err := n.Connect(0, 1); err != nil {
 			t.Fatal(err)
 		}
-		waitGone(n, 0, 1)
+		waitGone(t, n, 0, 1)
 		err := n.Disconnect(0, 1)
 		if !errors.Is(err, ErrUnexpected) || !errors.Is(err, scuttlebutt.ErrSameID) {
 			t.Errorf("Disconnect = %v, want ErrUnexpected wrapping ErrSameID", err)
@@ -522,7 +521,7 @@ func TestRefused(t *testing.T) {
 				if err := n.Connect(0, 1); err != nil {
 					t.Fatal(err)
 				}
-				if !waitGone(n, 0, 1) {
+				if !waitGone(t, n, 0, 1) {
 					t.Fatal("the link to a peer 2 min ahead is still live")
 				}
 				if got := h.ids(); len(got) != 0 {
@@ -611,5 +610,266 @@ func TestHandReplays(t *testing.T) {
 	}
 	if cuts == 0 || len(trace1) < 100 {
 		t.Errorf("the schedule cut %d links and traced %d lines: it tests little", cuts, len(trace1))
+	}
+}
+
+// kinds lists the kinds of ms.
+func kinds(ms []scuttlebutt.Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Kind.String())
+	}
+	return out
+}
+
+// ConnectLinks gives each replica the options meant for it, whichever
+// index is lower; Pump holds messages in flight, Deliver moves one at a
+// time, Sent records them in order per direction, and Settle counts what
+// it delivered.
+func TestConnectLinksDeliverSent(t *testing.T) {
+	n, docs := newNet(t, false, 1, 2, nil)
+	docs[0].write(t, 1)
+	docs[1].write(t, 2)
+	// Replica 1, the higher index, receives only.
+	l1, l0 := n.ConnectLinks(1, 0, &scuttlebutt.LinkOptions{Mode: scuttlebutt.ReceiveOnly}, nil)
+	if got := n.Pump(1, 0); got != 2 {
+		t.Errorf("Pump(1, 0) = %d, want 2: the hello and the empty sync of a receive-only side", got)
+	}
+	if got := n.Sent(1, 0); got != nil {
+		t.Errorf("Sent(1, 0) = %v before any delivery", got)
+	}
+	if !n.Deliver(1, 0) {
+		t.Fatal("Deliver(1, 0) of the hello = false")
+	}
+	if diff := cmp.Diff([]string{"hello"}, kinds(n.Sent(1, 0))); diff != "" {
+		t.Errorf("Sent(1, 0) after one Deliver (-want +got):\n%s", diff)
+	}
+	if !n.Deliver(1, 0) {
+		t.Fatal("Deliver(1, 0) of the sync = false")
+	}
+	if n.Deliver(1, 0) {
+		t.Errorf("Deliver(1, 0) = true with nothing queued")
+	}
+	if got := n.Settle(); got != 3 {
+		t.Errorf("Settle = %d, want 3: 0's hello, updates, sync", got)
+	}
+	if n.Settle() != 0 {
+		t.Errorf("a second Settle delivered more")
+	}
+	if diff := cmp.Diff([]string{"hello", "updates", "sync"}, kinds(n.Sent(0, 1))); diff != "" {
+		t.Errorf("Sent(0, 1) (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"hello", "sync"}, kinds(n.Sent(1, 0))); diff != "" {
+		t.Errorf("Sent(1, 0) of a receive-only side (-want +got):\n%s", diff)
+	}
+	if !l0.Synced() || !l1.Synced() {
+		t.Errorf("synced %v/%v after Settle", l0.Synced(), l1.Synced())
+	}
+	if got := len(docs[0].ids()); got != 1 {
+		t.Errorf("n0 holds %v: the receive-only side sent it something", docs[0].ids())
+	}
+	if got := len(docs[1].ids()); got != 2 {
+		t.Errorf("n1 holds %v, want its own update and n0's", docs[1].ids())
+	}
+	n.ResetSent()
+	if got := n.Sent(0, 1); got != nil {
+		t.Errorf("Sent(0, 1) after ResetSent = %v", got)
+	}
+	// A live write, whose Wake the test drains itself: Settle still asks.
+	docs[0].write(t, 3)
+	select {
+	case <-l0.Wake():
+	default:
+		t.Error("no wakeup after a live write")
+	}
+	if got := n.Settle(); got != 1 {
+		t.Errorf("Settle after a live write = %d, want 1", got)
+	}
+	if diff := cmp.Diff([]string{"updates"}, kinds(n.Sent(0, 1))); diff != "" {
+		t.Errorf("Sent(0, 1) after the live write (-want +got):\n%s", diff)
+	}
+	if err := n.Err(); err != nil {
+		t.Error(err)
+	}
+}
+
+// A Step error fails the link where it happens: Deliver reports false,
+// OnError hears of it at once, and Err keeps it.
+func TestStepErrorReported(t *testing.T) {
+	var got []error
+	n := New(1, &Options{Logf: t.Logf, OnError: func(err error) { got = append(got, err) }})
+	same := &scuttlebutt.Config{Incarnation: "same"}
+	n.Add(newLogDoc(t, "n0", same))
+	n.Add(newLogDoc(t, "n0", same))
+	n.ConnectLinks(0, 1, nil, nil)
+	if n.Deliver(0, 1) {
+		t.Error("Deliver of a hello from the same source = true")
+	}
+	if len(got) != 1 || !errors.Is(got[0], ErrUnexpected) || !errors.Is(got[0], scuttlebutt.ErrSameID) {
+		t.Errorf("OnError got %v, want one ErrUnexpected wrapping ErrSameID", got)
+	}
+	if n.Connected(0, 1) || n.Deliver(1, 0) || n.Pump(1, 0) != 0 {
+		t.Error("the link is still up after its Step failed")
+	}
+	if err := n.Close(); !errors.Is(err, scuttlebutt.ErrSameID) {
+		t.Errorf("Close = %v, want ErrSameID", err)
+	}
+}
+
+// Until steps a hand-stepped network only as far as its condition needs,
+// and says when the condition can no longer come true; over pipes it
+// polls.
+func TestUntil(t *testing.T) {
+	transports(t, func(t *testing.T, pipes bool) {
+		n, docs := newNet(t, pipes, 1, 2, nil)
+		for v := range 10 {
+			docs[0].write(t, v)
+		}
+		n.Connect(0, 1)
+		if !pipes {
+			if err := n.Until(t.Context(), func() bool { return len(n.Sent(0, 1)) > 0 }); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(n.Sent(0, 1)); got > 3 {
+				t.Errorf("Until made more than one Step: %d messages 0→1", got)
+			}
+			if n.Settle() == 0 {
+				t.Error("Until delivered everything, not just what its condition needed")
+			}
+		}
+		if err := n.Until(t.Context(), func() bool { return docs[1].Clock().Get(docs[0].Source()) != 0 }); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(docs[1].ids()); got != 10 {
+			t.Errorf("n1 holds %d updates once its clock names n0, want 10: a history is applied whole", got)
+		}
+		ctx := t.Context()
+		if pipes {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 20*time.Millisecond)
+			defer cancel()
+		}
+		err := n.Until(ctx, func() bool { return len(docs[0].ids()) > 10 })
+		if !errors.Is(err, ErrNotQuiet) {
+			t.Errorf("Until of a condition that never holds = %v, want ErrNotQuiet", err)
+		}
+	})
+}
+
+// A crashed replica stays unlinked until Replace restarts it.
+func TestCrash(t *testing.T) {
+	transports(t, func(t *testing.T, pipes bool) {
+		n, docs := newNet(t, pipes, 2, 3, nil)
+		n.FullMesh()
+		if err := n.Crash(1); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Connect(0, 1); !errors.Is(err, ErrCrashed) {
+			t.Errorf("Connect to a crashed replica = %v, want ErrCrashed", err)
+		}
+		if !pipes {
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Error("ConnectLinks to a crashed replica did not panic")
+					}
+				}()
+				n.ConnectLinks(1, 2, nil, nil)
+			}()
+		}
+		n.Heal()
+		n.FullMesh()
+		n.Partition([]int{0, 1}, []int{2})
+		n.Heal()
+		if diff := cmp.Diff([][]int{{0, 2}, {1}}, n.Groups()); diff != "" {
+			t.Errorf("Groups with replica 1 down (-want +got):\n%s", diff)
+		}
+		if !strings.Contains(n.Dump(), "n1 (down) clock") {
+			t.Errorf("Dump does not show n1 down:\n%s", n.Dump())
+		}
+		docs[0].write(t, 1)
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := docs[1].ids(); len(got) != 0 {
+			t.Errorf("crashed n1 received %v", got)
+		}
+		fresh := newLogDoc(t, "n1", &scuttlebutt.Config{Incarnation: n.Incarnation("n1")})
+		if err := n.Replace(1, fresh); err != nil {
+			t.Fatal(err)
+		}
+		docs[1] = fresh
+		n.Heal()
+		if err := n.Quiesce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		assertConverged(t, docs)
+		if err := n.Err(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// The hand-stepped schedule's own calls need hand-stepped links.
+func TestHandOnlyWithPipes(t *testing.T) {
+	n, _ := newNet(t, true, 1, 2, nil)
+	for name, f := range map[string]func(){
+		"ConnectLinks": func() { n.ConnectLinks(0, 1, nil, nil) },
+		"Pump":         func() { n.Pump(0, 1) },
+		"Deliver":      func() { n.Deliver(0, 1) },
+		"Settle":       func() { n.Settle() },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), name) {
+					t.Errorf("%s with Pipes: recovered %v, want a panic naming it", name, r)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+// The prefix check refuses, per direction, an update at or below what the
+// direction already sent or advertised.
+func TestCheckPrefix(t *testing.T) {
+	upd := func(us ...scuttlebutt.Update) scuttlebutt.Message {
+		return scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: us}
+	}
+	u := func(src string, ts vclock.Timestamp) scuttlebutt.Update {
+		return scuttlebutt.Update{Source: src, Timestamp: ts}
+	}
+	tests := []struct {
+		name string
+		msgs []scuttlebutt.Message
+		bad  int // index of the message refused, or -1
+	}{
+		{"forward", []scuttlebutt.Message{upd(u("a", 1), u("b", 1)), upd(u("a", 2))}, -1},
+		{"repeated in a batch", []scuttlebutt.Message{upd(u("a", 1), u("a", 1))}, 0},
+		{"backward", []scuttlebutt.Message{upd(u("a", 2)), upd(u("a", 1))}, 1},
+		{"at the sync", []scuttlebutt.Message{{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"a": 5}}, upd(u("a", 5))}, 1},
+		{"past the sync", []scuttlebutt.Message{{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"a": 5}}, upd(u("a", 6), u("b", 1))}, -1},
+		{"below a clock", []scuttlebutt.Message{{Kind: scuttlebutt.MsgClock, Clock: vclock.Clock{"b": 3}}, upd(u("b", 2))}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &handLink{name: "x-y#1", mark: [2]vclock.Clock{{}, {}}}
+			bad := -1
+			for i, m := range tt.msgs {
+				if err := l.checkPrefix(0, m); err != nil {
+					if !errors.Is(err, ErrUnexpected) {
+						t.Errorf("message %d: %v, not ErrUnexpected", i, err)
+					}
+					bad = i
+					break
+				}
+			}
+			if bad != tt.bad {
+				t.Errorf("refused message %d of %v, want %d", bad, tt.msgs, tt.bad)
+			}
+			if got := l.mark[1]; len(got) != 0 {
+				t.Errorf("the other direction's mark moved: %v", got)
+			}
+		})
 	}
 }
