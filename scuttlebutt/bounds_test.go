@@ -310,21 +310,23 @@ func TestReplayOwnSource(t *testing.T) {
 func TestRestartWithoutLog(t *testing.T) {
 	a1 := newLogDoc(t, "a", &scuttlebutt.Config{Incarnation: "1"})
 	b := newLogDoc(t, "b", nil)
-	n := newHandNet(t)
-	n.connect(a1, b, nil, nil)
+	n := newNet(t, a1, b)
+	n.ConnectLinks(0, 1, nil, nil)
 	a1.write(t, "old1")
 	a1.write(t, "old2")
-	n.stabilize()
+	n.Settle()
 
 	a2 := newLogDoc(t, "a", &scuttlebutt.Config{Incarnation: "2"}) // the disk is gone
 	a2.write(t, "new")
-	c := newLogDoc(t, "c", nil)
-	n2 := newHandNet(t)
-	n2.connect(a2, b, nil, nil)
-	n2.connect(a2, c, nil, nil)
-	n2.stabilize()
+	if err := n.Replace(0, a2); err != nil {
+		t.Fatal(err)
+	}
+	c := n.Add(newLogDoc(t, "c", nil))
+	n.ConnectLinks(0, 1, nil, nil)
+	n.ConnectLinks(0, c, nil, nil)
+	n.Settle()
 	want := []string{"a~1:old1", "a~1:old2", "a~2:new"}
-	for _, d := range []*logDoc{a2, b, c} {
+	for _, d := range []*logDoc{a2, b, n.Doc(c).(*logDoc)} {
 		if diff := cmp.Diff(want, d.values()); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", d.Source(), diff)
 		}
@@ -352,15 +354,13 @@ func TestTwins(t *testing.T) {
 	mu.Lock()
 	now = now.Add(time.Minute)
 	mu.Unlock()
-	// handNet names links by replica id: one network per twin.
-	nx, ny := newHandNet(t), newHandNet(t)
-	nx.connect(x, m, nil, nil)
-	ny.connect(m, y, nil, nil)
+	n := newNet(t, x, m, y)
+	n.ConnectLinks(0, 1, nil, nil)
+	n.ConnectLinks(1, 2, nil, nil)
 	for i := range 3 {
 		x.write(t, fmt.Sprint("x", i))
 		y.write(t, fmt.Sprint("y", i))
-		for nx.stabilize()+ny.stabilize() > 0 {
-		}
+		n.Settle()
 	}
 	want := []string{"twin~1:x0", "twin~1:x1", "twin~1:x2", "twin~2:y0", "twin~2:y1", "twin~2:y2"}
 	for _, d := range []*logDoc{x, y, m} {
@@ -412,13 +412,13 @@ func TestSyncFailureLeavesNothing(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
 	st := &memStore{syncErr: errDisk}
 	a.Attach(st)
-	n := newHandNet(t)
-	n.connect(a, b, nil, nil)
-	n.stabilize()
+	n := newNet(t, a, b)
+	n.ConnectLinks(0, 1, nil, nil)
+	n.Settle()
 	if _, _, err := a.LocalUpdate(txt("lost")); !errors.Is(err, errDisk) {
 		t.Fatalf("LocalUpdate = %v, want %v", err, errDisk)
 	}
-	n.stabilize()
+	n.Settle()
 	if got := a.values(); len(got) != 0 {
 		t.Errorf("a shows %v after a failed sync", got)
 	}

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/scuttle-go/scuttle/internal/testkit/simnet"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -166,134 +166,27 @@ func (r *recorder) list() []string {
 	return slices.Clone(r.events)
 }
 
-// dir names one direction of a session: from's link sends to to.
-type dir struct{ from, to string }
-
-func (d dir) String() string { return d.from + "→" + d.to }
-
-// handNet is a deterministic in-memory network of Links stepped by hand, no
-// goroutines: each direction has a FIFO of messages that Ready produced and
-// the peer has not yet been stepped with. Every delivered message is
-// recorded, and each direction is checked for the prefix property: per
-// source, updates strictly increase in timestamp and never fall at or below
-// a clock the direction already sent.
-type handNet struct {
-	t     testing.TB
-	links map[dir]*scuttlebutt.Link
-	queue map[dir][]scuttlebutt.Message
-	sent  map[dir][]scuttlebutt.Message // delivered, in order
-	mark  map[dir]vclock.Clock          // per direction: what was advertised
-	trace []string
-}
-
-func newHandNet(t testing.TB) *handNet {
-	return &handNet{
-		t:     t,
-		links: map[dir]*scuttlebutt.Link{},
-		queue: map[dir][]scuttlebutt.Message{},
-		sent:  map[dir][]scuttlebutt.Message{},
-		mark:  map[dir]vclock.Clock{},
+// newNet returns a hand-stepped simnet.Network of docs, replica i being
+// docs[i]. It checks every message it delivers for the prefix property and
+// traces it to the test's log; a broken property or a failed Step fails the
+// test where it happens. The network is closed when the test ends.
+func newNet(t testing.TB, docs ...scuttlebutt.Document) *simnet.Network {
+	n := simnet.New(1, &simnet.Options{
+		Logf:        t.Logf,
+		LogMessages: true,
+		OnError:     func(err error) { t.Error(err) },
+	})
+	for _, d := range docs {
+		n.Add(d)
 	}
+	t.Cleanup(func() { n.Close() })
+	return n
 }
 
-// connect starts a session between a and b; nil options mean defaults.
-func (n *handNet) connect(a, b scuttlebutt.Document, oa, ob *scuttlebutt.LinkOptions) (la, lb *scuttlebutt.Link) {
-	ia, ib := a.Base().ID(), b.Base().ID()
-	la, lb = a.Base().NewLink(oa), b.Base().NewLink(ob)
-	n.links[dir{ia, ib}] = la
-	n.links[dir{ib, ia}] = lb
-	n.t.Cleanup(la.Close)
-	n.t.Cleanup(lb.Close)
-	return la, lb
-}
-
-func (n *handNet) dirs() []dir {
-	ds := make([]dir, 0, len(n.links))
-	for d := range n.links {
-		ds = append(ds, d)
-	}
-	slices.SortFunc(ds, func(x, y dir) int { return strings.Compare(x.String(), y.String()) })
-	return ds
-}
-
-// pump moves what d's link has ready into d's queue and reports how many
-// messages it moved.
-func (n *handNet) pump(d dir) int {
-	ms := n.links[d].Ready()
-	n.queue[d] = append(n.queue[d], ms...)
-	return len(ms)
-}
-
-// deliver steps the peer with the first queued message of d, if any, and
-// reports whether there was one. A Step error fails the test.
-func (n *handNet) deliver(d dir) bool {
-	q := n.queue[d]
-	if len(q) == 0 {
-		return false
-	}
-	m := q[0]
-	n.queue[d] = q[1:]
-	n.check(d, m)
-	n.trace = append(n.trace, d.String()+" "+m.String())
-	n.sent[d] = append(n.sent[d], m)
-	if err := n.links[dir{d.to, d.from}].Step(m); err != nil {
-		n.fail("%s: Step(%v): %v", d, m, err)
-	}
-	return true
-}
-
-// check asserts the prefix property of direction d for m.
-func (n *handNet) check(d dir, m scuttlebutt.Message) {
-	mk := n.mark[d]
-	if mk == nil {
-		mk = vclock.Clock{}
-		n.mark[d] = mk
-	}
-	switch m.Kind {
-	case scuttlebutt.MsgUpdates:
-		for _, u := range m.Updates {
-			if !mk.Advance(u.Source, u.Timestamp) {
-				n.fail("%s: prefix property broken: %s sent after %s had been advertised up to %v",
-					d, u, u.Source, mk.Get(u.Source))
-			}
-		}
-	case scuttlebutt.MsgSync, scuttlebutt.MsgClock:
-		mk.Merge(m.Clock)
-	}
-}
-
-func (n *handNet) fail(format string, args ...any) {
-	n.t.Helper()
-	n.t.Fatalf("%s\ntrace:\n  %s", fmt.Sprintf(format, args...), strings.Join(n.trace, "\n  "))
-}
-
-// stabilize pumps and delivers until no link has anything to send and
-// every queue is empty, and returns how many messages it delivered.
-func (n *handNet) stabilize() int {
-	n.t.Helper()
-	total := 0
-	for round := 0; ; round++ {
-		if round > 10000 {
-			n.fail("no quiescence after %d rounds", round)
-		}
-		moved := 0
-		for _, d := range n.dirs() {
-			moved += n.pump(d)
-			for n.deliver(d) {
-				moved++
-				total++
-			}
-		}
-		if moved == 0 {
-			return total
-		}
-	}
-}
-
-// count returns how many messages of kind went in direction d, and how many
-// updates they carried.
-func (n *handNet) count(d dir, kind scuttlebutt.MessageKind) (msgs, updates int) {
-	for _, m := range n.sent[d] {
+// count returns how many of ms are of kind, and how many updates they
+// carry.
+func count(ms []scuttlebutt.Message, kind scuttlebutt.MessageKind) (msgs, updates int) {
+	for _, m := range ms {
 		if m.Kind == kind {
 			msgs++
 			updates += len(m.Updates)
@@ -302,15 +195,11 @@ func (n *handNet) count(d dir, kind scuttlebutt.MessageKind) (msgs, updates int)
 	return msgs, updates
 }
 
-// kinds lists the kinds of the messages that went in direction d.
-func (n *handNet) kinds(d dir) []string {
+// kinds lists the kinds of ms.
+func kinds(ms []scuttlebutt.Message) []string {
 	var out []string
-	for _, m := range n.sent[d] {
+	for _, m := range ms {
 		out = append(out, m.Kind.String())
 	}
 	return out
 }
-
-// resetCounts forgets the recorded messages, so that later counts cover
-// only what follows.
-func (n *handNet) resetCounts() { n.sent = map[dir][]scuttlebutt.Message{} }

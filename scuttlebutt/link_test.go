@@ -74,26 +74,27 @@ func TestLinkHistoryAndSync(t *testing.T) {
 	for _, s := range []string{"b1", "b2"} {
 		b.write(t, s)
 	}
-	n := newHandNet(t)
-	la, lb := n.connect(a, b, nil, nil)
+	n := newNet(t, a, b)
+	la, lb := n.ConnectLinks(0, 1, nil, nil)
 	if la.Synced() || lb.Synced() {
 		t.Fatal("synced before any message")
 	}
-	n.stabilize()
+	n.Settle()
 
 	if !la.Synced() || !lb.Synced() {
-		t.Fatalf("after stabilize: a synced %v, b synced %v", la.Synced(), lb.Synced())
+		t.Fatalf("after Settle: a synced %v, b synced %v", la.Synced(), lb.Synced())
 	}
 	wantKinds := []string{"hello", "updates", "sync"}
-	for _, d := range []dir{{"a", "b"}, {"b", "a"}} {
-		if diff := cmp.Diff(wantKinds, n.kinds(d)); diff != "" {
-			t.Errorf("%s messages (-want +got):\n%s", d, diff)
-		}
+	if diff := cmp.Diff(wantKinds, kinds(n.Sent(0, 1))); diff != "" {
+		t.Errorf("a→b messages (-want +got):\n%s", diff)
 	}
-	if _, nu := n.count(dir{"a", "b"}, scuttlebutt.MsgUpdates); nu != 3 {
+	if diff := cmp.Diff(wantKinds, kinds(n.Sent(1, 0))); diff != "" {
+		t.Errorf("b→a messages (-want +got):\n%s", diff)
+	}
+	if _, nu := count(n.Sent(0, 1), scuttlebutt.MsgUpdates); nu != 3 {
 		t.Errorf("a→b carried %d updates, want 3 (a's own)", nu)
 	}
-	if _, nu := n.count(dir{"b", "a"}, scuttlebutt.MsgUpdates); nu != 2 {
+	if _, nu := count(n.Sent(1, 0), scuttlebutt.MsgUpdates); nu != 2 {
 		t.Errorf("b→a carried %d updates, want 2 (b's own)", nu)
 	}
 	want := []string{"a~1:a1", "a~1:a2", "a~1:a3", "b~1:b1", "b~1:b2"}
@@ -107,7 +108,7 @@ func TestLinkHistoryAndSync(t *testing.T) {
 	}
 	// The sync carries the clock the history brings the peer up to: a's
 	// clock when b's hello arrived.
-	last := n.sent[dir{"a", "b"}][2]
+	last := n.Sent(0, 1)[2]
 	if diff := cmp.Diff(vclock.Clock{"a~1": a.Clock().Get("a~1")}, last.Clock); diff != "" {
 		t.Errorf("a's sync clock (-want +got):\n%s", diff)
 	}
@@ -119,50 +120,51 @@ func TestLinkNothingToSend(t *testing.T) {
 	if _, err := b.Apply(u); err != nil {
 		t.Fatal(err)
 	}
-	n := newHandNet(t)
-	n.connect(a, b, nil, nil)
-	n.stabilize()
-	for _, d := range []dir{{"a", "b"}, {"b", "a"}} {
-		if diff := cmp.Diff([]string{"hello", "sync"}, n.kinds(d)); diff != "" {
-			t.Errorf("%s: peers already in step exchanged (-want +got):\n%s", d, diff)
-		}
+	n := newNet(t, a, b)
+	n.ConnectLinks(0, 1, nil, nil)
+	n.Settle()
+	if diff := cmp.Diff([]string{"hello", "sync"}, kinds(n.Sent(0, 1))); diff != "" {
+		t.Errorf("a→b: peers already in step exchanged (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"hello", "sync"}, kinds(n.Sent(1, 0))); diff != "" {
+		t.Errorf("b→a: peers already in step exchanged (-want +got):\n%s", diff)
 	}
 }
 
 func TestLinkLiveNoEcho(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
-	n := newHandNet(t)
-	n.connect(a, b, nil, nil)
-	n.stabilize()
-	n.resetCounts()
+	n := newNet(t, a, b)
+	la, _ := n.ConnectLinks(0, 1, nil, nil)
+	n.Settle()
+	n.ResetSent()
 
 	a.write(t, "a1")
-	n.stabilize()
+	n.Settle()
 	if diff := cmp.Diff([]string{"a~1:a1"}, b.values()); diff != "" {
 		t.Fatalf("b after a's live update (-want +got):\n%s", diff)
 	}
-	if m, u := n.count(dir{"a", "b"}, scuttlebutt.MsgUpdates); m != 1 || u != 1 {
+	if m, u := count(n.Sent(0, 1), scuttlebutt.MsgUpdates); m != 1 || u != 1 {
 		t.Errorf("a→b: %d messages with %d updates, want 1 with 1", m, u)
 	}
-	if got := len(n.sent[dir{"b", "a"}]); got != 0 {
-		t.Errorf("b→a sent %d messages after receiving a's update, want 0 (no echo): %v", got, n.sent[dir{"b", "a"}])
+	if got := n.Sent(1, 0); len(got) != 0 {
+		t.Errorf("b→a sent %d messages after receiving a's update, want 0 (no echo): %v", len(got), got)
 	}
 
-	n.resetCounts()
+	n.ResetSent()
 	b.write(t, "b1")
 	b.write(t, "b2")
-	n.stabilize()
+	n.Settle()
 	if diff := cmp.Diff([]string{"a~1:a1", "b~1:b1", "b~1:b2"}, a.values()); diff != "" {
 		t.Fatalf("a after b's live updates (-want +got):\n%s", diff)
 	}
-	if _, u := n.count(dir{"b", "a"}, scuttlebutt.MsgUpdates); u != 2 {
+	if _, u := count(n.Sent(1, 0), scuttlebutt.MsgUpdates); u != 2 {
 		t.Errorf("b→a carried %d updates, want 2", u)
 	}
-	if got := len(n.sent[dir{"a", "b"}]); got != 0 {
+	if got := len(n.Sent(0, 1)); got != 0 {
 		t.Errorf("a→b sent %d messages after receiving b's updates, want 0 (no echo)", got)
 	}
-	if la := n.links[dir{"a", "b"}]; la.Ready() != nil {
-		t.Error("a's link still has messages after stabilize")
+	if la.Ready() != nil {
+		t.Error("a's link still has messages after Settle")
 	}
 }
 
@@ -171,27 +173,24 @@ func TestLinkLiveNoEcho(t *testing.T) {
 // for a; the link must drop it, since a sent it on this link.
 func TestLinkNoEchoCrossing(t *testing.T) {
 	a, b, c := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil), newLogDoc(t, "c", nil)
-	n := newHandNet(t)
-	n.connect(a, b, nil, nil)
-	n.connect(b, c, nil, nil)
-	n.connect(c, a, nil, nil)
-	n.stabilize()
-	n.resetCounts()
+	n := newNet(t, a, b, c)
+	n.ConnectLinks(0, 1, nil, nil)
+	n.ConnectLinks(1, 2, nil, nil)
+	n.ConnectLinks(2, 0, nil, nil)
+	n.Settle()
+	n.ResetSent()
 
 	a.write(t, "a1")
-	ab, ac, cb := dir{"a", "b"}, dir{"a", "c"}, dir{"c", "b"}
-	n.pump(ab)
-	n.pump(ac)
-	for n.deliver(ac) {
+	n.Pump(0, 1)          // a1 in flight to b...
+	for n.Deliver(0, 2) { // ...while it reaches c,
 	}
-	n.pump(cb)
-	for n.deliver(cb) { // b applies a1 from c and queues it for a
+	for n.Deliver(2, 1) { // and b applies it from c and queues it for a;
 	}
-	for n.deliver(ab) { // then a1 arrives from a itself
+	for n.Deliver(0, 1) { // then a1 arrives from a itself
 	}
-	n.stabilize()
-	if _, u := n.count(dir{"b", "a"}, scuttlebutt.MsgUpdates); u != 0 {
-		t.Errorf("b sent a's update back to a (%d updates): %v", u, n.sent[dir{"b", "a"}])
+	n.Settle()
+	if _, u := count(n.Sent(1, 0), scuttlebutt.MsgUpdates); u != 0 {
+		t.Errorf("b sent a's update back to a (%d updates): %v", u, n.Sent(1, 0))
 	}
 	for _, d := range []*logDoc{a, b, c} {
 		if diff := cmp.Diff([]string{"a~1:a1"}, d.values()); diff != "" {
@@ -205,15 +204,15 @@ func TestLinkNoEchoCrossing(t *testing.T) {
 // overflow it and trigger a resync back to the sender.
 func TestLinkReceivedNotQueued(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
-	n := newHandNet(t)
-	n.connect(a, b, nil, &scuttlebutt.LinkOptions{MaxQueueBytes: 64})
-	n.stabilize()
-	n.resetCounts()
+	n := newNet(t, a, b)
+	n.ConnectLinks(0, 1, nil, &scuttlebutt.LinkOptions{MaxQueueBytes: 64})
+	n.Settle()
+	n.ResetSent()
 	for i := range 20 {
 		a.write(t, fmt.Sprintf("a%02d", i))
 	}
-	n.stabilize()
-	if got := n.sent[dir{"b", "a"}]; len(got) != 0 {
+	n.Settle()
+	if got := n.Sent(1, 0); len(got) != 0 {
 		t.Errorf("b sent %v to a after receiving a burst from it, want nothing", got)
 	}
 	if got := len(b.values()); got != 20 {
@@ -223,11 +222,11 @@ func TestLinkReceivedNotQueued(t *testing.T) {
 
 func TestLinkRelay(t *testing.T) {
 	a, b, c := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil), newLogDoc(t, "c", nil)
-	n := newHandNet(t)
-	n.connect(a, b, nil, nil)
-	n.connect(b, c, nil, nil)
-	n.stabilize()
-	n.resetCounts()
+	n := newNet(t, a, b, c)
+	n.ConnectLinks(0, 1, nil, nil)
+	n.ConnectLinks(1, 2, nil, nil)
+	n.Settle()
+	n.ResetSent()
 
 	var want []string
 	for i := range 12 {
@@ -235,10 +234,10 @@ func TestLinkRelay(t *testing.T) {
 		a.write(t, s)
 		want = append(want, "a~1:"+s)
 		if i%4 == 3 {
-			n.stabilize() // some delivered one by one, some in bursts
+			n.Settle() // some delivered one by one, some in bursts
 		}
 	}
-	n.stabilize()
+	n.Settle()
 	if diff := cmp.Diff(want, c.values()); diff != "" {
 		t.Fatalf("c after relay (-want +got):\n%s", diff)
 	}
@@ -250,19 +249,20 @@ func TestLinkRelay(t *testing.T) {
 		}
 		prev = u.Timestamp
 	}
-	if _, u := n.count(dir{"b", "c"}, scuttlebutt.MsgUpdates); u != 12 {
+	if _, u := count(n.Sent(1, 2), scuttlebutt.MsgUpdates); u != 12 {
 		t.Errorf("b→c carried %d updates, want 12", u)
 	}
-	for _, d := range []dir{{"c", "b"}, {"b", "a"}} {
-		if _, u := n.count(d, scuttlebutt.MsgUpdates); u != 0 {
-			t.Errorf("%s carried %d updates, want 0 (no echo)", d, u)
-		}
+	if _, u := count(n.Sent(2, 1), scuttlebutt.MsgUpdates); u != 0 {
+		t.Errorf("c→b carried %d updates, want 0 (no echo)", u)
+	}
+	if _, u := count(n.Sent(1, 0), scuttlebutt.MsgUpdates); u != 0 {
+		t.Errorf("b→a carried %d updates, want 0 (no echo)", u)
 	}
 
 	// Writes at both ends cross in the middle.
 	c.write(t, "c1")
 	a.write(t, "a12")
-	n.stabilize()
+	n.Settle()
 	want = append(want, "a~1:a12", "c~1:c1")
 	for _, d := range []*logDoc{a, b, c} {
 		if diff := cmp.Diff(want, d.values()); diff != "" {
@@ -280,47 +280,49 @@ func TestLinkRandomSchedules(t *testing.T) {
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 2))
 	for round := range 30 {
-		ids := []string{"a", "b", "c"}
-		docs := map[string]*logDoc{}
-		for _, id := range ids {
-			docs[id] = newLogDoc(t, id, nil)
-		}
-		n := newHandNet(t)
+		docs := []*logDoc{newLogDoc(t, "a", nil), newLogDoc(t, "b", nil), newLogDoc(t, "c", nil)}
+		n := newNet(t, docs[0], docs[1], docs[2])
 		// A tiny queue on some rounds forces resyncs from History.
 		var opts *scuttlebutt.LinkOptions
 		if round%3 == 0 {
 			opts = &scuttlebutt.LinkOptions{MaxQueueBytes: 60, MaxBatchBytes: 40}
 		}
-		n.connect(docs["a"], docs["b"], opts, opts)
-		n.connect(docs["b"], docs["c"], opts, opts)
+		pairs := [][2]int{{0, 1}, {1, 2}}
 		if round%2 == 0 {
-			n.connect(docs["c"], docs["a"], opts, opts)
+			pairs = append(pairs, [2]int{2, 0})
 		}
-		ds := n.dirs()
+		var dirs [][2]int // each direction: from, to
+		links := map[[2]int]*scuttlebutt.Link{}
+		for _, p := range pairs {
+			links[p], links[[2]int{p[1], p[0]}] = n.ConnectLinks(p[0], p[1], opts, opts)
+			dirs = append(dirs, p, [2]int{p[1], p[0]})
+		}
 		var want []string
 		for step := range 300 {
 			switch k := r.IntN(10); {
 			case k < 3:
-				id := ids[r.IntN(len(ids))]
-				s := fmt.Sprintf("%s%d", id, step)
-				docs[id].write(t, s)
-				want = append(want, docs[id].Source()+":"+s)
+				d := docs[r.IntN(len(docs))]
+				s := fmt.Sprintf("%s%d", d.ID(), step)
+				d.write(t, s)
+				want = append(want, d.Source()+":"+s)
 			case k < 6:
-				n.pump(ds[r.IntN(len(ds))])
+				d := dirs[r.IntN(len(dirs))]
+				n.Pump(d[0], d[1])
 			default:
-				n.deliver(ds[r.IntN(len(ds))])
+				d := dirs[r.IntN(len(dirs))]
+				n.Deliver(d[0], d[1])
 			}
 		}
-		n.stabilize()
+		n.Settle()
 		slices.Sort(want)
-		for _, id := range ids {
-			if diff := cmp.Diff(want, docs[id].values()); diff != "" {
-				t.Fatalf("seed %d round %d: %s did not converge (-want +got):\n%s", seed, round, id, diff)
+		for _, d := range docs {
+			if diff := cmp.Diff(want, d.values()); diff != "" {
+				t.Fatalf("seed %d round %d: %s did not converge (-want +got):\n%s", seed, round, d.ID(), diff)
 			}
 		}
-		for _, d := range ds {
-			if !n.links[d].Synced() {
-				t.Errorf("seed %d round %d: %s not synced", seed, round, d)
+		for _, d := range dirs {
+			if !links[d].Synced() {
+				t.Errorf("seed %d round %d: %s's link to %s not synced", seed, round, docs[d[0]].ID(), docs[d[1]].ID())
 			}
 		}
 	}
@@ -328,10 +330,10 @@ func TestLinkRandomSchedules(t *testing.T) {
 
 func TestLinkQueueOverflow(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
-	n := newHandNet(t)
-	la, _ := n.connect(a, b, &scuttlebutt.LinkOptions{MaxQueueBytes: 64}, nil)
-	n.stabilize()
-	n.resetCounts()
+	n := newNet(t, a, b)
+	la, _ := n.ConnectLinks(0, 1, &scuttlebutt.LinkOptions{MaxQueueBytes: 64}, nil)
+	n.Settle()
+	n.ResetSent()
 
 	var want []string
 	for i := range 20 {
@@ -344,21 +346,21 @@ func TestLinkQueueOverflow(t *testing.T) {
 	default:
 		t.Error("no wakeup after live updates were queued")
 	}
-	n.stabilize()
+	n.Settle()
 	if diff := cmp.Diff(want, b.values()); diff != "" {
 		t.Fatalf("b after the overflow (-want +got):\n%s", diff)
 	}
-	if m, _ := n.count(dir{"a", "b"}, scuttlebutt.MsgClock); m == 0 {
-		t.Errorf("a→b sent no clock message: no resync from History happened: %v", n.kinds(dir{"a", "b"}))
+	if m, _ := count(n.Sent(0, 1), scuttlebutt.MsgClock); m == 0 {
+		t.Errorf("a→b sent no clock message: no resync from History happened: %v", kinds(n.Sent(0, 1)))
 	}
-	if _, u := n.count(dir{"a", "b"}, scuttlebutt.MsgUpdates); u != 20 {
+	if _, u := count(n.Sent(0, 1), scuttlebutt.MsgUpdates); u != 20 {
 		t.Errorf("a→b carried %d updates, want exactly the 20 written", u)
 	}
 
 	// The link keeps working live after the resync.
 	a.write(t, "after")
 	b.write(t, "b1")
-	n.stabilize()
+	n.Settle()
 	want = append(want, "a~1:after", "b~1:b1")
 	for _, d := range []*logDoc{a, b} {
 		if diff := cmp.Diff(want, d.values()); diff != "" {
@@ -368,13 +370,13 @@ func TestLinkQueueOverflow(t *testing.T) {
 }
 
 func TestLinkBatches(t *testing.T) {
-	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
+	a := newLogDoc(t, "a", nil)
 	for i := range 50 {
 		a.write(t, fmt.Sprintf("update-%02d", i))
 	}
-	n := newHandNet(t)
 	const maxBatch = 100
-	la, _ := n.connect(a, b, &scuttlebutt.LinkOptions{MaxBatchBytes: maxBatch}, nil)
+	la := a.NewLink(&scuttlebutt.LinkOptions{MaxBatchBytes: maxBatch})
+	defer la.Close()
 	la.Ready() // the hello
 	if err := la.Step(scuttlebutt.Message{Kind: scuttlebutt.MsgHello, Hello: &scuttlebutt.Hello{
 		Version: scuttlebutt.ProtocolVersion, ID: "b", Clock: vclock.Clock{},
@@ -400,13 +402,13 @@ func TestLinkOneShot(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
 	a.write(t, "a1")
 	b.write(t, "b1")
-	n := newHandNet(t)
+	n := newNet(t, a, b)
 	oneShot := &scuttlebutt.LinkOptions{OneShot: true}
-	la, lb := n.connect(a, b, oneShot, oneShot)
+	la, lb := n.ConnectLinks(0, 1, oneShot, oneShot)
 	if la.Done() || lb.Done() {
 		t.Fatal("Done before anything was sent")
 	}
-	n.stabilize()
+	n.Settle()
 	if !la.Done() || !lb.Done() {
 		t.Fatalf("after the sync: a done %v, b done %v", la.Done(), lb.Done())
 	}
@@ -415,10 +417,10 @@ func TestLinkOneShot(t *testing.T) {
 		t.Errorf("b (-want +got):\n%s", diff)
 	}
 	// No live updates after a one-shot sync.
-	n.resetCounts()
+	n.ResetSent()
 	a.write(t, "a2")
-	n.stabilize()
-	if got := n.sent[dir{"a", "b"}]; len(got) != 0 {
+	n.Settle()
+	if got := n.Sent(0, 1); len(got) != 0 {
 		t.Errorf("one-shot link sent %v after the sync", got)
 	}
 	if diff := cmp.Diff(want, b.values()); diff != "" {
@@ -429,9 +431,9 @@ func TestLinkOneShot(t *testing.T) {
 func TestLinkOneShotAgainstLive(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
 	a.write(t, "a1")
-	n := newHandNet(t)
-	la, lb := n.connect(a, b, &scuttlebutt.LinkOptions{OneShot: true}, nil)
-	n.stabilize()
+	n := newNet(t, a, b)
+	la, lb := n.ConnectLinks(0, 1, &scuttlebutt.LinkOptions{OneShot: true}, nil)
+	n.Settle()
 	if !la.Done() {
 		t.Error("one-shot side not Done after the sync")
 	}
@@ -447,9 +449,9 @@ func TestLinkSendOnly(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
 	a.write(t, "a1")
 	b.write(t, "b1")
-	n := newHandNet(t)
-	la, lb := n.connect(a, b, &scuttlebutt.LinkOptions{Mode: scuttlebutt.SendOnly}, nil)
-	n.stabilize()
+	n := newNet(t, a, b)
+	la, lb := n.ConnectLinks(0, 1, &scuttlebutt.LinkOptions{Mode: scuttlebutt.SendOnly}, nil)
+	n.Settle()
 	if !la.Synced() || !lb.Synced() {
 		t.Fatalf("send-only synced %v, peer synced %v", la.Synced(), lb.Synced())
 	}
@@ -465,7 +467,7 @@ func TestLinkSendOnly(t *testing.T) {
 
 	a.write(t, "a2")
 	b.write(t, "b2")
-	n.stabilize()
+	n.Settle()
 	if diff := cmp.Diff([]string{"a~1:a1", "a~1:a2", "b~1:b1", "b~1:b2"}, b.values()); diff != "" {
 		t.Errorf("peer after live writes (-want +got):\n%s", diff)
 	}
@@ -478,16 +480,16 @@ func TestLinkReceiveOnly(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
 	a.write(t, "a1")
 	b.write(t, "b1")
-	n := newHandNet(t)
-	la, _ := n.connect(a, b, &scuttlebutt.LinkOptions{Mode: scuttlebutt.ReceiveOnly}, nil)
-	n.stabilize()
+	n := newNet(t, a, b)
+	la, _ := n.ConnectLinks(0, 1, &scuttlebutt.LinkOptions{Mode: scuttlebutt.ReceiveOnly}, nil)
+	n.Settle()
 	if !la.Synced() {
 		t.Fatal("receive-only side not synced after the peer's sync")
 	}
-	if diff := cmp.Diff([]string{"hello", "sync"}, n.kinds(dir{"a", "b"})); diff != "" {
+	if diff := cmp.Diff([]string{"hello", "sync"}, kinds(n.Sent(0, 1))); diff != "" {
 		t.Errorf("receive-only side sent (-want +got):\n%s", diff)
 	}
-	if got := n.sent[dir{"a", "b"}][1].Clock; len(got) != 0 {
+	if got := n.Sent(0, 1)[1].Clock; len(got) != 0 {
 		t.Errorf("receive-only sync clock = %v, want empty", got)
 	}
 	if diff := cmp.Diff([]string{"a~1:a1", "b~1:b1"}, a.values()); diff != "" {
@@ -499,7 +501,7 @@ func TestLinkReceiveOnly(t *testing.T) {
 
 	a.write(t, "a2")
 	b.write(t, "b2")
-	n.stabilize()
+	n.Settle()
 	if diff := cmp.Diff([]string{"a~1:a1", "a~1:a2", "b~1:b1", "b~1:b2"}, a.values()); diff != "" {
 		t.Errorf("receive-only side after live writes (-want +got):\n%s", diff)
 	}
@@ -592,11 +594,11 @@ func TestLinkPeerClock(t *testing.T) {
 
 func TestLinkOwnUpdatesIgnored(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
-	n := newHandNet(t)
-	la, _ := n.connect(a, b, nil, nil)
-	n.stabilize()
+	n := newNet(t, a, b)
+	la, _ := n.ConnectLinks(0, 1, nil, nil)
+	n.Settle()
 	u := a.write(t, "a1")
-	n.stabilize()
+	n.Settle()
 	before := a.log()
 	clock := a.Clock()
 
@@ -763,12 +765,12 @@ func TestLinkClockAdvancesRelay(t *testing.T) {
 	if _, err := b.Apply(a.log()...); err != nil {
 		t.Fatal(err)
 	}
-	n := newHandNet(t)
-	n.connect(b, c, nil, nil)
-	n.stabilize()
-	n.connect(a, b, nil, nil)
+	n := newNet(t, a, b, c)
+	n.ConnectLinks(1, 2, nil, nil)
+	n.Settle()
+	n.ConnectLinks(0, 1, nil, nil)
 	a.write(t, "a2")
-	n.stabilize()
+	n.Settle()
 	want := []string{"a~1:a1", "a~1:a2"}
 	for _, d := range []*logDoc{a, b, c} {
 		if diff := cmp.Diff(want, d.values()); diff != "" {

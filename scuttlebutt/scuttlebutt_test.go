@@ -318,10 +318,10 @@ func TestStorageHoldsBackLiveUpdates(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
 	st := &memStore{}
 	a.Attach(st)
-	n := newHandNet(t)
-	n.connect(a, b, nil, nil)
-	n.stabilize()
-	n.resetCounts()
+	n := newNet(t, a, b)
+	n.ConnectLinks(0, 1, nil, nil)
+	n.Settle()
+	n.ResetSent()
 
 	entered := st.hold()
 	done := make(chan error, 1)
@@ -338,8 +338,8 @@ func TestStorageHoldsBackLiveUpdates(t *testing.T) {
 	if got := a.Clock().Get(a.Source()); got != 0 {
 		t.Fatalf("a's clock has its own entry %v before Sync returned", got)
 	}
-	n.stabilize()
-	if _, u := n.count(dir{"a", "b"}, scuttlebutt.MsgUpdates); u != 0 {
+	n.Settle()
+	if _, u := count(n.Sent(0, 1), scuttlebutt.MsgUpdates); u != 0 {
 		t.Fatalf("a sent %d updates before the storage synced them", u)
 	}
 	if got := b.values(); len(got) != 0 {
@@ -350,7 +350,7 @@ func TestStorageHoldsBackLiveUpdates(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("LocalUpdate: %v", err)
 	}
-	n.stabilize()
+	n.Settle()
 	if diff := cmp.Diff([]string{"a~1:a1"}, b.values()); diff != "" {
 		t.Errorf("b after the sync (-want +got):\n%s", diff)
 	}
@@ -370,12 +370,12 @@ func TestStorageHoldsBackHistory(t *testing.T) {
 	}()
 	waitSync(t, entered)
 
-	n := newHandNet(t)
-	la, lb := n.connect(a, b, nil, nil)
-	n.stabilize()
+	n := newNet(t, a, b)
+	la, lb := n.ConnectLinks(0, 1, nil, nil)
+	n.Settle()
 	// The history holds a1, which is not durable: a sends neither it nor
 	// its sync (whose clock would advertise it).
-	if diff := cmp.Diff([]string{"hello"}, n.kinds(dir{"a", "b"})); diff != "" {
+	if diff := cmp.Diff([]string{"hello"}, kinds(n.Sent(0, 1))); diff != "" {
 		t.Errorf("a sent before its storage synced (-want +got):\n%s", diff)
 	}
 	if la.Synced() || lb.Synced() {
@@ -391,7 +391,7 @@ func TestStorageHoldsBackHistory(t *testing.T) {
 	default:
 		t.Error("no wakeup when the storage synced")
 	}
-	n.stabilize()
+	n.Settle()
 	if diff := cmp.Diff([]string{"a~1:a0", "a~1:a1"}, b.values()); diff != "" {
 		t.Errorf("b after the sync (-want +got):\n%s", diff)
 	}
@@ -405,18 +405,18 @@ func TestStorageRemoteUpdateRelayedAfterSync(t *testing.T) {
 	a, b, c := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil), newLogDoc(t, "c", nil)
 	st := &memStore{}
 	b.Attach(st)
-	n := newHandNet(t)
-	n.connect(a, b, nil, nil)
-	_, lbc := n.connect(b, c, nil, nil)
-	n.stabilize()
-	n.resetCounts()
+	n := newNet(t, a, b, c)
+	n.ConnectLinks(0, 1, nil, nil)
+	_, lbc := n.ConnectLinks(1, 2, nil, nil)
+	n.Settle()
+	n.ResetSent()
 
 	a.write(t, "a1")
 	entered := st.hold()
-	// Deliver a→b on another goroutine: b's Step blocks in Sync.
-	n.pump(dir{"a", "b"})
+	// Deliver a→b on another goroutine, which has the network until it
+	// sends on stepped: b's Step blocks in Sync.
 	stepped := make(chan bool, 1)
-	go func() { stepped <- n.deliver(dir{"a", "b"}) }()
+	go func() { stepped <- n.Deliver(0, 1) }()
 	waitSync(t, entered)
 	if ms := lbc.Ready(); len(ms) != 0 {
 		t.Errorf("b relayed %v to c before its storage synced", ms)
@@ -425,7 +425,7 @@ func TestStorageRemoteUpdateRelayedAfterSync(t *testing.T) {
 	if !<-stepped {
 		t.Fatal("nothing delivered a→b")
 	}
-	n.stabilize()
+	n.Settle()
 	if diff := cmp.Diff([]string{"a~1:a1"}, c.values()); diff != "" {
 		t.Errorf("c (-want +got):\n%s", diff)
 	}
