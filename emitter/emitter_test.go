@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/scuttle-go/scuttle/internal/testkit/testnet"
 	"math"
 	"sync"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/scuttle-go/scuttle/emitter"
+	"github.com/scuttle-go/scuttle/internal/testkit/simnet"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/stream"
 	"github.com/scuttle-go/scuttle/vclock"
@@ -46,6 +46,24 @@ func newEmitter(t *testing.T, id string, cfg *emitter.Config) *emitter.Emitter {
 		t.Fatalf("New(%q): %v", id, err)
 	}
 	return e
+}
+
+// newNet returns a simnet.Network of docs, replica i being docs[i]: its
+// links hand-stepped, or real streams over pipes if pipes is set. It traces
+// to the test's log, fails the test on any link error that no cut or
+// Disconnect explains, and is closed when the test ends.
+func newNet(t *testing.T, seed uint64, pipes bool, docs ...scuttlebutt.Document) *simnet.Network {
+	t.Helper()
+	n := simnet.New(seed, &simnet.Options{
+		Logf:    t.Logf,
+		Pipes:   pipes,
+		OnError: func(err error) { t.Error(err) },
+	})
+	for _, d := range docs {
+		n.Add(d)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
 }
 
 // recorder collects the events a listener receives.
@@ -210,24 +228,34 @@ func TestValidateUpdate(t *testing.T) {
 
 // TestNamesAreData emits the names that mean something to other emitters
 // (JavaScript's emitter ends every stream on "dispose") and checks that
-// they are delivered like any other and that the stream stays up.
+// they are delivered like any other and that the link stays up.
 func TestNamesAreData(t *testing.T) {
 	a, b := newEmitter(t, "a", nil), newEmitter(t, "b", nil)
 	var rec recorder
 	b.OnAny(rec.add)
-	if err := stream.Pipe(t.Context(), a, b); err != nil {
+	n := newNet(t, 1, false, a, b)
+	if err := n.Connect(0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Quiesce(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	names := []string{"dispose", "error", "close", "end", "", "newListener", "__proto__", "data"}
-	for _, n := range names {
-		if err := a.Emit(n, n); err != nil {
-			t.Fatalf("Emit(%q): %v", n, err)
+	for _, name := range names {
+		if err := a.Emit(name, name); err != nil {
+			t.Fatalf("Emit(%q): %v", name, err)
 		}
+		n.Run(1)
 	}
 	if err := a.Emit("after", 1); err != nil {
 		t.Fatal(err)
 	}
-	testnet.WaitFor(t, 10*time.Second, "every event at b", func() bool { return rec.len() == len(names)+1 })
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !n.Connected(0, 1) {
+		t.Error("the link ended")
+	}
 	var got []string
 	for _, ev := range rec.all() {
 		got = append(got, ev.Name)
@@ -355,10 +383,13 @@ func TestRetentionCount(t *testing.T) {
 	b := newEmitter(t, "b", nil)
 	var rec recorder
 	b.OnAny(rec.add)
-	if err := stream.Pipe(t.Context(), a, b); err != nil {
+	n := newNet(t, 1, false, a, b)
+	if err := n.Connect(0, 1); err != nil {
 		t.Fatal(err)
 	}
-	testnet.WaitFor(t, 10*time.Second, "5 events at b", func() bool { return rec.len() == 5 })
+	if err := n.Quiesce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	var got []any
 	for _, ev := range rec.all() {
 		got = append(got, ev.Args[0])
@@ -366,7 +397,9 @@ func TestRetentionCount(t *testing.T) {
 	if diff := cmp.Diff([]any{int64(7), int64(8), int64(9), int64(10), int64(11)}, got); diff != "" {
 		t.Errorf("events a newcomer receives (-want +got):\n%s", diff)
 	}
-	testnet.WaitFor(t, 10*time.Second, "clocks to agree", func() bool { return b.Clock().Compare(a.Clock()) == vclock.Equal })
+	if got := b.Clock().Compare(a.Clock()); got != vclock.Equal {
+		t.Errorf("clocks of a and b compare %v, want equal:\n%v\n%v", got, a.Clock(), b.Clock())
+	}
 }
 
 // TestRetentionAcrossSources drops the oldest events by timestamp,

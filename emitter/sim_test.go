@@ -1,6 +1,7 @@
 package emitter_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -12,7 +13,6 @@ import (
 	"github.com/scuttle-go/scuttle/emitter"
 	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/internal/testkit/simnet"
-	"github.com/scuttle-go/scuttle/internal/testkit/testnet"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -101,29 +101,32 @@ func (r *simReplica) start(t *testing.T) {
 	r.em = em
 }
 
-// TestRandomized runs seeded random schedules of emits, stream restarts,
-// partitions and crashes over real streams, then heals the network and
-// checks that every replica delivered every event exactly once, in each
-// source's order. A crash restarts the replica from its log (package
-// filelog, or an in-memory log): replayed events are history, so the
-// application's listener sees each event once across the restart.
+// TestRandomized runs seeded random schedules of emits, link restarts,
+// partitions and crashes, then heals the network and checks that every
+// replica delivered every event exactly once, in each source's order. A
+// crash restarts the replica from its log (package filelog, or an
+// in-memory log): replayed events are history, so the application's
+// listener sees each event once across the restart. Each schedule runs
+// over hand-stepped links, where a seed replays exactly, and over real
+// streams, whose goroutines deliver while the test emits.
 func TestRandomized(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 4, 5}
 	if testing.Short() {
 		seeds = seeds[:2]
 	}
-	for _, logKind := range []string{"memlog", "filelog"} {
-		for _, seed := range seeds {
-			t.Run(fmt.Sprintf("%s/seed=%d", logKind, seed), func(t *testing.T) {
-				runRandomized(t, seed, logKind == "filelog")
-			})
+	for _, links := range []string{"hand", "pipes"} {
+		for _, logKind := range []string{"memlog", "filelog"} {
+			for _, seed := range seeds {
+				t.Run(fmt.Sprintf("%s/%s/seed=%d", links, logKind, seed), func(t *testing.T) {
+					runRandomized(t, seed, links == "pipes", logKind == "filelog")
+				})
+			}
 		}
 	}
 }
 
-func runRandomized(t *testing.T, seed uint64, onDisk bool) {
+func runRandomized(t *testing.T, seed uint64, pipes, onDisk bool) {
 	rng := rand.New(rand.NewPCG(seed, 0))
-	n := testnet.New(t, seed, 0)
 	size := 3 + rng.IntN(3)
 	reps := make([]*simReplica, size)
 	for i := range reps {
@@ -132,7 +135,11 @@ func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 			reps[i].path = filepath.Join(t.TempDir(), reps[i].id+".log")
 		}
 		reps[i].start(t)
-		n.Add(reps[i].em)
+	}
+	// Made after the replicas, so that it closes before their logs do.
+	n := newNet(t, seed, pipes)
+	for _, r := range reps {
+		n.Add(r.em)
 	}
 	t.Logf("seed %d: %d replicas", seed, size)
 	emitted := 0
@@ -146,7 +153,7 @@ func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 				}
 				emitted++
 			}
-		case op < 7: // a link comes up
+		case op < 7: // a link comes up, unless the partition keeps it down
 			n.Connect(rng.IntN(size), rng.IntN(size))
 		case op < 8: // a stream restarts
 			i, j := rng.IntN(size), rng.IntN(size)
@@ -162,19 +169,24 @@ func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 			t.Logf("step %d: partition %v | %v", step, perm[:cut], perm[cut:])
 		default: // a crash and restart
 			i := rng.IntN(size)
-			n.Isolate(i)
+			n.Isolate(i) // before the log is closed under its links
 			reps[i].start(t)
 			n.Replace(i, reps[i].em)
 			t.Logf("step %d: %s restarted", step, reps[i].id)
 		}
+		n.Run(rng.IntN(8)) // hand-stepped links deliver a few messages
 	}
-	n.Heal()
-	n.Mesh()
+	n.FullMesh()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := n.Quiesce(ctx); err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
 
 	// A local event may reach its own listener just after Emit returns,
 	// when a stream's goroutine is delivering at that moment.
 	want := map[eventID]bool{}
-	testnet.WaitFor(t, 20*time.Second, fmt.Sprintf("seed %d: %d events to be delivered where they were emitted", seed, emitted), func() bool {
+	if err := n.Until(ctx, func() bool {
 		clear(want)
 		for _, r := range reps {
 			r.mu.Lock()
@@ -184,18 +196,22 @@ func runRandomized(t *testing.T, seed uint64, onDisk bool) {
 			r.mu.Unlock()
 		}
 		return len(want) >= emitted
-	})
+	}); err != nil {
+		t.Fatalf("seed %d: waiting for %d events to be delivered where they were emitted: %v", seed, emitted, err)
+	}
 	if len(want) != emitted {
 		t.Fatalf("seed %d: %d events emitted, %d delivered locally", seed, emitted, len(want))
 	}
-	testnet.WaitFor(t, 20*time.Second, fmt.Sprintf("seed %d: every replica to deliver %d events", seed, emitted), func() bool {
+	if err := n.Until(ctx, func() bool {
 		for _, r := range reps {
 			if r.rec.len() < emitted {
 				return false
 			}
 		}
 		return true
-	})
+	}); err != nil {
+		t.Fatalf("seed %d: waiting for every replica to deliver %d events: %v", seed, emitted, err)
+	}
 	for _, r := range reps {
 		seen := map[eventID]bool{}
 		last := map[string]vclock.Timestamp{}
