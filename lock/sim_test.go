@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/scuttle-go/scuttle/internal/testkit/testnet"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scuttle-go/scuttle/internal/testkit/simnet"
 	"github.com/scuttle-go/scuttle/lock"
 )
 
@@ -137,7 +137,8 @@ func (w *simWorker) run(ctx context.Context) {
 }
 
 // TestRandomizedExclusion runs 3, 5 and 7 replicas whose workers contend
-// for two mutexes and a semaphore of two over real streams with random
+// for two mutexes and a semaphore of two over real streams (simnet with
+// Pipes: real Table goroutines, real leases) with seeded random write
 // delays, while links restart, partitions come and go, and (with 5 or
 // more) a replica crashes and is removed from the members. It records
 // every verified hold in real time and checks that no lock ever had more
@@ -171,7 +172,13 @@ func runExclusion(t *testing.T, seed uint64, size int) {
 	for i := range size {
 		ids = append(ids, fmt.Sprintf("r%d", i))
 	}
-	n := testnet.New(t, seed, 500*time.Microsecond)
+	n := simnet.New(seed, &simnet.Options{
+		Logf:    t.Logf,
+		Pipes:   true,
+		Fault:   func(*rand.Rand) simnet.Fault { return simnet.Fault{MaxDelay: 500 * time.Microsecond} },
+		OnError: func(err error) { t.Error(err) }, // safe from the links' goroutines
+	})
+	t.Cleanup(func() { n.Close() })
 	var (
 		led     ledger
 		healed  atomic.Bool
@@ -197,7 +204,7 @@ func runExclusion(t *testing.T, seed uint64, size int) {
 			names: []string{"a", "b", "s"}, ledger: &led, healed: &healed,
 		})
 	}
-	n.Mesh()
+	n.FullMesh()
 
 	ctx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -249,18 +256,18 @@ func runExclusion(t *testing.T, seed uint64, size int) {
 			n.Partition(perm[:cut], perm[cut:])
 			t.Logf("step %d: partition %v | %v", step, perm[:cut], perm[cut:])
 		default:
-			n.Heal()
-			n.Mesh()
+			n.FullMesh()
 			t.Logf("step %d: heal", step)
 		}
 	}
-	n.Heal()
-	n.Mesh()
+	n.FullMesh()
 	healed.Store(true)
 	t.Logf("healed; %d holds so far", len(led.all()))
 	healStart := time.Now()
 
-	testnet.WaitFor(t, 20*time.Second, "every live worker to be granted a lock after the heal", func() bool {
+	wctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := n.Until(wctx, func() bool {
 		for i, w := range workers {
 			if err := w.lockErr.Load(); err != nil {
 				t.Fatalf("seed %d: r%d: Lock: %v", seed, i, err)
@@ -270,7 +277,9 @@ func runExclusion(t *testing.T, seed uint64, size int) {
 			}
 		}
 		return true
-	})
+	}); err != nil {
+		t.Fatalf("seed %d: waiting for every live worker to be granted a lock twice after the heal: %v", seed, err)
+	}
 	t.Logf("every worker granted twice %v after the heal", time.Since(healStart).Round(time.Millisecond))
 	stop()
 	wg.Wait()
