@@ -369,13 +369,14 @@ func (n *Network) Deliver(i, j int) bool {
 // It first asks every session for what it has ready, so that a test that
 // drained a Link's Wake channel itself loses nothing. After
 // Options.MaxSteps Steps it gives up and reports an error wrapping
-// ErrNotQuiet (see Err and Options.OnError). Unlike Quiesce, it does not
-// check that the replicas converged. It panics with Pipes.
+// ErrUnexpected and ErrNotQuiet (see Err and Options.OnError). Unlike
+// Quiesce, it does not check that the replicas converged. It panics with
+// Pipes.
 func (n *Network) Settle() (delivered int) {
 	n.mustHand("Settle")
 	delivered, err := n.settle(context.Background(), nil)
 	if err != nil {
-		n.report(err)
+		n.report(fmt.Errorf("%w: Settle: %w", ErrUnexpected, err))
 	}
 	return delivered
 }

@@ -873,3 +873,28 @@ func TestCheckPrefix(t *testing.T) {
 		})
 	}
 }
+
+// Settle gives up after Options.MaxSteps Steps and reports it.
+func TestSettleGivesUp(t *testing.T) {
+	var got []error
+	n := New(1, &Options{Logf: t.Logf, MaxSteps: 2, OnError: func(err error) { got = append(got, err) }})
+	d := newLogDoc(t, "n0", nil)
+	for v := range 20 {
+		d.write(t, v)
+	}
+	n.Add(d)
+	n.Add(newLogDoc(t, "n1", nil))
+	n.ConnectLinks(0, 1, &scuttlebutt.LinkOptions{MaxBatchBytes: 20}, nil)
+	if d := n.Settle(); d < 3 || d > 9 {
+		t.Errorf("Settle delivered %d messages in 3 Steps", d)
+	}
+	if len(got) != 1 || !errors.Is(got[0], ErrUnexpected) || !errors.Is(got[0], ErrNotQuiet) {
+		t.Errorf("OnError got %v, want one error wrapping ErrUnexpected and ErrNotQuiet", got)
+	}
+	if n.Settle() == 0 {
+		t.Error("nothing was left after Settle gave up")
+	}
+	if err := n.Close(); !errors.Is(err, ErrNotQuiet) {
+		t.Errorf("Close = %v, want ErrNotQuiet", err)
+	}
+}
