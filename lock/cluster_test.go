@@ -146,7 +146,7 @@ func (c *cluster) claim(i int, name string, try bool) *ownClaim {
 	if _, err := c.tabs[i].enterSlot(c.t.Context(), name, try); err != nil {
 		c.t.Fatalf("r%d: slot for %q: %v", i, name, err)
 	}
-	oc, err := c.tabs[i].claim(name, try)
+	oc, _, err := c.tabs[i].claim(name, try)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -172,10 +172,6 @@ func (c *cluster) holders(name string) []int {
 		}
 	}
 	return out
-}
-
-func (s state) String() string {
-	return [...]string{"waiting", "held", "expired", "failed", "released"}[s]
 }
 
 // lock calls Lock on replica i in a goroutine, as an application does; the

@@ -155,7 +155,7 @@ func TestRenewalsMustBeAcknowledged(t *testing.T) {
 	waitUntil(t, "r1's claim", func() bool {
 		c.tabs[1].mu.Lock()
 		defer c.tabs[1].mu.Unlock()
-		oc := c.tabs[1].own["x"]
+		oc := c.tabs[1].rule.own["x"]
 		return oc != nil && oc.c != nil
 	})
 	c.settle() // r1 has r0's acknowledgement, and waits behind r0's claim
@@ -312,7 +312,7 @@ func TestTryLock(t *testing.T) {
 	waitUntil(t, "r2's claim on z", func() bool {
 		c.tabs[2].mu.Lock()
 		defer c.tabs[2].mu.Unlock()
-		oc := c.tabs[2].own["z"]
+		oc := c.tabs[2].rule.own["z"]
 		return oc != nil && oc.c != nil
 	})
 	c.settle()
@@ -336,7 +336,7 @@ func TestLockCancelled(t *testing.T) {
 	waitUntil(t, "r1's claim", func() bool {
 		c.tabs[1].mu.Lock()
 		defer c.tabs[1].mu.Unlock()
-		oc := c.tabs[1].own["x"]
+		oc := c.tabs[1].rule.own["x"]
 		return oc != nil && oc.c != nil
 	})
 	c.settle()
