@@ -28,8 +28,11 @@ func (c *trueTime) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// cluster is a deterministic network of tables: links are stepped by hand,
-// each table's goroutine is stopped and the test calls step itself.
+// cluster is a deterministic network of tables, for the tests of the Table
+// itself (table_test.go, onlost_test.go, persist_test.go; the rule's
+// decisions are tested without a Table, over a ruleNet): links are stepped
+// by hand, each table's goroutine is stopped (stopRun) and the test calls
+// the Table's step itself.
 type cluster struct {
 	t     *testing.T
 	clk   *trueTime
@@ -197,5 +200,17 @@ func (c *cluster) settleUntil(what string, d, limit time.Duration, cond func() b
 		c.clk.add(d)
 		c.settle()
 		time.Sleep(time.Millisecond) // let Lock goroutines claim again
+	}
+}
+
+// waitUntil polls cond until it holds, for a goroutine the test started.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -49,7 +49,7 @@ var (
 // and writes updates and frees slots once mu is released (see run.go).
 type Table struct {
 	*scuttlebutt.Scuttlebutt
-	cfg Config // Members lives in rule, under mu; the rule has its own copy of the rest
+	cfg Config // for Now; the rule has the durations, the limits and Members (under mu)
 
 	mu     sync.Mutex
 	rule   *rule

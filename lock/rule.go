@@ -93,10 +93,19 @@ const (
 )
 
 // action is one thing a transition of the rule decided and leaves to its
-// caller. The claim actions (grant to cancel) report a change of state its
-// caller makes known; the writes (renew, release, withdraw) carry the
-// update to write. A transition returns its actions in the order to carry
-// them out.
+// caller.
+//
+// The claim actions (actGrant to actCancel) report a change the rule has
+// already made to a claim of this replica: the caller makes it known to
+// whoever waits on the claim. The writes (actRenew, actRelease,
+// actWithdraw) carry an update the caller writes as this replica's own,
+// which comes back to the rule through apply like any update. Each action
+// stands alone, so no order among them is needed for safety: a write that
+// is late or never made only leaves a claim to run out with its lease. A
+// Table makes the changes known at once, under the lock it stepped the
+// rule under, and writes in the order given once it has released the lock;
+// for a renewal it calls renewed after the write, with the update's
+// timestamp.
 type action struct {
 	kind actKind
 	oc   *ownClaim // the claim; nil for actWithdraw
