@@ -41,16 +41,16 @@ var (
 // The owner of a lock is the replica, not a goroutine: as with sync.Mutex,
 // any goroutine may Unlock what another locked. Goroutines of one replica
 // that Lock the same name queue locally, one claim at a time.
-//
-// Table is the driver of a rule, which decides everything about the locks
-// (see rule.go): Table feeds it updates, the time and the replica's clock
-// under mu, and carries out the actions it returns: it wakes and ends the
-// waits (under mu, so that a change of state and its signal are one step),
-// and writes updates and frees slots once mu is released (see run.go).
 type Table struct {
 	*scuttlebutt.Scuttlebutt
 	cfg Config // for Now; the rule has the durations, the limits and Members (under mu)
 
+	// A Table is the driver of its rule, which decides everything about the
+	// locks (rule.go): it feeds the rule updates, the time and the
+	// replica's clock under mu, and carries out the actions the rule
+	// returns: it wakes and ends the waits under mu, so that a change of
+	// state and its signal are one step, and writes updates and frees slots
+	// once mu is released (run.go).
 	mu     sync.Mutex
 	rule   *rule
 	slots  map[string]*slot

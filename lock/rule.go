@@ -314,8 +314,8 @@ func (r *rule) close() []action {
 
 // relinquish releases oc, waiting or held, by this replica's own decision:
 // actUnlock or actCancel, and actRelease once its claim is applied. (A
-// claim applied after it was relinquished is withdrawn by step as a claim
-// nobody waits for.)
+// claim applied after it was relinquished is one nobody waits for: step
+// withdraws it, or, once the Table is closed, it runs out with its lease.)
 func (r *rule) relinquish(oc *ownClaim) []action {
 	k := actCancel
 	if oc.state == held {
