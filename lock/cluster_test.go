@@ -28,8 +28,11 @@ func (c *trueTime) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// cluster is a deterministic network of tables: links are stepped by hand,
-// each table's goroutine is stopped and the test calls step itself.
+// cluster is a deterministic network of tables, for the tests of the Table
+// itself (table_test.go, onlost_test.go, persist_test.go; the rule's
+// decisions are tested without a Table, over a ruleNet): links are stepped
+// by hand, each table's goroutine is stopped (stopRun) and the test calls
+// the Table's step itself.
 type cluster struct {
 	t     *testing.T
 	clk   *trueTime
@@ -146,7 +149,7 @@ func (c *cluster) claim(i int, name string, try bool) *ownClaim {
 	if _, err := c.tabs[i].enterSlot(c.t.Context(), name, try); err != nil {
 		c.t.Fatalf("r%d: slot for %q: %v", i, name, err)
 	}
-	oc, err := c.tabs[i].claim(name, try)
+	oc, _, err := c.tabs[i].claim(name, try)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -174,10 +177,6 @@ func (c *cluster) holders(name string) []int {
 	return out
 }
 
-func (s state) String() string {
-	return [...]string{"waiting", "held", "expired", "failed", "released"}[s]
-}
-
 // lock calls Lock on replica i in a goroutine, as an application does; the
 // result arrives on the returned channel. Lock claims again by itself when
 // a waiting claim's lease runs out, so the test waits for outcomes with
@@ -201,5 +200,17 @@ func (c *cluster) settleUntil(what string, d, limit time.Duration, cond func() b
 		c.clk.add(d)
 		c.settle()
 		time.Sleep(time.Millisecond) // let Lock goroutines claim again
+	}
+}
+
+// waitUntil polls cond until it holds, for a goroutine the test started.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -140,14 +140,6 @@ func checkMembers(id string, members []string) error {
 	return nil
 }
 
-// limit returns how many may hold name at once.
-func (c *Config) limit(name string) int {
-	if n, ok := c.Limits[name]; ok {
-		return n
-	}
-	return c.Limit
-}
-
 // base returns the configuration of the replicated base: Replica, with
 // this Config's Now and MaxUpdateSize.
 func (c *Config) base() *scuttlebutt.Config {

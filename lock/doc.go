@@ -98,6 +98,37 @@
 // within the margin, every waiting claim is eventually granted, in line
 // order, provided holders unlock or crash.
 //
+// # Where the work happens
+//
+// Every decision about the locks is made by the rule (the unexported type
+// rule, in rule.go): a plain value holding each lock's line of claims,
+// this replica's own claims and what the members' acknowledgements say. It
+// takes updates, the time (Config.Now, read by its caller) and the
+// replica's vector clock as arguments, and returns what is to be done as
+// actions: grant, lose, expire or fail a claim of this replica, write a
+// renewal or a release. It does no I/O, takes no lock, reads no clock and
+// waits for nothing, so tests step several by hand.
+//
+// A Table is a thin driver around it, and the only place where I/O and
+// waiting happen:
+//
+//  1. The base calls ApplyUpdate with every update, this replica's and its
+//     peers', and the Table applies it to the rule under its mutex; then
+//     AfterApply writes an acknowledgement (LocalUpdate) if the rule asked
+//     for one, and wakes the Table's goroutine.
+//  2. The Table's goroutine reads Config.Now and the replica's clock,
+//     steps the rule with them under the mutex, and carries out the
+//     actions: under the mutex it wakes Lock calls, closes Done channels
+//     and queues OnLost calls; once the mutex is released it writes
+//     renewals and releases (LocalUpdate, which may wait for a storage),
+//     frees the local slots of lost holds and makes the OnLost calls.
+//     Then it sleeps until the deadline the rule returned, an update is
+//     applied, or a claim is made.
+//  3. Lock and TryLock wait in the calling goroutine, first for the local
+//     slot, then for their claim to be granted or fail. Unlock, a Lock
+//     call that gives up and Close have the rule release the claim, and
+//     write the release in the calling goroutine.
+//
 // # Costs
 //
 // Each claim and each renewal is one update, answered by one

@@ -11,7 +11,6 @@ import (
 
 	"github.com/scuttle-go/scuttle/notify"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
-	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // Errors returned by this package. Callers test for them with errors.Is.
@@ -44,17 +43,21 @@ var (
 // that Lock the same name queue locally, one claim at a time.
 type Table struct {
 	*scuttlebutt.Scuttlebutt
-	cfg Config // Members lives in members, under mu
+	cfg Config // for Now; the rule has the durations, the limits and Members (under mu)
 
-	mu      sync.Mutex
-	members []string
-	locks   map[string]*lockState
-	acks    map[string]*ackState
-	own     map[string]*ownClaim // this replica's current claim per name
-	slots   map[string]*slot
-	ackDue  bool // a foreign claim or renewal awaits acknowledgement
-	acking  bool // a goroutine is sending an acknowledgement
-	closed  bool
+	// A Table is the driver of its rule, which decides everything about the
+	// locks (rule.go): it feeds the rule updates, the time and the
+	// replica's clock under mu, and carries out the actions the rule
+	// returns: it wakes and ends the waits under mu, so that a change of
+	// state and its signal are one step, and writes updates and frees slots
+	// once mu is released (run.go).
+	mu     sync.Mutex
+	rule   *rule
+	slots  map[string]*slot
+	waits  map[*ownClaim]*waiter // the waits of the claims in rule.own
+	ackDue bool                  // a foreign claim or renewal awaits acknowledgement
+	acking bool                  // a goroutine is sending an acknowledgement
+	closed bool
 
 	lost notify.Notifier[string] // names of locks lost; delivered by run
 
@@ -66,33 +69,19 @@ type Table struct {
 	quitOnce  sync.Once
 }
 
-// state is where one of this replica's claims stands.
-type state int
-
-const (
-	waiting  state = iota // in line, not granted
-	held                  // granted; this replica holds the lock
-	expired               // its lease ran out (held: the lease was lost)
-	failed                // TryLock found others ahead
-	released              // Unlock, a cancelled Lock, or Close
-)
-
-// ownClaim is this replica's bookkeeping for one claim of its own.
-type ownClaim struct {
-	name      string
-	try       bool
-	c         *claim // set when the claim is applied
-	state     state
-	confirmed vclock.Timestamp // the lease end every member has acknowledged
-	pending   []renewal        // renewals sent, not yet acknowledged by all
-	nextRenew time.Time
-	notify    chan struct{} // capacity 1: wakes the Lock call waiting on it
-	done      chan struct{} // closed when a hold ends
+// waiter is what waits on one of this replica's claims: the Lock call that
+// made it, and, once it is held, the holder's Done. The rule never sees it.
+type waiter struct {
+	notify chan struct{} // capacity 1: wakes the Lock call waiting on the claim
+	done   chan struct{} // closed when a hold ends
 }
 
-// renewal is a renewal this replica sent: its timestamp and lease end.
-type renewal struct {
-	ts, end vclock.Timestamp
+// signal wakes the Lock call waiting on w, if it is not already woken.
+func (w *waiter) signal() {
+	select {
+	case w.notify <- struct{}{}:
+	default:
+	}
 }
 
 // slot queues the goroutines of this replica that want one lock: a token
@@ -116,11 +105,8 @@ func New(id string, cfg *Config) (*Table, error) {
 	}
 	t := &Table{
 		cfg:     c,
-		members: normalize(c.Members),
-		locks:   make(map[string]*lockState),
-		acks:    make(map[string]*ackState),
-		own:     make(map[string]*ownClaim),
 		slots:   make(map[string]*slot),
+		waits:   make(map[*ownClaim]*waiter),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		quit:    make(chan struct{}),
@@ -131,14 +117,9 @@ func New(id string, cfg *Config) (*Table, error) {
 		return nil, err
 	}
 	t.Scuttlebutt = sb
+	t.rule = newRule(id, sb.Source(), &c) // before anything is applied: the base applies nothing in New
 	go t.run()
 	return t, nil
-}
-
-func normalize(ids []string) []string {
-	out := slices.Clone(ids)
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 // Lock claims name and waits until this replica holds it, ctx ends, or the
@@ -172,12 +153,12 @@ func (t *Table) acquire(ctx context.Context, name string, try bool) error {
 		return err
 	}
 	for {
-		oc, err := t.claim(name, try)
+		oc, w, err := t.claim(name, try)
 		if err != nil {
 			t.freeSlot(name, s)
 			return err
 		}
-		st, err := t.await(ctx, oc)
+		st, err := t.await(ctx, oc, w)
 		switch {
 		case err != nil:
 			t.abandon(oc)
@@ -209,7 +190,7 @@ func (t *Table) enterSlot(ctx context.Context, name string, try bool) (*slot, er
 		t.slots[name] = s
 	}
 	s.refs++
-	busy := try && t.aheadLocked(name, stamp(t.cfg.Now())) >= t.cfg.limit(name)
+	busy := try && t.rule.full(name, t.cfg.Now())
 	t.mu.Unlock()
 	if busy {
 		t.dropSlot(name, s)
@@ -237,8 +218,8 @@ func (t *Table) enterSlot(ctx context.Context, name string, try bool) (*slot, er
 }
 
 // await waits until oc leaves the waiting state, ctx ends, or the Table is
-// closed.
-func (t *Table) await(ctx context.Context, oc *ownClaim) (state, error) {
+// closed; w is oc's waiter.
+func (t *Table) await(ctx context.Context, oc *ownClaim, w *waiter) (state, error) {
 	for {
 		t.mu.Lock()
 		st := oc.state
@@ -247,7 +228,7 @@ func (t *Table) await(ctx context.Context, oc *ownClaim) (state, error) {
 			return st, nil
 		}
 		select {
-		case <-oc.notify:
+		case <-w.notify:
 		case <-ctx.Done():
 			return waiting, ctx.Err()
 		case <-t.done:
@@ -256,67 +237,37 @@ func (t *Table) await(ctx context.Context, oc *ownClaim) (state, error) {
 	}
 }
 
-// claim writes a claim for name and registers it as this replica's own.
-func (t *Table) claim(name string, try bool) (*ownClaim, error) {
-	oc := &ownClaim{name: name, try: try, notify: make(chan struct{}, 1), done: make(chan struct{})}
+// claim has the rule register a claim on name, writes it, and returns it
+// with its waiter.
+func (t *Table) claim(name string, try bool) (*ownClaim, *waiter, error) {
+	w := &waiter{notify: make(chan struct{}, 1), done: make(chan struct{})}
 	t.mu.Lock()
-	t.own[name] = oc
+	oc, o := t.rule.claim(name, try)
+	t.waits[oc] = w
 	t.mu.Unlock()
-	data, err := op{kind: kindClaim, name: name, lease: leaseMs(t.cfg.Lease)}.encode()
+	data, err := o.encode()
 	if err == nil {
 		_, _, err = t.LocalUpdate(data)
 	}
 	if err != nil {
 		t.mu.Lock()
-		if t.own[name] == oc {
-			delete(t.own, name)
-		}
+		t.rule.unclaim(oc)
+		delete(t.waits, oc)
 		t.mu.Unlock()
-		return nil, fmt.Errorf("lock: claim %q: %w", name, err)
+		return nil, nil, fmt.Errorf("lock: claim %q: %w", name, err)
 	}
 	t.poke()
-	return oc, nil
+	return oc, w, nil
 }
 
 // abandon withdraws a claim whose Lock call gave up. If the claim was
 // granted in the meantime, the hold is released unseen.
 func (t *Table) abandon(oc *ownClaim) {
 	t.mu.Lock()
-	active := oc.state == waiting || oc.state == held
-	if active {
-		t.endLocked(oc, released)
-	}
+	acts := t.rule.cancel(oc)
+	t.signalLocked(acts)
 	t.mu.Unlock()
-	if active {
-		t.writeRelease(oc)
-	}
-}
-
-// endLocked moves oc to a final state and forgets it as the current claim.
-func (t *Table) endLocked(oc *ownClaim, st state) {
-	if oc.state == held {
-		close(oc.done)
-	}
-	oc.state = st
-	if t.own[oc.name] == oc {
-		delete(t.own, oc.name)
-	}
-	select {
-	case oc.notify <- struct{}{}:
-	default:
-	}
-}
-
-// writeRelease writes the release of oc's claim. An error (a failing
-// storage) leaves the claim to expire with its lease.
-func (t *Table) writeRelease(oc *ownClaim) {
-	if oc.c == nil {
-		return
-	}
-	data, err := op{kind: kindRelease, name: oc.name, claim: oc.c.ts}.encode()
-	if err == nil {
-		t.LocalUpdate(data) //nolint:errcheck // the lease bounds a failed release
-	}
+	t.perform(acts)
 }
 
 // freeSlot gives back the slot token of a claim that ended, and the
@@ -326,6 +277,8 @@ func (t *Table) freeSlot(name string, s *slot) {
 	t.dropSlot(name, s)
 }
 
+// dropSlot gives back a reference to name's slot s, and forgets the slot
+// once nobody refers to it.
 func (t *Table) dropSlot(name string, s *slot) {
 	t.mu.Lock()
 	s.refs--
@@ -340,23 +293,17 @@ func (t *Table) dropSlot(name string, s *slot) {
 // table has released the claim itself).
 func (t *Table) Unlock(name string) error {
 	t.mu.Lock()
-	oc := t.own[name]
-	if oc == nil || oc.state != held || !t.validLocked(oc, stamp(t.cfg.Now())) {
+	acts, ok := t.rule.unlock(name, t.cfg.Now())
+	if !ok {
 		t.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrNotOwner, name)
 	}
-	t.endLocked(oc, released)
+	t.signalLocked(acts)
 	s := t.slots[name]
 	t.mu.Unlock()
-	t.writeRelease(oc)
+	t.perform(acts)
 	t.freeSlot(name, s)
 	return nil
-}
-
-// validLocked reports whether oc's lease is good at now: before its
-// confirmed end, less the margin.
-func (t *Table) validLocked(oc *ownClaim, now vclock.Timestamp) bool {
-	return now < oc.confirmed-leaseStamp(t.cfg.Margin)
 }
 
 // Deadline returns when this replica's hold of name ends, by its own clock
@@ -365,14 +312,10 @@ func (t *Table) validLocked(oc *ownClaim, now vclock.Timestamp) bool {
 // lock protects checks that the deadline leaves it time enough: after the
 // deadline another replica may be granted the lock.
 func (t *Table) Deadline(name string) (deadline time.Time, ok bool) {
-	now := stamp(t.cfg.Now())
+	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	oc := t.own[name]
-	if oc == nil || oc.state != held || !t.validLocked(oc, now) {
-		return time.Time{}, false
-	}
-	return (oc.confirmed - leaseStamp(t.cfg.Margin)).Time(), true
+	return t.rule.deadline(name, now)
 }
 
 var closedChan = func() chan struct{} {
@@ -387,8 +330,8 @@ var closedChan = func() chan struct{} {
 func (t *Table) Done(name string) <-chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if oc := t.own[name]; oc != nil && oc.state == held {
-		return oc.done
+	if oc := t.rule.holding(name); oc != nil {
+		return t.waits[oc].done
 	}
 	return closedChan
 }
@@ -420,57 +363,17 @@ func (t *Table) Holder(name string) (owner string, ok bool) {
 // replica is listed only while it holds the lock. The view lags the other
 // replicas by the replication delay.
 func (t *Table) Holders(name string) []string {
-	now := stamp(t.cfg.Now())
-	limit := t.cfg.limit(name)
+	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ls := t.locks[name]
-	if ls == nil {
-		return nil
-	}
-	var out []string
-	n := 0
-	for _, c := range ls.claims {
-		if n == limit {
-			break
-		}
-		if !c.live(now) {
-			continue
-		}
-		n++
-		switch {
-		case c.own != nil:
-			if c.own.state == held && t.validLocked(c.own, now) {
-				out = append(out, c.owner)
-			}
-		case c.owner != t.ID():
-			out = append(out, c.owner)
-		}
-	}
-	return out
-}
-
-// aheadLocked counts the live claims of other replicas on name: all of them
-// are ahead of a claim this replica would make now.
-func (t *Table) aheadLocked(name string, now vclock.Timestamp) int {
-	ls := t.locks[name]
-	if ls == nil {
-		return 0
-	}
-	n := 0
-	for _, c := range ls.claims {
-		if c.owner != t.ID() && c.live(now) {
-			n++
-		}
-	}
-	return n
+	return t.rule.holders(name, now)
 }
 
 // Members returns the current member set, sorted.
 func (t *Table) Members() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return slices.Clone(t.members)
+	return slices.Clone(t.rule.members)
 }
 
 // SetMembers replaces the member set; it must list this replica. Claims
@@ -484,7 +387,7 @@ func (t *Table) SetMembers(ids []string) error {
 		return err
 	}
 	t.mu.Lock()
-	t.members = normalize(ids)
+	t.rule.setMembers(ids)
 	t.mu.Unlock()
 	t.poke()
 	return nil
@@ -501,17 +404,10 @@ func (t *Table) Close() error {
 		t.stopRun()
 		t.mu.Lock()
 		t.closed = true
-		var ended []*ownClaim
-		for _, oc := range t.own {
-			ended = append(ended, oc)
-		}
-		for _, oc := range ended {
-			t.endLocked(oc, released)
-		}
+		acts := t.rule.close()
+		t.signalLocked(acts)
 		t.mu.Unlock()
-		for _, oc := range ended {
-			t.writeRelease(oc)
-		}
+		t.perform(acts)
 	})
 	return nil
 }
@@ -522,21 +418,13 @@ func (t *Table) stopRun() {
 	<-t.stopped
 }
 
+// poke wakes the table's goroutine to step the rule.
 func (t *Table) poke() {
 	select {
 	case t.wake <- struct{}{}:
 	default:
 	}
 }
-
-// stamp converts a wall time to a timestamp in milliseconds, with the
-// fractions Timestamp.Time keeps.
-func stamp(tm time.Time) vclock.Timestamp {
-	return vclock.Timestamp(float64(tm.UnixNano()) / 1e6)
-}
-
-// leaseStamp converts a duration to milliseconds.
-func leaseStamp(d time.Duration) vclock.Timestamp { return vclock.Timestamp(leaseMs(d)) }
 
 var (
 	_ scuttlebutt.Replica      = replica{}

@@ -1,7 +1,6 @@
 package lock
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -9,42 +8,43 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
-	"github.com/scuttle-go/scuttle/vclock"
 )
 
-// These tests drive tables by hand (links stepped in the test, time moved
-// by hand, each table's step called by the test), so every schedule is
-// exactly reproducible.
+// These tests step rules, the values that decide grants, by hand over a
+// ruleNet: no Table, no goroutine, time moved by the test, so every
+// schedule is exactly reproducible. The Table's side of the same stories
+// (Done, OnLost, the errors of its methods, Lock calls that wait) is in
+// table_test.go.
 
 func TestGrantInLineOrder(t *testing.T) {
-	c := newCluster(t, 3, nil, nil)
-	a := c.claim(0, "x", false)
-	c.settle()
-	b := c.claim(1, "x", false)
-	c.settle()
-	if got := []state{c.state(0, a), c.state(1, b)}; !slices.Equal(got, []state{held, waiting}) {
+	n := newRuleNet(t, 3, nil, nil)
+	a := n.claim(0, "x", false)
+	n.settle()
+	b := n.claim(1, "x", false)
+	n.settle()
+	if got := states(a, b); !slices.Equal(got, []state{held, waiting}) {
 		t.Fatalf("after r0 then r1 claim: states %v, want [held waiting]", got)
 	}
-	if diff := cmp.Diff([]int{0}, c.holders("x")); diff != "" {
+	if diff := cmp.Diff([]int{0}, n.holders("x")); diff != "" {
 		t.Errorf("holders (-want +got):\n%s", diff)
 	}
 	for i, want := range []string{"r0", "r0", "r0"} {
-		if got, _ := c.tabs[i].Holder("x"); got != want {
-			t.Errorf("r%d: Holder(x) = %q, want %q", i, got, want)
+		if got := n.seen(i, "x"); !slices.Equal(got, []string{want}) {
+			t.Errorf("r%d sees holders %q, want [%q]", i, got, want)
 		}
 	}
-	if err := c.tabs[0].Unlock("x"); err != nil {
+	if err := n.unlock(0, "x"); err != nil {
 		t.Fatal(err)
 	}
-	c.settle()
-	if got := []state{c.state(0, a), c.state(1, b)}; !slices.Equal(got, []state{released, held}) {
+	n.settle()
+	if got := states(a, b); !slices.Equal(got, []state{released, held}) {
 		t.Fatalf("after r0 unlocks: states %v, want [released held]", got)
 	}
-	if err := c.tabs[0].Unlock("x"); !errors.Is(err, ErrNotOwner) {
-		t.Errorf("second Unlock by r0 = %v, want ErrNotOwner", err)
+	if err := n.unlock(0, "x"); !errors.Is(err, ErrNotOwner) {
+		t.Errorf("second unlock by r0 = %v, want ErrNotOwner", err)
 	}
-	if err := c.tabs[2].Unlock("x"); !errors.Is(err, ErrNotOwner) {
-		t.Errorf("Unlock by r2, which never locked = %v, want ErrNotOwner", err)
+	if err := n.unlock(2, "x"); !errors.Is(err, ErrNotOwner) {
+		t.Errorf("unlock by r2, which never claimed = %v, want ErrNotOwner", err)
 	}
 }
 
@@ -52,47 +52,49 @@ func TestGrantInLineOrder(t *testing.T) {
 // exchanged: exactly the first in (timestamp, owner) order is granted, and
 // the others follow one at a time.
 func TestConcurrentClaims(t *testing.T) {
-	c := newCluster(t, 4, nil, nil)
-	var ocs []*ownClaim
+	n := newRuleNet(t, 4, nil, nil)
 	for i := range 4 {
-		ocs = append(ocs, c.claim(3-i, "x", false)) // same clock: ties go by owner
+		n.claim(3-i, "x", false) // same clock: ties go by owner
 	}
 	for want := range 4 {
-		c.settle()
-		if diff := cmp.Diff([]int{want}, c.holders("x")); diff != "" {
+		n.settle()
+		if diff := cmp.Diff([]int{want}, n.holders("x")); diff != "" {
 			t.Fatalf("round %d: holders (-want +got):\n%s", want, diff)
 		}
-		if err := c.tabs[want].Unlock("x"); err != nil {
+		if err := n.unlock(want, "x"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_ = ocs
 }
 
 // TestPartitionWaits cuts one replica off: nobody is granted anything until
-// it is back, however long the others wait.
+// it is back, however long the others wait; a Lock call's claim runs out
+// meanwhile and is made again.
 func TestPartitionWaits(t *testing.T) {
-	c := newCluster(t, 3, nil, nil)
-	c.cut[2] = true
-	oc := c.claim(0, "x", false)
-	c.advance(50*time.Millisecond, 60) // three leases
-	if len(c.holders("x")) != 0 {
-		t.Fatalf("granted during a partition: holders %v", c.holders("x"))
+	n := newRuleNet(t, 3, nil, nil)
+	n.cut[2] = true
+	oc := n.claim(0, "x", false)
+	n.advance(50*time.Millisecond, 60) // three leases
+	if h := n.holders("x"); len(h) != 0 {
+		t.Fatalf("granted during a partition: holders %v", h)
 	}
-	if st := c.state(0, oc); st != expired {
-		t.Errorf("r0's claim is %v after three leases, want expired", st)
+	if oc.state != expired {
+		t.Errorf("r0's claim is %v after three leases, want expired", oc.state)
 	}
-	errc := c.lock(1, "x")
-	c.advance(50*time.Millisecond, 60)
-	if len(c.holders("x")) != 0 {
-		t.Fatalf("granted during a partition: holders %v", c.holders("x"))
+	call := n.lock(1, "x", false)
+	n.advance(50*time.Millisecond, 60)
+	if h := n.holders("x"); len(h) != 0 {
+		t.Fatalf("granted during a partition: holders %v", h)
 	}
-	c.cut[2] = false
-	c.settleUntil("r1 granted after the heal", 20*time.Millisecond, testCfg.Lease, func() bool { return len(c.holders("x")) > 0 })
-	if err := <-errc; err != nil {
-		t.Fatal(err)
+	if call.claims < 2 {
+		t.Errorf("r1's Lock made %d claims in three leases, want its expired claims made again", call.claims)
 	}
-	if diff := cmp.Diff([]int{1}, c.holders("x")); diff != "" {
+	n.cut[2] = false
+	n.settleUntil("r1 granted after the heal", 20*time.Millisecond, testCfg.Lease, func() bool { return len(n.holders("x")) > 0 })
+	if !call.done || call.err != nil {
+		t.Fatalf("r1's Lock: done %v, err %v; want granted", call.done, call.err)
+	}
+	if diff := cmp.Diff([]int{1}, n.holders("x")); diff != "" {
 		t.Errorf("after the heal: holders (-want +got):\n%s", diff)
 	}
 }
@@ -101,41 +103,36 @@ func TestPartitionWaits(t *testing.T) {
 // unacknowledged, it learns it lost the lock before its deadline passes,
 // and none of the others can be granted it in between.
 func TestHolderCutOffLosesLease(t *testing.T) {
-	c := newCluster(t, 3, nil, nil)
-	c.claim(0, "x", false)
-	c.settle()
-	var lost []string
-	c.tabs[0].OnLost(func(name string) { lost = append(lost, name) })
-	done := c.tabs[0].Done("x")
-	dl, ok := c.tabs[0].Deadline("x")
+	n := newRuleNet(t, 3, nil, nil)
+	oc := n.claim(0, "x", false)
+	n.settle()
+	dl, ok := n.deadline(0, "x")
 	if !ok {
 		t.Fatal("r0 does not hold x")
 	}
-	c.cut[0] = true
-	errc := c.lock(1, "x")
-	for c.clk.now().Before(dl.Add(2 * testCfg.Lease)) {
-		c.advance(20*time.Millisecond, 1)
-		if h := c.holders("x"); len(h) > 1 {
-			t.Fatalf("at %v: holders %v", c.clk.now(), h)
+	n.cut[0] = true
+	call := n.lock(1, "x", false)
+	for n.now.Before(dl.Add(2 * testCfg.Lease)) {
+		n.advance(20*time.Millisecond, 1)
+		if h := n.holders("x"); len(h) > 1 {
+			t.Fatalf("at %v: holders %v", n.now, h)
 		}
 	}
-	if diff := cmp.Diff([]string{"x"}, lost); diff != "" {
-		t.Errorf("OnLost calls (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]string{"x"}, n.peers[0].lost); diff != "" {
+		t.Errorf("holds lost (-want +got):\n%s", diff)
 	}
-	select {
-	case <-done:
-	default:
-		t.Error("Done(x) not closed after the lease was lost")
+	if oc.state != expired {
+		t.Errorf("r0's hold is %v after its lease ran out, want expired", oc.state)
 	}
-	if err := c.tabs[0].Unlock("x"); !errors.Is(err, ErrNotOwner) {
-		t.Errorf("Unlock after the loss = %v, want ErrNotOwner", err)
+	if err := n.unlock(0, "x"); !errors.Is(err, ErrNotOwner) {
+		t.Errorf("unlock after the loss = %v, want ErrNotOwner", err)
 	}
-	c.cut[0] = false
-	c.settleUntil("r1 granted after the heal", 20*time.Millisecond, testCfg.Lease, func() bool { return len(c.holders("x")) > 0 })
-	if err := <-errc; err != nil {
-		t.Fatal(err)
+	n.cut[0] = false
+	n.settleUntil("r1 granted after the heal", 20*time.Millisecond, testCfg.Lease, func() bool { return len(n.holders("x")) > 0 })
+	if !call.done || call.err != nil {
+		t.Fatalf("r1's Lock: done %v, err %v; want granted", call.done, call.err)
 	}
-	if diff := cmp.Diff([]int{1}, c.holders("x")); diff != "" {
+	if diff := cmp.Diff([]int{1}, n.holders("x")); diff != "" {
 		t.Errorf("after the heal: holders (-want +got):\n%s", diff)
 	}
 }
@@ -148,75 +145,69 @@ func TestHolderCutOffLosesLease(t *testing.T) {
 // renewals without acknowledgements makes this test fail with two
 // holders.) Once its messages flow again, the next in line is granted.
 func TestRenewalsMustBeAcknowledged(t *testing.T) {
-	c := newCluster(t, 3, nil, nil)
-	c.claim(0, "x", false)
-	c.settle()
-	errc := c.lock(1, "x")
-	waitUntil(t, "r1's claim", func() bool {
-		c.tabs[1].mu.Lock()
-		defer c.tabs[1].mu.Unlock()
-		oc := c.tabs[1].own["x"]
-		return oc != nil && oc.c != nil
-	})
-	c.settle() // r1 has r0's acknowledgement, and waits behind r0's claim
-	c.mute[0] = true
-	for range 300 {
-		c.advance(10*time.Millisecond, 1)
-		if h := c.holders("x"); len(h) > 1 {
-			t.Fatalf("at %v: holders %v", c.clk.now(), h)
-		}
-		time.Sleep(100 * time.Microsecond) // let Lock claim again
+	n := newRuleNet(t, 3, nil, nil)
+	n.claim(0, "x", false)
+	n.settle()
+	call := n.lock(1, "x", false)
+	n.settle() // r1 has r0's acknowledgement, and waits behind r0's claim
+	if call.oc.state != waiting {
+		t.Fatalf("r1's claim behind r0's hold is %v, want waiting", call.oc.state)
 	}
-	if _, ok := c.tabs[0].Deadline("x"); ok {
+	n.mute[0] = true
+	for range 300 {
+		n.advance(10*time.Millisecond, 1)
+		if h := n.holders("x"); len(h) > 1 {
+			t.Fatalf("at %v: holders %v", n.now, h)
+		}
+	}
+	if _, ok := n.deadline(0, "x"); ok {
 		t.Error("r0 still holds x after three leases of unacknowledged renewals")
 	}
-	c.mute[0] = false
-	c.settleUntil("r1 granted", 10*time.Millisecond, testCfg.Lease, func() bool { return slices.Equal(c.holders("x"), []int{1}) })
-	if err := <-errc; err != nil {
-		t.Fatal(err)
+	n.mute[0] = false
+	n.settleUntil("r1 granted", 10*time.Millisecond, testCfg.Lease, func() bool { return slices.Equal(n.holders("x"), []int{1}) })
+	if !call.done || call.err != nil {
+		t.Fatalf("r1's Lock: done %v, err %v; want granted", call.done, call.err)
 	}
 }
 
 // TestRenewalKeepsHold holds a lock for many leases: renewals keep it.
 func TestRenewalKeepsHold(t *testing.T) {
-	c := newCluster(t, 3, nil, nil)
-	c.claim(0, "x", false)
-	c.settle()
-	first, _ := c.tabs[0].Deadline("x")
-	c.advance(50*time.Millisecond, 100) // five leases
-	last, ok := c.tabs[0].Deadline("x")
+	n := newRuleNet(t, 3, nil, nil)
+	n.claim(0, "x", false)
+	n.settle()
+	first, _ := n.deadline(0, "x")
+	n.advance(50*time.Millisecond, 100) // five leases
+	last, ok := n.deadline(0, "x")
 	if !ok || !last.After(first.Add(4*testCfg.Lease)) {
-		t.Errorf("after five leases: Deadline = %v, %v; want held, after %v", last, ok, first.Add(4*testCfg.Lease))
+		t.Errorf("after five leases: deadline = %v, %v; want held, after %v", last, ok, first.Add(4*testCfg.Lease))
 	}
 }
 
 // TestCrashedHolder crashes the holder: the others wait for its lease to
-// end and, once it is removed from Members, are granted the lock, not
+// end and, once it is removed from the members, are granted the lock, not
 // before its lease has ended.
 func TestCrashedHolder(t *testing.T) {
-	c := newCluster(t, 3, nil, nil)
-	c.claim(0, "x", false)
-	c.settle()
-	dl, _ := c.tabs[0].Deadline("x")
+	n := newRuleNet(t, 3, nil, nil)
+	n.claim(0, "x", false)
+	n.settle()
+	dl, _ := n.deadline(0, "x")
 	end := dl.Add(testCfg.Margin) // when the others consider the claim over
-	c.down[0] = true
-	c.claim(1, "x", false)
-	c.advance(20*time.Millisecond, 5)
+	n.down[0] = true
+	n.claim(1, "x", false)
+	n.advance(20*time.Millisecond, 5)
 	for i := 1; i < 3; i++ {
-		if err := c.tabs[i].SetMembers([]string{"r1", "r2"}); err != nil {
-			t.Fatal(err)
-		}
+		n.setMembers(i, "r1", "r2")
 	}
-	for len(c.holders("x")) == 0 {
-		if c.clk.now().After(end.Add(2 * testCfg.Lease)) {
+	for len(n.holders("x")) == 0 {
+		if n.now.After(end.Add(2 * testCfg.Lease)) {
 			t.Fatalf("r1 not granted %v after the crashed holder's lease", 2*testCfg.Lease)
 		}
-		c.advance(10*time.Millisecond, 1)
+		n.advance(10*time.Millisecond, 1)
 	}
-	if now := c.clk.now(); now.Before(end) {
-		t.Errorf("r1 granted at %v, before the crashed holder's lease ended at %v", now, end)
+	if n.now.Before(end) {
+		t.Errorf("r1 granted at %v, before the crashed holder's lease ended at %v", n.now, end)
 	}
-	if diff := cmp.Diff([]int{1}, c.holders("x")); diff != "" {
+	if diff := cmp.Diff([]int{1}, n.holders("x")); diff != "" {
 		t.Errorf("holders (-want +got):\n%s", diff)
 	}
 }
@@ -224,52 +215,47 @@ func TestCrashedHolder(t *testing.T) {
 // TestRemovedMemberNoLongerBlocks crashes a replica that holds nothing:
 // claims wait for its acknowledgement until it is removed.
 func TestRemovedMemberNoLongerBlocks(t *testing.T) {
-	c := newCluster(t, 3, nil, nil)
-	c.down[2] = true
-	c.claim(0, "x", false)
-	c.advance(50*time.Millisecond, 5)
-	if h := c.holders("x"); len(h) != 0 {
+	n := newRuleNet(t, 3, nil, nil)
+	n.down[2] = true
+	n.claim(0, "x", false)
+	n.advance(50*time.Millisecond, 5)
+	if h := n.holders("x"); len(h) != 0 {
 		t.Fatalf("granted without r2's acknowledgement: %v", h)
 	}
-	if err := c.tabs[0].SetMembers([]string{"r0", "r1"}); err != nil {
-		t.Fatal(err)
-	}
-	c.advance(50*time.Millisecond, 1)
-	if diff := cmp.Diff([]int{0}, c.holders("x")); diff != "" {
+	n.setMembers(0, "r1", "r0", "r1")
+	n.advance(50*time.Millisecond, 1)
+	if diff := cmp.Diff([]int{0}, n.holders("x")); diff != "" {
 		t.Errorf("after removing r2: holders (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"r0", "r1"}, c.tabs[0].Members()); diff != "" {
-		t.Errorf("Members (-want +got):\n%s", diff)
-	}
-	if err := c.tabs[0].SetMembers([]string{"r1"}); !errors.Is(err, ErrInvalidConfig) {
-		t.Errorf("SetMembers without itself = %v, want ErrInvalidConfig", err)
+	if diff := cmp.Diff([]string{"r0", "r1"}, n.peers[0].rule.members); diff != "" {
+		t.Errorf("members, sorted and without duplicates (-want +got):\n%s", diff)
 	}
 }
 
 func TestSemaphore(t *testing.T) {
-	c := newCluster(t, 4, nil, func(cfg *Config) { cfg.Limits = map[string]int{"sem": 2} })
+	n := newRuleNet(t, 4, nil, func(cfg *Config) { cfg.Limits = map[string]int{"sem": 2} })
 	for i := range 4 {
-		c.claim(i, "sem", false)
-		c.settle()
+		n.claim(i, "sem", false)
+		n.settle()
 	}
-	if diff := cmp.Diff([]int{0, 1}, c.holders("sem")); diff != "" {
+	if diff := cmp.Diff([]int{0, 1}, n.holders("sem")); diff != "" {
 		t.Fatalf("holders (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"r0", "r1"}, c.tabs[3].Holders("sem")); diff != "" {
-		t.Errorf("Holders seen from r3 (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]string{"r0", "r1"}, n.seen(3, "sem")); diff != "" {
+		t.Errorf("holders seen from r3 (-want +got):\n%s", diff)
 	}
-	if err := c.tabs[1].Unlock("sem"); err != nil {
+	if err := n.unlock(1, "sem"); err != nil {
 		t.Fatal(err)
 	}
-	c.settle()
-	if diff := cmp.Diff([]int{0, 2}, c.holders("sem")); diff != "" {
+	n.settle()
+	if diff := cmp.Diff([]int{0, 2}, n.holders("sem")); diff != "" {
 		t.Fatalf("after r1 unlocks: holders (-want +got):\n%s", diff)
 	}
 	// "x" is still a mutex.
-	c.claim(0, "x", false)
-	c.claim(1, "x", false)
-	c.settle()
-	if diff := cmp.Diff([]int{0}, c.holders("x")); diff != "" {
+	n.claim(0, "x", false)
+	n.claim(1, "x", false)
+	n.settle()
+	if diff := cmp.Diff([]int{0}, n.holders("x")); diff != "" {
 		t.Errorf("mutex x: holders (-want +got):\n%s", diff)
 	}
 }
@@ -278,91 +264,85 @@ func TestSemaphore(t *testing.T) {
 // when an earlier claim comes to light while it waits, and succeeds
 // otherwise.
 func TestTryLock(t *testing.T) {
-	c := newCluster(t, 3, nil, nil)
-	c.claim(0, "x", false)
-	c.settle()
-	if err := c.tabs[1].TryLock(t.Context(), "x"); !errors.Is(err, ErrLocked) {
-		t.Errorf("TryLock of a held lock = %v, want ErrLocked", err)
+	n := newRuleNet(t, 3, nil, nil)
+	n.claim(0, "x", false)
+	n.settle()
+	if !n.peers[1].rule.full("x", n.wall(n.peers[1])) {
+		t.Error("r1 does not find x full while r0 holds it: TryLock would claim")
 	}
-	if err := c.tabs[0].TryLock(t.Context(), "x"); !errors.Is(err, ErrLocked) {
-		t.Errorf("TryLock of a lock this replica holds = %v, want ErrLocked", err)
+	if n.peers[0].rule.full("x", n.wall(n.peers[0])) {
+		t.Error("r0 finds x full with its own claim alone")
 	}
-	if h, _ := c.tabs[1].Holder("x"); h != "r0" {
-		t.Errorf("Holder = %q, want r0", h)
+	behind := n.lock(1, "x", true)
+	n.step(1)
+	if !behind.done || !errors.Is(behind.err, ErrLocked) {
+		t.Errorf("a TryLock claim behind r0's hold, at its first step: done %v, err %v; want ErrLocked", behind.done, behind.err)
+	}
+	if h := n.seen(1, "x"); !slices.Equal(h, []string{"r0"}) {
+		t.Errorf("r1 sees holders %q, want [r0]", h)
 	}
 
 	// An earlier claim that was not yet known: r2's try claim is behind
 	// r1's, which arrives while r2 waits for acknowledgements.
-	c.cut[1] = true
-	c.claim(1, "y", false)
-	c.clk.add(time.Millisecond)
-	try := c.claim(2, "y", true)
-	c.cut[1] = false
-	c.settle()
-	if st := c.state(2, try); st != failed {
-		t.Errorf("r2's TryLock claim behind r1's: %v, want failed", st)
+	n.cut[1] = true
+	n.claim(1, "y", false)
+	n.now = n.now.Add(time.Millisecond)
+	try := n.claim(2, "y", true)
+	n.cut[1] = false
+	n.settle()
+	if try.state != failed {
+		t.Errorf("r2's TryLock claim behind r1's: %v, want failed", try.state)
 	}
-	if diff := cmp.Diff([]int{1}, c.holders("y")); diff != "" {
+	if diff := cmp.Diff([]int{1}, n.holders("y")); diff != "" {
 		t.Errorf("holders of y (-want +got):\n%s", diff)
 	}
 
 	// A free lock: TryLock waits for the acknowledgements, then holds.
-	errc := make(chan error, 1)
-	go func() { errc <- c.tabs[2].TryLock(context.Background(), "z") }()
-	waitUntil(t, "r2's claim on z", func() bool {
-		c.tabs[2].mu.Lock()
-		defer c.tabs[2].mu.Unlock()
-		oc := c.tabs[2].own["z"]
-		return oc != nil && oc.c != nil
-	})
-	c.settle()
-	if err := <-errc; err != nil {
-		t.Errorf("TryLock of a free lock = %v", err)
+	call := n.lock(2, "z", true)
+	n.step(2)
+	if call.done || call.oc.state != waiting {
+		t.Errorf("TryLock of a free lock before any acknowledgement: done %v, state %v; want waiting", call.done, call.oc.state)
 	}
-	if err := c.tabs[2].Unlock("z"); err != nil {
-		t.Errorf("Unlock after TryLock: %v", err)
+	n.settle()
+	if !call.done || call.err != nil {
+		t.Errorf("TryLock of a free lock: done %v, err %v; want granted", call.done, call.err)
+	}
+	if err := n.unlock(2, "z"); err != nil {
+		t.Errorf("unlock after TryLock: %v", err)
 	}
 }
 
 // TestLockCancelled gives up waiting: the claim is withdrawn and the next
 // in line is granted.
 func TestLockCancelled(t *testing.T) {
-	c := newCluster(t, 3, nil, nil)
-	c.claim(0, "x", false)
-	c.settle()
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- c.tabs[1].Lock(ctx, "x") }()
-	waitUntil(t, "r1's claim", func() bool {
-		c.tabs[1].mu.Lock()
-		defer c.tabs[1].mu.Unlock()
-		oc := c.tabs[1].own["x"]
-		return oc != nil && oc.c != nil
-	})
-	c.settle()
-	c.claim(2, "x", false)
-	c.settle()
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled Lock = %v, want context.Canceled", err)
+	n := newRuleNet(t, 3, nil, nil)
+	n.claim(0, "x", false)
+	n.settle()
+	call := n.lock(1, "x", false)
+	n.settle()
+	n.claim(2, "x", false)
+	n.settle()
+	n.cancel(1, call)
+	if call.oc.state != released {
+		t.Fatalf("r1's cancelled claim is %v, want released", call.oc.state)
 	}
-	if err := c.tabs[0].Unlock("x"); err != nil {
+	if err := n.unlock(0, "x"); err != nil {
 		t.Fatal(err)
 	}
-	c.settle()
-	if diff := cmp.Diff([]int{2}, c.holders("x")); diff != "" {
+	n.settle()
+	if diff := cmp.Diff([]int{2}, n.holders("x")); diff != "" {
 		t.Errorf("after r1 gave up and r0 unlocked: holders (-want +got):\n%s", diff)
 	}
 }
 
-// TestClockSkew runs a holder whose clock is behind the others' by just
+// TestClockSkew runs a holder whose clock is off the others' by just
 // under the margin and cuts it off: it stops holding before any other
 // replica is granted, in true time.
 func TestClockSkew(t *testing.T) {
 	skew := testCfg.Margin - 5*time.Millisecond
 	tests := []struct {
-		name    string
-		offsets []time.Duration
+		name  string
+		skews []time.Duration
 	}{
 		{"holder slow", []time.Duration{-skew, 0, 0}},
 		{"others fast", []time.Duration{0, skew, skew / 2}},
@@ -370,31 +350,30 @@ func TestClockSkew(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCluster(t, 3, tc.offsets, nil)
-			c.claim(0, "x", false)
-			c.settle()
-			errc := c.lock(1, "x")
-			c.advance(10*time.Millisecond, 30)
-			c.cut[0] = true
+			n := newRuleNet(t, 3, tc.skews, nil)
+			n.claim(0, "x", false)
+			n.settle()
+			call := n.lock(1, "x", false)
+			n.advance(10*time.Millisecond, 30)
+			n.cut[0] = true
 			for range 300 {
-				c.advance(5*time.Millisecond, 1)
-				time.Sleep(100 * time.Microsecond) // let Lock claim again
-				if h := c.holders("x"); len(h) > 1 {
-					t.Fatalf("at %v: holders %v", c.clk.now(), h)
+				n.advance(5*time.Millisecond, 1)
+				if h := n.holders("x"); len(h) > 1 {
+					t.Fatalf("at %v: holders %v", n.now, h)
 				}
 				// r1 cannot be granted while r0 is cut off (no acks); let
 				// it be by removing r0 once r0 has lost the lock.
-				if _, ok := c.tabs[0].Deadline("x"); !ok {
+				if _, ok := n.deadline(0, "x"); !ok {
 					for i := 1; i < 3; i++ {
-						c.tabs[i].SetMembers([]string{"r1", "r2"})
+						n.setMembers(i, "r1", "r2")
 					}
 				}
 			}
-			c.settleUntil("r1 granted", 5*time.Millisecond, testCfg.Lease, func() bool { return len(c.holders("x")) > 0 })
-			if err := <-errc; err != nil {
-				t.Fatal(err)
+			n.settleUntil("r1 granted", 5*time.Millisecond, testCfg.Lease, func() bool { return len(n.holders("x")) > 0 })
+			if !call.done || call.err != nil {
+				t.Fatalf("r1's Lock: done %v, err %v; want granted", call.done, call.err)
 			}
-			if diff := cmp.Diff([]int{1}, c.holders("x")); diff != "" {
+			if diff := cmp.Diff([]int{1}, n.holders("x")); diff != "" {
 				t.Errorf("holders at the end (-want +got):\n%s", diff)
 			}
 		})
@@ -406,26 +385,15 @@ func TestClockSkew(t *testing.T) {
 // claim from the others, and withdraws it, so the next in line need not
 // wait for the old lease to run out.
 func TestRestartWithdrawsOldClaims(t *testing.T) {
-	c := newCluster(t, 2, nil, nil)
-	c.claim(0, "x", false)
-	c.claim(1, "x", false)
-	c.settle()
-	c.down[0] = true // crashed
-	c.clk.add(10 * time.Millisecond)
-
-	cfg := testCfg
-	cfg.Members = []string{"r0", "r1"}
-	cfg.Now = func() time.Time { return c.clk.now() }
-	r0, err := New("r0", &cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r0.stopRun()
-	t.Cleanup(func() { r0.Close() })
-	c.tabs = append(c.tabs, r0)
-	c.links[[2]int{1, 2}] = &pairLink{a: c.tabs[1].NewLink(nil), b: r0.NewLink(nil)}
-	c.settle() // no time passes: nobody's lease runs out
-	if diff := cmp.Diff([]int{1}, c.holders("x")); diff != "" {
+	n := newRuleNet(t, 2, nil, nil)
+	n.claim(0, "x", false)
+	n.claim(1, "x", false)
+	n.settle()
+	n.down[0] = true // crashed
+	n.now = n.now.Add(10 * time.Millisecond)
+	n.restart(0)
+	n.settle() // no time passes: nobody's lease runs out
+	if diff := cmp.Diff([]int{1}, n.holders("x")); diff != "" {
 		t.Errorf("after r0's restart: holders (-want +got):\n%s", diff)
 	}
 }
@@ -434,163 +402,31 @@ func TestRestartWithdrawsOldClaims(t *testing.T) {
 // latest renewal, releases until their lease is over, the latest ack of
 // each replica (here only r1 has acknowledged anything: r0's claims).
 func TestHistory(t *testing.T) {
-	c := newCluster(t, 2, nil, nil)
-	c.claim(0, "x", false)
-	c.claim(0, "y", false)
-	c.settle()
-	c.advance(100*time.Millisecond, 5) // renewals
-	if err := c.tabs[0].Unlock("y"); err != nil {
+	n := newRuleNet(t, 2, nil, nil)
+	n.claim(0, "x", false)
+	n.claim(0, "y", false)
+	n.settle()
+	n.advance(100*time.Millisecond, 5) // renewals
+	if err := n.unlock(0, "y"); err != nil {
 		t.Fatal(err)
 	}
-	c.settle()
-	kinds := func() map[kind]int {
-		n := map[kind]int{}
-		for _, u := range c.tabs[1].History(nil) {
-			o, err := decodeOp(u.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n[o.kind]++
-		}
-		return n
+	n.settle()
+	r1 := n.peers[1]
+	if diff := cmp.Diff(map[kind]int{kindClaim: 1, kindRenew: 1, kindRelease: 1, kindAck: 1}, kinds(t, r1.rule.history(nil))); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[kind]int{kindClaim: 1, kindRenew: 1, kindRelease: 1, kindAck: 1}, kinds()); diff != "" {
-		t.Errorf("History (-want +got):\n%s", diff)
-	}
-	if err := c.tabs[0].Unlock("x"); err != nil {
+	if err := n.unlock(0, "x"); err != nil {
 		t.Fatal(err)
 	}
-	c.advance(100*time.Millisecond, 25)
-	if diff := cmp.Diff(map[kind]int{kindAck: 1}, kinds()); diff != "" {
-		t.Errorf("History once the leases are over (-want +got):\n%s", diff)
+	n.advance(100*time.Millisecond, 25)
+	if diff := cmp.Diff(map[kind]int{kindAck: 1}, kinds(t, r1.rule.history(nil))); diff != "" {
+		t.Errorf("history once the leases are over (-want +got):\n%s", diff)
 	}
-	h := c.tabs[1].History(nil)
+	h := r1.rule.history(nil)
 	if !slices.IsSortedFunc(h, scuttlebutt.Compare) {
-		t.Errorf("History not in (Timestamp, Source) order: %v", h)
+		t.Errorf("history not in (Timestamp, Source) order: %v", h)
 	}
-	if got := c.tabs[1].History(c.tabs[1].Clock()); len(got) != 0 {
-		t.Errorf("History(own clock) = %v, want nothing", got)
-	}
-}
-
-func TestValidateUpdate(t *testing.T) {
-	enc := func(v any) []byte {
-		b, err := opEnc.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	tests := []struct {
-		name string
-		data []byte
-		ok   bool
-	}{
-		{"claim", enc([]any{1, "x", 1000.0}), true},
-		{"renew", enc([]any{2, "x", 1.7e12, 1000.0}), true},
-		{"release", enc([]any{3, "x", 1.7e12}), true},
-		{"ack", enc([]any{4, map[string]float64{"a": 1.7e12}}), true},
-		{"empty ack", enc([]any{4, map[string]float64{}}), true},
-		{"not an array", enc("x"), false},
-		{"empty", enc([]any{}), false},
-		{"unknown kind", enc([]any{9, "x"}), false},
-		{"claim without lease", enc([]any{1, "x"}), false},
-		{"claim with zero lease", enc([]any{1, "x", 0.0}), false},
-		{"claim with negative lease", enc([]any{1, "x", -5.0}), false},
-		{"claim with a year's lease", enc([]any{1, "x", 365 * 24 * 3600e3}), false},
-		{"claim with name not a string", enc([]any{1, 5, 1000.0}), false},
-		{"renew with zero claim", enc([]any{2, "x", 0.0, 1000.0}), false},
-		{"release with extra", enc([]any{3, "x", 1.7e12, 1}), false},
-		{"ack with bad id", enc([]any{4, map[string]float64{"": 1}}), false},
-		{"ack with negative stamp", enc([]any{4, map[string]float64{"a": -1}}), false},
-		{"ack not a map", enc([]any{4, "x"}), false},
-		{"kind not a number", enc([]any{"claim", "x", 1000.0}), false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := replica{}.ValidateUpdate(scuttlebutt.Update{Source: "p", Timestamp: 1, Data: tc.data})
-			if (err == nil) != tc.ok {
-				t.Errorf("ValidateUpdate(% x) = %v, want ok %v", tc.data, err, tc.ok)
-			}
-		})
-	}
-}
-
-func TestPayloadRoundTrip(t *testing.T) {
-	tests := []op{
-		{kind: kindClaim, name: "x", lease: 1500},
-		{kind: kindRenew, name: "ünï", claim: 1.7e12 + 0.25, lease: 10000},
-		{kind: kindRelease, name: "", claim: 1.7e12},
-		{kind: kindAck, clock: vclock.Clock{"a": 1.7e12, "b": 1.7e12 + 1.0/1024}},
-	}
-	for _, o := range tests {
-		t.Run(fmtKind(o.kind), func(t *testing.T) {
-			b, err := o.encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := decodeOp(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(o, got, cmp.AllowUnexported(op{})); diff != "" {
-				t.Errorf("round trip (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func fmtKind(k kind) string {
-	return map[kind]string{kindClaim: "claim", kindRenew: "renew", kindRelease: "release", kindAck: "ack"}[k]
-}
-
-func TestConfig(t *testing.T) {
-	m := []string{"a", "b"}
-	tests := []struct {
-		name string
-		cfg  *Config
-		ok   bool
-	}{
-		{"members only", &Config{Members: m}, true},
-		{"nil", nil, false},
-		{"no members", &Config{}, false},
-		{"self missing", &Config{Members: []string{"b"}}, false},
-		{"bad member id", &Config{Members: []string{"a", ""}}, false},
-		{"negative lease", &Config{Members: m, Lease: -1}, false},
-		{"lease over a day", &Config{Members: m, Lease: 25 * time.Hour}, false},
-		{"margin half the lease", &Config{Members: m, Lease: time.Second, Margin: 500 * time.Millisecond}, false},
-		{"renew past lease - margin", &Config{Members: m, Lease: time.Second, Margin: 100 * time.Millisecond, Renew: 950 * time.Millisecond}, false},
-		{"negative limit", &Config{Members: m, Limit: -1}, false},
-		{"zero in limits", &Config{Members: m, Limits: map[string]int{"x": 0}}, false},
-		{"semaphore", &Config{Members: m, Limit: 3, Limits: map[string]int{"x": 1}}, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tab, err := New("a", tc.cfg)
-			if tc.ok != (err == nil) {
-				t.Fatalf("New(%+v) = %v, want ok %v", tc.cfg, err, tc.ok)
-			}
-			if err != nil && !errors.Is(err, ErrInvalidConfig) {
-				t.Errorf("New(%+v) = %v, want ErrInvalidConfig", tc.cfg, err)
-			}
-			if tab != nil {
-				tab.Close()
-			}
-		})
-	}
-	if _, err := New("", &Config{Members: []string{""}}); !errors.Is(err, scuttlebutt.ErrInvalidID) {
-		t.Errorf("New(\"\") = %v, want ErrInvalidID", err)
-	}
-}
-
-// waitUntil polls cond until it holds, for a goroutine the test started.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	if got := r1.rule.history(r1.clock); len(got) != 0 {
+		t.Errorf("history(own clock) = %v, want nothing", got)
 	}
 }

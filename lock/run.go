@@ -7,6 +7,10 @@ import (
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
+// This file is the Table's side of the rule: where the time is read, where
+// the rule's actions are carried out, and where the replicated base calls
+// in. Every decision is the rule's (rule.go).
+
 // run is the table's goroutine: it steps the table whenever an update is
 // applied, a local claim is made, or the next deadline (a renewal, a lease
 // end) comes, until Close.
@@ -25,210 +29,156 @@ func (t *Table) run() {
 	}
 }
 
-// action is a write that step decided on and makes after releasing the
-// table's lock.
-type action struct {
-	kind  kind
-	oc    *ownClaim // the claim to renew or release
-	name  string
-	claim vclock.Timestamp
-}
-
-// step looks at this replica's claims and does what is due: it confirms
-// renewals every member has acknowledged, ends claims whose leases ran out,
-// grants claims that may be granted, fails TryLock claims with others
-// ahead, renews claims, releases stale claims of an earlier run of this
-// replica, and forgets claims long dead. It returns how long until the
-// next deadline.
+// step steps the rule to the replica's clock and wall clock (Config.Now)
+// and carries out its actions: the signals under mu, then the writes, the
+// slots of lost holds and the OnLost calls. It returns how long until the
+// rule's next deadline, at least a millisecond.
 func (t *Table) step() time.Duration {
-	clock := t.Clock() // first: every update it covers is in the table's state
+	clock := t.Clock() // first: every update it covers is in the rule's state
 	wall := t.cfg.Now()
-	now := stamp(wall)
-	margin := leaseStamp(t.cfg.Margin)
-	next := now + leaseStamp(t.cfg.Renew)
-
-	var (
-		acts  []action
-		frees []string // locks lost: their slots to free, their OnLost calls to make
-	)
 	t.mu.Lock()
-	for name, oc := range t.own {
-		if oc.c == nil || (oc.state != waiting && oc.state != held) {
-			continue
-		}
-		t.confirmLocked(oc, now)
-		if !t.validLocked(oc, now) {
-			if oc.state == held {
-				frees = append(frees, name)
-				t.lost.Queue(name)
-			}
-			t.endLocked(oc, expired)
-			acts = append(acts, action{kind: kindRelease, oc: oc})
-			continue
-		}
-		if oc.state == waiting {
-			ahead, wake := t.aheadOfLocked(oc.c, now)
-			switch {
-			case ahead < t.cfg.limit(name) && t.ackedLocked(clock, oc.c.ts):
-				oc.state = held
-				select {
-				case oc.notify <- struct{}{}:
-				default:
-				}
-			case oc.try && ahead >= t.cfg.limit(name):
-				t.endLocked(oc, failed)
-				acts = append(acts, action{kind: kindRelease, oc: oc})
-				continue
-			case wake > 0:
-				next = min(next, wake) // a claim ahead expires
-			}
-		}
-		if !wall.Before(oc.nextRenew) {
-			oc.nextRenew = wall.Add(t.cfg.Renew)
-			acts = append(acts, action{kind: kindRenew, oc: oc})
-		}
-		next = min(next, stamp(oc.nextRenew), oc.confirmed-margin)
-	}
-	for name, ls := range t.locks {
-		keep := ls.claims[:0]
-		for _, c := range ls.claims {
-			if now > c.end+margin {
-				continue // long dead: forget it, and its release
-			}
-			keep = append(keep, c)
-			next = min(next, c.end+margin)
-			if c.owner == t.ID() && c.own == nil && c.release == nil {
-				// A claim of an earlier run of this replica, heard from a
-				// peer after a restart: nobody waits for it, so withdraw it.
-				c.own = &ownClaim{name: name, c: c, state: released}
-				acts = append(acts, action{kind: kindRelease, name: name, claim: c.ts})
-			}
-		}
-		clear(ls.claims[len(keep):])
-		ls.claims = keep
-		if len(keep) == 0 {
-			delete(t.locks, name)
-		}
-	}
-	var slots []*slot
-	for _, name := range frees {
-		slots = append(slots, t.slots[name])
-	}
+	acts, next := t.rule.step(clock, wall)
+	lost := t.signalLocked(acts)
 	t.mu.Unlock()
-
-	for _, a := range acts {
-		switch {
-		case a.kind == kindRenew:
-			t.writeRenew(a.oc)
-		case a.oc != nil:
-			t.writeRelease(a.oc)
-		default:
-			if data, err := (op{kind: kindRelease, name: a.name, claim: a.claim}).encode(); err == nil {
-				t.LocalUpdate(data) //nolint:errcheck // the lease bounds a failed release
-			}
-		}
-	}
-	for i, name := range frees {
-		t.freeSlot(name, slots[i])
+	t.perform(acts)
+	for _, l := range lost {
+		t.freeSlot(l.name, l.slot)
 	}
 	t.lost.Deliver()
-	wait := time.Duration(float64(next-now) * float64(time.Millisecond))
-	return max(wait, time.Millisecond)
+	return max(next.Sub(wall), time.Millisecond)
 }
 
-// confirmLocked adopts the latest of oc's renewals that every member has
-// acknowledged, if oc's lease is still good: from then on every member
-// knows of the new lease end, so none can think the lease over before it.
-func (t *Table) confirmLocked(oc *ownClaim, now vclock.Timestamp) {
-	for i := len(oc.pending) - 1; i >= 0; i-- {
-		r := oc.pending[i]
-		if !t.ackedByAllLocked(r.ts) {
-			continue
+// lostHold is a hold the rule found lost, with the slot its token is in.
+type lostHold struct {
+	name string
+	slot *slot
+}
+
+// signalLocked makes known, with mu held, the changes of state acts
+// report: it wakes the Lock call of a claim granted or ended, closes the
+// Done channel of a hold that ended, and queues the OnLost calls of holds
+// lost. It returns the holds lost, whose slots the caller frees once mu is
+// released.
+func (t *Table) signalLocked(acts []action) (lost []lostHold) {
+	for _, a := range acts {
+		w := t.waits[a.oc]
+		if w == nil {
+			continue // a write of a claim nobody waits for (actWithdraw)
 		}
-		if t.validLocked(oc, now) {
-			oc.confirmed = max(oc.confirmed, r.end)
+		switch a.kind {
+		case actGrant:
+			w.signal()
+		case actLose, actUnlock:
+			close(w.done)
+			if a.kind == actLose {
+				lost = append(lost, lostHold{a.oc.name, t.slots[a.oc.name]})
+				t.lost.Queue(a.oc.name)
+			}
+			fallthrough
+		case actExpire, actFail, actCancel:
+			w.signal()
+			delete(t.waits, a.oc)
 		}
-		oc.pending = oc.pending[i+1:]
-		return
+	}
+	return lost
+}
+
+// perform makes the writes acts ask for, in order, with mu released. A
+// write that fails (a failing storage) is dropped: a release or renewal
+// not written leaves the claim to run out with its lease.
+func (t *Table) perform(acts []action) {
+	for _, a := range acts {
+		switch a.kind {
+		case actRenew:
+			u, ok := t.write(a.op)
+			if ok {
+				t.mu.Lock()
+				t.rule.renewed(a.oc, u.Timestamp)
+				t.mu.Unlock()
+			}
+		case actRelease, actWithdraw:
+			t.write(a.op)
+		}
 	}
 }
 
-// ackedByAllLocked reports whether every other member has acknowledged this
-// replica's updates up to ts.
-func (t *Table) ackedByAllLocked(ts vclock.Timestamp) bool {
-	for _, m := range t.members {
-		if m == t.ID() {
-			continue
-		}
-		if !t.ackedByLocked(m, ts) {
-			return false
-		}
+// write writes o as a local update.
+func (t *Table) write(o op) (u scuttlebutt.Update, ok bool) {
+	data, err := o.encode()
+	if err != nil {
+		return u, false
 	}
-	return true
+	u, _, err = t.LocalUpdate(data)
+	return u, err == nil
 }
 
-// ackedLocked is the safety rule's condition (2): this replica has
-// received, from every other member, an update later than ts.
-func (t *Table) ackedLocked(clock vclock.Clock, ts vclock.Timestamp) bool {
-	latest := map[string]vclock.Timestamp{} // per member, over its incarnations
-	for src, at := range clock {
-		if m := scuttlebutt.ReplicaID(src); at > latest[m] {
-			latest[m] = at
-		}
-	}
-	for _, m := range t.members {
-		if m != t.ID() && latest[m] <= ts {
-			return false
-		}
-	}
-	return true
+// replica is what Table hands the base: the methods only the base calls,
+// kept off Table's exported API. It holds just the pointer, so it is stored
+// in the base's interfaces without an allocation or another indirection.
+type replica struct{ t *Table }
+
+// History implements scuttlebutt.Replica: what a peer with clock sources
+// lacks of the claims that stand (each claim and its latest renewal), of
+// the releases whose claims' leases have not yet run out, and the latest
+// acknowledgement of every replica, in (Timestamp, Source) order.
+// Superseded renewals and acknowledgements, released claims and the claims
+// and releases past their lease are left out. The table is small (the
+// claims that stand, one acknowledgement per replica), so History walks it.
+func (r replica) History(sources vclock.Clock) []scuttlebutt.Update {
+	t := r.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rule.history(sources)
 }
 
-// ackedByLocked reports whether member m, in any of its incarnations, has
-// acknowledged this replica's updates up to ts.
-func (t *Table) ackedByLocked(m string, ts vclock.Timestamp) bool {
-	for src, a := range t.acks {
-		if a.self >= ts && scuttlebutt.ReplicaID(src) == m {
-			return true
-		}
-	}
-	return false
+// ValidateUpdate implements scuttlebutt.Validator: the payload must be a
+// claim, renewal, release or acknowledgement with the fields of its kind.
+func (replica) ValidateUpdate(u scuttlebutt.Update) error {
+	_, err := decodeOp(u.Data)
+	return err
 }
 
-// aheadOfLocked is the safety rule's condition (1): it counts the live
-// claims ahead of c in line, and returns the earliest time one of them
-// expires (0 if none).
-func (t *Table) aheadOfLocked(c *claim, now vclock.Timestamp) (ahead int, wake vclock.Timestamp) {
-	ls := t.locks[c.own.name]
-	for _, d := range ls.claims {
-		if !d.before(c) {
+// ApplyUpdate implements scuttlebutt.Replica: it applies a claim, renewal,
+// release or acknowledgement to the rule, and notes that a foreign claim
+// or renewal needs acknowledging.
+func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
+	t := r.t
+	o, err := decodeOp(u.Data)
+	if err != nil {
+		return false // the base validated it; a local update is ours
+	}
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	changed, ack := t.rule.apply(u, o, now)
+	t.ackDue = t.ackDue || ack
+	return changed
+}
+
+// AfterApply implements scuttlebutt.AfterApplier: if a foreign claim or
+// renewal has been applied since this replica last acknowledged, it sends
+// an acknowledgement carrying its clock; then it wakes the table's
+// goroutine to look at grants and renewals again.
+func (r replica) AfterApply() {
+	t := r.t
+	for {
+		t.mu.Lock()
+		if t.acking || !t.ackDue {
+			t.mu.Unlock()
 			break
 		}
-		if d.live(now) {
-			ahead++
-			if wake == 0 || d.end < wake {
-				wake = d.end
-			}
+		t.acking, t.ackDue = true, false
+		t.mu.Unlock()
+		_, ok := t.write(op{kind: kindAck, clock: t.Clock()})
+		t.mu.Lock()
+		t.acking = false
+		if !ok {
+			t.ackDue = true // the next apply retries
+		}
+		t.mu.Unlock()
+		if !ok {
+			break
 		}
 	}
-	return ahead, wake
-}
-
-// writeRenew writes a renewal of oc's claim and records it as pending
-// until every member acknowledges it.
-func (t *Table) writeRenew(oc *ownClaim) {
-	lease := leaseMs(t.cfg.Lease)
-	data, err := op{kind: kindRenew, name: oc.name, claim: oc.c.ts, lease: lease}.encode()
-	if err != nil {
-		return
-	}
-	u, _, err := t.LocalUpdate(data)
-	if err != nil {
-		return // not renewed: the lease runs out unless the next renewal works
-	}
-	t.mu.Lock()
-	if oc.state == waiting || oc.state == held {
-		oc.pending = append(oc.pending, renewal{ts: u.Timestamp, end: u.Timestamp + vclock.Timestamp(lease)})
-	}
-	t.mu.Unlock()
+	t.poke()
 }
