@@ -48,6 +48,9 @@ func newDoc(t testing.TB, id string, ms int64) (*doc.Doc, *wall) {
 func patch(t testing.TB, d *doc.Doc, ops ...doc.Op) {
 	t.Helper()
 	if err := d.Patch(ops...); err != nil {
+		if len(ops) > 8 {
+			t.Fatalf("%s: Patch(%v ... %d ops): %v", d.ID(), ops[:8], len(ops), err)
+		}
 		t.Fatalf("%s: Patch(%v): %v", d.ID(), ops, err)
 	}
 }
