@@ -15,6 +15,7 @@ import (
 type applier struct {
 	d     *Doc
 	up    *update
+	data  []byte   // its payload
 	srcs  []uint32 // the payload's source table, as log indexes
 	dirty []*node  // touched, to evaluate; then their ancestors too
 }
@@ -159,6 +160,7 @@ func (a *applier) clearArray(x *extra, st stamp) {
 			arr.addPulled(p.ids)
 		}
 	}
+	arr.stale = true
 	if arr.empty() {
 		x.arr = nil
 	}
@@ -177,7 +179,7 @@ func (arr *arrState) addPulled(ids []elemID) {
 // below m, except under a later reset. top is the reset's own path.
 func (a *applier) write(m *node, st stamp, v []byte, top bool) {
 	m.vup, m.vop = a.up, st.op
-	m.voff, m.vlen = uint32(cap(a.up.data)-cap(v)), uint32(len(v)) // v is a part of the payload
+	m.voff, m.vlen = uint32(cap(a.data)-cap(v)), uint32(len(v)) // v is a part of the payload
 	m.reset = top
 	a.touch(m)
 	if valueKind(v) != vMap {
@@ -264,13 +266,14 @@ func (a *applier) push(n *node, st stamp, op *wireOp) {
 			continue
 		}
 		i, _ := slices.BinarySearchFunc(arr.elems, id, func(e elem, id elemID) int { return d.cmpID(e.id, id) })
-		arr.elems = slices.Insert(arr.elems, i, elem{id, pr, uint32(cap(a.up.data) - cap(v)), uint32(len(v))})
+		arr.elems = slices.Insert(arr.elems, i, elem{id, pr, uint32(cap(a.data) - cap(v)), uint32(len(v))})
 		pr.live++
 	}
 	// A push whose every element a pull removed counts no more: the pulls,
 	// later, keep the array's place and stamp.
 	if pr.n == 0 || pr.live > 0 {
 		arr.pushes = append(arr.pushes, pr)
+		d.noteWrite(arr, st)
 		a.up.live++
 	}
 	a.touch(n)
@@ -297,10 +300,12 @@ func (a *applier) pull(n *node, st stamp, op *wireOp) {
 		if e.push.live--; e.push.live == 0 {
 			arr.pushes = slices.DeleteFunc(arr.pushes, func(p *pushRec) bool { return p == e.push })
 			d.release(e.push.up)
+			arr.stale = true
 		}
 	}
 	arr.addPulled(pl.ids)
 	arr.pulls = append(arr.pulls, pl)
+	d.noteWrite(arr, st)
 	a.up.live++
 	a.touch(n)
 }

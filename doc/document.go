@@ -180,7 +180,7 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 		return false // the base validated it; a local update is ours
 	}
 	d.mu.Lock()
-	a := applier{d: d, up: &update{data: u.Data, ts: u.Timestamp, src: d.sourceIndex(u.Source)}}
+	a := applier{d: d, up: newUpdate(u.Data, u.Timestamp, d.sourceIndex(u.Source)), data: u.Data}
 	a.srcs = make([]uint32, len(p.sources))
 	for i, s := range p.sources {
 		a.srcs[i] = d.sourceIndex(s)

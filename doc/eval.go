@@ -71,15 +71,10 @@ func (d *Doc) evalOwn(n *node, ec stamp) (o ownEval) {
 			sum += max(0, r.p-sp) - max(0, r.n-sn)
 			note(rs)
 		}
-		if arr := x.arr; arr != nil {
-			for _, p := range arr.pushes {
-				as, arrayed = d.laterOf(as, p.stamp(), arrayed), true
-				note(p.stamp())
-			}
-			for _, p := range arr.pulls {
-				as, arrayed = d.laterOf(as, p.stamp(), arrayed), true
-				note(p.stamp())
-			}
+		if arr := x.arr; arr != nil && !arr.empty() {
+			last := d.lastWrite(arr)
+			as, arrayed = d.laterOf(as, last, arrayed), true
+			note(last)
 		}
 	}
 	switch o.vk {

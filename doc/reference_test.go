@@ -103,7 +103,8 @@ func refDecode(updates []scuttlebutt.Update) ([]*refOp, error) {
 					for _, e := range rest[0].([]any) {
 						e := e.([]any)
 						k := refKey(refPath(e[0])) + "\x01" + srcs[e[1].(int64)]
-						o.seen[k] = [2]float64{toFloat(e[2]), toFloat(e[3])}
+						old := o.seen[k]
+						o.seen[k] = [2]float64{math.Max(old[0], toFloat(e[2])), math.Max(old[1], toFloat(e[3]))}
 					}
 				}
 			case refInc:
@@ -408,4 +409,11 @@ func (r *refDoc) value(p []string) (any, bool) {
 	return m, true
 }
 
-func refKey(p []string) string { return strings.Join(p, "\x00") }
+// refKey names a path unambiguously, whatever its segments hold.
+func refKey(p []string) string {
+	var b strings.Builder
+	for _, s := range p {
+		fmt.Fprintf(&b, "%d:%s", len(s), s)
+	}
+	return b.String()
+}

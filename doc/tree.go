@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
@@ -58,13 +59,24 @@ func (d *Doc) cmpID(a, b elemID) int {
 // live > 0: while any of its ops still counts (see "History" in the
 // package doc). Encoded values and element values alias data.
 type update struct {
-	data   []byte
+	data   *byte // the payload, n bytes; packed so that an update is 32 bytes
 	ts     vclock.Timestamp
+	n      uint32
 	src    uint32
 	live   int32 // ops that still count
 	logged bool  // in its source's log
 	dead   bool  // in the log, but no op counts any more
 }
+
+func newUpdate(data []byte, ts vclock.Timestamp, src uint32) *update {
+	return &update{data: unsafe.SliceData(data), n: uint32(len(data)), ts: ts, src: src}
+}
+
+// payload returns the update's payload. It is immutable.
+func (u *update) payload() []byte { return unsafe.Slice(u.data, u.n) }
+
+// part returns n bytes of the payload from off.
+func (u *update) part(off, n uint32) []byte { return u.payload()[off : off+n : off+n] }
 
 func (u *update) stamp(op uint32) stamp { return stamp{u.ts, u.src, op} }
 
@@ -146,7 +158,7 @@ func (d *Doc) history(sources vclock.Clock) []scuttlebutt.Update {
 	for _, r := range runs {
 		for _, u := range r.log.updates[r.from:] {
 			if !u.dead {
-				out = append(out, scuttlebutt.Update{Source: r.log.source, Timestamp: u.ts, Data: u.data, Signature: d.sigs[u]})
+				out = append(out, scuttlebutt.Update{Source: r.log.source, Timestamp: u.ts, Data: u.payload(), Signature: d.sigs[u]})
 			}
 		}
 	}
@@ -266,6 +278,30 @@ type arrState struct {
 	pulls  []*pullRec
 	elems  []elem              // pushed elements not pulled, sorted by id
 	pulled map[elemID]struct{} // ids the pulls remove
+	last   stamp               // the latest stamp of pushes and pulls, unless stale
+	stale  bool
+}
+
+// lastWrite returns the latest stamp of the pushes and pulls.
+func (d *Doc) lastWrite(a *arrState) stamp {
+	if a.stale {
+		var m stamp
+		for _, p := range a.pushes {
+			m = d.maxStamp(m, p.stamp())
+		}
+		for _, p := range a.pulls {
+			m = d.maxStamp(m, p.stamp())
+		}
+		a.last, a.stale = m, false
+	}
+	return a.last
+}
+
+// noteWrite records a push or pull stamped s.
+func (d *Doc) noteWrite(a *arrState, s stamp) {
+	if !a.stale && d.after(s, a.last) {
+		a.last = s
+	}
 }
 
 func (a *arrState) empty() bool { return len(a.pushes) == 0 && len(a.pulls) == 0 }
@@ -288,7 +324,7 @@ type elem struct {
 	n    uint32
 }
 
-func (e elem) data() []byte { return e.push.up.data[e.off : e.off+e.n] }
+func (e elem) data() []byte { return e.push.up.part(e.off, e.n) }
 
 func (n *node) ext() *extra {
 	if n.x == nil {
@@ -316,7 +352,7 @@ func (n *node) val() []byte {
 	if n.vup == nil {
 		return nil
 	}
-	return n.vup.data[n.voff : n.voff+n.vlen : n.voff+n.vlen]
+	return n.vup.part(n.voff, n.vlen)
 }
 
 func (n *node) valStamp() stamp { return n.vup.stamp(n.vop) }
