@@ -16,8 +16,9 @@ import (
 // Changes are reported at the level of the values that changed: where an
 // object stays an object, at its members (recursively); elsewhere at the
 // path whose value changed as a whole (a scalar, a counter, an array, or
-// a path that appeared, disappeared or changed kind). So a patch's changes
-// replay: setting each Path to New (or removing it where Deleted), in
+// a path that appeared, disappeared or changed kind), grouped by path in
+// the order the paths first appear among the patch's ops, members of an
+// object in key order. So a patch's changes replay: setting each Path to New (or removing it where Deleted), in
 // order, on a copy of the document before the patch gives the document
 // after it, and doing so from an empty document with every change since
 // the document was empty gives Snapshot().
@@ -59,10 +60,12 @@ type noteChange struct {
 // JSON Pointer): at path, below it, or above it (a change of an ancestor
 // replaces the value at path too). The changes come in the order patches
 // are applied, every change of a patch after the whole patch is applied,
-// until cancel is called. fn runs on the goroutine that applied the patch,
-// after the document's locks are released, one call at a time across all
-// observers; it may read and write the document. A slow fn delays the
-// writer or stream that made the change. Each call gets values of its own.
+// until cancel is called. fn runs after the document's locks are released,
+// one call at a time across all observers, on the goroutine that applied
+// the patch (a local writer in Patch, a stream's loop) or on one applying
+// a later patch, which delivers what is pending first; it may read and
+// write the document. A slow fn delays the writer or stream that delivers.
+// Each call gets values of its own.
 //
 // Observe panics if path is not a JSON Pointer.
 func (d *Doc) Observe(path string, fn func(Change)) (cancel func()) {

@@ -250,9 +250,20 @@ func encodedValue(r *cborx.Reader, depth int) ([]byte, error) {
 	return b, nil
 }
 
+// exactNumber reads a number as Patch writes one: a float, or an integer a
+// float64 holds exactly (within ±2^53).
+func exactNumber(r *cborx.Reader) (float64, error) {
+	ahead := *r // a Reader is a position in a slice: a copy reads ahead
+	major, _, arg, err := ahead.Head()
+	if err == nil && (major == cborx.MajorUint || major == cborx.MajorNeg) && arg > maxExactInt {
+		return 0, fmt.Errorf("integer %d is beyond 2^53", arg)
+	}
+	return r.Number()
+}
+
 // total reads a counter total: a finite number, zero or more.
 func total(r *cborx.Reader) (float64, error) {
-	f, err := r.Number()
+	f, err := exactNumber(r)
 	if err != nil {
 		return 0, fmt.Errorf("%w: total: %v", ErrInvalidValue, err)
 	}
@@ -307,7 +318,7 @@ func parseID(r *cborx.Reader, nsrc int) (id wireID, err error) {
 	if m, err := r.HeadOf(cborx.MajorArray); err != nil || m != 4 {
 		return id, fmt.Errorf("%w: element id is not [timestamp, source, op, index]", ErrInvalidValue)
 	}
-	ts, err := r.Number()
+	ts, err := exactNumber(r)
 	if err != nil {
 		return id, fmt.Errorf("%w: element id: %v", ErrInvalidValue, err)
 	}
