@@ -169,7 +169,7 @@ func TestValidateUpdate(t *testing.T) {
 		{"inc of a string", []any{[]any{}, []any{2, []any{"n"}, "1", 0}}, doc.ErrInvalidValue},
 		{"inc with one total", []any{[]any{}, []any{2, []any{"n"}, 1}}, doc.ErrInvalidValue},
 		{"inc total an integer beyond 2^53", []any{[]any{}, []any{2, []any{"n"}, 0, uint64(1<<53 + 1)}}, doc.ErrInvalidValue},
-		{"pull id timestamp an integer beyond 2^53", []any{[]any{"s~1"}, []any{4, []any{"l"}, []any{uint64(1<<60), 0, 0, 0}}}, doc.ErrInvalidValue},
+		{"pull id timestamp an integer beyond 2^53", []any{[]any{"s~1"}, []any{4, []any{"l"}, []any{uint64(1 << 60), 0, 0, 0}}}, doc.ErrInvalidValue},
 		{"push too deep", []any{[]any{}, []any{3, long[:doc.MaxDepth], 1}}, doc.ErrTooDeep},
 		{"push of NaN", []any{[]any{}, []any{3, []any{"l"}, nan}}, doc.ErrInvalidValue},
 		{"pull id not an array", []any{[]any{"s~1"}, []any{4, []any{"l"}, 1}}, doc.ErrInvalidValue},
