@@ -1,0 +1,5 @@
+//go:build !race
+
+package doc_test
+
+const raceEnabled = false

@@ -1,0 +1,124 @@
+package doc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/scuttle-go/scuttle/doc"
+	"github.com/scuttle-go/scuttle/internal/testkit/leak"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/stream"
+)
+
+// TestStreams links three documents in a line over real streams (a-b
+// with stream.Pipe, b-c with two stream.Conns over net.Pipe) and patches
+// all three at once while they replicate: they converge to the reference
+// of every patch made.
+func TestStreams(t *testing.T) {
+	leak.Check(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var ds []*doc.Doc
+	for _, id := range []string{"a", "b", "c"} {
+		d, err := doc.New(id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	a, b, c := ds[0], ds[1], ds[2]
+	patch(t, a, doc.Set("/before", "the link"))
+	updates := []scuttlebutt.Update{lastUpdate(t, a)}
+	if err := stream.Pipe(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	cb, cc := net.Pipe()
+	x, y := stream.NewConn(b, cb, &stream.Options{MaxBatchBytes: 64}), stream.NewConn(c, cc, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, conn := range []*stream.Conn{x, y} {
+		wg.Go(func() { errs <- conn.Run(ctx) })
+	}
+	<-x.Synced()
+	<-y.Synced()
+
+	var mu sync.Mutex
+	for i, d := range ds {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), 7))
+			for range 150 {
+				ops := []doc.Op{}
+				for range 1 + r.IntN(2) {
+					op, _ := randomOp(r)
+					ops = append(ops, op)
+				}
+				before := d.Clock()[d.Source()]
+				if err := d.Patch(ops...); err != nil {
+					if !errors.Is(err, doc.ErrNotNumber) && !errors.Is(err, doc.ErrNotArray) && !errors.Is(err, doc.ErrInvalidPath) {
+						t.Error(err)
+					}
+					continue
+				}
+				if d.Clock()[d.Source()] != before {
+					u := lastUpdate(t, d)
+					mu.Lock()
+					updates = append(updates, u)
+					mu.Unlock()
+				}
+			}
+			// Each writer's counter, with no other writer on it.
+			for range 100 {
+				if err := d.Patch(doc.Inc(fmt.Sprintf("/count/%s", d.ID()), 1)); err != nil {
+					t.Error(err)
+				}
+			}
+			mu.Lock()
+			updates = append(updates, lastUpdate(t, d))
+			mu.Unlock()
+		})
+	}
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(updates) > 0 && a.Clock().Compare(b.Clock()) == 0 && b.Clock().Compare(c.Clock()) == 0 &&
+			len(b.Clock()) == 3 && a.Clock()[c.Source()] == c.Clock()[c.Source()] && doneWriting(ds)
+	})
+	cancel()
+	wg.Wait()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	ops, err := refDecode(updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := refEvaluate(ops)
+	for _, d := range ds {
+		if diff := cmp.Diff(want, d.Snapshot()); diff != "" {
+			t.Errorf("%s differs from the reference (-want +got):\n%s", d.ID(), diff)
+		}
+		for _, w := range ds {
+			if v, _ := d.Get("/count/" + w.ID()); v != int64(100) {
+				t.Errorf("%s: /count/%s = %v, want 100", d.ID(), w.ID(), v)
+			}
+		}
+	}
+}
+
+// doneWriting reports whether every writer has made its last increment.
+func doneWriting(ds []*doc.Doc) bool {
+	for _, d := range ds {
+		if v, _ := d.Get("/count/" + d.ID()); v != int64(100) {
+			return false
+		}
+	}
+	return true
+}
