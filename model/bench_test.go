@@ -1,10 +1,13 @@
 package model_test
 
 import (
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/scuttle-go/scuttle/internal/testkit/bench"
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
@@ -100,5 +103,64 @@ func BenchmarkHistory(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.History(peer)
+	}
+}
+
+// BenchmarkSetTTLRefresh is BenchmarkSet for presence keys: 100,000 keys
+// written with SetTTL (3 s), each refreshed once a second of a fake clock,
+// in turn, as replicas announcing themselves do. Compare ns/op and B/op
+// with BenchmarkSet:
+//
+//	go test -run '^$' -bench 'Set$|SetTTLRefresh' -benchmem ./model/
+func BenchmarkSetTTLRefresh(b *testing.B) {
+	var ms atomic.Int64
+	ms.Store(today)
+	m, err := model.New(bench.ReplicaA, &scuttlebutt.Config{Now: func() time.Time { return time.UnixMilli(ms.Load()) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := bench.Keys(benchKeys)
+	for i, k := range keys {
+		if err := m.SetTTL(k, i, 3*time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := m.SetTTL(keys[i%len(keys)], i, 3*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		if i%len(keys) == 0 {
+			ms.Add(1000) // every key refreshed: a second passes
+		}
+	}
+	b.StopTimer()
+	if n := m.Len(); n != len(keys) {
+		b.Fatalf("Len() = %d after refreshing, want %d", n, len(keys))
+	}
+}
+
+// BenchmarkSetLeased is BenchmarkSet with Config.Lease: the owner renewing
+// its own keys.
+func BenchmarkSetLeased(b *testing.B) {
+	m, err := model.NewWithConfig(bench.ReplicaA, &model.Config{Lease: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := bench.Keys(benchKeys)
+	for i, k := range keys {
+		if err := m.Set(k, i); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := m.Set(keys[i%len(keys)], i); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }

@@ -18,22 +18,29 @@ import "github.com/scuttle-go/scuttle/vclock"
 // safe for concurrent use. It holds off the application of updates (the
 // base's lock) while it copies the key index, a copy of pointers; it
 // decodes the values after.
+//
+// Keys whose time to live has run out by the wall clock are left out, as
+// from Snapshot; the clock does not say when that was, since expiry goes
+// by each replica's own wall clock, not by updates.
 func (m *Model) Checkpoint() (snapshot map[string]any, clock vclock.Clock) {
 	var enc map[string][]byte
 	m.WithClock(func(c vclock.Clock) {
-		enc, clock = m.encoded(), c
+		m.mu.Lock()
+		if m.exp.Len() > 0 {
+			m.sweepLocked(m.nowLocked())
+		}
+		enc, clock = m.encodedLocked(), c
+		m.mu.Unlock()
 	})
 	return decodeSnapshot(enc), clock
 }
 
-// encoded returns the encoded value of every key that is set. The values
-// alias the Model's payloads, which are immutable.
-func (m *Model) encoded() map[string][]byte {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+// encodedLocked returns the encoded value of every key that is set. The
+// values alias the Model's payloads, which are immutable.
+func (m *Model) encodedLocked() map[string][]byte {
 	enc := make(map[string][]byte, m.live)
 	for k, e := range m.keys {
-		if e.isSet() {
+		if e.visible() {
 			enc[k] = e.value()
 		}
 	}

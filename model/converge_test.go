@@ -194,6 +194,7 @@ type write struct {
 	key   string
 	value any
 	del   bool
+	opts  wopts // as its payload carries them: lease, ttl, the claim it continues
 
 	// What became of it when replicas crashed (see dropLost).
 	lost   bool // no replica holds it: it counts nowhere

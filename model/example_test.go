@@ -2,9 +2,12 @@ package model_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/stream"
 )
 
@@ -73,4 +76,49 @@ func ExampleModel_Checkpoint() {
 	// map[color:red size:3]
 	// checkpoint is before the model
 	// 1 update since the checkpoint
+}
+
+// ExampleModel_SetTTL writes a presence key that lives for 3 s, moves a
+// fake clock past it, and lets Expire tell the watcher.
+func ExampleModel_SetTTL() {
+	now := time.UnixMilli(1795385884149)
+	m, _ := model.New("a", &scuttlebutt.Config{Now: func() time.Time { return now }})
+	defer m.Watch(func(c model.Change) {
+		fmt.Printf("%s: deleted %v, expired %v\n", c.Key, c.Deleted, c.Expired)
+	})()
+
+	m.SetTTL("presence/a", "online", 3*time.Second)
+	now = now.Add(2 * time.Second)
+	fmt.Println(m.Get("presence/a"))
+	now = now.Add(time.Second)
+	fmt.Println(m.Get("presence/a"))
+	m.Expire()
+	// Output:
+	// presence/a: deleted false, expired false
+	// online true
+	// <nil> false
+	// presence/a: deleted true, expired true
+}
+
+// ExampleNewWithConfig gives two replicas a 10 s lease: the key a writes is
+// a's until 10 s after its last write.
+func ExampleNewWithConfig() {
+	now := time.UnixMilli(1795385884149)
+	cfg := &model.Config{Replica: &scuttlebutt.Config{Now: func() time.Time { return now }}, Lease: 10 * time.Second}
+	a, _ := model.NewWithConfig("a", cfg)
+	b, _ := model.NewWithConfig("b", cfg)
+	a.Set("leader", "a")
+	b.Apply(a.History(b.Clock())...) // as a link would
+
+	err := b.Set("leader", "b")
+	fmt.Println(errors.Is(err, model.ErrLeased))
+	id, until, _ := b.Holder("leader")
+	fmt.Println(id, until.Sub(now))
+
+	now = now.Add(10 * time.Second) // a did not renew
+	fmt.Println(b.Set("leader", "b"))
+	// Output:
+	// true
+	// a 10s
+	// <nil>
 }

@@ -10,7 +10,10 @@ import (
 // DataToJSON implements stream.JSONTranscoder, for the JSON-lines codec
 // that speaks to JavaScript scuttlebutt: JavaScript's Model deletes a key by
 // setting it to null, so a tombstone [key] goes out as [key, null]. A
-// payload [key, value] goes out as it is.
+// payload [key, value] or [key, value, options] goes out as it is: a
+// JavaScript Model reads the first two elements and keeps the rest, so it
+// relays the options to other Go replicas intact (but does not itself
+// expire keys or honour leases).
 //
 // Note that JavaScript cannot tell a key set to nil from a deleted one: Set
 // (key, nil) reaches a JavaScript replica, and through it other replicas, as
@@ -20,7 +23,7 @@ func (m *Model) DataToJSON(data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.voff != 0 {
+	if p.voff != 0 || p.ext {
 		return data, nil
 	}
 	out := make([]byte, 0, len(data)+1)
@@ -32,9 +35,11 @@ func (m *Model) DataToJSON(data []byte) ([]byte, error) {
 // DataFromJSON implements stream.JSONTranscoder: a JavaScript change [key,
 // value] becomes the payload [key, value], and [key, null] (or [key], whose
 // value JavaScript reads as undefined) becomes a tombstone, as in
-// JavaScript. Elements after the value are dropped, as JavaScript's Model
-// ignores them. A change that is not an array starting with a string key is
-// an error wrapping ErrInvalidValue.
+// JavaScript. A third element that is a valid options map (a Go replica's
+// update relayed by a JavaScript one) is kept, with the value as it is:
+// [key, value, options]. Other elements after the value are dropped, as
+// JavaScript's Model ignores them. A change that is not an array starting
+// with a string key is an error wrapping ErrInvalidValue.
 func (m *Model) DataFromJSON(item []byte) ([]byte, error) {
 	var parts []cbor.RawMessage
 	if err := value.Dec.Unmarshal(item, &parts); err != nil {
@@ -46,6 +51,15 @@ func (m *Model) DataFromJSON(item []byte) ([]byte, error) {
 	key := parts[0]
 	if len(key) == 0 || key[0]>>5 != 3 {
 		return nil, fmt.Errorf("%w: change's key is not a string", ErrInvalidValue)
+	}
+	if len(parts) >= 3 && len(parts[1]) > 0 && parts[1][0] != 0xf7 {
+		if o, err := parseOptions(parts[2]); err == nil && (!o.del || parts[1][0] == 0xf6) {
+			out := make([]byte, 0, 1+len(key)+len(parts[1])+len(parts[2]))
+			out = append(out, 0x83)
+			out = append(out, key...)
+			out = append(out, parts[1]...)
+			return append(out, parts[2]...), nil
+		}
 	}
 	if len(parts) == 1 || isNull(parts[1]) {
 		return append([]byte{0x81}, key...), nil

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -17,40 +19,65 @@ import (
 var (
 	// ErrInvalidValue means a value cannot be replicated: a type CBOR and
 	// JSON cannot both carry, a NaN or infinity, an integer beyond int64, or
-	// nesting deeper than the limit. From a peer, it means a malformed
-	// update payload.
+	// nesting deeper than the limit; or a time to live out of range. From a
+	// peer, it means a malformed update payload.
 	ErrInvalidValue = errors.New("model: invalid value")
+	// ErrLeased means another replica holds the key's lease: Set, SetTTL
+	// and Delete return it, wrapped with the holder and the end of its
+	// lease, and change nothing (see Leases in the package doc).
+	ErrLeased = errors.New("model: key is leased")
+	// ErrInvalidConfig means a Config field is out of range.
+	ErrInvalidConfig = errors.New("model: invalid config")
 )
 
 // Model is a replicated key/value store: string keys, last writer wins per
-// key. It embeds *scuttlebutt.Scuttlebutt, so it has ID, Clock and can be
-// served with package stream; its History is the base's. The methods the
-// base calls (scuttlebutt.Replica, Validator, AfterApplier) are on an
-// unexported adapter, not on Model; the base's Validator method returns
-// it. All methods are safe for concurrent use.
+// key, with optional leases and times to live. It embeds
+// *scuttlebutt.Scuttlebutt, so it has ID, Clock and can be served with
+// package stream; its History is the base's. The methods the base calls
+// (scuttlebutt.Replica, Validator, AfterApplier) are on an unexported
+// adapter, not on Model; the base's Validator method returns it. All
+// methods are safe for concurrent use.
 type Model struct {
 	*scuttlebutt.Scuttlebutt
 
-	mu      sync.RWMutex
-	keys    map[string]*entry
+	now   func() time.Time
+	lease uint64 // Config.Lease in ms, 0 for none
+
+	mu   sync.RWMutex
+	keys map[string]*entry // per key, the update that decides its value (see decide)
+	// more holds, for the few keys that keep more than one update (a
+	// holding's record, a void write, a value under a shorter-lived one),
+	// all the updates they keep, keys[key] among them.
+	more    map[string][]*entry
 	sources map[string]uint32 // source id -> index in logs
 	logs    []*sourceLog
 	sigs    map[*entry][]byte // signatures of the few updates that carry one
-	live    int               // keys that are not tombstones
+	live    int               // keys whose value is set
+
+	// withOptions is set once an update with options has been applied: until
+	// then no key can be leased, and a plain Set skips plan.
+	withOptions atomic.Bool
+
+	exp     expiries         // updates with a ttl, by expiry
+	nextExp atomic.Uint64    // math.Float64bits of the earliest expiry in exp, 0 if none
+	lastNow vclock.Timestamp // the latest wall clock reading an expiry used: expiry never goes back
 
 	watch watchers
 }
 
-// entry is the latest update of one key, packed into 32 bytes: a Model's
-// memory is mostly its entries. The key is not stored apart; it aliases the
-// payload, which is immutable.
+// entry is one update a key keeps, packed into 32 bytes: a Model's memory
+// is mostly its entries. The key is not stored apart; it aliases the
+// payload, which is immutable, and so do the options of an update that has
+// them: they are read from the payload when needed.
 type entry struct {
 	ts   vclock.Timestamp
-	data *byte  // the update's payload, [key, value] or [key]
+	data *byte  // the update's payload, [key, value], [key] or [key, value, options]
 	n    uint32 // payload length
 	voff uint32 // offset of the value in the payload, 0 for a tombstone
 	src  uint32 // index of the source's log in Model.logs
-	dead bool   // superseded by a later update of the key; guarded by Model.mu
+	dead bool   // no longer kept (dominated or expired); guarded by Model.mu
+	gone bool   // a "tomb" update whose ttl has run out: it reads as deleted; guarded by Model.mu
+	olen uint8  // length of the options at the end of the payload, 0 if none
 }
 
 func (e *entry) payload() []byte { return unsafe.Slice(e.data, e.n) }
@@ -60,23 +87,42 @@ func (e *entry) value() []byte {
 	if e.voff == 0 {
 		return nil
 	}
-	return e.payload()[e.voff:]
+	return e.payload()[e.voff : e.n-uint32(e.olen)]
 }
 
-// isSet reports whether e holds a value rather than a tombstone.
-func (e *entry) isSet() bool { return e.voff != 0 }
+// opts returns the update's options.
+func (e *entry) opts() options {
+	if e.olen == 0 {
+		return options{}
+	}
+	o, _ := parseOptions(e.payload()[e.n-uint32(e.olen):]) // checked when applied
+	return o
+}
+
+// visible reports whether the key reads as set while e decides it: e holds
+// a value, and is not a "tomb" update whose ttl has run out.
+func (e *entry) visible() bool {
+	return e != nil && e.voff != 0 && !e.gone
+}
 
 // sourceLog holds one source's entries in timestamp order, so that History
 // finds what a peer lacks by binary search instead of a scan of every key.
-// Superseded entries stay until they are more than half the log.
+// Entries no longer kept stay until they are more than half the log.
 type sourceLog struct {
 	source  string
+	rid     string // scuttlebutt.ReplicaID(source)
 	entries []*entry
 	dead    int
 }
 
 // source returns the id of the replica that made e.
 func (m *Model) source(e *entry) string { return m.logs[e.src].source }
+
+// fact returns what the rules need of e (see rule.go).
+func (m *Model) fact(e *entry) fact {
+	l := m.logs[e.src]
+	return newFact(e.ts, l.source, l.rid, e.opts())
+}
 
 // less orders e against u as scuttlebutt.Update.Less orders updates.
 func (m *Model) less(e *entry, u scuttlebutt.Update) bool {
@@ -88,10 +134,30 @@ func (m *Model) less(e *entry, u scuttlebutt.Update) bool {
 
 // New returns an empty Model with the given replica id; nil cfg means
 // scuttlebutt.DefaultConfig. An empty or malformed id is an error wrapping
-// scuttlebutt.ErrInvalidID.
+// scuttlebutt.ErrInvalidID. It is NewWithConfig with Config.Replica set to
+// cfg: no leases.
 func New(id string, cfg *scuttlebutt.Config) (*Model, error) {
-	m := &Model{keys: make(map[string]*entry), sources: make(map[string]uint32), sigs: make(map[*entry][]byte)}
-	sb, err := scuttlebutt.New(id, replica{m}, cfg)
+	return NewWithConfig(id, &Config{Replica: cfg})
+}
+
+// NewWithConfig returns an empty Model with the given replica id; nil cfg
+// means DefaultConfig. An empty or malformed id is an error wrapping
+// scuttlebutt.ErrInvalidID, a Config out of range one wrapping
+// ErrInvalidConfig.
+func NewWithConfig(id string, cfg *Config) (*Model, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{
+		now:     c.now(),
+		lease:   uint64(c.Lease / time.Millisecond),
+		keys:    make(map[string]*entry),
+		more:    make(map[string][]*entry),
+		sources: make(map[string]uint32),
+		sigs:    make(map[*entry][]byte),
+	}
+	sb, err := scuttlebutt.New(id, replica{m}, c.Replica)
 	if err != nil {
 		return nil, err
 	}
@@ -117,37 +183,63 @@ func (m *Model) Grow(n int) {
 // Set sets key to value and replicates the change. Values are nil, bool,
 // integers (within int64), finite floats, strings, []byte, and slices and
 // string-keyed maps of these; anything else is an error wrapping
-// ErrInvalidValue, and nothing changes.
+// ErrInvalidValue, and nothing changes. With Config.Lease, the write takes
+// (or renews) the key's lease; while another replica holds it, Set returns
+// an error wrapping ErrLeased and nothing changes.
 func (m *Model) Set(key string, value any) error {
-	if !utf8.ValidString(key) {
-		return fmt.Errorf("model: set %q: %w: key is not UTF-8", key, ErrInvalidValue)
+	return m.write("set", key, value, false, 0)
+}
+
+// SetTTL sets key to value for ttl, and replicates the change: once the
+// write's timestamp plus ttl has passed on a replica's wall clock
+// (Config.Replica.Now), the key reads as absent there, as if deleted, and
+// the write is gone: it costs nothing more, in memory or in History. ttl is
+// rounded up to a whole millisecond and must be within MaxTTL, or the
+// error wraps ErrInvalidValue. Writing the key again before then (SetTTL,
+// Set or Delete) replaces the write, as Set does: SetTTL again refreshes
+// it. Leases apply as to Set. See Times to live in the package doc.
+func (m *Model) SetTTL(key string, value any, ttl time.Duration) error {
+	if ttl <= 0 || ttl > MaxTTL {
+		return fmt.Errorf("model: set %q: %w: ttl %v is not within 1ms to %v", key, ErrInvalidValue, ttl, MaxTTL)
 	}
-	if err := checkValue(value); err != nil {
-		return fmt.Errorf("model: set %q: %w", key, err)
-	}
-	data, err := encodeUpdate(key, value, false)
-	if err != nil {
-		return fmt.Errorf("model: set %q: %w: %v", key, ErrInvalidValue, err)
-	}
-	if _, _, err := m.LocalUpdate(data); err != nil {
-		return fmt.Errorf("model: set %q: %w", key, err)
-	}
-	return nil
+	return m.write("set", key, value, false, uint64((ttl+time.Millisecond-1)/time.Millisecond))
 }
 
 // Delete removes key and replicates the removal as a tombstone, which wins
 // over earlier writes of key on every replica. Deleting a missing key still
-// writes a tombstone.
+// writes a tombstone. While another replica holds the key's lease, Delete
+// returns an error wrapping ErrLeased and nothing changes; the holder's
+// Delete ends its lease at once.
 func (m *Model) Delete(key string) error {
+	return m.write("delete", key, nil, true, 0)
+}
+
+// write makes one local write: a set (with ttl in ms, or 0), or a
+// tombstone.
+func (m *Model) write(op, key string, value any, del bool, ttl uint64) error {
 	if !utf8.ValidString(key) {
-		return fmt.Errorf("model: delete %q: %w: key is not UTF-8", key, ErrInvalidValue)
+		return fmt.Errorf("model: %s %q: %w: key is not UTF-8", op, key, ErrInvalidValue)
 	}
-	data, err := encodeUpdate(key, nil, true)
+	if !del {
+		if err := checkValue(value); err != nil {
+			return fmt.Errorf("model: %s %q: %w", op, key, err)
+		}
+	}
+	var o options
+	if ttl != 0 || m.lease != 0 || m.withOptions.Load() {
+		wall := m.now()
+		m.sweepDueAt(wall)
+		var err error
+		if o, err = m.plan(key, del, ttl, wall); err != nil {
+			return fmt.Errorf("model: %s %q: %w", op, key, err)
+		}
+	}
+	data, err := encodeUpdate(key, value, del, o)
 	if err != nil {
-		return fmt.Errorf("model: delete %q: %w", key, err)
+		return fmt.Errorf("model: %s %q: %w: %v", op, key, ErrInvalidValue, err)
 	}
 	if _, _, err := m.LocalUpdate(data); err != nil {
-		return fmt.Errorf("model: delete %q: %w", key, err)
+		return fmt.Errorf("model: %s %q: %w", op, key, err)
 	}
 	return nil
 }
@@ -156,10 +248,12 @@ func (m *Model) Delete(key string) error {
 // afresh for each call and shares nothing with the Model: integers come back
 // as int64, floats as float64, arrays as []any, maps as map[string]any.
 func (m *Model) Get(key string) (value any, ok bool) {
+	m.sweepDue()
 	m.mu.RLock()
 	e := m.keys[key]
+	vis := e.visible()
 	m.mu.RUnlock()
-	if e == nil || !e.isSet() {
+	if !vis {
 		return nil, false
 	}
 	return decodeValue(e.value()), true
@@ -167,10 +261,11 @@ func (m *Model) Get(key string) (value any, ok bool) {
 
 // Keys returns the keys that are set, sorted.
 func (m *Model) Keys() []string {
+	m.sweepDue()
 	m.mu.RLock()
 	keys := make([]string, 0, m.live)
 	for k, e := range m.keys {
-		if e.isSet() {
+		if e.visible() {
 			keys = append(keys, k)
 		}
 	}
@@ -181,6 +276,7 @@ func (m *Model) Keys() []string {
 
 // Len returns how many keys are set.
 func (m *Model) Len() int {
+	m.sweepDue()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.live
@@ -189,19 +285,11 @@ func (m *Model) Len() int {
 // Snapshot returns every key that is set with its value, decoded as Get
 // does.
 func (m *Model) Snapshot() map[string]any {
+	m.sweepDue()
 	m.mu.RLock()
-	enc := make(map[string][]byte, m.live)
-	for k, e := range m.keys {
-		if e.isSet() {
-			enc[k] = e.value()
-		}
-	}
+	enc := m.encodedLocked()
 	m.mu.RUnlock()
-	out := make(map[string]any, len(enc))
-	for k, b := range enc {
-		out[k] = decodeValue(b)
-	}
-	return out
+	return decodeSnapshot(enc)
 }
 
 // replica is what Model hands the base: the methods only the base calls,
@@ -209,14 +297,19 @@ func (m *Model) Snapshot() map[string]any {
 // in the base's interfaces without an allocation or another indirection.
 type replica struct{ m *Model }
 
-// History implements scuttlebutt.Replica: the latest update of every key,
-// tombstones included, that is newer than sources, in (Timestamp, Source)
-// order. It costs O(s log n + k log k) for s sources and k updates returned,
-// not a scan of every key.
+// History implements scuttlebutt.Replica: the updates every key keeps
+// (see rule.go: for most keys, the latest one), tombstones included, that
+// are newer than sources, in (Timestamp, Source) order, leaving out those
+// whose ttl has run out. It costs O(s log n + k log k) for s sources and k
+// updates returned, not a scan of every key.
 func (r replica) History(sources vclock.Clock) []scuttlebutt.Update {
 	m := r.m
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	var now vclock.Timestamp
+	if m.exp.Len() > 0 {
+		now = max(m.wallTS(), m.lastNow)
+	}
 	type run struct {
 		log  *sourceLog
 		from int
@@ -234,13 +327,14 @@ func (r replica) History(sources vclock.Clock) []scuttlebutt.Update {
 	out := make([]scuttlebutt.Update, 0, total)
 	for _, r := range runs {
 		for _, e := range r.log.entries[r.from:] {
-			if !e.dead {
-				u := scuttlebutt.Update{Source: r.log.source, Timestamp: e.ts, Data: e.payload()}
-				if len(m.sigs) > 0 {
-					u.Signature = m.sigs[e]
-				}
-				out = append(out, u)
+			if e.dead || (now != 0 && e.vanished(now)) {
+				continue
 			}
+			u := scuttlebutt.Update{Source: r.log.source, Timestamp: e.ts, Data: e.payload()}
+			if len(m.sigs) > 0 {
+				u.Signature = m.sigs[e]
+			}
+			out = append(out, u)
 		}
 	}
 	if len(runs) > 1 {
@@ -250,23 +344,27 @@ func (r replica) History(sources vclock.Clock) []scuttlebutt.Update {
 }
 
 // ValidateUpdate implements scuttlebutt.Validator: the payload must be
-// [key, value] or [key] with a value Set would accept.
+// [key, value], [key] or [key, value, options] with a value Set would
+// accept and options within their bounds.
 func (replica) ValidateUpdate(u scuttlebutt.Update) error {
 	p, err := parseUpdate(u.Data)
 	if err != nil {
 		return err
 	}
 	if p.voff != 0 {
-		if err := checkEncoded(u.Data[p.voff:]); err != nil {
+		if err := checkEncoded(u.Data[p.voff:p.vend]); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidValue, err)
 		}
 	}
 	return nil
 }
 
-// ApplyUpdate implements scuttlebutt.Replica: the update wins if it is
-// later in (Timestamp, Source) order than the key's current one, so every
-// replica keeps the same winner whatever the arrival order.
+// ApplyUpdate implements scuttlebutt.Replica: the key keeps the update
+// unless one it keeps dominates it, drops those the update dominates, and
+// the lease rule decides its value again (see rule.go), so that every
+// replica keeps the same updates and value whatever the arrival order.
+// Without options on either side, that is last writer wins by (Timestamp,
+// Source). It reports whether the key kept the update.
 func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 	m := r.m
 	p, err := parseUpdate(u.Data)
@@ -274,41 +372,175 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 		return false // the base validated it; a local update is ours
 	}
 	m.mu.Lock()
-	old := m.keys[p.key]
-	if old != nil && !m.less(old, u) {
-		m.mu.Unlock()
-		return false
+	var now vclock.Timestamp
+	if p.o.ttl != 0 || m.exp.Len() > 0 {
+		now = m.nowLocked()
+		m.sweepLocked(now)
 	}
+	old := m.keys[p.key]
+	if !p.ext && (old == nil || old.olen == 0) && (len(m.more) == 0 || m.more[p.key] == nil) {
+		// The common case, no options on either side: last writer wins.
+		if old != nil && !m.less(old, u) {
+			m.mu.Unlock()
+			return false
+		}
+		e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff)}
+		m.add(e, u)
+		if old != nil {
+			// The map keeps the key string it was first given, which
+			// aliases the old payload: re-insert so the old payload can be
+			// freed.
+			delete(m.keys, p.key)
+			m.drop(old)
+		}
+		m.keys[p.key] = e
+		m.note(p.key, e, old, old.visible(), nil)
+		m.mu.Unlock()
+		return true
+	}
+	kept := m.applyOptions(p, u, now)
+	m.mu.Unlock()
+	return kept
+}
+
+// applyOptions is ApplyUpdate for a key where either side has options:
+// the general rule, over every update the key keeps.
+func (m *Model) applyOptions(p parsed, u scuttlebutt.Update, now vclock.Timestamp) bool {
+	if p.ext && !m.withOptions.Load() {
+		m.withOptions.Store(true)
+	}
+	if p.o.ttl != 0 && !p.o.tomb && u.Timestamp+vclock.Timestamp(p.o.ttl) <= now {
+		return false // its time has run out here: it is gone already
+	}
+	var rid string
+	if i, ok := m.sources[u.Source]; ok {
+		rid = m.logs[i].rid
+	} else {
+		rid = scuttlebutt.ReplicaID(u.Source)
+	}
+	nf := newFact(u.Timestamp, u.Source, rid, p.o)
+	old := m.keys[p.key]
+	var one [1]*entry
+	members := m.membersLocked(p.key, old, &one)
+	var fb [4]fact
+	fs := fb[:0]
+	for _, e := range members {
+		f := m.fact(e)
+		if dominates(&f, &nf) {
+			return false
+		}
+		fs = append(fs, f)
+	}
+	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), olen: uint8(len(u.Data) - p.vend)}
+	e.gone = p.o.tomb && u.Timestamp+vclock.Timestamp(p.o.ttl) <= now
+	m.add(e, u)
+	var buf [4]*entry
+	kept := buf[:0]
+	for i, k := range members {
+		if dominates(&nf, &fs[i]) {
+			m.drop(k)
+		} else {
+			kept = append(kept, k)
+		}
+	}
+	kept = append(kept, e)
+	if p.o.ttl != 0 && !e.gone {
+		m.exp.push(e, u.Timestamp+vclock.Timestamp(p.o.ttl))
+		m.setNextExp()
+	}
+	m.settle(p.key, kept, old, old.visible(), nil)
+	return true
+}
+
+// membersLocked returns the updates key keeps; decider is m.keys[key], and
+// one holds it when it is the only one.
+func (m *Model) membersLocked(key string, decider *entry, one *[1]*entry) []*entry {
+	if decider == nil {
+		return nil
+	}
+	if len(m.more) > 0 {
+		if ms := m.more[key]; ms != nil {
+			return ms
+		}
+	}
+	one[0] = decider
+	return one[:]
+}
+
+// add records e, the entry of u, in its source's log and the signatures.
+func (m *Model) add(e *entry, u scuttlebutt.Update) {
 	src, ok := m.sources[u.Source]
 	if !ok {
 		src = uint32(len(m.logs))
 		m.sources[u.Source] = src
-		m.logs = append(m.logs, &sourceLog{source: u.Source})
+		m.logs = append(m.logs, &sourceLog{source: u.Source, rid: scuttlebutt.ReplicaID(u.Source)})
 	}
-	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), src: src}
+	e.src = src
 	if u.Signature != nil {
 		m.sigs[e] = u.Signature
 	}
-	if old != nil {
-		// The map keeps the key string it was first given, which aliases
-		// the old payload: re-insert so the old payload can be freed.
-		delete(m.keys, p.key)
-		old.dead = true
-		delete(m.sigs, old)
-		m.logs[old.src].compact()
-		if old.isSet() {
-			m.live--
-		}
-	}
-	m.keys[p.key] = e
 	log := m.logs[src]
 	log.entries = append(log.entries, e) // newest of its source: see Replica
-	if e.isSet() {
-		m.live++
+}
+
+// drop marks e as no longer kept.
+func (m *Model) drop(e *entry) {
+	e.dead = true
+	delete(m.sigs, e)
+	m.logs[e.src].compact()
+}
+
+// settle makes members (at least one; settle keeps a copy) the updates
+// key keeps, decides its value, and queues the change, if any, from old
+// (which was visible or not) to the new decider. expired is the update
+// whose expiry caused it, or nil.
+func (m *Model) settle(key string, members []*entry, old *entry, oldVis bool, expired *entry) {
+	var e *entry
+	if len(members) == 1 {
+		e = members[0]
+	} else {
+		var fb [8]fact
+		fs := fb[:0]
+		for _, k := range members {
+			fs = append(fs, m.fact(k))
+		}
+		e = members[decide(fs, nil, nil)]
 	}
-	m.mu.Unlock()
-	m.watch.queue(m, p.key, u.Source, e, old)
-	return true
+	// The maps keep the key string they were first given, which aliases
+	// a payload: re-insert with e's, so that dropped payloads can be freed.
+	delete(m.keys, key)
+	m.keys[keyOf(e.payload())] = e
+	if len(members) > 1 {
+		delete(m.more, key)
+		m.more[keyOf(e.payload())] = slices.Clone(members)
+	} else if len(m.more) > 0 {
+		delete(m.more, key)
+	}
+	m.note(key, e, old, oldVis, expired)
+}
+
+// note updates the count of keys set and queues the change of key from old
+// to e (nil: the key is gone), if anything a reader sees changed.
+func (m *Model) note(key string, e, old *entry, oldVis bool, expired *entry) {
+	vis := e.visible()
+	switch {
+	case vis && !oldVis:
+		m.live++
+	case oldVis && !vis:
+		m.live--
+	}
+	if e == old && vis == oldVis {
+		return
+	}
+	c := pendingChange{key: key, new: e, old: old, newSet: vis, oldSet: oldVis}
+	switch {
+	case e != nil:
+		c.source, c.ts = m.source(e), e.ts
+	case expired != nil:
+		c.source, c.ts = m.source(expired), expired.ts
+	}
+	c.expired = expired != nil
+	m.watch.queue(c)
 }
 
 // AfterApply implements scuttlebutt.AfterApplier: it delivers the change

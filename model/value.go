@@ -1,13 +1,17 @@
 package model
 
 import (
+	"encoding/binary"
 	"fmt"
-	"github.com/scuttle-go/scuttle/internal/cborx"
-	"github.com/scuttle-go/scuttle/internal/value"
+	"math"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/scuttle-go/scuttle/internal/cborx"
+	"github.com/scuttle-go/scuttle/internal/value"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // maxValueDepth is how deeply arrays and maps may nest inside a value: the
@@ -28,16 +32,25 @@ func checkValue(v any) error {
 func checkEncoded(b []byte) error { return value.CheckEncoded(b, maxValueDepth) }
 
 // encodeUpdate returns the update payload [key, value], or [key] for a
-// tombstone.
-func encodeUpdate(key string, v any, tombstone bool) ([]byte, error) {
+// tombstone; with options, [key, value, options], or [key, null, options]
+// for a tombstone (see Payload in the package doc).
+func encodeUpdate(key string, v any, tombstone bool, o options) ([]byte, error) {
+	ext := !o.none()
 	n := byte(0x82)
-	if tombstone {
+	switch {
+	case ext:
+		n = 0x83
+		o.del = tombstone
+		if tombstone {
+			v = nil // [key, null, {"since": ..., "del": true}]
+		}
+	case tombstone:
 		n = 0x81
 	}
 	prefix := 1 + cborx.HeadLen(uint64(len(key))) + len(key)
 	var enc []byte // the v, when the encoder must make it
 	hint := 0
-	if !tombstone {
+	if !tombstone || ext {
 		if hint = sizeHint(v); hint == 0 {
 			var err error
 			if enc, err = value.Enc.Marshal(v); err != nil {
@@ -46,30 +59,39 @@ func encodeUpdate(key string, v any, tombstone bool) ([]byte, error) {
 			hint = len(enc)
 		}
 	}
+	if ext {
+		hint += o.size()
+	}
 	b := make([]byte, 0, prefix+hint)
 	b = append(b, n)
 	b = appendText(b, key)
-	if tombstone {
+	if n == 0x81 {
 		return b, nil
 	}
 	switch v := v.(type) { // the common cases, without reflection
 	case string:
-		return appendText(b, v), nil
+		b = appendText(b, v)
 	case []byte:
-		return append(cborx.AppendHead(b, 2<<5, uint64(len(v))), v...), nil
+		b = append(cborx.AppendHead(b, 2<<5, uint64(len(v))), v...)
 	case int:
-		return appendInt(b, int64(v)), nil
+		b = appendInt(b, int64(v))
 	case int64:
-		return appendInt(b, v), nil
+		b = appendInt(b, v)
 	case bool:
 		if v {
-			return append(b, 0xf5), nil
+			b = append(b, 0xf5)
+		} else {
+			b = append(b, 0xf4)
 		}
-		return append(b, 0xf4), nil
 	case nil:
-		return append(b, 0xf6), nil
+		b = append(b, 0xf6)
+	default:
+		b = append(b, enc...)
 	}
-	return append(b, enc...), nil
+	if ext {
+		b = o.append(b)
+	}
+	return b, nil
 }
 
 // sizeHint returns the encoded size of v where it is cheap to know, so the
@@ -105,15 +127,18 @@ func appendInt(b []byte, i int64) []byte {
 type parsed struct {
 	key  string // aliases the payload, which is immutable
 	voff int    // offset of the encoded value in the payload; 0 for a tombstone
+	vend int    // end of the encoded value: len(data), unless options follow
+	ext  bool   // the payload has options: [key, value, options]
+	o    options
 }
 
-// parseUpdate splits the payload of a Model update, [key, value] or [key],
-// without copying or decoding the value. The key aliases data: update
-// payloads are never modified.
+// parseUpdate splits the payload of a Model update, [key, value], [key] or
+// [key, value, options], without copying or decoding the value, and checks
+// the options. The key aliases data: update payloads are never modified.
 func parseUpdate(data []byte) (parsed, error) {
 	var p parsed
-	if len(data) < 2 || (data[0] != 0x81 && data[0] != 0x82) {
-		return p, fmt.Errorf("%w: payload is not [key, value] or [key]", ErrInvalidValue)
+	if len(data) < 2 || (data[0] != 0x81 && data[0] != 0x82 && data[0] != 0x83) {
+		return p, fmt.Errorf("%w: payload is not [key, value], [key] or [key, value, options]", ErrInvalidValue)
 	}
 	c := data[1]
 	if c>>5 != 3 {
@@ -153,8 +178,239 @@ func parseUpdate(data []byte) (parsed, error) {
 	if end >= len(data) {
 		return p, fmt.Errorf("%w: no value", ErrInvalidValue)
 	}
-	p.voff = end
+	p.voff, p.vend = end, len(data)
+	if data[0] == 0x82 {
+		return p, nil
+	}
+	vlen, err := valueLen(data[end:])
+	if err != nil {
+		return p, fmt.Errorf("%w: value: %v", ErrInvalidValue, err)
+	}
+	p.vend, p.ext = end+vlen, true
+	if p.o, err = parseOptions(data[p.vend:]); err != nil {
+		return p, err
+	}
+	if p.o.del {
+		if vlen != 1 || data[end] != 0xf6 {
+			return p, fmt.Errorf("%w: a tombstone with options has a value other than null", ErrInvalidValue)
+		}
+		p.voff = 0
+	}
 	return p, nil
+}
+
+// valueLen returns the length of the value at the start of b: from its
+// head alone for a number, a simple value or a string, which need no scan.
+func valueLen(b []byte) (int, error) {
+	r := cborx.NewReader(b)
+	major, info, arg, err := r.Head()
+	if err != nil {
+		return 0, err
+	}
+	switch major {
+	case cborx.MajorUint, cborx.MajorNeg, cborx.MajorSimple:
+		if major != cborx.MajorSimple || info != 31 {
+			return r.Off(), nil
+		}
+	case cborx.MajorText, cborx.MajorBytes:
+		if arg <= uint64(r.Len()) {
+			return r.Off() + int(arg), nil
+		}
+	}
+	return cborx.Item(b, scuttlebutt.MaxNesting)
+}
+
+// keyOf returns the key of a payload parseUpdate accepted, aliasing it.
+func keyOf(data []byte) string {
+	r := cborx.NewReader(data[1:])
+	k, _ := r.Text()
+	if len(k) == 0 {
+		return ""
+	}
+	return unsafe.String(&k[0], len(k))
+}
+
+// Bounds of the options, checked on every update, local or remote.
+const (
+	// MaxTTL is the longest time to live SetTTL accepts: 10 years.
+	MaxTTL = 10 * 365 * 24 * time.Hour
+	// MaxLease is the longest Config.Lease: one hour. It also bounds how
+	// long the record of a holding is kept (see Leases in the package doc).
+	MaxLease = time.Hour
+)
+
+// options are the options of a payload [key, value, options]: a CBOR map
+// with text keys, written in this order, each at most once.
+type options struct {
+	ttl   uint64           // "ttl": time to live in ms, 1 to MaxTTL; 0: none
+	lease uint64           // "lease": lease in ms, 1 to MaxLease; 0: none
+	since vclock.Timestamp // "since": the claim the write continues (a timestamp); 0: none
+	del   bool             // "del": true: the update is a tombstone (its value is null)
+	tomb  bool             // "tomb": true: once the ttl runs out the key reads as deleted, and the update stays
+}
+
+const (
+	optTTL   = "ttl"
+	optLease = "lease"
+	optSince = "since"
+	optDel   = "del"
+	optTomb  = "tomb"
+)
+
+// none reports whether o has no option, so that the payload is [key,
+// value] or [key].
+func (o options) none() bool { return o == options{} }
+
+// size returns the encoded size of o, so that a payload is allocated at its
+// exact size (it lives as long as the key).
+func (o options) size() int {
+	n := 1
+	if o.ttl != 0 {
+		n += 1 + len(optTTL) + cborx.HeadLen(o.ttl)
+	}
+	if o.lease != 0 {
+		n += 1 + len(optLease) + cborx.HeadLen(o.lease)
+	}
+	if o.since != 0 {
+		n += 1 + len(optSince) + 9
+	}
+	if o.del {
+		n += 1 + len(optDel) + 1
+	}
+	if o.tomb {
+		n += 1 + len(optTomb) + 1
+	}
+	return n
+}
+
+// append appends o as a CBOR map.
+func (o options) append(b []byte) []byte {
+	n := 0
+	for _, set := range []bool{o.ttl != 0, o.lease != 0, o.since != 0, o.del, o.tomb} {
+		if set {
+			n++
+		}
+	}
+	b = cborx.AppendHead(b, cborx.MajorMap, uint64(n))
+	if o.ttl != 0 {
+		b = cborx.AppendHead(appendText(b, optTTL), cborx.MajorUint, o.ttl)
+	}
+	if o.lease != 0 {
+		b = cborx.AppendHead(appendText(b, optLease), cborx.MajorUint, o.lease)
+	}
+	if o.since != 0 {
+		b = appendText(b, optSince)
+		b = binary.BigEndian.AppendUint64(append(b, cborx.Float64), math.Float64bits(float64(o.since)))
+	}
+	if o.del {
+		b = append(appendText(b, optDel), 0xf5)
+	}
+	if o.tomb {
+		b = append(appendText(b, optTomb), 0xf5)
+	}
+	return b
+}
+
+// parseOptions reads the options map, which must be the whole of b, and
+// checks every bound: known keys, each once; ttl and lease whole
+// milliseconds within MaxTTL and MaxLease; since a valid timestamp; del
+// and tomb true when present; tomb only with a ttl; del with nothing but
+// since. An empty map is refused: a payload without options has two
+// elements.
+func parseOptions(b []byte) (o options, err error) {
+	// The common case, SetTTL's {"ttl": n}, without the general loop.
+	if len(b) > 5 && b[0] == 0xa1 && string(b[1:5]) == "\x63ttl" {
+		r := cborx.NewReader(b[5:])
+		if v, err := r.HeadOf(cborx.MajorUint); err == nil && r.Len() == 0 && v != 0 && v <= uint64(MaxTTL/time.Millisecond) {
+			return options{ttl: v}, nil
+		}
+	}
+	bad := func(format string, args ...any) (options, error) {
+		return options{}, fmt.Errorf("%w: options: "+format, append([]any{ErrInvalidValue}, args...)...)
+	}
+	r := cborx.NewReader(b)
+	n, err := r.HeadOf(cborx.MajorMap)
+	if err != nil {
+		return bad("%v", err)
+	}
+	if n == 0 || n > 5 {
+		return bad("a map of %d entries", n)
+	}
+	var seen [5]bool
+	for range n {
+		k, err := r.Text()
+		if err != nil {
+			return bad("key: %v", err)
+		}
+		i := -1
+		switch string(k) {
+		case optTTL:
+			i = 0
+		case optLease:
+			i = 1
+		case optSince:
+			i = 2
+		case optDel:
+			i = 3
+		case optTomb:
+			i = 4
+		default:
+			return bad("unknown option %q", k)
+		}
+		if seen[i] {
+			return bad("%q twice", k)
+		}
+		seen[i] = true
+		switch i {
+		case 0, 1:
+			v, err := r.HeadOf(cborx.MajorUint)
+			if err != nil {
+				return bad("%s: %v", k, err)
+			}
+			limit := uint64(MaxTTL / time.Millisecond)
+			if i == 1 {
+				limit = uint64(MaxLease / time.Millisecond)
+			}
+			if v == 0 || v > limit {
+				return bad("%s %d ms is not within 1 to %d", k, v, limit)
+			}
+			if i == 0 {
+				o.ttl = v
+			} else {
+				o.lease = v
+			}
+		case 2:
+			f, err := r.Number()
+			if err != nil {
+				return bad("since: %v", err)
+			}
+			if o.since = vclock.Timestamp(f); !o.since.Valid() {
+				return bad("since %v is not a positive finite timestamp", f)
+			}
+		case 3, 4:
+			major, info, _, err := r.Head()
+			if err != nil || major != cborx.MajorSimple || info != 21 {
+				return bad("%s is not true", k)
+			}
+			if i == 3 {
+				o.del = true
+			} else {
+				o.tomb = true
+			}
+		}
+	}
+	if r.Len() != 0 {
+		return bad("%d bytes after the options", r.Len())
+	}
+	switch {
+	case o.tomb && o.ttl == 0:
+		return bad("tomb without a ttl")
+	case o.del && (o.ttl != 0 || o.lease != 0 || o.tomb):
+		return bad("a tombstone with a ttl or a lease")
+	case o.del && o.since == 0:
+		return bad("a tombstone with options but no since")
+	}
+	return o, nil
 }
 
 // decodeValue decodes an encoded value into the Go types Get documents.

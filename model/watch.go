@@ -16,14 +16,21 @@ type Change struct {
 	Old any
 	// Deleted reports a delete (a tombstone won).
 	Deleted bool
-	// Source and Timestamp identify the winning update. Source is the
-	// writer's source id, its replica id and incarnation ("n1~k3x9p2qd");
-	// scuttlebutt.ReplicaID(Source) is the replica id alone.
+	// Source and Timestamp identify the winning update: the update that
+	// now decides the key. Source is the writer's source id, its replica
+	// id and incarnation ("n1~k3x9p2qd"); scuttlebutt.ReplicaID(Source) is
+	// the replica id alone. When an expiry left the key with no update at
+	// all, they identify the update that expired.
 	Source    string
 	Timestamp vclock.Timestamp
 	// Local reports that this replica made the change, in this start or
 	// an earlier one (ReplicaID(Source) is its id).
 	Local bool
+	// Expired reports that the change is an expiry: the time to live of
+	// the update that decided the key ran out (see SetTTL). The key reads
+	// as deleted (Deleted), or, if it kept an older write that outlives
+	// the expired one, as that write's value.
+	Expired bool
 }
 
 // watchers holds the Model's watchers and the changes waiting for them.
@@ -35,27 +42,31 @@ type watchers struct {
 }
 
 type pendingChange struct {
-	key      string
-	source   string
-	new, old *entry
+	key            string
+	source         string // of new, or of the expired update if new is nil
+	ts             vclock.Timestamp
+	new, old       *entry // new is nil when the key is gone
+	newSet, oldSet bool   // whether each read as set
+	expired        bool
 }
 
-func (w *watchers) queue(_ *Model, key, source string, e, old *entry) {
-	w.n.Queue(pendingChange{key, source, e, old})
-}
+func (w *watchers) queue(c pendingChange) { w.n.Queue(c) }
 
 func (w *watchers) deliver() { w.n.Deliver() }
 
 func (p pendingChange) change(m *Model) Change {
 	c := Change{
 		Key:       p.key,
-		Value:     decodeValue(p.new.value()),
-		Deleted:   !p.new.isSet(),
+		Deleted:   !p.newSet,
 		Source:    p.source,
-		Timestamp: p.new.ts,
+		Timestamp: p.ts,
 		Local:     scuttlebutt.ReplicaID(p.source) == m.ID(),
+		Expired:   p.expired,
 	}
-	if p.old != nil {
+	if p.newSet {
+		c.Value = decodeValue(p.new.value())
+	}
+	if p.oldSet {
 		c.Old = decodeValue(p.old.value())
 	}
 	return c

@@ -1,0 +1,150 @@
+package model
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/scuttle-go/scuttle/vclock"
+)
+
+// plan returns the options of a local write of key (a tombstone if del,
+// with ttl in ms or 0) at wall clock wall, or an error wrapping ErrLeased
+// if another replica holds the key's lease.
+//
+// The write's timestamp is not known before the base stamps it, so plan
+// judges it at t0, the wall clock or the latest timestamp the key holds,
+// whichever is later: the stamp will be no earlier (the hybrid logical
+// clock is at least the wall clock and later than every timestamp the
+// replica has seen). A lease that has run out at t0 has run out at the
+// stamp; one that runs at t0 may run out before the stamp, and the write
+// is then refused a moment early. An update that arrives between plan and
+// the stamp may void the write: it is then void everywhere, as a write
+// made across a partition.
+//
+// The options:
+//
+//   - lease: Config.Lease (not for a tombstone, which ends a holding).
+//   - since: if this replica (by replica id, so any of its starts) holds
+//     the key at t0 (the head of a holding of its own that is not void and
+//     whose window holds t0), the claim of that holding: the write renews
+//     it. Otherwise the write starts a holding of its own, at its stamp.
+//   - tomb: for SetTTL, if the key keeps an update that would outlive the
+//     write (a value without ttl, one with a later expiry, or a "tomb"
+//     update): once the write runs out, the key then reads as deleted
+//     rather than as that update's value.
+func (m *Model) plan(key string, del bool, ttl uint64, wall time.Time) (options, error) {
+	o := options{ttl: ttl}
+	if !del {
+		o.lease = m.lease
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e := m.keys[key]
+	var members []*entry
+	if len(m.more) > 0 {
+		members = m.more[key]
+	}
+	if e == nil || (members == nil && e.olen == 0 && ttl == 0) {
+		return o, nil // nothing kept, or one plain update: no holding, nothing to outlive
+	}
+	if members == nil && o.lease == 0 {
+		// The common case of a presence key: one update, that holds
+		// nothing. Nothing to refuse, and a refresh outlives it.
+		if eo := e.opts(); eo.lease == 0 && (eo.since == 0 || eo.since >= e.ts) {
+			if ttl != 0 && expiryOf(e.ts, eo) > max(vclock.FromTime(wall), e.ts)+vclock.Timestamp(ttl) {
+				o.tomb = true
+			}
+			return o, nil
+		}
+	}
+	var fb [4]fact
+	var vb, hb [4]bool
+	fs, void, head := judgeBuffers(max(len(members), 1), &fb, &vb, &hb)
+	t0 := m.judge(e, members, fs, void, head, wall)
+	own := -1
+	for i := range fs {
+		if head[i] && !void[i] && fs[i].rid == m.ID() && fs[i].covers(t0) && (own < 0 || claimLess(&fs[i], &fs[own])) {
+			own = i
+		}
+	}
+	if own >= 0 {
+		o.since = fs[own].claim
+	}
+	w := newFact(t0, m.Source(), m.ID(), o)
+	for i := range fs {
+		if i != own && head[i] && !void[i] && !sameStreak(&fs[i], &w) && claimLess(&fs[i], &w) && fs[i].covers(t0) {
+			return options{}, fmt.Errorf("%w by %s until %s", ErrLeased, fs[i].rid, fs[i].until.Time().UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if ttl != 0 {
+		for i := range fs {
+			if fs[i].expD > w.expD {
+				o.tomb = true
+				break
+			}
+		}
+	}
+	return o, nil
+}
+
+// Holder returns the replica that holds key's lease now (its replica id,
+// not a source), and when the lease runs out unless renewed; ok is false
+// if nobody holds it. It is the holder by this replica's knowledge: a
+// write that races across a partition can still void the holder's writes
+// (see Leases in the package doc).
+func (m *Model) Holder(key string) (id string, until time.Time, ok bool) {
+	m.sweepDue()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e := m.keys[key]
+	if e == nil {
+		return "", time.Time{}, false
+	}
+	members := m.more[key]
+	if members == nil && e.olen == 0 {
+		return "", time.Time{}, false
+	}
+	var fb [4]fact
+	var vb, hb [4]bool
+	fs, void, head := judgeBuffers(max(len(members), 1), &fb, &vb, &hb)
+	t0 := m.judge(e, members, fs, void, head, m.now())
+	h := -1
+	for i := range fs {
+		if head[i] && !void[i] && fs[i].covers(t0) && (h < 0 || claimLess(&fs[i], &fs[h])) {
+			h = i
+		}
+	}
+	if h < 0 {
+		return "", time.Time{}, false
+	}
+	return fs[h].rid, fs[h].until.Time(), true
+}
+
+// judge applies the lease rule to the updates a key keeps, members, or e
+// alone if members is nil: it fills fs with their facts, and void and head
+// (each with room for them) with which are void and which are heads. It
+// returns t0: the wall clock (wall) or the latest timestamp among them,
+// whichever is later.
+func (m *Model) judge(e *entry, members []*entry, fs []fact, void, head []bool, wall time.Time) (t0 vclock.Timestamp) {
+	t0 = vclock.FromTime(wall)
+	if members == nil {
+		fs[0] = m.fact(e)
+	}
+	for i, k := range members {
+		fs[i] = m.fact(k)
+	}
+	for i := range fs {
+		t0 = max(t0, fs[i].ts)
+	}
+	decide(fs, void, head)
+	return t0
+}
+
+// judgeBuffers returns room for the facts of n updates: the arrays given,
+// for the common case of a few.
+func judgeBuffers(n int, fb *[4]fact, vb, hb *[4]bool) (fs []fact, void, head []bool) {
+	if n <= len(fb) {
+		return fb[:n], vb[:n], hb[:n]
+	}
+	return make([]fact, n), make([]bool, n), make([]bool, n)
+}
