@@ -78,10 +78,21 @@ const (
 // once it has written, the others refuse every session with it
 // (ErrClockOffset), and the final checks leave it out.
 //
+// Keys may be leased and may live for a while: each replica id has a
+// lease (none for half of them, 2 s or 40 s for the others), so that its
+// writes hold their keys and the others' writes are refused (ErrLeased) or,
+// across partitions, race and are voided; some writes are SetTTL, with a
+// ttl of 3 min or 100 h. Now and then the schedule moves every wall clock
+// forward together, by 4 min (every 3 min ttl runs out, on every replica
+// whatever its skew, and every lease) or by 2 h (past MaxLease, so that
+// holdings' records are dropped).
+//
 // After a final heal every other replica must hold the same clock and
 // snapshot, and both must equal a reference computed here from the writes
-// that survived the crashes: last writer wins per key by (Timestamp,
-// Source). No replica but the skewed one may ever hold its writes.
+// that survived the crashes (ruleref_test.go, apart from the Model's
+// code): the updates each key keeps, the lease rule over them, last
+// writer wins among the valid ones, expiry by the clock. No replica but
+// the skewed one may ever hold its writes.
 //
 // A failure prints the seed and the command that replays it with a trace.
 func TestConverge(t *testing.T) { convergeSeeds(t, false, convergeSeedsHand, convergeSeedsShort) }
@@ -143,11 +154,23 @@ func convergeSeeds(t *testing.T, pipes bool, n, short int) {
 		if total.skewSeeds == 0 || total.refusals == 0 {
 			t.Errorf("%d sessions refused in %d seeds with a replica 2 minutes ahead: the schedule does not test the clock offset bound", total.refusals, total.skewSeeds)
 		}
+		if total.leased == 0 || total.voids == 0 || total.raced == 0 {
+			t.Errorf("%d writes refused with ErrLeased, %d keys ended with a void write, %d decided otherwise than by last writer wins in %d seeds: the schedule does not test leases", total.leased, total.voids, total.raced, n)
+		}
+		if total.expired == 0 || total.tombs == 0 {
+			t.Errorf("%d TTL writes ran out and vanished, %d ran out into tombstones, in %d seeds: the schedule does not test times to live", total.expired, total.tombs, n)
+		}
+		if !testing.Short() && total.records == 0 {
+			t.Errorf("no holding's record was dropped in %d seeds: the schedule does not test the MaxLease bound", n)
+		}
 	}
 	t.Logf("%d seeds; %d keys were won by the greater source at an equal timestamp; "+
 		"%d crashes lost %d writes (and %d more that a surviving clock entry covers); "+
-		"%d seeds with twins; %d seeds with a replica 2 minutes ahead that wrote, %d of its sessions refused",
-		n, total.ties, total.restarts, total.lost, total.hidden, total.twinSeeds, total.skewSeeds, total.refusals)
+		"%d seeds with twins; %d seeds with a replica 2 minutes ahead that wrote, %d of its sessions refused; "+
+		"%d writes refused with ErrLeased, %d keys ended with a void write, %d decided otherwise than by last writer wins, %d holdings' records dropped; "+
+		"%d TTL writes ran out and vanished, %d ran out into tombstones",
+		n, total.ties, total.restarts, total.lost, total.hidden, total.twinSeeds, total.skewSeeds, total.refusals,
+		total.leased, total.voids, total.raced, total.records, total.expired, total.tombs)
 }
 
 // convergeStats counts what a seed's schedule exercised.
@@ -159,6 +182,12 @@ type convergeStats struct {
 	twinSeeds int // seeds with two replicas of one id
 	skewSeeds int // seeds whose replica 2 minutes ahead wrote
 	refusals  int // sessions refused for its timestamps
+	leased    int // writes refused with ErrLeased
+	voids     int // keys whose kept writes include a void one, at the end
+	raced     int // keys decided otherwise than by last writer wins among their kept writes
+	records   int // writes of holdings that only a write MaxLease later made irrelevant
+	expired   int // TTL writes that ran out and vanished
+	tombs     int // TTL writes that ran out into tombstones
 }
 
 func (s *convergeStats) add(o convergeStats) {
@@ -169,6 +198,12 @@ func (s *convergeStats) add(o convergeStats) {
 	s.twinSeeds += o.twinSeeds
 	s.skewSeeds += o.skewSeeds
 	s.refusals += o.refusals
+	s.leased += o.leased
+	s.voids += o.voids
+	s.raced += o.raced
+	s.records += o.records
+	s.expired += o.expired
+	s.tombs += o.tombs
 }
 
 // replaySeed returns the seed given by -seed or SCUTTLE_SEED, or 0.
@@ -194,12 +229,16 @@ type write struct {
 	key   string
 	value any
 	del   bool
-	opts  wopts // as its payload carries them: lease, ttl, the claim it continues
+	ttl   time.Duration // SetTTL's, or 0 for Set and Delete
+	opts  wopts         // as its payload carries them: lease, ttl, the claim it continues
 
 	// What became of it when replicas crashed (see dropLost).
 	lost   bool // no replica holds it: it counts nowhere
 	hidden bool // a surviving clock entry covers it, but no replica got it: it counts in the clock only
 }
+
+// same reports whether w and v are one write.
+func (w write) same(v write) bool { return w.src == v.src && w.ts == v.ts }
 
 // wins reports whether w beats v under last-writer-wins.
 func (w write) wins(v write) bool {
@@ -209,11 +248,12 @@ func (w write) wins(v write) bool {
 	return w.src > v.src
 }
 
-// reference computes, independently of the Model, the snapshot and clock
-// every honest replica must end with, and how many keys' winners beat
-// another write of the key at the same timestamp by source alone.
-func reference(writes []write) (snap map[string]any, clock vclock.Clock, ties int) {
-	latest := map[string]write{}
+// reference computes, independently of the Model (see ruleref_test.go),
+// the snapshot and clock every honest replica must end with at now, and
+// what the keys exercised: how many keys' winners beat another write of
+// the key at the same timestamp by source alone, and the counts of
+// convergeStats about leases and ttls.
+func reference(writes []write, now float64) (snap map[string]any, clock vclock.Clock, st convergeStats) {
 	clock = vclock.Clock{}
 	var held []write
 	for _, w := range writes {
@@ -225,23 +265,45 @@ func reference(writes []write) (snap map[string]any, clock vclock.Clock, ties in
 			continue
 		}
 		held = append(held, w)
-		if cur, ok := latest[w.key]; !ok || w.wins(cur) {
-			latest[w.key] = w
+		if w.ttl != 0 && w.vanishes() <= now {
+			st.expired++
+		}
+		if w.opts.Tomb && float64(w.ts)+float64(w.opts.TTL) <= now {
+			st.tombs++
 		}
 	}
 	snap = map[string]any{}
-	for k, w := range latest {
-		if !w.del {
-			snap[k] = w.value
+	for k, ws := range byKey(held) {
+		v, set, w := readAt(ws, now, false)
+		if set {
+			snap[k] = v
+		}
+		kept := keptOf(alive(ws, now))
+		if slices.Contains(voids(kept), true) {
+			st.voids++
+		}
+		if w != nil && slices.ContainsFunc(kept, func(v write) bool { return v.wins(*w) }) {
+			st.raced++
+		}
+		for _, x := range alive(ws, now) {
+			// Made irrelevant by (p) alone: by a write MaxLease later.
+			if x.holding() && !slices.ContainsFunc(kept, x.same) && !slices.ContainsFunc(ws, func(y write) bool {
+				return y.wins(x) && x.vanishes() <= y.vanishes() && y.sameHolding(x) && y.until() >= x.until()
+			}) {
+				st.records++
+			}
+		}
+		if w == nil {
+			continue
 		}
 		for _, v := range held {
 			if v.key == k && v.ts == w.ts && v.src != w.src {
-				ties++
+				st.ties++
 				break
 			}
 		}
 	}
-	return snap, clock, ties
+	return snap, clock, st
 }
 
 // tracer collects a run's trace, from the test's goroutine and the links'.
@@ -281,28 +343,52 @@ func (tr *tracer) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// fakeClock is a wall clock a replica's HLC reads, off from convergeBase.
+// fakeClock is a wall clock a replica's HLC reads, off from convergeBase,
+// and moved forward, as every replica's, by what shift holds (ms).
 // Several replicas read frozen or slowly moving clocks that start at the
-// same instant, so that their timestamps collide.
-func fakeClock(r *rand.Rand, off time.Duration) (now func() time.Time, kind string) {
+// same instant, so that their timestamps collide. A moving one runs at
+// most maxDrift ahead of the frozen ones, so that any two clocks stay
+// within maxSkew+maxDrift of each other (plus their offsets).
+func fakeClock(r *rand.Rand, off time.Duration, shift *atomic.Int64) (now func() time.Time, kind string) {
 	base := convergeBase.Add(off)
 	if off != 0 {
 		kind = fmt.Sprintf(" %+.3fs", off.Seconds())
 	}
+	at := func(d time.Duration) time.Time { return base.Add(d + time.Duration(shift.Load())*time.Millisecond) }
 	var calls atomic.Int64
 	switch r.IntN(4) {
 	case 0, 1:
-		return func() time.Time { return base }, "frozen" + kind
+		return func() time.Time { return at(0) }, "frozen" + kind
 	case 2:
 		every := 1 + r.Int64N(8)
 		return func() time.Time {
-			return base.Add(time.Duration(calls.Add(1)/every) * time.Millisecond)
-		}, fmt.Sprintf("+1ms/%d writes%s", every, kind)
+			return at(min(time.Duration(calls.Add(1)/every)*time.Millisecond, maxDrift))
+		}, fmt.Sprintf("+1ms/%d reads%s", every, kind)
 	default:
 		off := time.Duration(r.IntN(4)) * time.Millisecond
-		return func() time.Time { return base.Add(off) }, fmt.Sprintf("frozen+%v%s", off, kind)
+		return func() time.Time { return at(off) }, fmt.Sprintf("frozen+%v%s", off, kind)
 	}
 }
+
+// Leases and ttls of TestConverge. A write stamped while the clocks are
+// shifted by S is stamped within maxSkew+maxDrift of S (the HLC observes
+// only honest timestamps), so a shortTTL write lives on every replica, the
+// one farSkew ahead included, until the clocks move again, by advance or
+// more, and then has run out on all of them: no replica's view of a key
+// depends on its skew. (A replica whose clock is ahead drops a TTL write
+// sooner, and relays that it holds everything up to it: a receiver whose
+// clock is behind then never shows it. So the test keeps ttls clear of
+// the skews; the package doc says what clocks that disagree do.)
+const (
+	maxDrift = 2 * time.Second
+	shortTTL = 3 * time.Minute
+	longTTL  = 100 * time.Hour
+	advance  = 4 * time.Minute
+	leap     = 2 * time.Hour // past MaxLease: holdings' records are dropped
+)
+
+// leases are the leases of the replica ids.
+var leases = []time.Duration{0, 0, 2 * time.Second, 40 * time.Second}
 
 func randomValue(r *rand.Rand) any {
 	switch r.IntN(10) {
@@ -354,34 +440,48 @@ func streamOptions(r *rand.Rand) *stream.Options {
 }
 
 // lagStorage is a scuttlebutt.Storage whose Sync lets other goroutines run
-// a few times before it reports an append durable, so that links hold back
-// updates that are not durable yet and send them once they are. It records
-// every update appended, to check that nothing applied escaped the log.
+// a few times before it reports an append durable (if lag is set), so that
+// links hold back updates that are not durable yet and send them once they
+// are. It records every update appended, to check that nothing applied
+// escaped the log, and to give write the options of its updates.
 type lagStorage struct {
+	lag   bool
 	mu    sync.Mutex
 	seq   uint64
-	count map[string]int // source@timestamp -> appends
+	count map[string]int    // source@timestamp -> appends
+	data  map[string][]byte // source@timestamp -> payload
 }
 
 func newLagStorage() *lagStorage {
-	return &lagStorage{count: map[string]int{}}
+	return &lagStorage{lag: true, count: map[string]int{}, data: map[string][]byte{}}
 }
 
 func (s *lagStorage) Append(us []scuttlebutt.Update) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, u := range us {
-		s.count[fmt.Sprintf("%s@%v", u.Source, u.Timestamp)]++
+		k := fmt.Sprintf("%s@%v", u.Source, u.Timestamp)
+		s.count[k]++
+		s.data[k] = u.Data
 	}
 	s.seq++
 	return s.seq, nil
 }
 
 func (s *lagStorage) Sync(seq uint64) error {
-	for range seq % 4 {
-		runtime.Gosched()
+	if s.lag {
+		for range seq % 4 {
+			runtime.Gosched()
+		}
 	}
 	return nil
+}
+
+// payload returns the data of the update of source at ts, if appended.
+func (s *lagStorage) payload(source string, ts vclock.Timestamp) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.data[fmt.Sprintf("%s@%v", source, ts)]
 }
 
 // logged returns how many times each update was appended.
@@ -404,10 +504,13 @@ type converge struct {
 	ids     []string           // its id; two replicas share one in some seeds
 	clocks  []func() time.Time // its wall clock
 	lagging []bool             // whether it logs to a lagStorage
+	leases  []time.Duration    // its Config.Lease, the same for twins
+
+	shift atomic.Int64 // ms every wall clock is moved forward by
 
 	// Per replica, its current start:
 	models []*model.Model
-	stores []*lagStorage      // its log; nil for those without one
+	stores []*lagStorage      // its log; nil for those without one, but over streams
 	last   []vclock.Timestamp // its last write's timestamp
 	writes []write            // every write of the honest replicas, of every start
 
@@ -475,16 +578,26 @@ func runConverge(t *testing.T, seed uint64, pipes, verbose bool) convergeStats {
 	n := len(c.ids)
 	c.clocks = make([]func() time.Time, n)
 	c.lagging = make([]bool, n)
+	c.leases = make([]time.Duration, n)
+	for i := range n {
+		c.leases[i] = leases[c.r.IntN(len(leases))]
+		if c.twins != nil && i == c.twins[1] {
+			c.leases[i] = c.leases[c.twins[0]]
+		}
+	}
 	c.stores = make([]*lagStorage, n)
 	c.last = make([]vclock.Timestamp, n)
 	c.watched = make([]map[string]any, n)
 	c.cancels = make([]func(), n)
 	for i := range n {
-		now, kind := fakeClock(c.r, offsets[i])
+		now, kind := fakeClock(c.r, offsets[i], &c.shift)
 		c.clocks[i] = now
 		if c.r.IntN(3) == 0 {
 			c.lagging[i] = true
 			kind += ", lagging storage"
+		}
+		if c.leases[i] != 0 {
+			kind += fmt.Sprintf(", lease %v", c.leases[i])
 		}
 		m := c.start(i)
 		c.models = append(c.models, m)
@@ -517,17 +630,21 @@ func runConverge(t *testing.T, seed uint64, pipes, verbose bool) convergeStats {
 // one only.
 func (c *converge) start(i int) *model.Model {
 	id := c.ids[i]
-	m, err := model.New(id, &scuttlebutt.Config{
+	m, err := model.NewWithConfig(id, &model.Config{Replica: &scuttlebutt.Config{
 		Now:         c.clocks[i],
 		Incarnation: c.net.Incarnation(id),
 		Logger:      c.tr.logger(),
-	})
+	}, Lease: c.leases[i]})
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.stores[i] = nil
-	if c.lagging[i] {
+	if c.lagging[i] || c.pipes {
+		// Over streams every replica records its updates, so that write
+		// can read the options of its own: another update may have made a
+		// write irrelevant before History is read.
 		c.stores[i] = newLagStorage()
+		c.stores[i].lag = c.lagging[i]
 		m.Attach(c.stores[i])
 	}
 	c.last[i] = 0
@@ -589,9 +706,27 @@ func (c *converge) step(step int) {
 	for j == i {
 		j = r.IntN(k)
 	}
+	if r.IntN(25) == 0 && !c.skewWrote {
+		// (Once the replica 2 minutes ahead has written, its writes must
+		// stay ahead of the others' clocks: they no longer move.)
+		d := advance
+		if r.IntN(5) == 0 {
+			d = leap
+		}
+		c.shift.Add(d.Milliseconds())
+		c.tr.logf("step %d: every clock moves %v forward", step, d)
+	}
 	switch op := r.IntN(100); {
 	case op < 35:
-		c.set(step, i, fmt.Sprintf("k%d", r.IntN(numKeys)), randomValue(r))
+		w := write{key: fmt.Sprintf("k%d", r.IntN(numKeys)), value: randomValue(r)}
+		if r.IntN(4) == 0 {
+			w.ttl = shortTTL
+			if r.IntN(3) == 0 {
+				w.ttl = longTTL
+			}
+		}
+		c.beforeWrite(step, i)
+		c.note(step, i, c.write(i, w))
 	case op < 45:
 		c.del(step, i, fmt.Sprintf("k%d", r.IntN(numKeys)))
 	case op < 50:
@@ -658,9 +793,14 @@ func (c *converge) step(step int) {
 	}
 }
 
+// set writes key on replica i, with Set or, now and then, SetTTL.
 func (c *converge) set(step, i int, key string, v any) {
+	w := write{key: key, value: v}
+	if c.r.IntN(5) == 0 {
+		w.ttl = shortTTL
+	}
 	c.beforeWrite(step, i)
-	c.note(step, i, c.write(i, write{key: key, value: v}))
+	c.note(step, i, c.write(i, w))
 }
 
 func (c *converge) del(step, i int, key string) {
@@ -687,28 +827,99 @@ func (c *converge) beforeWrite(step, i int) {
 	}
 }
 
-// written is the outcome of one write: w with its source and timestamp, or
-// the error.
+// written is the outcome of one write: w with its source, timestamp and
+// options, or the error, or refused if the key was leased by another.
 type written struct {
-	w   write
-	err error
+	w       write
+	err     error
+	refused error // wraps ErrLeased
 }
 
 // write makes w on replica i and reads its timestamp back. One goroutine at
 // a time writes to a replica, and only a local write raises the replica's
 // own clock entry, so that entry is the write's timestamp. It is safe to
 // call for different replicas at once.
+//
+// It reads the options the Model gave the write from the update: in
+// History, which has it (a local write is the latest, and only this
+// goroutine changes this replica while links are hand-stepped), or, over
+// streams, from the log every replica then has.
 func (c *converge) write(i int, w write) written {
 	m := c.models[i]
 	var err error
-	if w.del {
+	switch {
+	case w.del:
 		err = m.Delete(w.key)
-	} else {
+	case w.ttl != 0:
+		err = m.SetTTL(w.key, w.value, w.ttl)
+	default:
 		err = m.Set(w.key, w.value)
 	}
 	w.src = m.Source()
+	if errors.Is(err, model.ErrLeased) {
+		if !c.pipes {
+			if why := c.checkRefused(i, w); why != "" {
+				return written{w: w, err: fmt.Errorf("refused (%v), but %s", err, why)}
+			}
+		}
+		return written{w: w, refused: err}
+	}
 	w.ts = m.Clock().Get(w.src)
-	return written{w, err}
+	if err != nil {
+		return written{w: w, err: err}
+	}
+	var data []byte
+	if st := c.stores[i]; st != nil {
+		data = st.payload(w.src, w.ts)
+	} else {
+		for _, u := range m.History(vclock.Clock{w.src: w.ts - 1}) {
+			if u.Source == w.src && u.Timestamp == w.ts {
+				data = u.Data
+			}
+		}
+	}
+	if data == nil {
+		return written{w: w, err: fmt.Errorf("the update %s@%v of the write is nowhere", w.src, w.ts)}
+	}
+	if w.opts, err = decodeOptions(data); err != nil {
+		return written{w: w, err: fmt.Errorf("the update %s@%v: %v", w.src, w.ts, err)}
+	}
+	if !c.pipes {
+		// Nothing else changes this replica meanwhile: the write decides
+		// its key there.
+		v, ok := m.Get(w.key)
+		if ok == w.del || (ok && !reflect.DeepEqual(v, w.value)) {
+			return written{w: w, err: fmt.Errorf("accepted, yet %s reads %v, %v", w.key, v, ok)}
+		}
+	}
+	return written{w: w}
+}
+
+// checkRefused checks that a refused write of replica i met, in i's view
+// by the reference, a holding of another replica, not void, whose lease
+// runs past the latest write of the key: it returns why not, or "".
+func (c *converge) checkRefused(i int, w write) string {
+	var kept []write
+	for _, u := range c.models[i].History(nil) {
+		if v, err := writeOf(u); err != nil {
+			return err.Error()
+		} else if v.key == w.key {
+			kept = append(kept, v)
+		}
+	}
+	kept = alive(kept, c.now())
+	latest := 0.0
+	for _, v := range kept {
+		latest = max(latest, float64(v.ts))
+	}
+	void := voids(kept)
+	for x, g := range kept {
+		if !void[x] && g.holding() && g.rid() != w.rid() && g.until() > latest &&
+			!slices.ContainsFunc(kept, func(v write) bool { return v.sameHolding(g) && v.wins(g) }) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("no holding of another replica runs in its view:\n%s", describeWrites(kept))
 }
 
 // concurrentBurst has several replicas write at once, each a few times,
@@ -720,8 +931,11 @@ func (c *converge) concurrentBurst(step int, key string) {
 	for x := range writers {
 		for range 1 + r.IntN(3) {
 			w := write{key: key, value: randomValue(r)}
-			if r.IntN(4) == 0 {
+			switch r.IntN(8) {
+			case 0, 1:
 				w = write{key: fmt.Sprintf("k%d", r.IntN(numKeys)), del: true}
+			case 2:
+				w.ttl = shortTTL
 			}
 			plans[x] = append(plans[x], w)
 		}
@@ -754,6 +968,13 @@ func (c *converge) note(step, i int, res written) {
 	if res.err != nil {
 		c.t.Fatalf("seed %d step %d: %s: write %+v: %v", c.seed, step, w.src, w, res.err)
 	}
+	if res.refused != nil {
+		if i != c.skewed {
+			c.stats.leased++
+		}
+		c.tr.logf("step %d: %s refused: %v", step, w.src, res.refused)
+		return
+	}
 	if w.ts <= c.last[i] {
 		c.t.Fatalf("seed %d step %d: %s wrote %q but its clock entry went from %v to %v", c.seed, step, w.src, w.key, c.last[i], w.ts)
 	}
@@ -761,10 +982,11 @@ func (c *converge) note(step, i int, res written) {
 	if i != c.skewed {
 		c.writes = append(c.writes, w)
 	}
-	if w.del {
-		c.tr.logf("step %d: %s@%v delete %s", step, w.src, w.ts, w.key)
-	} else {
-		c.tr.logf("step %d: %s@%v set %s=%v", step, w.src, w.ts, w.key, w.value)
+	switch {
+	case w.del:
+		c.tr.logf("step %d: %s@%v delete %s %+v", step, w.src, w.ts, w.key, w.opts)
+	default:
+		c.tr.logf("step %d: %s@%v set %s=%v %+v", step, w.src, w.ts, w.key, w.value, w.opts)
 	}
 }
 
@@ -832,12 +1054,14 @@ type stamp struct {
 //     source that survive are those up to the greatest entry any holder
 //     has for it.
 //   - The watermark is exact for what was sent, not for what is held: a
-//     sender's History leaves out updates it has superseded. If the sender
-//     held a later write of the key that is now lost, a holder's entry can
-//     cover a write that no holder ever received. Such a write is hidden:
-//     it counts in the clock, not in the snapshot. A covered write that no
-//     holder holds, nor any later write of its key, and that no lost write
-//     of its key superseded, fails the test: an acknowledged write lost.
+//     sender's History leaves out updates that another it keeps outranks
+//     (see ruleref_test.go). If the sender kept such a write of the key
+//     that is now lost, a holder's entry can cover a write that no holder
+//     ever received. Such a write is hidden: it counts in the clock, not
+//     in the snapshot. A covered write that no holder holds, that has not
+//     run out, that no surviving write outranks (the reference drops
+//     those itself), and that no lost write outranks, fails the test: an
+//     acknowledged write lost.
 func (c *converge) dropLost(step int, holders []int, apply bool) (changed bool) {
 	ws := slices.Clone(c.writes)
 	index := make(map[stamp]int, len(ws))
@@ -845,7 +1069,7 @@ func (c *converge) dropLost(step int, holders []int, apply bool) (changed bool) 
 		index[stamp{w.src, w.ts}] = x
 	}
 	top := vclock.Clock{}
-	best := map[string]int{} // key -> in ws, the latest write of it that a holder holds
+	held := map[int]bool{} // in ws
 	for _, h := range holders {
 		m := c.models[h]
 		for src, ts := range m.Clock() {
@@ -856,49 +1080,35 @@ func (c *converge) dropLost(step int, holders []int, apply bool) (changed bool) 
 			if !ok {
 				c.t.Fatalf("seed %d step %d: r%d holds %s@%v, which no honest replica wrote", c.seed, step, h, u.Source, u.Timestamp)
 			}
-			key := ws[x].key
-			if b, ok := best[key]; !ok || ws[x].wins(ws[b]) {
-				best[key] = x
-			}
+			held[x] = true
 		}
 	}
-	byKey := map[string][]int{}
 	for x := range ws {
-		w := &ws[x]
-		if !w.lost && w.ts > top.Get(w.src) {
+		if w := &ws[x]; !w.lost && w.ts > top.Get(w.src) {
 			w.lost, changed = true, true
 			if apply {
 				c.stats.lost++
 				c.tr.logf("step %d: %s@%v (%s) is lost", step, w.src, w.ts, w.key)
 			}
 		}
-		if !w.lost && !w.hidden {
-			byKey[w.key] = append(byKey[w.key], x)
-		}
 	}
-	for _, key := range slices.Sorted(maps.Keys(byKey)) {
-		cands := byKey[key]
-		slices.SortFunc(cands, func(a, b int) int {
-			if ws[a].wins(ws[b]) {
-				return -1
-			}
-			return 1
-		})
-		for _, x := range cands {
-			w := ws[x]
-			if b, ok := best[key]; ok && !w.wins(ws[b]) {
-				break // held, or superseded by a write that is
-			}
-			ws[x].hidden, changed = true, true
-			if !apply {
-				continue
-			}
-			c.stats.hidden++
-			c.tr.logf("step %d: %s@%v (%s) is covered by a surviving clock entry, but no replica holds it", step, w.src, w.ts, w.key)
-			if !slices.ContainsFunc(ws, func(v write) bool { return v.lost && v.key == key && v.wins(w) }) {
-				c.t.Errorf("seed %d step %d: %s@%v (%s) is covered by the clock entry %v of a surviving replica, yet none holds it or a later write of %s, and no lost write superseded it",
-					c.seed, step, w.src, w.ts, key, top.Get(w.src), key)
-			}
+	now := c.now()
+	for x, w := range ws {
+		if w.lost || w.hidden || held[x] || w.vanishes() <= now {
+			continue
+		}
+		if slices.ContainsFunc(ws, func(v write) bool { return !v.lost && !v.hidden && v.outranks(w) }) {
+			continue // a surviving write makes it irrelevant
+		}
+		ws[x].hidden, changed = true, true
+		if !apply {
+			continue
+		}
+		c.stats.hidden++
+		c.tr.logf("step %d: %s@%v (%s) is covered by a surviving clock entry, but no replica holds it", step, w.src, w.ts, w.key)
+		if !slices.ContainsFunc(ws, func(v write) bool { return v.lost && v.outranks(w) }) {
+			c.t.Errorf("seed %d step %d: %s@%v (%s) is covered by the clock entry %v of a surviving replica, yet none holds it, nothing that survives outranks it, and no lost write did",
+				c.seed, step, w.src, w.ts, w.key, top.Get(w.src))
 		}
 	}
 	if apply {
@@ -907,41 +1117,44 @@ func (c *converge) dropLost(step int, holders []int, apply bool) (changed bool) 
 	return changed
 }
 
+// now returns the time every honest replica's clock stands near: the base
+// plus the shift. No ttl runs out within maxSkew+maxDrift of it.
+func (c *converge) now() float64 {
+	return float64(convergeBase.UnixMilli() + c.shift.Load())
+}
+
 // unheld describes, for a failure message, the writes that replica i's
-// clock covers but that it holds neither, nor a later write of their key:
+// clock covers but that it holds neither, nor anything that outranks them:
 // its clock says it will never be sent them again. A history that leaves
-// out an update superseded on the sender, cut before the update that
-// superseded it, leaves the receiver so (see TestCutHistory and
+// out an update outranked on the sender, cut before the update that
+// outranked it, leaves the receiver so (see TestCutHistory and
 // TestCutRelay; a Link now holds a history until its sync, and a relayed
 // batch or a recomputed history until its end, so only one past
 // MaxHistoryBytes can).
 func (c *converge) unheld(i int) string {
 	m := c.models[i]
 	clock := m.Clock()
-	latest := map[string]stamp{}
+	var held []write
 	for _, u := range m.History(nil) {
 		for _, w := range c.writes {
 			if w.src == u.Source && w.ts == u.Timestamp {
-				latest[w.key] = stamp{w.src, w.ts}
+				held = append(held, w)
 			}
 		}
 	}
+	now := c.now()
 	var b strings.Builder
 	for _, w := range c.writes {
-		if w.lost || w.hidden || !clock.Covers(w.src, w.ts) {
+		if w.lost || w.hidden || !clock.Covers(w.src, w.ts) || w.vanishes() <= now {
 			continue
 		}
-		if l, ok := latest[w.key]; ok && !w.wins(write{src: l.src, ts: l.ts}) {
+		if slices.ContainsFunc(held, func(h write) bool { return h.same(w) || h.outranks(w) }) {
 			continue
 		}
-		held := "nothing"
-		if l, ok := latest[w.key]; ok {
-			held = fmt.Sprintf("%s@%v", l.src, l.ts)
-		}
-		fmt.Fprintf(&b, "r%d's clock covers %s@%v (%s), which it holds neither, nor a later write of %s (it holds %s)\n", i, w.src, w.ts, w.key, w.key, held)
+		fmt.Fprintf(&b, "r%d's clock covers %s@%v (%s), which it holds neither, nor anything that outranks it\n", i, w.src, w.ts, w.key)
 	}
 	if b.Len() > 0 {
-		b.WriteString("(a cut history that left out superseded updates: see TestCutHistory, TestCutRelay)\n")
+		b.WriteString("(a cut history that left out outranked updates: see TestCutHistory, TestCutRelay)\n")
 	}
 	return b.String()
 }
@@ -1000,8 +1213,17 @@ func (c *converge) finish() {
 		t.Fatalf("seed %d: after the final heal the honest replicas are in groups %v, want one", c.seed, groups)
 	}
 
-	wantSnap, wantClock, ties := reference(c.writes)
-	c.stats.ties = ties
+	now := c.now()
+	for _, w := range c.writes {
+		// Every ttl has run out on every replica, or on none.
+		behind, ahead := float64((maxSkew+maxDrift+time.Second)/time.Millisecond), float64((farSkew+maxDrift+time.Second)/time.Millisecond)
+		if (w.vanishes() <= now-behind) != (w.vanishes() <= now+ahead) {
+			t.Fatalf("seed %d: %s@%v (%s, ttl %v) runs out at %v, within the clocks' skews of %v: the test cannot tell what each replica holds",
+				c.seed, w.src, w.ts, w.key, w.ttl, w.vanishes(), now)
+		}
+	}
+	wantSnap, wantClock, st := reference(c.writes, now)
+	c.stats.ties, c.stats.voids, c.stats.raced, c.stats.records, c.stats.expired, c.stats.tombs = st.ties, st.voids, st.raced, st.records, st.expired, st.tombs
 	refused := c.replacedRefused
 	for _, i := range c.honest() {
 		m := c.models[i]
@@ -1060,7 +1282,11 @@ func (c *converge) finish() {
 			}
 		}
 	}
-	// Every stream has stopped, so every change event has been delivered.
+	// Every stream has stopped, so every change event of an update has been
+	// delivered; Expire delivers those of expiries.
+	for _, m := range c.models {
+		m.Expire()
+	}
 	c.watchMu.Lock()
 	defer c.watchMu.Unlock()
 	for _, msg := range c.watchOK {
@@ -1072,8 +1298,10 @@ func (c *converge) finish() {
 		}
 	}
 	if c.tr.live != nil || t.Failed() {
-		t.Logf("seed %d: %d replicas, %d writes, %d keys set, %d won on a tie; %d crashes lost %d writes, %d hidden; twins %v; r%d %v ahead wrote: %v, %d sessions refused",
-			c.seed, len(c.models), len(c.writes), len(wantSnap), ties, c.stats.restarts, c.stats.lost, c.stats.hidden, c.twins, c.skewed, farSkew, c.skewWrote, c.stats.refusals)
+		t.Logf("seed %d: %d replicas, %d writes, %d keys set, %d won on a tie; %d crashes lost %d writes, %d hidden; twins %v; r%d %v ahead wrote: %v, %d sessions refused; "+
+			"%d writes refused with ErrLeased, %d keys with a void write, %d decided otherwise than by last writer wins, %d records dropped, %d TTL writes vanished, %d turned into tombstones",
+			c.seed, len(c.models), len(c.writes), len(wantSnap), st.ties, c.stats.restarts, c.stats.lost, c.stats.hidden, c.twins, c.skewed, farSkew, c.skewWrote, c.stats.refusals,
+			c.stats.leased, st.voids, st.raced, st.records, st.expired, st.tombs)
 	}
 }
 

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/scuttle-go/scuttle/vclock"
@@ -12,10 +13,11 @@ import (
 // if another replica holds the key's lease.
 //
 // The write's timestamp is not known before the base stamps it, so plan
-// judges it at t0, the wall clock or the latest timestamp the key holds,
-// whichever is later: the stamp will be no earlier (the hybrid logical
-// clock is at least the wall clock and later than every timestamp the
-// replica has seen). A lease that has run out at t0 has run out at the
+// judges it at t0, the wall clock or the least timestamp after those the
+// key holds, whichever is later: the stamp will be no earlier (the hybrid
+// logical clock is at least the wall clock and later than every timestamp
+// the replica has seen), and a claim at t0 goes after every claim the key
+// holds, as the write's will. A lease that has run out at t0 has run out at the
 // stamp; one that runs at t0 may run out before the stamp, and the write
 // is then refused a moment early. An update that arrives between plan and
 // the stamp may void the write: it is then void everywhere, as a write
@@ -51,7 +53,7 @@ func (m *Model) plan(key string, del bool, ttl uint64, wall time.Time) (options,
 		// The common case of a presence key: one update, that holds
 		// nothing. Nothing to refuse, and a refresh outlives it.
 		if eo := e.opts(); eo.lease == 0 && (eo.since == 0 || eo.since >= e.ts) {
-			if ttl != 0 && expiryOf(e.ts, eo) > max(vclock.FromTime(wall), e.ts)+vclock.Timestamp(ttl) {
+			if ttl != 0 && expiryOf(e.ts, eo) > max(vclock.FromTime(wall), next(e.ts))+vclock.Timestamp(ttl) {
 				o.tomb = true
 			}
 			return o, nil
@@ -123,7 +125,7 @@ func (m *Model) Holder(key string) (id string, until time.Time, ok bool) {
 // judge applies the lease rule to the updates a key keeps, members, or e
 // alone if members is nil: it fills fs with their facts, and void and head
 // (each with room for them) with which are void and which are heads. It
-// returns t0: the wall clock (wall) or the latest timestamp among them,
+// returns t0: the wall clock (wall) or the least timestamp after theirs,
 // whichever is later.
 func (m *Model) judge(e *entry, members []*entry, fs []fact, void, head []bool, wall time.Time) (t0 vclock.Timestamp) {
 	t0 = vclock.FromTime(wall)
@@ -134,10 +136,16 @@ func (m *Model) judge(e *entry, members []*entry, fs []fact, void, head []bool, 
 		fs[i] = m.fact(k)
 	}
 	for i := range fs {
-		t0 = max(t0, fs[i].ts)
+		t0 = max(t0, next(fs[i].ts))
 	}
 	decide(fs, void, head)
 	return t0
+}
+
+// next returns the least timestamp after ts: a local write is stamped
+// after every timestamp the replica has seen, so it claims no earlier.
+func next(ts vclock.Timestamp) vclock.Timestamp {
+	return vclock.Timestamp(math.Nextafter(float64(ts), math.Inf(1)))
 }
 
 // judgeBuffers returns room for the facts of n updates: the arrays given,

@@ -394,3 +394,19 @@ func TestLeaseConfig(t *testing.T) {
 		t.Errorf("NewWithConfig(nil) = %v", err)
 	}
 }
+
+// TestLeaseWriterBehind: a replica whose wall clock is behind the latest
+// write of a leased key stamps its write just after that write (the
+// hybrid logical clock), so its claim comes after the holder's even though
+// its id is smaller: it is refused, not let through to be void.
+func TestLeaseWriterBehind(t *testing.T) {
+	a, _ := leased(t, "a", today, 10*time.Second)
+	b, _ := leased(t, "b", today+5*sec, 10*time.Second)
+	mustSet(t, b, "k", "b1")
+	pull(t, a, b)
+	refused(t, "a.Set with its clock behind b's write", unchanged(t, a, func() error { return a.Set("k", "a1") }), "b")
+	refused(t, "a.Delete with its clock behind b's write", unchanged(t, a, func() error { return a.Delete("k") }), "b")
+	if got := get(a, "k"); got != "b1" {
+		t.Errorf("a: k = %v, want b1", got)
+	}
+}

@@ -30,6 +30,47 @@ type wopts struct {
 	Tomb  bool    `cbor:"tomb,omitempty"`
 }
 
+// decodeOptions reads the options of a payload, if any.
+func decodeOptions(data []byte) (wopts, error) {
+	var parts []cbor.RawMessage
+	if err := cbor.Unmarshal(data, &parts); err != nil {
+		return wopts{}, err
+	}
+	var o wopts
+	if len(parts) == 3 {
+		if err := cbor.Unmarshal(parts[2], &o); err != nil {
+			return wopts{}, err
+		}
+	}
+	return o, nil
+}
+
+// writeOf reads back the write of an update (its value as CBOR decodes
+// it by default).
+func writeOf(u scuttlebutt.Update) (write, error) {
+	w := write{src: u.Source, ts: u.Timestamp}
+	var parts []cbor.RawMessage
+	if err := cbor.Unmarshal(u.Data, &parts); err != nil || len(parts) == 0 {
+		return w, fmt.Errorf("%v: not an array: %v", u, err)
+	}
+	if err := cbor.Unmarshal(parts[0], &w.key); err != nil {
+		return w, err
+	}
+	w.del = len(parts) == 1
+	if len(parts) > 1 {
+		if err := cbor.Unmarshal(parts[1], &w.value); err != nil {
+			return w, err
+		}
+	}
+	if len(parts) == 3 {
+		if err := cbor.Unmarshal(parts[2], &w.opts); err != nil {
+			return w, err
+		}
+		w.del = w.opts.Del
+	}
+	return w, nil
+}
+
 // encodeWrite makes the payload of w.
 func encodeWrite(w write) []byte {
 	o := w.opts
