@@ -32,21 +32,27 @@ type expiry struct {
 }
 
 // expiries holds the updates with a ttl, earliest expiry first. Updates
-// that are no longer kept stay until their time comes, then are skipped: a
-// refreshed key leaves one behind per refresh, for one ttl. Most expiries
-// come in order (a key refreshed with the same ttl expires after the keys
-// refreshed before it), so they queue in a FIFO at O(1); the others go to
-// a heap.
+// that are no longer kept stay until their time comes, then are skipped (a
+// refreshed key leaves one behind per refresh, for one ttl), or until they
+// are three quarters of what is queued, when they are taken out: so the
+// queue holds at most four times the updates kept with a ttl, however long
+// the ttls, and a key refreshed every second with a ttl of 3 s is never
+// compacted (it leaves two behind). Most
+// expiries come in order (a key refreshed with the same ttl expires after
+// the keys refreshed before it), so they queue in a FIFO at O(1); the
+// others go to a heap.
 type expiries struct {
 	fifo []expiry // in order of at, from head
 	head int
 	heap expiryHeap
+	dead int // entries queued that are no longer kept
 }
 
 // Len returns how many expiries are held.
 func (q *expiries) Len() int { return len(q.fifo) - q.head + len(q.heap) }
 
 func (q *expiries) push(e *entry, at vclock.Timestamp) {
+	e.queued = true
 	if n := len(q.fifo); n == q.head || q.fifo[n-1].at <= at {
 		q.fifo = append(q.fifo, expiry{at, e})
 		return
@@ -64,6 +70,47 @@ func (q *expiries) top() expiry {
 
 // pop removes the earliest expiry and returns it; Len must be positive.
 func (q *expiries) pop() expiry {
+	x := q.take()
+	x.e.queued = false
+	if x.e.dead {
+		q.dead--
+	}
+	return x
+}
+
+// dropped counts one more queued entry that is no longer kept, and takes
+// them out once they are three quarters of the queue.
+func (q *expiries) dropped() {
+	q.dead++
+	if q.dead < 1024 || q.dead*4 < q.Len()*3 {
+		return
+	}
+	live := q.fifo[:0]
+	for _, x := range q.fifo[q.head:] {
+		if x.e.dead {
+			x.e.queued = false
+		} else {
+			live = append(live, x)
+		}
+	}
+	clear(q.fifo[len(live):])
+	q.fifo, q.head = live, 0
+	h := q.heap[:0]
+	for _, x := range q.heap {
+		if x.e.dead {
+			x.e.queued = false
+		} else {
+			h = append(h, x)
+		}
+	}
+	clear(q.heap[len(h):])
+	q.heap = h
+	heap.Init(&q.heap)
+	q.dead = 0
+}
+
+// take removes the earliest expiry and returns it.
+func (q *expiries) take() expiry {
 	if q.head == len(q.fifo) || (len(q.heap) > 0 && q.heap[0].at < q.fifo[q.head].at) {
 		return heap.Pop(&q.heap).(expiry)
 	}

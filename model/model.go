@@ -70,17 +70,24 @@ type Model struct {
 // payload, which is immutable, and so do the options of an update that has
 // them: they are read from the payload when needed.
 type entry struct {
-	ts   vclock.Timestamp
-	data *byte  // the update's payload, [key, value], [key] or [key, value, options]
-	n    uint32 // payload length
-	voff uint32 // offset of the value in the payload, 0 for a tombstone
-	src  uint32 // index of the source's log in Model.logs
-	dead bool   // no longer kept (dominated or expired); guarded by Model.mu
-	gone bool   // a "tomb" update whose ttl has run out: it reads as deleted; guarded by Model.mu
-	olen uint8  // length of the options at the end of the payload, 0 if none
+	ts     vclock.Timestamp
+	data   *byte  // the update's payload, [key, value], [key] or [key, value, options]
+	n      uint32 // payload length
+	voff   uint32 // offset of the value in the payload, 0 for a tombstone
+	src    uint32 // index of the source's log in Model.logs
+	dead   bool   // no longer kept (dominated or expired); guarded by Model.mu
+	gone   bool   // a "tomb" update whose ttl has run out: it reads as deleted; guarded by Model.mu
+	olen   uint8  // length of the options at the end of the payload, 0 if none
+	queued bool   // in Model.exp; guarded by Model.mu
 }
 
 func (e *entry) payload() []byte { return unsafe.Slice(e.data, e.n) }
+
+// holds reports whether s aliases e's payload.
+func (e *entry) holds(s string) bool {
+	p, d := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(e.data))
+	return len(s) > 0 && p >= d && p < d+uintptr(e.n)
+}
 
 // value returns the encoded value, or nil for a tombstone.
 func (e *entry) value() []byte {
@@ -373,7 +380,7 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 	}
 	m.mu.Lock()
 	var now vclock.Timestamp
-	if p.o.ttl != 0 || m.exp.Len() > 0 {
+	if p.ext || m.exp.Len() > 0 {
 		now = m.nowLocked()
 		m.sweepLocked(now)
 	}
@@ -398,28 +405,28 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 		m.mu.Unlock()
 		return true
 	}
-	kept := m.applyOptions(p, u, now)
+	kept := m.applyOptions(p, p.options(u.Data), u, old, now)
 	m.mu.Unlock()
 	return kept
 }
 
 // applyOptions is ApplyUpdate for a key where either side has options:
 // the general rule, over every update the key keeps.
-func (m *Model) applyOptions(p parsed, u scuttlebutt.Update, now vclock.Timestamp) bool {
+func (m *Model) applyOptions(p parsed, o options, u scuttlebutt.Update, old *entry, now vclock.Timestamp) bool {
 	if p.ext && !m.withOptions.Load() {
 		m.withOptions.Store(true)
 	}
-	if p.o.ttl != 0 && !p.o.tomb && u.Timestamp+vclock.Timestamp(p.o.ttl) <= now {
+	if o.ttl != 0 && !o.tomb && u.Timestamp+vclock.Timestamp(o.ttl) <= now {
 		return false // its time has run out here: it is gone already
 	}
+	src, known := m.sources[u.Source]
 	var rid string
-	if i, ok := m.sources[u.Source]; ok {
-		rid = m.logs[i].rid
+	if known {
+		rid = m.logs[src].rid
 	} else {
 		rid = scuttlebutt.ReplicaID(u.Source)
 	}
-	nf := newFact(u.Timestamp, u.Source, rid, p.o)
-	old := m.keys[p.key]
+	nf := newFact(u.Timestamp, u.Source, rid, o)
 	var one [1]*entry
 	members := m.membersLocked(p.key, old, &one)
 	var fb [4]fact
@@ -431,9 +438,9 @@ func (m *Model) applyOptions(p parsed, u scuttlebutt.Update, now vclock.Timestam
 		}
 		fs = append(fs, f)
 	}
-	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), olen: uint8(len(u.Data) - p.vend)}
-	e.gone = p.o.tomb && u.Timestamp+vclock.Timestamp(p.o.ttl) <= now
-	m.add(e, u)
+	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), olen: uint8(int32(len(u.Data)) - p.vend)}
+	e.gone = o.tomb && u.Timestamp+vclock.Timestamp(o.ttl) <= now
+	m.addAt(e, u, src, known)
 	var buf [4]*entry
 	kept := buf[:0]
 	for i, k := range members {
@@ -444,8 +451,8 @@ func (m *Model) applyOptions(p parsed, u scuttlebutt.Update, now vclock.Timestam
 		}
 	}
 	kept = append(kept, e)
-	if p.o.ttl != 0 && !e.gone {
-		m.exp.push(e, u.Timestamp+vclock.Timestamp(p.o.ttl))
+	if o.ttl != 0 && !e.gone {
+		m.exp.push(e, u.Timestamp+vclock.Timestamp(o.ttl))
 		m.setNextExp()
 	}
 	m.settle(p.key, kept, old, old.visible(), nil)
@@ -470,7 +477,13 @@ func (m *Model) membersLocked(key string, decider *entry, one *[1]*entry) []*ent
 // add records e, the entry of u, in its source's log and the signatures.
 func (m *Model) add(e *entry, u scuttlebutt.Update) {
 	src, ok := m.sources[u.Source]
-	if !ok {
+	m.addAt(e, u, src, ok)
+}
+
+// addAt is add with the source's index in m.sources looked up: src, if
+// known.
+func (m *Model) addAt(e *entry, u scuttlebutt.Update, src uint32, known bool) {
+	if !known {
 		src = uint32(len(m.logs))
 		m.sources[u.Source] = src
 		m.logs = append(m.logs, &sourceLog{source: u.Source, rid: scuttlebutt.ReplicaID(u.Source)})
@@ -488,6 +501,9 @@ func (m *Model) drop(e *entry) {
 	e.dead = true
 	delete(m.sigs, e)
 	m.logs[e.src].compact()
+	if e.queued {
+		m.exp.dropped()
+	}
 }
 
 // settle makes members (at least one; settle keeps a copy) the updates
@@ -508,11 +524,15 @@ func (m *Model) settle(key string, members []*entry, old *entry, oldVis bool, ex
 	}
 	// The maps keep the key string they were first given, which aliases
 	// a payload: re-insert with e's, so that dropped payloads can be freed.
+	ekey := key
+	if !e.holds(key) {
+		ekey = keyOf(e.payload())
+	}
 	delete(m.keys, key)
-	m.keys[keyOf(e.payload())] = e
+	m.keys[ekey] = e
 	if len(members) > 1 {
 		delete(m.more, key)
-		m.more[keyOf(e.payload())] = slices.Clone(members)
+		m.more[ekey] = slices.Clone(members)
 	} else if len(m.more) > 0 {
 		delete(m.more, key)
 	}
@@ -532,14 +552,12 @@ func (m *Model) note(key string, e, old *entry, oldVis bool, expired *entry) {
 	if e == old && vis == oldVis {
 		return
 	}
-	c := pendingChange{key: key, new: e, old: old, newSet: vis, oldSet: oldVis}
-	switch {
-	case e != nil:
-		c.source, c.ts = m.source(e), e.ts
-	case expired != nil:
-		c.source, c.ts = m.source(expired), expired.ts
+	c := pendingChange{key: key, new: e, old: old, expired: expired, newSet: vis, oldSet: oldVis}
+	if e != nil {
+		c.source = m.source(e)
+	} else {
+		c.source = m.source(expired)
 	}
-	c.expired = expired != nil
 	m.watch.queue(c)
 }
 

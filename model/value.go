@@ -123,13 +123,23 @@ func appendInt(b []byte, i int64) []byte {
 	return cborx.AppendHead(b, 0, uint64(i))
 }
 
-// parsed is an update payload split into its parts.
+// parsed is an update payload split into its parts. It is small, as it
+// is made twice for every update; the options, if any (ext), are read
+// again from the payload where needed: options(data).
 type parsed struct {
 	key  string // aliases the payload, which is immutable
-	voff int    // offset of the encoded value in the payload; 0 for a tombstone
-	vend int    // end of the encoded value: len(data), unless options follow
+	voff int32  // offset of the encoded value in the payload; 0 for a tombstone
+	vend int32  // end of the encoded value: len(data), unless options follow
 	ext  bool   // the payload has options: [key, value, options]
-	o    options
+}
+
+// options returns the options of data, the payload p was parsed from.
+func (p parsed) options(data []byte) options {
+	if !p.ext {
+		return options{}
+	}
+	o, _ := parseOptions(data[p.vend:]) // checked by parseUpdate
+	return o
 }
 
 // parseUpdate splits the payload of a Model update, [key, value], [key] or
@@ -178,7 +188,7 @@ func parseUpdate(data []byte) (parsed, error) {
 	if end >= len(data) {
 		return p, fmt.Errorf("%w: no value", ErrInvalidValue)
 	}
-	p.voff, p.vend = end, len(data)
+	p.voff, p.vend = int32(end), int32(len(data))
 	if data[0] == 0x82 {
 		return p, nil
 	}
@@ -186,11 +196,12 @@ func parseUpdate(data []byte) (parsed, error) {
 	if err != nil {
 		return p, fmt.Errorf("%w: value: %v", ErrInvalidValue, err)
 	}
-	p.vend, p.ext = end+vlen, true
-	if p.o, err = parseOptions(data[p.vend:]); err != nil {
+	p.vend, p.ext = int32(end+vlen), true
+	o, err := parseOptions(data[p.vend:])
+	if err != nil {
 		return p, err
 	}
-	if p.o.del {
+	if o.del {
 		if vlen != 1 || data[end] != 0xf6 {
 			return p, fmt.Errorf("%w: a tombstone with options has a value other than null", ErrInvalidValue)
 		}

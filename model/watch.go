@@ -43,11 +43,10 @@ type watchers struct {
 
 type pendingChange struct {
 	key            string
-	source         string // of new, or of the expired update if new is nil
-	ts             vclock.Timestamp
+	source         string // of new, or of expired if new is nil
 	new, old       *entry // new is nil when the key is gone
+	expired        *entry // the update whose expiry made the change, or nil
 	newSet, oldSet bool   // whether each read as set
-	expired        bool
 }
 
 func (w *watchers) queue(c pendingChange) { w.n.Queue(c) }
@@ -56,12 +55,16 @@ func (w *watchers) deliver() { w.n.Deliver() }
 
 func (p pendingChange) change(m *Model) Change {
 	c := Change{
-		Key:       p.key,
-		Deleted:   !p.newSet,
-		Source:    p.source,
-		Timestamp: p.ts,
-		Local:     scuttlebutt.ReplicaID(p.source) == m.ID(),
-		Expired:   p.expired,
+		Key:     p.key,
+		Deleted: !p.newSet,
+		Source:  p.source,
+		Local:   scuttlebutt.ReplicaID(p.source) == m.ID(),
+		Expired: p.expired != nil,
+	}
+	if p.new != nil {
+		c.Timestamp = p.new.ts
+	} else {
+		c.Timestamp = p.expired.ts
 	}
 	if p.newSet {
 		c.Value = decodeValue(p.new.value())
