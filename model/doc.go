@@ -33,7 +33,9 @@
 // other replica return an error wrapping ErrLeased and change nothing.
 // The owner renews the lease by writing the key again, and ends it at once
 // with Delete. The owner is a replica id, not a start of it: a replica
-// restarted from its log (package filelog) still owns its keys. Holder
+// restarted from its log (package filelog) still owns its keys, and so
+// does one restarted without it once it has heard of them from a peer
+// (what it writes before that counts as anyone else's write would). Holder
 // says who owns a key and until when. A replica without a lease takes none
 // but respects the others'.
 //
@@ -83,9 +85,11 @@
 // moments. Writing the key again replaces the write: a replica refreshing
 // a presence key with SetTTL every second, with a ttl of a few seconds,
 // keeps it alive, and when the replica stops (or dies) the key vanishes
-// everywhere within the ttl. A refresh costs about what a Set costs, and
-// an expired key costs nothing: it leaves memory and History, and a
-// replica that hears of it only later drops it on arrival.
+// everywhere within the ttl. A refresh replaces the key's update as a Set
+// does, with the same allocations and a little more work (its place in an
+// expiry queue, its options; BenchmarkSetTTLRefresh), and an expired key
+// costs nothing: it leaves memory and History, and a replica that hears of
+// it only later drops it on arrival.
 //
 // Costing nothing means that an expired write counts no more anywhere, as
 // if it had never been made. So a value the key held before it comes
@@ -177,8 +181,12 @@
 // JSON peers could not carry them. A replica's wall clock decides when its
 // TTL keys run out, and the writer's timestamps when leases do: clocks
 // that disagree disagree about expiry by as much, and a writer whose clock
-// runs ahead holds leases longer (within the base's MaxClockOffset). A key
-// written less often than every Lease starts a new holding with each
+// runs ahead holds leases longer (within the base's MaxClockOffset). A
+// replica whose clock is ahead also drops a TTL write sooner, and then
+// relays that it holds everything up to it: a replica that syncs with it
+// only, whose clock is behind, never gets the write, and so loses the key
+// earlier than its own clock would, by up to the difference of the clocks.
+// A key written less often than every Lease starts a new holding with each
 // write, and keeps each holding's record until a write MaxLease later. A
 // JavaScript replica relays leases and ttls but does not honour them.
 package model
