@@ -91,7 +91,7 @@ func benchWorkload(b *testing.B, w func(context.Context, *bench.Options) (bench.
 	}
 }
 
-// BenchmarkEncode frames batches of Model updates (key-0000000 = i, as in
+// BenchmarkEncode frames batches of Model updates (k0 = bench.Value("a", 0), ... as in
 // W1) with the CBOR codec.
 func BenchmarkEncode(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
@@ -147,7 +147,7 @@ func updatesMessage(b *testing.B, n int) (*model.Model, scuttlebutt.Message) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := bench.Fill(m, bench.Keys(n)); err != nil {
+	if err := bench.Fill(m, "a", bench.Keys(n)); err != nil {
 		b.Fatal(err)
 	}
 	us := m.History(vclock.Clock{})

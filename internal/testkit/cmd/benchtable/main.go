@@ -146,7 +146,9 @@ func plan(runs int) []workload {
 		p = append(p, workload{name: "W1", tr: tr, runs: runs, run: bench.W1, rows: func(r bench.Result) []row {
 			return []row{
 				atLeast("updates/s", r.UpdatesPerSec, rate[tr], "JS 87k, Yjs 43k"),
-				atMost("bytes/update", r.BytesPerUpdate, 55, "JS 108"),
+				atMost("bytes/update", r.BytesPerUpdate, 45, "Yjs 56.7, JS 217"),
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/update", target: "-"},
+				atMostUnit("CPU/update", float64(r.CPUPerUpdate)/1e3, 0.5, " µs", "sender + receiver"),
 			}
 		}})
 	}
@@ -162,7 +164,8 @@ func plan(runs int) []workload {
 	for _, tr := range bench.Transports {
 		p = append(p, workload{name: "W3", tr: tr, runs: runs, run: bench.W3, rows: func(r bench.Result) []row {
 			return []row{
-				atMostUnit("bytes, both ways", float64(r.Bytes), 8_000, " B", "Yjs 8.6 KB"),
+				atMostUnit("bytes, both ways", float64(r.Bytes), 7_000, " B", "Yjs 8,646, JS 21,542"),
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/update", target: "-"},
 				atMostDur("time to synced", r.Duration, 5*time.Millisecond, "Yjs 13 ms"),
 			}
 		}})
@@ -170,8 +173,10 @@ func plan(runs int) []workload {
 	for _, tr := range bench.Transports {
 		p = append(p, workload{name: "W4", tr: tr, runs: runs, run: bench.W4, rows: func(r bench.Result) []row {
 			return []row{
-				atMostDur("time to synced", r.Duration, 100*time.Millisecond, ""),
-				{measure: "bytes/update", result: fmt.Sprintf("%.1f", r.BytesPerUpdate), target: "-"},
+				atMostDur("time to synced", r.Duration, 100*time.Millisecond, "Yjs 330 ms, JS 370 ms"),
+				atMostUnit("bytes, both ways", float64(r.Bytes), 4_300_000, " B", "Yjs 4.59 MB, JS 10.86 MB"),
+				{measure: "bytes/update", result: num(r.BytesPerUpdate), target: "-", peers: "beyond the data: " + num(r.OverheadPerUpdate)},
+				{measure: "CPU/update", result: num(float64(r.CPUPerUpdate)/1e3) + " µs", target: "-", peers: "sender + receiver"},
 			}
 		}})
 	}
@@ -227,10 +232,14 @@ func atMostUnit(measure string, got, target float64, unit, peers string) row {
 	return row{measure, num(got) + unit, "<= " + num(target) + unit, &ok, peers}
 }
 
-// num formats a whole number with separators, anything else to 0.1.
+// num formats a whole number with separators, anything else to 0.1, or
+// 0.01 below 10.
 func num(f float64) string {
-	if f == float64(int64(f)) {
+	switch {
+	case f == float64(int64(f)):
 		return count(f)
+	case f < 10:
+		return strconv.FormatFloat(f, 'f', 2, 64)
 	}
 	return strconv.FormatFloat(f, 'f', 1, 64)
 }
