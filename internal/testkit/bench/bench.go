@@ -105,6 +105,9 @@ type Options struct {
 	// by W5 when it measures the heap, while the replica is live: read it
 	// with `go tool pprof -sample_index=inuse_space`.
 	HeapProfile io.Writer
+	// Conn, if not nil, is the stream.Options of both sides' Conns
+	// (Version, Compress); nil means the defaults.
+	Conn *stream.Options
 }
 
 func (o *Options) withDefaults(keys int) Options {
@@ -306,17 +309,18 @@ type Session struct {
 	errs   [2]error
 }
 
-// Connect connects a and b over tr, runs a Conn for each, and returns once
-// both are synced. Close the Session to end it.
-func Connect(ctx context.Context, tr Transport, a, b scuttlebutt.Document) (*Session, error) {
+// Connect connects a and b over tr, runs a Conn for each with opts (nil
+// for the defaults), and returns once both are synced. Close the Session
+// to end it.
+func Connect(ctx context.Context, tr Transport, a, b scuttlebutt.Document, opts *stream.Options) (*Session, error) {
 	x, y, err := dial(ctx, tr)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Session{
-		A:      stream.NewConn(a, x, nil),
-		B:      stream.NewConn(b, y, nil),
+		A:      stream.NewConn(a, x, opts),
+		B:      stream.NewConn(b, y, opts),
 		cancel: cancel,
 		done:   [2]chan struct{}{make(chan struct{}), make(chan struct{})},
 	}

@@ -25,7 +25,7 @@ func W1(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 	keys := Keys(o.Keys)
-	s, err := Connect(ctx, o.Transport, a, b)
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
 	if err != nil {
 		return r, err
 	}
@@ -95,7 +95,7 @@ func W2(ctx context.Context, opts *Options) (r Result, err error) {
 // overwrite is W2's session: it sets r.Duration and r.Bytes, and leaves
 // nothing of the session reachable when it returns.
 func overwrite(ctx context.Context, o *Options, r *Result, a, b *model.Model, keys []string) error {
-	s, err := Connect(ctx, o.Transport, a, b)
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func W3(ctx context.Context, opts *Options) (r Result, err error) {
 	if err := Fill(a, "a", keys); err != nil {
 		return r, err
 	}
-	s, err := Connect(ctx, o.Transport, a, b)
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
 	if err != nil {
 		return r, err
 	}
@@ -178,7 +178,7 @@ func W3(ctx context.Context, opts *Options) (r Result, err error) {
 
 	o.Timer.StartTimer()
 	start := time.Now()
-	s, err = Connect(ctx, o.Transport, a, b)
+	s, err = Connect(ctx, o.Transport, a, b, o.Conn)
 	if err == nil {
 		defer s.Close()
 		err = s.wait(ctx, "equal clocks", func() bool { return a.Clock().Compare(b.Clock()) == vclock.Equal })
@@ -225,7 +225,7 @@ func W4(ctx context.Context, opts *Options) (r Result, err error) {
 
 	o.Timer.StartTimer()
 	start, cpu := time.Now(), processCPU()
-	s, err := Connect(ctx, o.Transport, a, b)
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
 	r.Duration, r.CPU = time.Since(start), processCPU()-cpu
 	o.Timer.StopTimer()
 	if err != nil {
@@ -306,7 +306,7 @@ func W5Sync(ctx context.Context, opts *Options) (r Result, err error) {
 
 	o.Timer.StartTimer()
 	start := time.Now()
-	s, err := Connect(ctx, o.Transport, a, b)
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
 	r.Duration = time.Since(start)
 	o.Timer.StopTimer()
 	if err != nil {

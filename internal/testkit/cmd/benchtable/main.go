@@ -2,8 +2,11 @@
 // internal/bench and prints what they measured against the project's
 // targets, one row per figure:
 //
-//	go run ./internal/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5]
+//	go run ./internal/testkit/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5] [-version 1] [-compress]
 //
+// -version 1 runs the workloads on version 1 of the wire protocol, the
+// figures before the compact encoding; -compress has both sides offer
+// zstd compression of large frames (off by default, as in stream).
 // W1 to W4 run -runs times over each transport and keep the fastest run;
 // W5 and the persistence workloads P1 and P2 run once. With -heapprofile PREFIX, W5 writes the heap profiles of
 // its replicas to PREFIX.local.prof and PREFIX.sync.prof, for
@@ -25,6 +28,7 @@ import (
 
 	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/internal/testkit/bench"
+	"github.com/scuttle-go/scuttle/stream"
 )
 
 // timeout bounds one run of one workload.
@@ -34,8 +38,11 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of W1-W4 per transport; the fastest is reported")
 	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5,P1,P2); empty for all")
 	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof")
+	version := flag.Int("version", 0, "wire protocol version of both sides (stream.Options.Version); 0 for the newest")
+	compress := flag.Bool("compress", false, "both sides offer zstd compression of large frames (stream.Options.Compress)")
 	flag.Parse()
-	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap); err != nil {
+	conn := &stream.Options{Version: *version, Compress: *compress}
+	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap, conn); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
@@ -62,7 +69,7 @@ type row struct {
 	peers   string
 }
 
-func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
+func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, conn *stream.Options) error {
 	if runs < 1 {
 		return fmt.Errorf("-runs %d: want at least 1", runs)
 	}
@@ -81,7 +88,7 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 		if len(want) > 0 && !want[w.name] {
 			continue
 		}
-		r, err := best(w, heapPrefix)
+		r, err := best(w, heapPrefix, conn)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", w.name, w.tr, err)
 		}
@@ -102,8 +109,15 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 			fmt.Fprintf(tw, " %s\t %s\t %s\t %s\t %s\t %s\t %s\n", w.name, tr, x.measure, x.result, x.target, status, x.peers)
 		}
 	}
-	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, fastest of %d runs (W5, P1, P2: 1 run)\n\n",
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runs)
+	wire := "wire version 2"
+	if conn.Version == stream.Version1 {
+		wire = "wire version 1"
+	}
+	if conn.Compress {
+		wire += " with zstd"
+	}
+	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, %s, fastest of %d runs (W5, P1, P2: 1 run)\n\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), wire, runs)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -113,10 +127,10 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 
 // best runs w.runs times and returns the run with the shortest timed part.
 // With a heapPrefix, a workload that measures the heap writes its profile.
-func best(w workload, heapPrefix string) (bench.Result, error) {
+func best(w workload, heapPrefix string, conn *stream.Options) (bench.Result, error) {
 	var b bench.Result
 	for i := range w.runs {
-		o := &bench.Options{Transport: w.tr}
+		o := &bench.Options{Transport: w.tr, Conn: conn}
 		if heapPrefix != "" && w.heap != "" {
 			f, err := os.Create(heapPrefix + w.heap)
 			if err != nil {
