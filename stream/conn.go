@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
@@ -404,6 +405,15 @@ func (c *Conn) writeLoop(out <-chan []scuttlebutt.Message, wrote chan<- error) {
 }
 
 func (c *Conn) write(buf []byte, msgs []scuttlebutt.Message) ([]byte, error) {
+	// Room for the batch at once, so that a large one is not copied as it
+	// grows: the updates' payloads, and a little for the rest.
+	need := 0
+	for _, m := range msgs {
+		for _, u := range m.Updates {
+			need += len(u.Data) + len(u.Signature) + 8
+		}
+	}
+	buf = slices.Grow(buf[:0], need)
 	var updates int
 	for _, m := range msgs {
 		var err error

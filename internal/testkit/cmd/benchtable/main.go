@@ -250,10 +250,10 @@ func atMostUnit(measure string, got, target float64, unit, peers string) row {
 // 0.01 below 10.
 func num(f float64) string {
 	switch {
+	case f < 10 && f != 0:
+		return strconv.FormatFloat(f, 'f', 2, 64)
 	case f == float64(int64(f)):
 		return count(f)
-	case f < 10:
-		return strconv.FormatFloat(f, 'f', 2, 64)
 	}
 	return strconv.FormatFloat(f, 'f', 1, 64)
 }
