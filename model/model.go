@@ -35,6 +35,7 @@ type Model struct {
 	keys    keyIndex
 	sources map[string]uint32 // source id -> index in logs
 	logs    []*sourceLog
+	lastSrc uint32            // index in logs of the last update's source
 	sigs    map[*entry][]byte // signatures of the few updates that carry one
 	live    int               // keys that are not tombstones
 
@@ -277,11 +278,15 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 		m.mu.Unlock()
 		return false
 	}
-	src, ok := m.sources[u.Source]
+	// Updates come in runs of one source: the last one's log first.
+	src, ok := m.lastSrc, len(m.logs) > 0 && m.logs[m.lastSrc].source == u.Source
 	if !ok {
-		src = uint32(len(m.logs))
-		m.sources[u.Source] = src
-		m.logs = append(m.logs, &sourceLog{source: u.Source})
+		if src, ok = m.sources[u.Source]; !ok {
+			src = uint32(len(m.logs))
+			m.sources[u.Source] = src
+			m.logs = append(m.logs, &sourceLog{source: u.Source})
+		}
+		m.lastSrc = src
 	}
 	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), src: src}
 	if u.Signature != nil {
