@@ -49,7 +49,35 @@ type wireHello struct {
 	ID       string       `cbor:"2,keyasint"`
 	Clock    vclock.Clock `cbor:"3,keyasint"`
 	Meta     any          `cbor:"4,keyasint,omitempty"`
-	Features []uint64     `cbor:"5,keyasint,omitempty"`
+	Features featureList  `cbor:"5,keyasint,omitempty"`
+}
+
+// featureList is a hello's key 5: an array of at most maxFeatures
+// unsigned integers. Its length is checked on the array's head, before
+// anything is allocated.
+type featureList []uint64
+
+// UnmarshalCBOR implements cbor.Unmarshaler.
+func (l *featureList) UnmarshalCBOR(b []byte) error {
+	r := cborx.NewReader(b)
+	n, err := r.HeadOf(cborx.MajorArray)
+	if err != nil {
+		return fmt.Errorf("features: %w", err)
+	}
+	if n > maxFeatures {
+		return fmt.Errorf("%d features, the limit is %d", n, maxFeatures)
+	}
+	list := make(featureList, n)
+	for i := range list {
+		if list[i], err = r.HeadOf(cborx.MajorUint); err != nil {
+			return fmt.Errorf("feature %d: %w", i, err)
+		}
+	}
+	if r.Len() != 0 {
+		return fmt.Errorf("features: %d bytes after the array", r.Len())
+	}
+	*l = list
+	return nil
 }
 
 // kindClockPart is the wire kind of a clock part: a CBOR map of entries
@@ -277,9 +305,6 @@ func decodeMessageIn(k scuttlebutt.MessageKind, body []byte, cd *compactDecoder)
 		var h wireHello
 		if err := decMode.Unmarshal(body, &h); err != nil {
 			return m, 0, fmt.Errorf("%w: hello: %v", ErrMalformed, err)
-		}
-		if len(h.Features) > maxFeatures {
-			return m, 0, fmt.Errorf("%w: hello lists %d features, the limit is %d", ErrMalformed, len(h.Features), maxFeatures)
 		}
 		m.Hello = &scuttlebutt.Hello{Version: h.Version, ID: h.ID, Clock: h.Clock, Meta: h.Meta}
 		offer = featuresOf(h.Features)
