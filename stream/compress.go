@@ -15,12 +15,14 @@ import (
 //
 // Why zstd and not S2: compression is for history dumps and large
 // batches, where the link's bandwidth, not our CPU, bounds the time, and
-// zstd's entropy coding takes such batches to a third to a tenth of what
-// S2 leaves (keys and values of one shape, CBOR heads) at 60 ns an update
-// to encode and 20 to decode at its fastest level, against S2's 12 and 6.
-// Its frame header states the decompressed size, which is checked against
-// the frame limit before anything is allocated, as S2's block header
-// would allow too.
+// zstd's entropy coding is what shrinks them. A frame of 6,000 compact
+// W4 updates (43 bytes each) takes 0.8 bytes an update with zstd and 9
+// with S2 when the values are the peers' near-identical strings, and 27
+// against S2's 40 when they are random letters, which only entropy coding
+// can shorten. zstd's fastest level costs about 60 ns an update to
+// compress and 20 to decompress, S2 12 and 6. Its frame header states the
+// decompressed size, which is checked against the frame limit before
+// anything is allocated (S2's block header would allow that too).
 
 // kindCompressed is the wire kind of a compressed frame. A wire number: it
 // never changes.

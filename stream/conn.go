@@ -39,8 +39,9 @@ type Options struct {
 	// Codec is the wire encoding; nil means CBOR, the native one.
 	Codec Codec
 	// Version is the newest version of the CBOR codec's wire protocol to
-	// speak: 0 means the newest, Version2, whose compact updates take a
-	// third fewer bytes (SPEC.md, "Versions and features"); Version1
+	// speak: 0 means the newest, Version2, whose compact updates take
+	// about one byte an update beyond the data, against 28 in version 1
+	// with 17-byte source ids (SPEC.md, "Versions and features"); Version1
 	// speaks as a peer that predates version 2 does. Either works with a
 	// peer of either: version 2 is offered in the hello and used in a
 	// direction only once the peer's hello offers it too. Out of range,
