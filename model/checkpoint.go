@@ -32,7 +32,7 @@ func (m *Model) encoded() map[string][]byte {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	enc := make(map[string][]byte, m.live)
-	for k, e := range m.keys {
+	for k, e := range m.keys.all() {
 		if e.isSet() {
 			enc[k] = e.value()
 		}

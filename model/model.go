@@ -32,9 +32,10 @@ type Model struct {
 	*scuttlebutt.Scuttlebutt
 
 	mu      sync.RWMutex
-	keys    map[string]*entry
+	keys    keyIndex
 	sources map[string]uint32 // source id -> index in logs
 	logs    []*sourceLog
+	lastSrc uint32            // index in logs of the last update's source
 	sigs    map[*entry][]byte // signatures of the few updates that carry one
 	live    int               // keys that are not tombstones
 
@@ -90,7 +91,7 @@ func (m *Model) less(e *entry, u scuttlebutt.Update) bool {
 // scuttlebutt.DefaultConfig. An empty or malformed id is an error wrapping
 // scuttlebutt.ErrInvalidID.
 func New(id string, cfg *scuttlebutt.Config) (*Model, error) {
-	m := &Model{keys: make(map[string]*entry), sources: make(map[string]uint32), sigs: make(map[*entry][]byte)}
+	m := &Model{keys: newKeyIndex(0), sources: make(map[string]uint32), sigs: make(map[*entry][]byte)}
 	sb, err := scuttlebutt.New(id, replica{m}, cfg)
 	if err != nil {
 		return nil, err
@@ -107,11 +108,7 @@ func (m *Model) Grow(n int) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	keys := make(map[string]*entry, len(m.keys)+n)
-	for k, e := range m.keys {
-		keys[k] = e
-	}
-	m.keys = keys
+	m.keys.grow(n)
 }
 
 // Set sets key to value and replicates the change. Values are nil, bool,
@@ -157,7 +154,7 @@ func (m *Model) Delete(key string) error {
 // as int64, floats as float64, arrays as []any, maps as map[string]any.
 func (m *Model) Get(key string) (value any, ok bool) {
 	m.mu.RLock()
-	e := m.keys[key]
+	e := m.keys.get(key)
 	m.mu.RUnlock()
 	if e == nil || !e.isSet() {
 		return nil, false
@@ -169,7 +166,7 @@ func (m *Model) Get(key string) (value any, ok bool) {
 func (m *Model) Keys() []string {
 	m.mu.RLock()
 	keys := make([]string, 0, m.live)
-	for k, e := range m.keys {
+	for k, e := range m.keys.all() {
 		if e.isSet() {
 			keys = append(keys, k)
 		}
@@ -191,7 +188,7 @@ func (m *Model) Len() int {
 func (m *Model) Snapshot() map[string]any {
 	m.mu.RLock()
 	enc := make(map[string][]byte, m.live)
-	for k, e := range m.keys {
+	for k, e := range m.keys.all() {
 		if e.isSet() {
 			enc[k] = e.value()
 		}
@@ -273,26 +270,29 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 	if err != nil {
 		return false // the base validated it; a local update is ours
 	}
+	h := m.keys.hash(p.key)
 	m.mu.Lock()
-	old := m.keys[p.key]
+	slot := m.keys.find(p.key, h)
+	old := m.keys.slots[slot].e
 	if old != nil && !m.less(old, u) {
 		m.mu.Unlock()
 		return false
 	}
-	src, ok := m.sources[u.Source]
+	// Updates come in runs of one source: the last one's log first.
+	src, ok := m.lastSrc, len(m.logs) > 0 && m.logs[m.lastSrc].source == u.Source
 	if !ok {
-		src = uint32(len(m.logs))
-		m.sources[u.Source] = src
-		m.logs = append(m.logs, &sourceLog{source: u.Source})
+		if src, ok = m.sources[u.Source]; !ok {
+			src = uint32(len(m.logs))
+			m.sources[u.Source] = src
+			m.logs = append(m.logs, &sourceLog{source: u.Source})
+		}
+		m.lastSrc = src
 	}
 	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), src: src}
 	if u.Signature != nil {
 		m.sigs[e] = u.Signature
 	}
 	if old != nil {
-		// The map keeps the key string it was first given, which aliases
-		// the old payload: re-insert so the old payload can be freed.
-		delete(m.keys, p.key)
 		old.dead = true
 		delete(m.sigs, old)
 		m.logs[old.src].compact()
@@ -300,8 +300,13 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 			m.live--
 		}
 	}
-	m.keys[p.key] = e
+	m.keys.set(slot, h, e) // the key is e's now: the old payload can go
 	log := m.logs[src]
+	if len(log.entries) == cap(log.entries) {
+		// Double, not append's quarter past 256 entries: a log grows
+		// by one entry an update, and each growth copies it all.
+		log.entries = slices.Grow(log.entries, max(len(log.entries), 16))
+	}
 	log.entries = append(log.entries, e) // newest of its source: see Replica
 	if e.isSet() {
 		m.live++

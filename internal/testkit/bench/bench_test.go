@@ -10,15 +10,32 @@ func TestKey(t *testing.T) {
 		i    int
 		want string
 	}{
-		{0, "key-0000000"},
-		{1, "key-0000001"},
-		{999_999, "key-0999999"},
-		{1_000_000, "key-1000000"},
-		{12_345_678, "key-12345678"},
+		{0, "k0"},
+		{1, "k1"},
+		{99_999, "k99999"},
+		{1_000_000, "k1000000"},
 	}
 	for _, tt := range tests {
 		if got := Key(tt.i); got != tt.want {
 			t.Errorf("Key(%d) = %q, want %q", tt.i, got, tt.want)
+		}
+	}
+}
+
+func TestValue(t *testing.T) {
+	tests := []struct {
+		r    string
+		i    int
+		want string
+	}{
+		{"a", 0, "a.0.abcdefghijklmnopqrstuvwxyz01"},
+		{"a", 99_999, "a.99999.abcdefghijklmnopqrstuvwx"},
+		{"r99", 1_234, "r99.1234.abcdefghijklmnopqrstuvw"},
+	}
+	for _, tt := range tests {
+		got := Value(tt.r, tt.i)
+		if got != tt.want || len(got) != ValueSize {
+			t.Errorf("Value(%q, %d) = %q (%d bytes), want %q (%d)", tt.r, tt.i, got, len(got), tt.want, ValueSize)
 		}
 	}
 }

@@ -2,8 +2,11 @@
 // internal/bench and prints what they measured against the project's
 // targets, one row per figure:
 //
-//	go run ./internal/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5]
+//	go run ./internal/testkit/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5] [-version 1] [-compress]
 //
+// -version 1 runs the workloads on version 1 of the wire protocol, the
+// figures before the compact encoding; -compress has both sides offer
+// zstd compression of large frames (off by default, as in stream).
 // W1 to W4 run -runs times over each transport and keep the fastest run;
 // W5 and the persistence workloads P1 and P2 run once. With -heapprofile PREFIX, W5 writes the heap profiles of
 // its replicas to PREFIX.local.prof and PREFIX.sync.prof, for
@@ -25,6 +28,7 @@ import (
 
 	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/internal/testkit/bench"
+	"github.com/scuttle-go/scuttle/stream"
 )
 
 // timeout bounds one run of one workload.
@@ -34,8 +38,11 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of W1-W4 per transport; the fastest is reported")
 	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5,P1,P2); empty for all")
 	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof")
+	version := flag.Int("version", 0, "wire protocol version of both sides (stream.Options.Version); 0 for the newest")
+	compress := flag.Bool("compress", false, "both sides offer zstd compression of large frames (stream.Options.Compress)")
 	flag.Parse()
-	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap); err != nil {
+	conn := &stream.Options{Version: *version, Compress: *compress}
+	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap, conn); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
@@ -62,7 +69,7 @@ type row struct {
 	peers   string
 }
 
-func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
+func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, conn *stream.Options) error {
 	if runs < 1 {
 		return fmt.Errorf("-runs %d: want at least 1", runs)
 	}
@@ -81,7 +88,7 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 		if len(want) > 0 && !want[w.name] {
 			continue
 		}
-		r, err := best(w, heapPrefix)
+		r, err := best(w, heapPrefix, conn)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", w.name, w.tr, err)
 		}
@@ -102,8 +109,15 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 			fmt.Fprintf(tw, " %s\t %s\t %s\t %s\t %s\t %s\t %s\n", w.name, tr, x.measure, x.result, x.target, status, x.peers)
 		}
 	}
-	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, fastest of %d runs (W5, P1, P2: 1 run)\n\n",
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runs)
+	wire := "wire version 2"
+	if conn.Version == stream.Version1 {
+		wire = "wire version 1"
+	}
+	if conn.Compress {
+		wire += " with zstd"
+	}
+	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, %s, fastest of %d runs (W5, P1, P2: 1 run)\n\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), wire, runs)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -113,10 +127,10 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 
 // best runs w.runs times and returns the run with the shortest timed part.
 // With a heapPrefix, a workload that measures the heap writes its profile.
-func best(w workload, heapPrefix string) (bench.Result, error) {
+func best(w workload, heapPrefix string, conn *stream.Options) (bench.Result, error) {
 	var b bench.Result
 	for i := range w.runs {
-		o := &bench.Options{Transport: w.tr}
+		o := &bench.Options{Transport: w.tr, Conn: conn}
 		if heapPrefix != "" && w.heap != "" {
 			f, err := os.Create(heapPrefix + w.heap)
 			if err != nil {
@@ -146,7 +160,9 @@ func plan(runs int) []workload {
 		p = append(p, workload{name: "W1", tr: tr, runs: runs, run: bench.W1, rows: func(r bench.Result) []row {
 			return []row{
 				atLeast("updates/s", r.UpdatesPerSec, rate[tr], "JS 87k, Yjs 43k"),
-				atMost("bytes/update", r.BytesPerUpdate, 55, "JS 108"),
+				atMost("bytes/update", r.BytesPerUpdate, 45, "Yjs 56.7, JS 217"),
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/update", target: "-"},
+				atMostUnit("CPU/update", float64(r.CPUPerUpdate)/1e3, 0.5, " µs", "sender + receiver"),
 			}
 		}})
 	}
@@ -162,7 +178,8 @@ func plan(runs int) []workload {
 	for _, tr := range bench.Transports {
 		p = append(p, workload{name: "W3", tr: tr, runs: runs, run: bench.W3, rows: func(r bench.Result) []row {
 			return []row{
-				atMostUnit("bytes, both ways", float64(r.Bytes), 8_000, " B", "Yjs 8.6 KB"),
+				atMostUnit("bytes, both ways", float64(r.Bytes), 7_000, " B", "Yjs 8,646, JS 21,542"),
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/update", target: "-"},
 				atMostDur("time to synced", r.Duration, 5*time.Millisecond, "Yjs 13 ms"),
 			}
 		}})
@@ -170,8 +187,10 @@ func plan(runs int) []workload {
 	for _, tr := range bench.Transports {
 		p = append(p, workload{name: "W4", tr: tr, runs: runs, run: bench.W4, rows: func(r bench.Result) []row {
 			return []row{
-				atMostDur("time to synced", r.Duration, 100*time.Millisecond, ""),
-				{measure: "bytes/update", result: fmt.Sprintf("%.1f", r.BytesPerUpdate), target: "-"},
+				atMostDur("time to synced", r.Duration, 100*time.Millisecond, "Yjs 330 ms, JS 370 ms"),
+				atMostUnit("bytes, both ways", float64(r.Bytes), 4_300_000, " B", "Yjs 4.59 MB, JS 10.86 MB"),
+				{measure: "bytes/update", result: num(r.BytesPerUpdate), target: "-", peers: "beyond the data: " + num(r.OverheadPerUpdate)},
+				{measure: "CPU/update", result: num(float64(r.CPUPerUpdate)/1e3) + " µs", target: "-", peers: "sender + receiver"},
 			}
 		}})
 	}
@@ -227,9 +246,13 @@ func atMostUnit(measure string, got, target float64, unit, peers string) row {
 	return row{measure, num(got) + unit, "<= " + num(target) + unit, &ok, peers}
 }
 
-// num formats a whole number with separators, anything else to 0.1.
+// num formats a whole number with separators, anything else to 0.1, or
+// 0.01 below 10.
 func num(f float64) string {
-	if f == float64(int64(f)) {
+	switch {
+	case f < 10 && f != 0:
+		return strconv.FormatFloat(f, 'f', 2, 64)
+	case f == float64(int64(f)):
 		return count(f)
 	}
 	return strconv.FormatFloat(f, 'f', 1, 64)
