@@ -1,5 +1,5 @@
 // Package node runs a member of a scuttle cluster: named documents (models,
-// emitters, lock tables) replicated between processes over TCP, with
+// emitters, lock tables, JSON documents) replicated between processes over TCP, with
 // membership and failure detection by hashicorp/memberlist.
 //
 //	n, err := node.New(&node.Config{
@@ -36,17 +36,17 @@
 // # Documents
 //
 // Documents are named (CheckName: 1 to 128 bytes of [A-Za-z0-9._-]) and
-// typed. Model, Emitter and Locks get a document, creating it if need be.
-// The node keeps a catalog, a replicated model of its own ("_catalog"),
+// typed. Model, Emitter, Locks and Doc get a document, creating it if need
+// be. The node keeps a catalog, a replicated model of its own ("_catalog"),
 // mapping each document's name to its type: a document created on one
 // member is created on every member, so every member holds every document
 // and a read on any member sees writes made on any other. Asking for a
 // document under another type than the catalog's is ErrDocumentType.
 //
-// With a DataDir, models and emitters are logged (package filelog) under
-// DataDir/<type>/<name>.log, and the catalog under DataDir/catalog.log; the
-// node's id is kept in DataDir/node-id. Lock tables keep no log (see
-// package lock).
+// With a DataDir, models, emitters and JSON documents are logged (package
+// filelog) under DataDir/<type>/<name>.log, and the catalog under
+// DataDir/catalog.log; the node's id is kept in DataDir/node-id. Lock
+// tables keep no log (see package lock).
 //
 // # Links
 //

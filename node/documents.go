@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/scuttle-go/scuttle/doc"
 	"github.com/scuttle-go/scuttle/emitter"
 	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/lock"
@@ -22,6 +23,7 @@ const (
 	kindModel   = "model"
 	kindEmitter = "emitter"
 	kindLock    = "lock"
+	kindDoc     = "doc"
 )
 
 // kind is one document type: how the node makes one, and whether it keeps
@@ -46,6 +48,13 @@ var kinds = map[string]kind{
 		}
 		cfg.Replica = n.replicaConfig()
 		return emitter.New(n.id, &cfg)
+	}},
+	// JSON documents are logged as models are: their History holds the
+	// updates that still count, which is what filelog compacts to, and
+	// filelog checks each record with the document's Validator before
+	// Replay applies it.
+	kindDoc: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
+		return doc.New(n.id, n.replicaConfig())
 	}},
 	// Lock tables keep no log: their state is leases, which the other
 	// members hold for a restarted node (see package lock). Their member
@@ -96,7 +105,7 @@ type document struct {
 // DocumentInfo describes one document of the node.
 type DocumentInfo struct {
 	Name string `json:"name"`
-	// Type is the document's type: "model".
+	// Type is the document's type: "model", "emitter", "lock" or "doc".
 	Type string `json:"type"`
 	// Clock is the document's vector clock: per source, the newest update
 	// this node holds. A source is a replica id and an incarnation, one
@@ -144,6 +153,16 @@ func (n *Node) Locks(name string) (*lock.Table, error) {
 		return nil, err
 	}
 	return d.(*lock.Table), nil
+}
+
+// Doc returns the JSON document (package doc) called name, creating it if
+// the node has none, as Model does.
+func (n *Node) Doc(name string) (*doc.Doc, error) {
+	d, err := n.document(name, kindDoc)
+	if err != nil {
+		return nil, err
+	}
+	return d.(*doc.Doc), nil
 }
 
 // Documents returns the documents the node holds, sorted by name.
@@ -239,11 +258,11 @@ func (n *Node) getOrCreate(name, kind string) (*document, error) {
 // openDocument creates a document and, with a DataDir, opens its log
 // (replaying what it holds). The catalog is added to n.docs here too.
 func (n *Node) openDocument(name, kind string) (*document, error) {
-	doc, err := kinds[kind].new(n)
+	sd, err := kinds[kind].new(n)
 	if err != nil {
 		return nil, fmt.Errorf("node: creating %s %q: %w", kind, name, err)
 	}
-	d := &document{name: name, kind: kind, doc: doc}
+	d := &document{name: name, kind: kind, doc: sd}
 	if n.cfg.DataDir != "" && kinds[kind].persist {
 		path := n.logPath(name, kind)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -257,7 +276,7 @@ func (n *Node) openDocument(name, kind string) (*document, error) {
 		if cfg.Logger == nil {
 			cfg.Logger = n.log
 		}
-		if d.log, err = filelog.Open(path, doc, cfg); err != nil {
+		if d.log, err = filelog.Open(path, sd, cfg); err != nil {
 			d.close()
 			return nil, fmt.Errorf("node: opening the log of %q: %w", name, err)
 		}
