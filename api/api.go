@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/scuttle-go/scuttle/doc"
 	"github.com/scuttle-go/scuttle/emitter"
 	"github.com/scuttle-go/scuttle/lock"
 	"github.com/scuttle-go/scuttle/model"
@@ -25,11 +26,12 @@ import (
 // *node.Node implements it. Its methods are called concurrently, from the
 // goroutines of the HTTP server.
 type Node interface {
-	// Model, Emitter and Locks return the document called name, creating
-	// it if there is none (package node's semantics).
+	// Model, Emitter, Locks and Doc return the document called name,
+	// creating it if there is none (package node's semantics).
 	Model(name string) (*model.Model, error)
 	Emitter(name string) (*emitter.Emitter, error)
 	Locks(name string) (*lock.Table, error)
+	Doc(name string) (*doc.Doc, error)
 	// Documents lists the documents the node holds; the Server reads it to
 	// tell a missing document (404) without creating it.
 	Documents() []node.DocumentInfo
@@ -167,6 +169,9 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"POST /v1/events/{name}", s.emit},
 		{"GET /v1/events/{name}", s.getEvents},
 		{"GET /v1/events/{name}/watch", s.watchEvents},
+		{"GET /v1/docs/{name}", s.getDoc},
+		{"PATCH /v1/docs/{name}", s.patchDoc},
+		{"GET /v1/docs/{name}/watch", s.watchDoc},
 		{"GET /v1/locks/{name}", s.getLockTable},
 		{"GET /v1/locks/{name}/{lock}", s.getLock},
 		{"POST /v1/locks/{name}/{lock}", s.takeLock},
@@ -301,8 +306,16 @@ func (s *Server) classify(err error) (code int, msg string) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", mbe.Limit)
 	case errors.Is(err, node.ErrInvalidName), errors.Is(err, model.ErrInvalidValue),
 		errors.Is(err, emitter.ErrInvalidArg), errors.Is(err, emitter.ErrInvalidName),
-		errors.Is(err, lock.ErrInvalidName):
+		errors.Is(err, lock.ErrInvalidName),
+		errors.Is(err, doc.ErrInvalidPath), errors.Is(err, doc.ErrInvalidValue),
+		errors.Is(err, doc.ErrNotObject), errors.Is(err, doc.ErrTooDeep):
 		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, doc.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
+	case errors.Is(err, doc.ErrNotNumber), errors.Is(err, doc.ErrNotArray):
+		// The document holds something else at the path: the request
+		// conflicts with its state.
+		return http.StatusConflict, err.Error()
 	case errors.Is(err, scuttlebutt.ErrInvalidUpdate):
 		// A local write refused by the base: over the update size limit.
 		return http.StatusRequestEntityTooLarge, err.Error()
@@ -408,6 +421,7 @@ const (
 	typeModel   = "model"
 	typeEmitter = "emitter"
 	typeLock    = "lock"
+	typeDoc     = "doc"
 )
 
 // existingModel, existingEmitter and existingLocks are lookup for each

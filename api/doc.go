@@ -19,6 +19,9 @@
 //	POST   /v1/events/{name}              emit {"event": "joined", "args": [...]}
 //	GET    /v1/events/{name}              the retained events (?limit=n: the last n)
 //	GET    /v1/events/{name}/watch        events, live, as Server-Sent Events
+//	GET    /v1/docs/{name}                a JSON document, whole (?path=p: {"path": p, "value": v})
+//	PATCH  /v1/docs/{name}                apply MongoDB update operators as one atomic patch
+//	GET    /v1/docs/{name}/watch          changes at, below or above ?path=, live, as Server-Sent Events
 //	GET    /v1/locks/{name}               the lock table's members
 //	GET    /v1/locks/{name}/{lock}        the lock's holders
 //	POST   /v1/locks/{name}/{lock}        take the lock (?timeout=5s to wait)
@@ -29,9 +32,37 @@
 // Document names follow node.CheckName. Keys, event names and lock names
 // are 1 to MaxKeySize bytes of UTF-8 without control characters; a key may
 // hold "/" (the rest of the path is the key) or be escaped in the URL.
-// Writes (PUT, POST) create the document if the cluster has none of that
-// name; reads and deletes of a document the node does not hold are 404 and
-// create nothing.
+// Writes (PUT, POST, PATCH) create the document if the cluster has none of
+// that name; reads and deletes of a document the node does not hold are
+// 404 and create nothing.
+//
+// # JSON documents
+//
+// A JSON document (package doc) is read whole, or at a path with
+// ?path=. A path is a JSON Pointer if it is empty or starts with "/"
+// ("/users/ada", "/log/0": array elements are read by index), else
+// MongoDB's dotted form ("users.ada"); a pointer can name what dots
+// cannot ("/hosts/example.com"). A path that holds nothing is 404.
+//
+// PATCH takes MongoDB's update operators, dotted paths and all, and
+// applies them as one doc.Patch: every replica applies all of them or
+// none, and a watch sends all of its changes, one after another.
+//
+//	{"$set":   {"users.ada.admin": true},          Set
+//	 "$unset": {"users.bob": ""},                  Unset (the value is ignored)
+//	 "$inc":   {"users.ada.logins": 1},            Inc: concurrent increments all count
+//	 "$push":  {"log": "x"},                       Push; {"log": {"$each": ["x", "y"]}} pushes several
+//	 "$pull":  {"tags": "old"}}                    Pull; {"tags": {"$in": ["a", "b"]}} pulls several
+//
+// As in MongoDB, a patch cannot write a path twice, or a path and one below
+// it ({"$set": {"a": {}}, "$inc": {"a.n": 1}}), so that its result does not
+// depend on the order of the body's keys; other operators, modifiers
+// ($slice, $position...), conditions in $pull, positional paths ("a.$.b")
+// and replacement documents are refused. The answer is {"ops": n,
+// "values": {path: value}}: how many doc ops the patch made, and the value
+// at each path it wrote right after, keyed as the request wrote them (an
+// unset path is left out). The documentation of package doc gives the
+// rules by which concurrent patches merge.
 //
 // # Values
 //
@@ -39,18 +70,23 @@
 // integer literal is refused rather than rounded), other numbers as
 // floats, []byte values (which only Go writers can make) as base64
 // strings. A value must fit package model's rules (nesting at most 31
-// deep).
+// deep), or package doc's in a document (at most 30 levels, path
+// included).
 //
 // # Errors
 //
 // Every error is a JSON object {"error": "message"} with a status code:
 //
-//	400  malformed JSON, trailing data, an invalid name, key or value
+//	400  malformed JSON, trailing data, an invalid name, key, path, value
+//	     or patch
 //	403  releasing a lock this node does not hold
-//	404  no such route, document, key or lock table
+//	404  no such route, document, key, path or lock table
 //	405  wrong method (the Allow header lists the right ones)
-//	409  a lock held by another node; a document name used by another type
-//	413  a body over Config.MaxBodySize
+//	409  a lock held by another node; a document name used by another type;
+//	     an $inc of a path that holds no number, a $push or $pull of one
+//	     that holds no array
+//	413  a body over Config.MaxBodySize; a patch over doc.MaxOps ops or
+//	     over the document's update size limit
 //	503  the node is closed or has left; a lock not granted in time
 //	500  a write failed (the document's log)
 //
@@ -61,7 +97,12 @@
 // A watch is a text/event-stream response. Each change of a model is an
 // event "change" whose data is a JSON object (key, value, deleted, source,
 // timestamp, local); each event of an emitter an event "event" (event,
-// args, source, timestamp, local), as GET /v1/events/{name} lists them. The
+// args, source, timestamp, local), as GET /v1/events/{name} lists them.
+// Each change of a JSON document at, below or above the watched path (the
+// root without ?path=) is an event "change" (path, a JSON Pointer; value;
+// old; deleted; source; timestamp; local), as doc.Change reports them: the
+// changes of one patch come one after another and share source and
+// timestamp. The
 // source is the writer's source id, its node id and the incarnation of the
 // process that wrote ("n1~k3x9p2qd"); local is true when the writer is this
 // node, in this run or an earlier one. A comment line is sent every

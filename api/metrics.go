@@ -148,7 +148,7 @@ func writeMetrics(w io.Writer, st node.Status, requests map[requestKey]int64, wa
 	}
 
 	p.family("scuttle_documents", "gauge", "Documents this node holds, by type.")
-	types := map[string]int{"model": 0, "emitter": 0, "lock": 0}
+	types := map[string]int{"model": 0, "emitter": 0, "lock": 0, "doc": 0}
 	for _, d := range st.Documents {
 		types[d.Type]++
 	}

@@ -57,6 +57,7 @@ func TestMetrics(t *testing.T) {
 	_, s := newServer(t, nil)
 	wantOK(t, doString(t, s, "PUT", "/v1/models/m/keys/k", `1`), "PUT")
 	wantOK(t, doString(t, s, "POST", "/v1/events/e", `{"event": "x"}`), "emit")
+	wantOK(t, doString(t, s, "PATCH", "/v1/docs/d", `{"$inc": {"n": 1}}`), "PATCH")
 	doString(t, s, "GET", "/v1/models/nope", "")
 	doString(t, s, "GET", "/nowhere", "")
 
@@ -75,11 +76,14 @@ func TestMetrics(t *testing.T) {
 		`scuttle_documents{type="model"}`:                     "1",
 		`scuttle_documents{type="emitter"}`:                   "1",
 		`scuttle_documents{type="lock"}`:                      "0",
+		`scuttle_documents{type="doc"}`:                       "1",
+		`scuttle_document_sources{document="d",type="doc"}`:   "1",
 		`scuttle_document_sources{document="m",type="model"}`: "1",
 		`scuttle_dials_total`:                                 "3",
 		`scuttle_auth_failures_total`:                         "1",
 		`scuttle_http_requests_total{route="PUT /v1/models/{name}/keys/{key...}",code="200"}`: "1",
 		`scuttle_http_requests_total{route="GET /v1/models/{name}",code="404"}`:               "1",
+		`scuttle_http_requests_total{route="PATCH /v1/docs/{name}",code="200"}`:               "1",
 		`scuttle_http_requests_total{route="",code="404"}`:                                    "1",
 		`scuttle_http_watchers`: "0",
 	} {
