@@ -195,22 +195,7 @@ func (d *compactDecoder) updates(body []byte) ([]scuttlebutt.Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n > uint64(r.Len()/minCompactUpdate) {
-		return nil, fmt.Errorf("%w: %d updates cannot fit in %d bytes", cborx.ErrMalformed, n, r.Len())
-	}
-	// Room for the updates of a typical size; a count that lies costs no
-	// more than that, and append grows the slice for real ones.
-	us := make([]scuttlebutt.Update, 0, min(n, uint64(r.Len()/16)))
-	for i := range int(n) {
-		us = append(us, scuttlebutt.Update{})
-		if err := d.read(&r, &us[i]); err != nil {
-			return nil, fmt.Errorf("update %d: %w", i, err)
-		}
-	}
-	if r.Len() != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the last update", cborx.ErrMalformed, r.Len())
-	}
-	return us, nil
+	return wire.ReadUpdates(&r, n, minCompactUpdate, d.read)
 }
 
 // read decodes the update at r into u, the zero Update, and only then
