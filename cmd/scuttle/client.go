@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,15 +157,22 @@ type clientRun func(ctx context.Context, c *client, args []string, stdout io.Wri
 
 // setupClient is setup for a client command: it defines -addr and cmd's
 // flags on fs, and returns the function that checks the arguments against
-// cmd.nargs (cmd.eventsArgs with -events), makes the client, bounds ctx by
-// requestTimeout unless cmd.waits, and then runs the command.
+// cmd.nargs (cmd.flagArgs[f] with the flag -f), makes the client, bounds
+// ctx by requestTimeout unless cmd.waits, and then runs the command.
 func (cmd *command) setupClient(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
 	mk := addrFlag(fs)
 	call := cmd.client(fs)
 	return func(ctx context.Context, args []string, stdout io.Writer) error {
 		want := cmd.nargs
-		if f := fs.Lookup("events"); cmd.eventsArgs != nil && f != nil && f.Value.String() == "true" {
-			want = *cmd.eventsArgs
+		var set []string
+		for _, name := range slices.Sorted(maps.Keys(cmd.flagArgs)) {
+			if f := fs.Lookup(name); f != nil && f.Value.String() == "true" {
+				set = append(set, "-"+name)
+				want = cmd.flagArgs[name]
+			}
+		}
+		if len(set) > 1 {
+			return fmt.Errorf("%s exclude each other", strings.Join(set, " and "))
 		}
 		if err := want.check(args); err != nil {
 			return err
@@ -190,16 +199,21 @@ func printJSON(w io.Writer, v any) error {
 }
 
 var getCommand = &command{
-	name:       "get",
-	args:       "<model> [key] | -events <emitter>",
-	summary:    "print a model, one key's value, or an emitter's retained events",
-	nargs:      arity{1, 2, "<model> [key]"},
-	eventsArgs: &arity{1, 1, "<emitter>"},
+	name:    "get",
+	args:    "<model> [key] | -events <emitter> | -doc <doc> [path]",
+	summary: "print a model or a key's value, an emitter's events (-events), or a JSON document or a path's value (-doc)",
+	nargs:   arity{1, 2, "<model> [key]"},
+	flagArgs: map[string]arity{
+		"events": {1, 1, "<emitter>"},
+		"doc":    {1, 2, "<doc> [path]"},
+	},
 	client: func(fs *flag.FlagSet) clientRun {
 		events := fs.Bool("events", false, "print the retained events of an emitter, one JSON object a line")
 		limit := fs.Int("limit", -1, "with -events: only the last n events")
+		isDoc := fs.Bool("doc", false, "print a JSON document, or the value at a path of it: a JSON Pointer (/users/ada) or a dotted path (users.ada)")
 		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
-			if *events {
+			switch {
+			case *events:
 				p := "/v1/events" + apiPath(args[0])
 				if *limit >= 0 {
 					p += fmt.Sprintf("?limit=%d", *limit)
@@ -212,8 +226,20 @@ var getCommand = &command{
 					fmt.Fprintf(stdout, "%s\n", ev)
 				}
 				return nil
-			}
-			if len(args) == 1 {
+			case *isDoc && len(args) == 1:
+				var d map[string]any
+				if err := c.do(ctx, "GET", "/v1/docs"+apiPath(args[0]), nil, &d); err != nil {
+					return err
+				}
+				return printJSON(stdout, d)
+			case *isDoc:
+				var pv struct{ Value json.RawMessage }
+				if err := c.do(ctx, "GET", "/v1/docs"+apiPath(args[0])+"?path="+url.QueryEscape(args[1]), nil, &pv); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintf(stdout, "%s\n", pv.Value)
+				return err
+			case len(args) == 1:
 				var m map[string]any
 				if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0]), nil, &m); err != nil {
 					return err
@@ -255,6 +281,39 @@ var delCommand = &command{
 	},
 }
 
+var patchCommand = &command{
+	name:    "patch",
+	args:    "<doc> <json>",
+	summary: "apply MongoDB update operators ($set, $inc...) to a JSON document, atomically",
+	help: `The patch is a JSON object of update operators, each an object of paths,
+dotted as MongoDB writes them or JSON Pointers (/users/ada):
+
+  scuttle patch store '{"$set": {"users.ada.admin": true}, "$inc": {"users.ada.logins": 1}}'
+  {"users.ada.admin":true,"users.ada.logins":4}
+
+  $set {"a.b": v}   $unset {"a.b": ""}   $inc {"a.n": 1}
+  $push {"a.l": v} or {"a.l": {"$each": [v, w]}}   $pull {"a.l": v} or {"a.l": {"$in": [v, w]}}
+
+Every replica applies all of a patch or none of it. A patch cannot write a
+path twice, or a path and one below it. Concurrent increments all count;
+see "go doc github.com/scuttle-go/scuttle/doc" for how patches merge.`,
+	nargs: arity{2, 2, "<doc> <json>"},
+	client: func(fs *flag.FlagSet) clientRun {
+		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+			var v any
+			if err := json.Unmarshal([]byte(args[1]), &v); err != nil {
+				return fmt.Errorf("the patch is not JSON: %v", err)
+			}
+			var out struct{ Values json.RawMessage }
+			if err := c.do(ctx, "PATCH", "/v1/docs"+apiPath(args[0]), []byte(args[1]), &out); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(stdout, "%s\n", out.Values)
+			return err
+		}
+	},
+}
+
 var emitCommand = &command{
 	name:    "emit",
 	args:    "<emitter> <event> [arg...]",
@@ -281,16 +340,27 @@ var emitCommand = &command{
 
 var watchCommand = &command{
 	name:    "watch",
-	args:    "<model> | -events <emitter>",
-	summary: "print a model's changes or an emitter's events as they happen, one JSON object a line",
+	args:    "<model> | -events <emitter> | -doc <doc> [path]",
+	summary: "print a model's changes, an emitter's events (-events) or a JSON document's changes (-doc) live, one JSON a line",
 	nargs:   arity{1, 1, "<document>"},
-	waits:   true, // until interrupted
+	flagArgs: map[string]arity{
+		"events": {1, 1, "<emitter>"},
+		"doc":    {1, 2, "<doc> [path]"},
+	},
+	waits: true, // until interrupted
 	client: func(fs *flag.FlagSet) clientRun {
 		events := fs.Bool("events", false, "watch an emitter's events instead of a model's changes")
+		isDoc := fs.Bool("doc", false, "watch a JSON document's changes at, below or above a path (the root if none): a JSON Pointer or a dotted path")
 		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			p := "/v1/models" + apiPath(args[0], "watch")
-			if *events {
+			switch {
+			case *events:
 				p = "/v1/events" + apiPath(args[0], "watch")
+			case *isDoc:
+				p = "/v1/docs" + apiPath(args[0], "watch")
+				if len(args) == 2 {
+					p += "?path=" + url.QueryEscape(args[1])
+				}
 			}
 			err := c.watch(ctx, p, func(data []byte) error {
 				_, err := fmt.Fprintf(stdout, "%s\n", data)
