@@ -1,7 +1,8 @@
-// Package bench holds the replication workloads W1 to W5 that the Go
+// Package bench holds the replication workloads W1 to W5 (package model),
+// D1 to D3 (package doc) and P1, P2 (package filelog) that the Go
 // benchmarks (stream/bench_test.go, model/bench_test.go) and the table of
-// `make bench` (internal/cmd/benchtable) run, so that each workload is
-// written once.
+// `make bench` (internal/testkit/cmd/benchtable) run, so that each workload
+// is written once.
 //
 // # The workloads
 //
@@ -18,6 +19,9 @@
 //   - W5: live heap bytes per key of a Model holding Keys keys with
 //     ValueSize-byte string values, Set locally (W5Local) or received by a
 //     sync (W5Sync).
+//   - D1, D2, D3: W1, W5Local and W3 on a doc.Doc, one patch per leaf at
+//     path "/" + key (see D1, D2, D3): patches per second and bytes per patch,
+//     heap per leaf, and the reconnection's bytes and time.
 //
 // W1 to W4 write the key and value shapes of the peers' own benchmarks
 // (JavaScript scuttlebutt, Yjs, Automerge), so that bytes compare like for
@@ -94,15 +98,15 @@ type Timer interface {
 // documentation names.
 type Options struct {
 	Transport Transport // Pipe by default
-	Keys      int       // keys written; DefaultKeys (W2: DefaultW2Keys, W5: DefaultW5Keys)
+	Keys      int       // keys or leaves written; DefaultKeys (W2: DefaultW2Keys, W5: DefaultW5Keys, D2: DefaultD2Leaves)
 	Rounds    int       // W2: writes per key; DefaultRounds
-	Changes   int       // W3: changes per side; DefaultChanges
-	ValueSize int       // W5: value bytes; DefaultValueSize
+	Changes   int       // W3, D3: changes per side; DefaultChanges
+	ValueSize int       // W5, D2: value bytes; DefaultValueSize
 	// Timer, if not nil, is stopped while the workload builds and checks
 	// its replicas and running while it measures.
 	Timer Timer
 	// HeapProfile, if not nil, receives a heap profile (pprof format) taken
-	// by W5 when it measures the heap, while the replica is live: read it
+	// by W5 or D2 when it measures the heap, while the replica is live: read it
 	// with `go tool pprof -sample_index=inuse_space`.
 	HeapProfile io.Writer
 	// Conn, if not nil, is the stream.Options of both sides' Conns
@@ -144,7 +148,7 @@ func (nopTimer) StopTimer()  {}
 // Result is what one run of a workload measured. Fields a workload does not
 // measure are zero.
 type Result struct {
-	Workload  string    // "W1" ... "W5"
+	Workload  string    // "W1" ... "W5", "D1" ... "D3", "P1", "P2"
 	Transport Transport // "" when no connection is involved (W5 local)
 	// N is how many updates the timed part replicated (W1, W2, W3: both
 	// sides' changes, W4), or how many keys the replica holds (W5).
@@ -457,8 +461,8 @@ func liveHeap() int64 {
 }
 
 // covers reports whether b's clock covers source's entry at t.
-func covers(b *model.Model, source string, t vclock.Timestamp) bool {
-	return b.Clock().Get(source) >= t
+func covers(b scuttlebutt.Document, source string, t vclock.Timestamp) bool {
+	return b.Base().Clock().Get(source) >= t
 }
 
 // writeHeapProfile writes a heap profile to w, if w is not nil, after the

@@ -78,6 +78,27 @@ func TestWorkloads(t *testing.T) {
 		}},
 		{"W5Local", W5Local, Options{Keys: keys}, true, func(t *testing.T, r Result) { wantN(t, r, keys) }},
 		{"W5Sync", W5Sync, Options{Keys: keys}, false, func(t *testing.T, r Result) { wantN(t, r, keys) }},
+		{"D1", D1, Options{Keys: keys}, false, func(t *testing.T, r Result) {
+			wantN(t, r, keys)
+			if r.BytesPerUpdate < 20 || r.BytesPerUpdate > 200 {
+				t.Errorf("%.1f bytes per patch, want a small patch's size", r.BytesPerUpdate)
+			}
+			if r.DataBytes <= int64(keys*ValueSize) || r.OverheadPerUpdate <= 0 {
+				t.Errorf("%d data bytes, %.1f beyond them per patch, for %d patches of %d-byte values", r.DataBytes, r.OverheadPerUpdate, keys, ValueSize)
+			}
+		}},
+		{"D2", D2, Options{Keys: keys}, true, func(t *testing.T, r Result) {
+			wantN(t, r, keys)
+			if r.HeapPerKey < ValueSize || r.HeapPerKey > 4096 {
+				t.Errorf("%.1f heap bytes per leaf of %d bytes", r.HeapPerKey, ValueSize)
+			}
+		}},
+		{"D3", D3, Options{Keys: keys, Changes: 10}, false, func(t *testing.T, r Result) {
+			wantN(t, r, 20)
+			if r.Bytes <= r.DataBytes || r.Bytes > 20*200 {
+				t.Errorf("%d bytes exchanged for 20 patches of %d data bytes", r.Bytes, r.DataBytes)
+			}
+		}},
 	}
 	for _, w := range workloads {
 		for _, tr := range Transports {

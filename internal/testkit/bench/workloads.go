@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
@@ -360,12 +361,12 @@ func fillValues(ctx context.Context, m *model.Model, n, size int) error {
 // round names round n of W2's writes, the r of Value.
 func round(n int) string { return "r" + strconv.Itoa(n) }
 
-// dataBytes is the size of the Data of the updates m's History gives a
+// dataBytes is the size of the Data of the updates d's History gives a
 // peer of clock c: the payload a session carries for it, without the
 // encoding around it.
-func dataBytes(m *model.Model, c vclock.Clock) int64 {
+func dataBytes(d scuttlebutt.Document, c vclock.Clock) int64 {
 	var n int64
-	for _, u := range m.History(c) {
+	for _, u := range d.Base().History(c) {
 		n += int64(len(u.Data))
 	}
 	return n

@@ -1,17 +1,25 @@
-// Command benchtable runs the replication workloads W1 to W5 of package
-// internal/bench and prints what they measured against the project's
-// targets, one row per figure:
+// Command benchtable runs the replication workloads of package
+// internal/testkit/bench (W1 to W5 on package model, D1 to D3 on package
+// doc, P1 and P2 on package filelog) and prints what they measured against
+// the project's targets, one row per figure:
 //
-//	go run ./internal/testkit/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5] [-version 1] [-compress]
+//	go run ./internal/testkit/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5] [-version 1] [-compress] [-leaves 1000000]
 //
 // -version 1 runs the workloads on version 1 of the wire protocol, the
 // figures before the compact encoding; -compress has both sides offer
 // zstd compression of large frames (off by default, as in stream).
-// W1 to W4 run -runs times over each transport and keep the fastest run;
-// W5 and the persistence workloads P1 and P2 run once. With -heapprofile PREFIX, W5 writes the heap profiles of
-// its replicas to PREFIX.local.prof and PREFIX.sync.prof, for
-// `go tool pprof -sample_index=inuse_space`. A row's status is "ok" when the target is met and "below"
-// when it is not. `make bench` runs this program.
+// W1 to W4, D1 and D3 run -runs times over each transport and keep the
+// fastest run; W5, D2 and the persistence workloads P1 and P2 run once.
+// Each D row follows the W row of the same workload on a Model (D1: W1, D3:
+// W3, D2: W5 set locally), and its peers are the peers' figures for that
+// workload; the doc rows have no targets of their own yet. -leaves sets
+// D2's size (1,000,000 leaves by default, as the issue states it; a smaller
+// size for a quicker run). With -heapprofile PREFIX, W5 writes the heap
+// profiles of its replicas to PREFIX.local.prof and PREFIX.sync.prof, and
+// D2 its document's to PREFIX.doc.prof, for
+// `go tool pprof -sample_index=inuse_space`. A row's status is "ok" when
+// the target is met and "below" when it is not. `make bench` runs this
+// program.
 package main
 
 import (
@@ -35,14 +43,15 @@ import (
 const timeout = 2 * time.Minute
 
 func main() {
-	runs := flag.Int("runs", 3, "runs of W1-W4 per transport; the fastest is reported")
-	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5,P1,P2); empty for all")
-	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof")
+	runs := flag.Int("runs", 3, "runs of W1-W4, D1 and D3 per transport; the fastest is reported")
+	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5,D1,D2,D3,P1,P2); empty for all")
+	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof, D2's to PREFIX.doc.prof")
+	leaves := flag.Int("leaves", bench.DefaultD2Leaves, "leaves of D2's document")
 	version := flag.Int("version", 0, "wire protocol version of both sides (stream.Options.Version); 0 for the newest")
 	compress := flag.Bool("compress", false, "both sides offer zstd compression of large frames (stream.Options.Compress)")
 	flag.Parse()
 	conn := &stream.Options{Version: *version, Compress: *compress}
-	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap, conn); err != nil {
+	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap, *leaves, conn); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
@@ -56,7 +65,8 @@ type workload struct {
 	runs  int
 	run   func(context.Context, *bench.Options) (bench.Result, error)
 	label string // appended to the transport column
-	heap  string // W5: the suffix of its heap profile's file
+	heap  string // W5, D2: the suffix of its heap profile's file
+	keys  int    // Options.Keys; 0 for the workload's default
 	rows  func(bench.Result) []row
 }
 
@@ -69,9 +79,12 @@ type row struct {
 	peers   string
 }
 
-func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, conn *stream.Options) error {
+func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, leaves int, conn *stream.Options) error {
 	if runs < 1 {
 		return fmt.Errorf("-runs %d: want at least 1", runs)
+	}
+	if leaves < 1 {
+		return fmt.Errorf("-leaves %d: want at least 1", leaves)
 	}
 	want := map[string]bool{}
 	for w := range strings.SplitSeq(only, ",") {
@@ -84,7 +97,7 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, conn *stre
 	fmt.Fprintln(tw, " workload\t transport\t measure\t result\t target\t status\t peers")
 	fmt.Fprintln(tw, " --------\t ---------\t -------\t ------\t ------\t ------\t -----")
 	below := 0
-	for _, w := range plan(runs) {
+	for _, w := range plan(runs, leaves) {
 		if len(want) > 0 && !want[w.name] {
 			continue
 		}
@@ -116,7 +129,7 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, conn *stre
 	if conn.Compress {
 		wire += " with zstd"
 	}
-	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, %s, fastest of %d runs (W5, P1, P2: 1 run)\n\n",
+	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, %s, fastest of %d runs (W5, D2, P1, P2: 1 run)\n\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), wire, runs)
 	if err := tw.Flush(); err != nil {
 		return err
@@ -130,7 +143,7 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, conn *stre
 func best(w workload, heapPrefix string, conn *stream.Options) (bench.Result, error) {
 	var b bench.Result
 	for i := range w.runs {
-		o := &bench.Options{Transport: w.tr, Conn: conn}
+		o := &bench.Options{Transport: w.tr, Keys: w.keys, Conn: conn}
 		if heapPrefix != "" && w.heap != "" {
 			f, err := os.Create(heapPrefix + w.heap)
 			if err != nil {
@@ -152,8 +165,9 @@ func best(w workload, heapPrefix string, conn *stream.Options) (bench.Result, er
 	return b, nil
 }
 
-// plan lists the workloads in the order of the table, with their targets.
-func plan(runs int) []workload {
+// plan lists the workloads in the order of the table, with their targets;
+// D2 writes leaves leaves.
+func plan(runs, leaves int) []workload {
 	var p []workload
 	rate := map[bench.Transport]float64{bench.Pipe: 1_000_000, bench.TCP: 500_000}
 	for _, tr := range bench.Transports {
@@ -163,6 +177,16 @@ func plan(runs int) []workload {
 				atMost("bytes/update", r.BytesPerUpdate, 45, "Yjs 56.7, JS 217"),
 				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/update", target: "-"},
 				atMostUnit("CPU/update", float64(r.CPUPerUpdate)/1e3, 0.5, " µs", "sender + receiver"),
+			}
+		}})
+	}
+	for _, tr := range bench.Transports {
+		p = append(p, workload{name: "D1", tr: tr, runs: runs, run: bench.D1, label: " (doc)", rows: func(r bench.Result) []row {
+			return []row{
+				{measure: "patches/s", result: count(r.UpdatesPerSec), target: "-", peers: "W1's workload: Yjs 43k"},
+				{measure: "bytes/patch", result: num(r.BytesPerUpdate), target: "-", peers: "Yjs 56.7"},
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/patch", target: "-"},
+				{measure: "CPU/patch", result: num(float64(r.CPUPerUpdate)/1e3) + " µs", target: "-", peers: "sender + receiver"},
 			}
 		}})
 	}
@@ -181,6 +205,15 @@ func plan(runs int) []workload {
 				atMostUnit("bytes, both ways", float64(r.Bytes), 7_000, " B", "Yjs 8,646, JS 21,542"),
 				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/update", target: "-"},
 				atMostDur("time to synced", r.Duration, 5*time.Millisecond, "Yjs 13 ms"),
+			}
+		}})
+	}
+	for _, tr := range bench.Transports {
+		p = append(p, workload{name: "D3", tr: tr, runs: runs, run: bench.D3, label: " (doc)", rows: func(r bench.Result) []row {
+			return []row{
+				{measure: "bytes, both ways", result: count(float64(r.Bytes)) + " B", target: "-", peers: "Yjs 8,646"},
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/patch", target: "-"},
+				{measure: "time to synced", result: ms(r.Duration), target: "-", peers: "Yjs 13 ms"},
 			}
 		}})
 	}
@@ -205,6 +238,12 @@ func plan(runs int) []workload {
 			return []row{
 				atMost("heap bytes/key", r.HeapPerKey, 150, "Yjs 323 / 399"),
 				{measure: "sync time", result: ms(r.Duration), target: "-"},
+			}
+		}},
+		workload{name: "D2", label: fmt.Sprintf("(doc, %s leaves)", count(float64(leaves))), heap: ".doc.prof", keys: leaves, runs: 1, run: bench.D2, rows: func(r bench.Result) []row {
+			return []row{
+				{measure: "heap bytes/leaf", result: num(r.HeapPerKey), target: "-", peers: "Yjs 323 / 399"},
+				{measure: "patches/s", result: count(r.UpdatesPerSec), target: "-"},
 			}
 		}},
 	)
