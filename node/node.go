@@ -47,6 +47,7 @@ type Node struct {
 	wg     sync.WaitGroup // every goroutine the node started
 	kick   chan struct{}  // membership or catalog changed: reconcile
 	ended  chan struct{}  // a link ended (capacity 1, for Leave)
+	fatal  chan error     // the cluster refused the node (capacity 1)
 
 	createMu sync.Mutex // serialises document creation, which does file I/O
 
@@ -61,6 +62,7 @@ type Node struct {
 	closed  bool
 
 	dials, dialFailures, accepted, refused atomic.Int64
+	idRefused                              atomic.Bool // a seed's member holds our id
 }
 
 // New starts a node: it opens (or creates) the node's state under
@@ -92,6 +94,7 @@ func New(cfg *Config) (*Node, error) {
 		cancel:  cancel,
 		kick:    make(chan struct{}, 1),
 		ended:   make(chan struct{}, 1),
+		fatal:   make(chan error, 1),
 		docs:    make(map[string]*document),
 		members: make(map[string]*member),
 		links:   make(map[string]*link),
@@ -318,6 +321,10 @@ func (n *Node) joinLoop(addrs []string) {
 	defer n.wg.Done()
 	for failures := 0; ; failures++ {
 		k, err := n.ml.Join(addrs)
+		if n.idRefused.Load() {
+			n.log.Error("join refused: another live member holds this node's id", "id", n.id, "err", err)
+			return
+		}
 		if k > 0 {
 			n.log.Info("joined the cluster", "via", k, "of", len(addrs))
 			return

@@ -82,6 +82,14 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	// Every address is taken before the node exists: a taken or invalid
+	// -http fails here, before any member has seen this node. node.New
+	// binds replication and gossip before it joins.
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP API: %w", err)
+	}
+	defer ln.Close()
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
@@ -90,11 +98,6 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	if err != nil {
 		n.Close()
 		return err
-	}
-	ln, err := net.Listen("tcp", o.httpAddr)
-	if err != nil {
-		n.Close()
-		return fmt.Errorf("HTTP API: %w", err)
 	}
 	hs := &http.Server{
 		Handler:           srv,
@@ -112,11 +115,17 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	}
 
 	var serveErr error
+	leave := o.leave
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("stopping", "leave", o.leave)
 	case serveErr = <-served:
 		serveErr = fmt.Errorf("HTTP API: %w", serveErr)
+	case serveErr = <-n.Fatal():
+		// Refused by the cluster: we never joined, so there is nothing
+		// to leave, and a leave would speak for the member holding our id.
+		cfg.Logger.Error("refused by the cluster", "err", serveErr)
+		leave = false
 	}
 	const timeout = 10 * time.Second
 	// Stop taking requests first, so that nothing is written that would
@@ -128,7 +137,7 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	}
 	cancel()
 	var leaveErr error
-	if o.leave {
+	if leave {
 		lctx, cancel := context.WithTimeout(context.Background(), timeout)
 		leaveErr = n.Leave(lctx)
 		cancel()
