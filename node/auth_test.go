@@ -165,7 +165,7 @@ func TestSecretRefusedBeforeData(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(waitTimeout))
-	ch := appendHello(nil, flagSecret, nonce(), "mallory")
+	ch := appendHello(nil, flagSecret|flagSealed, nonce(), "mallory")
 	c.Write(ch)
 	sh, err := readHello(c)
 	if err != nil {

@@ -111,13 +111,22 @@ func (n *Node) secure(ctx context.Context, raw *countConn, dialer bool, want str
 	nonce := make([]byte, sizeOfNonce)
 	rand.Read(nonce)
 	var (
-		peer string
-		err  error
+		peer       string
+		transcript []byte
+		err        error
 	)
 	if dialer {
-		peer, err = clientHandshake(c, n.id, want, n.cfg.Secret, nonce)
+		peer, transcript, err = clientHandshakeTranscript(c, n.id, want, n.cfg.Secret, nonce)
 	} else {
-		peer, err = serverHandshake(c, n.id, n.cfg.Secret, nonce)
+		peer, transcript, err = serverHandshakeTranscript(c, n.id, n.cfg.Secret, nonce)
+	}
+	if err == nil && len(n.cfg.Secret) > 0 {
+		// Everything after the handshake is sealed with keys of this
+		// session (seal.go).
+		var out, in []byte
+		if out, in, err = sealKeys(n.cfg.Secret, transcript, dialer); err == nil {
+			c, err = newSealedConn(c, out, in)
+		}
 	}
 	if err != nil {
 		raw.Close()
