@@ -92,17 +92,22 @@ type Config struct {
 	// CertFile, KeyFile and CAFile turn on mutual TLS for replication
 	// links: the node presents the certificate (PEM files) and accepts a
 	// peer, in either direction, only if the peer's certificate chains to
-	// a CA in CAFile. Host names are not checked: every certificate the CA
-	// signed is a member, so use a CA dedicated to the cluster. All three
-	// or none must be set.
+	// a CA in CAFile and names the peer's node id: a subject alternative
+	// name, DNS equal to the id ("web1") or URI "scuttle://web1". A peer
+	// whose certificate names another id is refused (ErrAuth, with the
+	// names it has), and New refuses a CertFile that does not name ID.
+	// Host names are not checked. Use a CA dedicated to the cluster. All
+	// three or none must be set.
 	CertFile, KeyFile, CAFile string
 
 	// Secret turns on shared-secret authentication of replication links:
 	// a challenge-response handshake (HMAC-SHA256 over fresh nonces from
 	// both sides), so the secret never crosses the wire and a recorded
-	// handshake cannot be replayed. It works with or without TLS. At least
-	// MinSecretSize random bytes. It does not encrypt the link: without
-	// TLS, use it only on a trusted network.
+	// handshake cannot be replayed. Everything after the handshake then
+	// travels in AES-256-GCM records under keys derived for the session
+	// from the secret and both sides' nonces (HKDF-SHA256), so that the
+	// network can neither read nor alter a link undetected. It works with
+	// or without TLS. At least MinSecretSize random bytes.
 	Secret []byte
 
 	// GossipKey encrypts and authenticates memberlist's gossip (AES-GCM,

@@ -162,7 +162,7 @@ func clientHandshakeTranscript(rw io.ReadWriter, id, want string, secret, nonce 
 	case statusAccepted:
 		return sh.id(), append(ch[:len(ch):len(ch)], sh...), nil
 	case statusRefused:
-		return "", nil, fmt.Errorf("%w: %s refused our proof of the secret", ErrAuth, sh.id())
+		return "", nil, fmt.Errorf("%w: %s refused us: a wrong secret, or a certificate that does not name this node (see its log)", ErrAuth, sh.id())
 	}
 	return "", nil, fmt.Errorf("%w: status %d", ErrHandshake, status[0])
 }
@@ -171,13 +171,15 @@ func clientHandshakeTranscript(rw io.ReadWriter, id, want string, secret, nonce 
 // dialer's id, or an error wrapping ErrAuth or ErrHandshake. nonce must be
 // fresh random bytes of sizeOfNonce.
 func serverHandshake(rw io.ReadWriter, id string, secret, nonce []byte) (peer string, err error) {
-	peer, _, err = serverHandshakeTranscript(rw, id, secret, nonce)
+	peer, _, err = serverHandshakeTranscript(rw, id, secret, nonce, nil)
 	return peer, err
 }
 
 // serverHandshakeTranscript is serverHandshake that also returns the two
-// hellos, client's first, from which the session's keys are derived.
-func serverHandshakeTranscript(rw io.ReadWriter, id string, secret, nonce []byte) (peer string, transcript []byte, err error) {
+// hellos, client's first, from which the session's keys are derived. If
+// check is not nil, it vets the authenticated peer id before the status:
+// an error refuses the peer.
+func serverHandshakeTranscript(rw io.ReadWriter, id string, secret, nonce []byte, check func(peer string) error) (peer string, transcript []byte, err error) {
 	ch, err := readHello(rw)
 	if err != nil {
 		return "", nil, err
@@ -204,6 +206,12 @@ func serverHandshakeTranscript(rw io.ReadWriter, id string, secret, nonce []byte
 		if !hmac.Equal(got, proof(secret, "client", ch, sh)) {
 			rw.Write([]byte{statusRefused})
 			return "", nil, fmt.Errorf("%w: %s's proof of the secret is wrong", ErrAuth, ch.id())
+		}
+	}
+	if check != nil {
+		if err := check(ch.id()); err != nil {
+			rw.Write([]byte{statusRefused})
+			return "", nil, err
 		}
 	}
 	if _, err := rw.Write([]byte{statusAccepted}); err != nil {

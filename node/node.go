@@ -82,6 +82,9 @@ func New(cfg *Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkOwnCert(tlsConf, id); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
 		cfg:     c,
