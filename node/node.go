@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
@@ -77,6 +78,11 @@ func New(cfg *Config) (*Node, error) {
 	tlsConf, err := loadTLS(c.CertFile, c.KeyFile, c.CAFile)
 	if err != nil {
 		return nil, err
+	}
+	if c.DataDir != "" {
+		if err := secureDir(c.DataDir, c.Logger); err != nil {
+			return nil, err
+		}
 	}
 	id, err := resolveID(c.ID, c.DataDir)
 	if err != nil {
@@ -363,7 +369,7 @@ func resolveID(id, dir string) (string, error) {
 		}
 		return id, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return "", fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
 	}
 	path := filepath.Join(dir, "node-id")
@@ -383,7 +389,7 @@ func resolveID(id, dir string) (string, error) {
 			id = newID()
 		}
 		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(tmp, []byte(id+"\n"), filelog.FileMode); err != nil {
 			return "", fmt.Errorf("node: storing the node id: %w", err)
 		}
 		if err := os.Rename(tmp, path); err != nil {
@@ -393,6 +399,33 @@ func resolveID(id, dir string) (string, error) {
 	default:
 		return "", fmt.Errorf("node: reading the node id: %w", err)
 	}
+}
+
+// DirMode is the permission of the data directory and the directories
+// New creates in it: the owner's only, for the logs below hold every
+// document's values.
+const DirMode = 0o700
+
+// secureDir creates dir with DirMode, or takes the permissions of group
+// and others away from an existing one, with a warning (a directory
+// created by an older version, or by hand). A directory it cannot change
+// is used as it is, with a warning.
+func secureDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
+	}
+	if old := fi.Mode().Perm(); old&0o077 != 0 {
+		if err := os.Chmod(dir, old&^0o077); err != nil {
+			log.Warn("data directory is open to others and cannot be changed", "dir", dir, "mode", old.String(), "err", err)
+		} else {
+			log.Warn("data directory was open to others: permissions tightened", "dir", dir, "was", old.String(), "now", (old &^ 0o077).String())
+		}
+	}
+	return nil
 }
 
 // newID returns the host name (if it is a valid name) with a random
