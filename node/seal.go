@@ -72,12 +72,14 @@ type sealedConn struct {
 	rmu    sync.Mutex // guards the fields below, for Read
 	open   cipher.AEAD
 	rseq   uint64
+	rnonce [12]byte
 	rbuf   []byte // the current record: header, then ciphertext
 	plain  []byte // what is left of the last record's plaintext
 	rerr   error
 	wmu    sync.Mutex // guards the fields below, for Write
 	seal   cipher.AEAD
 	wseq   uint64
+	wnonce [12]byte
 	wbuf   []byte
 	werr   error
 	broken atomic.Pointer[error] // why a record failed, once one did
@@ -109,10 +111,11 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-func recordNonce(seq uint64) []byte {
-	n := make([]byte, 12)
+// recordNonce writes the nonce of record seq into n (12 bytes, the first
+// 4 zero) and returns it.
+func recordNonce(n *[12]byte, seq uint64) []byte {
 	binary.BigEndian.PutUint64(n[4:], seq)
-	return n
+	return n[:]
 }
 
 // Write seals p in records of at most sizeOfRecordData bytes and writes
@@ -130,7 +133,7 @@ func (c *sealedConn) Write(p []byte) (written int, err error) {
 			return written, c.werr
 		}
 		b := binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(len(chunk)+c.seal.Overhead()))
-		b = c.seal.Seal(b, recordNonce(c.wseq), chunk, b[:sizeOfRecordHeader])
+		b = c.seal.Seal(b, recordNonce(&c.wnonce, c.wseq), chunk, b[:sizeOfRecordHeader])
 		c.wseq++
 		if _, err := c.Conn.Write(b); err != nil {
 			c.werr = err
@@ -175,7 +178,7 @@ func (c *sealedConn) readRecord() error {
 		}
 		return err
 	}
-	plain, err := c.open.Open(body[:0], recordNonce(c.rseq), body, h)
+	plain, err := c.open.Open(body[:0], recordNonce(&c.rnonce, c.rseq), body, h)
 	if err != nil {
 		return c.fail(fmt.Errorf("%w: record %d does not authenticate: altered on the way, or not sent by the peer", ErrSealBroken, c.rseq))
 	}
