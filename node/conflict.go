@@ -22,9 +22,11 @@ import (
 //     and Fatal delivers an error wrapping ErrDuplicateID that names the
 //     id and the address holding it.
 //   - The seed sees the joiner's list. A member it holds alive under the
-//     same id at another address is refused too, so a joiner of another
-//     version, or one that joined a partition first, cannot replace a
-//     live member either.
+//     same id at another address, itself included, is refused too, so a
+//     joiner of another version, or one that joined a partition first,
+//     cannot replace a live member either. Only a node inside Join (the
+//     joiner) takes the conflict as fatal: the seed, which sees the
+//     joiner claim its own id, keeps running.
 //
 // Checking with the seed before joining (a request and an answer of our
 // own) would leave a window between the check and the join, and would
@@ -49,8 +51,10 @@ func (d conflictDelegate) NotifyMerge(peers []*memberlist.Node) error {
 		if m == nil || (m.State != Alive && m.State != Leaving) || sameAddr(m.GossipAddr, p.Addr, p.Port) {
 			continue
 		}
-		if p.Name == n.id {
-			// We are the joiner: our id is taken by p.
+		if p.Name == n.id && n.joining.Load() > 0 {
+			// We are the joiner (inside Join): our id is taken by p. The
+			// member holding it sees the same conflict from its side,
+			// outside Join, and only refuses the merge.
 			err := fmt.Errorf("%w: %s is held by the member at %s", ErrDuplicateID, p.Name, p.Address())
 			n.idRefused.Store(true)
 			select {

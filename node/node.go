@@ -63,7 +63,8 @@ type Node struct {
 	closed  bool
 
 	dials, dialFailures, accepted, refused atomic.Int64
-	idRefused                              atomic.Bool // a seed's member holds our id
+	idRefused                              atomic.Bool  // a seed's member holds our id
+	joining                                atomic.Int32 // calls of memberlist's Join under way
 }
 
 // New starts a node: it opens (or creates) the node's state under
@@ -181,7 +182,9 @@ func (n *Node) Join(addrs ...string) (joined int, err error) {
 	if n.ctx.Err() != nil {
 		return 0, ErrClosed
 	}
+	n.joining.Add(1)
 	joined, err = n.ml.Join(addrs)
+	n.joining.Add(-1)
 	if err != nil {
 		return joined, fmt.Errorf("node: join: %w", err)
 	}
@@ -329,7 +332,9 @@ func (n *Node) manage() {
 func (n *Node) joinLoop(addrs []string) {
 	defer n.wg.Done()
 	for failures := 0; ; failures++ {
+		n.joining.Add(1)
 		k, err := n.ml.Join(addrs)
+		n.joining.Add(-1)
 		if n.idRefused.Load() {
 			n.log.Error("join refused: another live member holds this node's id", "id", n.id, "err", err)
 			return

@@ -53,15 +53,15 @@ func (p *proc) linkSince(peer string) (string, error) {
 }
 
 // TestRefuseMistakes starts two serve processes, n1 holding a lock, then
-// a third process with n1's id and another with n1's HTTP port: both
-// exit non-zero, the first with an error naming the id and the address
-// that holds it, the second before any member has seen it; n1 keeps its
-// lock, its link and the membership.
+// processes with n1's id (joining n2, then n1 itself) and one with n1's
+// HTTP port: all exit non-zero, the first two with an error naming the id
+// and the address that holds it, the last before any member has seen it;
+// n1 keeps running, with its lock, its link and the membership.
 func TestRefuseMistakes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four processes; skipped with -short")
 	}
-	procs := newProcs(t, 4)
+	procs := newProcs(t, 5)
 	n1, n2 := procs[0], procs[1]
 	n1.start()
 	n2.start()
@@ -85,6 +85,23 @@ func TestRefuseMistakes(t *testing.T) {
 	logs := dup.log()
 	if !strings.Contains(logs, "node id already in the cluster: n1 is held by the member at "+n1.gossip) {
 		t.Errorf("the duplicate's log does not name the id and %s:\n%s", n1.gossip, tail([]byte(logs), 2<<10))
+	}
+
+	// A process with n1's id, joining n1 itself: it exits, n1 does not.
+	dup2 := procs[4]
+	dup2.id, dup2.seeds = "n1", []*proc{n1}
+	dup2.data = filepath.Join(t.TempDir(), "dup2")
+	dup2.tryStart()
+	if code := dup2.waitExit(30 * time.Second); code == 0 {
+		t.Fatalf("a process with a duplicate id, joining the holder, exited 0")
+	}
+	if logs := dup2.log(); !strings.Contains(logs, "node id already in the cluster: n1 is held by the member at "+n1.gossip) {
+		t.Errorf("the second duplicate's log does not name the id and %s:\n%s", n1.gossip, tail([]byte(logs), 2<<10))
+	}
+	select {
+	case <-n1.exited:
+		t.Fatalf("n1 exited when a duplicate joined it: %v", n1.err)
+	default:
 	}
 
 	// A process whose -http is n1's.
