@@ -245,3 +245,27 @@ func BenchmarkSealedConn(b *testing.B) {
 		})
 	}
 }
+
+// TestSealWire pins the sealed link's wire numbers and key derivation: a
+// change breaks links between versions, so it must be deliberate.
+func TestSealWire(t *testing.T) {
+	if flagSecret != 1 || flagSealed != 2 {
+		t.Errorf("hello flags: secret %d, sealed %d; want 1, 2", flagSecret, flagSealed)
+	}
+	if sizeOfRecordHeader != 4 || sizeOfRecordData != 16384 || sizeOfSealKey != 32 {
+		t.Errorf("record header %d, data %d, key %d; want 4, 16384, 32", sizeOfRecordHeader, sizeOfRecordData, sizeOfSealKey)
+	}
+	out, in, err := sealKeys([]byte("0123456789abcdef"), []byte("client hello|server hello"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire bytes.Buffer
+	w, _ := newSealedConn(fakeConn{w: &wire}, out, in)
+	w.Write([]byte("scuttle"))
+	got := fmt.Sprintf("%x", wire.Bytes())
+	// Checked independently (Python cryptography: HKDF-SHA256, AESGCM).
+	const want = "00000017ea802237b55630ae70b79775a5b13be00ebd819f897a2f"
+	if got != want {
+		t.Errorf("the record of \"scuttle\" under the test keys is\n%s, want\n%s", got, want)
+	}
+}
