@@ -142,3 +142,25 @@ func TestRefuseMistakes(t *testing.T) {
 		t.Errorf("n1's link to n2: since %q (%v), was %q: it went down", s, err, link)
 	}
 }
+
+// TestServeInvalidHTTP checks that an -http address that cannot be
+// listened on ends serve with an error before the node starts.
+func TestServeInvalidHTTP(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:99999", "not an address", "192.0.2.1:7948"} {
+		t.Run(addr, func(t *testing.T) {
+			var logs syncBuffer
+			o := serveOptions{
+				id: "solo", memory: true, bind: "127.0.0.1:0", gossip: "127.0.0.1:0", httpAddr: addr,
+				leave: true, network: "local", logLevel: "info",
+				ready: func(*node.Node, string) { t.Errorf("serve got ready on -http %q", addr) },
+			}
+			err := serve(t.Context(), &logs, o)
+			if err == nil || !strings.Contains(err.Error(), "HTTP API") {
+				t.Errorf("serve with -http %q: %v, want an HTTP API error", addr, err)
+			}
+			if strings.Contains(logs.String(), "node started") {
+				t.Errorf("the node started before -http %q failed:\n%s", addr, logs.String())
+			}
+		})
+	}
+}
