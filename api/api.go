@@ -1,12 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -95,6 +98,19 @@ type Config struct {
 	// DefaultWriteWait (10 s).
 	WriteWait time.Duration
 
+	// Token, if set, is the bearer token every request must carry
+	// ("Authorization: Bearer TOKEN"), except those for PublicPaths; a
+	// request without it, or with another, is answered 401 with a JSON
+	// error before it is routed. Tokens are compared in constant time.
+	// Leading and trailing white space is not part of a token. nil means
+	// no authentication: keep the API on a trusted interface.
+	Token []byte
+
+	// PublicPaths are the URL paths served without the token (exact
+	// matches). nil means DefaultPublicPaths (/healthz, /readyz); an
+	// empty non-nil slice makes every path need the token.
+	PublicPaths []string
+
 	// Logger receives the errors the Server answers with 500. nil means
 	// no logging.
 	Logger *slog.Logger
@@ -106,7 +122,9 @@ func (c *Config) withDefaults() (Config, error) {
 		out = *c
 	}
 	if out.MaxBodySize < 0 || out.MaxLockWait < 0 || out.LockAckWait < 0 || out.Heartbeat < 0 || out.WatchBuffer < 0 || out.WriteWait < 0 {
-		return out, fmt.Errorf("%w: negative field in %+v", ErrInvalidConfig, out)
+		// Not %+v of out: it would print the token.
+		return out, fmt.Errorf("%w: negative field (MaxBodySize %d, MaxLockWait %v, LockAckWait %v, Heartbeat %v, WatchBuffer %d, WriteWait %v)",
+			ErrInvalidConfig, out.MaxBodySize, out.MaxLockWait, out.LockAckWait, out.Heartbeat, out.WatchBuffer, out.WriteWait)
 	}
 	if out.MaxBodySize == 0 {
 		out.MaxBodySize = DefaultMaxBodySize
@@ -129,6 +147,17 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)
 	}
+	if out.PublicPaths == nil {
+		out.PublicPaths = DefaultPublicPaths
+	}
+	out.PublicPaths = slices.Clone(out.PublicPaths)
+	if out.Token != nil {
+		tok := bytes.TrimSpace(out.Token)
+		if len(tok) == 0 {
+			return out, fmt.Errorf("%w: Token is empty", ErrInvalidConfig)
+		}
+		out.Token = slices.Clone(tok)
+	}
 	return out, nil
 }
 
@@ -145,6 +174,7 @@ type Server struct {
 
 	metrics  metrics
 	watchers atomic.Int64
+	token    []byte // SHA-256 of Config.Token, or nil
 }
 
 // New returns a Server for n; nil cfg means the defaults.
@@ -157,6 +187,10 @@ func New(n Node, cfg *Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{n: n, cfg: c, mux: http.NewServeMux(), done: make(chan struct{})}
+	if c.Token != nil {
+		sum := sha256.Sum256(c.Token)
+		s.token = sum[:]
+	}
 	routes := []struct {
 		pattern string
 		h       func(http.ResponseWriter, *http.Request) error
@@ -195,6 +229,10 @@ func (s *Server) Close() error {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		s.unauthorized(w, r)
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern != "" {
 		s.mux.ServeHTTP(w, r)
 		return

@@ -73,6 +73,15 @@
 // deep), or package doc's in a document (at most 30 levels, path
 // included).
 //
+// # Authentication
+//
+// With Config.Token set, every request must carry "Authorization: Bearer
+// TOKEN"; without it, or with another token, the answer is 401 with a JSON
+// error and a WWW-Authenticate challenge, before the request is routed.
+// The comparison is in constant time. Config.PublicPaths (by default
+// /healthz and /readyz) are served without it. TLS is the http.Server's
+// business: scuttle serve takes -http-tls-cert and -http-tls-key.
+//
 // # Errors
 //
 // Every error is a JSON object {"error": "message"} with a status code:

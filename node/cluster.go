@@ -226,6 +226,7 @@ func (n *Node) memberlistConfig() (*memberlist.Config, error) {
 	}
 	mc.Delegate = delegate{n}
 	mc.Events = delegate{n}
+	mc.Merge = conflictDelegate{n}
 	mc.LogOutput = nil
 	mc.Logger = log.New(logWriter{n.log.With("component", "memberlist")}, "", 0)
 	switch {

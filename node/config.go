@@ -14,8 +14,11 @@ import (
 
 // Defaults of Config's fields.
 const (
-	DefaultBindAddr          = "0.0.0.0:7947"
-	DefaultGossipAddr        = "0.0.0.0:7946"
+	// DefaultBindAddr and DefaultGossipAddr are on loopback: a node
+	// reaches other machines only when told which interface to use, and
+	// should then be given a Secret or TLS files (New warns without).
+	DefaultBindAddr          = "127.0.0.1:7947"
+	DefaultGossipAddr        = "127.0.0.1:7946"
 	DefaultReconnectBase     = 100 * time.Millisecond
 	DefaultReconnectMax      = 30 * time.Second
 	DefaultDialTimeout       = 5 * time.Second
@@ -46,7 +49,10 @@ type Config struct {
 	// one log per document (package filelog), so that a restarted node
 	// gets back every document it held and catches up from its peers
 	// with only what it missed. "" means memory only: a restart starts
-	// empty and gets everything again from its peers.
+	// empty and gets everything again from its peers. New creates it with
+	// DirMode (0700) and the logs with filelog.FileMode (0600); an existing
+	// directory or log open to group or others is tightened, with a
+	// warning.
 	DataDir string
 
 	// FileLog configures the document logs under DataDir; nil means
@@ -64,8 +70,9 @@ type Config struct {
 	Lock *lock.Config
 
 	// BindAddr is the TCP address ("host:port") the node listens on for
-	// replication links. "" means DefaultBindAddr (all interfaces, port
-	// 7947); port 0 picks a free port (tests).
+	// replication links. "" means DefaultBindAddr (loopback, port 7947):
+	// set it to an interface other machines reach, or 0.0.0.0:7947, for a
+	// cluster of several machines. Port 0 picks a free port (tests).
 	BindAddr string
 
 	// AdvertiseAddr is the replication address peers dial, carried in the
@@ -75,8 +82,9 @@ type Config struct {
 	AdvertiseAddr string
 
 	// GossipAddr is the address ("host:port", TCP and UDP) memberlist binds
-	// to. "" means DefaultGossipAddr (all interfaces, port 7946); port 0
-	// picks a free port.
+	// to. "" means DefaultGossipAddr (loopback, port 7946): as for
+	// BindAddr, set it for a cluster of several machines. Port 0 picks a
+	// free port.
 	GossipAddr string
 
 	// GossipAdvertiseAddr is the gossip address other members use, when it
@@ -92,17 +100,22 @@ type Config struct {
 	// CertFile, KeyFile and CAFile turn on mutual TLS for replication
 	// links: the node presents the certificate (PEM files) and accepts a
 	// peer, in either direction, only if the peer's certificate chains to
-	// a CA in CAFile. Host names are not checked: every certificate the CA
-	// signed is a member, so use a CA dedicated to the cluster. All three
-	// or none must be set.
+	// a CA in CAFile and names the peer's node id: a subject alternative
+	// name, DNS equal to the id ("web1") or URI "scuttle://web1". A peer
+	// whose certificate names another id is refused (ErrAuth, with the
+	// names it has), and New refuses a CertFile that does not name ID.
+	// Host names are not checked. Use a CA dedicated to the cluster. All
+	// three or none must be set.
 	CertFile, KeyFile, CAFile string
 
 	// Secret turns on shared-secret authentication of replication links:
 	// a challenge-response handshake (HMAC-SHA256 over fresh nonces from
 	// both sides), so the secret never crosses the wire and a recorded
-	// handshake cannot be replayed. It works with or without TLS. At least
-	// MinSecretSize random bytes. It does not encrypt the link: without
-	// TLS, use it only on a trusted network.
+	// handshake cannot be replayed. Everything after the handshake then
+	// travels in AES-256-GCM records under keys derived for the session
+	// from the secret and both sides' nonces (HKDF-SHA256), so that the
+	// network can neither read nor alter a link undetected. It works with
+	// or without TLS. At least MinSecretSize random bytes.
 	Secret []byte
 
 	// GossipKey encrypts and authenticates memberlist's gossip (AES-GCM,
@@ -176,8 +189,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultConfig returns the defaults: listening on all interfaces on ports
-// 7947 (replication) and 7946 (gossip), memory only, no authentication,
+// DefaultConfig returns the defaults: listening on loopback on ports 7947
+// (replication) and 7946 (gossip), memory only, no authentication,
 // memberlist's LAN timers.
 func DefaultConfig() *Config {
 	return &Config{

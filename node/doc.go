@@ -86,20 +86,40 @@
 //
 // Without Secret or TLS files, anyone who can reach the replication port
 // can read and write every document: use that only on a trusted network.
+// BindAddr and GossipAddr default to loopback for that reason.
 //
 //   - Secret: both ends prove knowledge of a shared secret with
 //     HMAC-SHA256 over fresh nonces from both sides, before any document
 //     data flows; the secret never crosses the wire and a recorded
-//     handshake cannot be replayed. Links are authenticated, not
-//     encrypted. Secret also keys memberlist's gossip encryption (unless
-//     GossipKey is set), so strangers cannot join the membership.
+//     handshake cannot be replayed. Everything after the handshake is
+//     sealed: AES-256-GCM records of at most 16 KiB, a key per direction
+//     derived for the connection with HKDF-SHA256 from the secret and both
+//     hellos, record numbers as nonces. A record altered, dropped,
+//     replayed or injected on the way ends the link with ErrSealBroken
+//     (logged); the dialer redials. Secret also keys memberlist's gossip
+//     encryption (unless GossipKey is set), so strangers cannot join the
+//     membership or read it.
 //   - TLS (CertFile, KeyFile, CAFile): mutual TLS 1.3; each end accepts the
-//     other only with a certificate that chains to the CA. Gossip is then
-//     unencrypted unless GossipKey is set.
+//     other only with a certificate that chains to the CA and names the
+//     node id the other claims in the handshake (SAN DNS "web1" or URI
+//     "scuttle://web1"), so one node's certificate cannot serve another;
+//     New refuses a certificate that does not name its own id. Gossip is
+//     then unencrypted unless GossipKey (or Secret) is set.
 //
 // A peer that fails authentication is disconnected before the yamux
 // session starts; the refusal is logged and counted in
 // Status().Counters.AuthFailures.
+//
+// # Duplicate ids
+//
+// A node whose id a live member holds at another gossip address is refused
+// when it joins: both sides of memberlist's join check the other's member
+// list (a merge delegate), so neither merges; the joiner's Fatal channel
+// delivers ErrDuplicateID, naming the id and the address that holds it,
+// and the live member keeps its links, locks and membership. A node that
+// restarts on the same address is not a duplicate; one that restarts on
+// another address is refused until the failure detector has declared its
+// old self dead.
 //
 // # Lock tables and membership
 //

@@ -265,10 +265,11 @@ func (n *Node) openDocument(name, kind string) (*document, error) {
 	d := &document{name: name, kind: kind, doc: sd}
 	if n.cfg.DataDir != "" && kinds[kind].persist {
 		path := n.logPath(name, kind)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 		cfg := filelog.DefaultConfig()
+		cfg.Logger = nil // the node's, below: the default discards
 		if n.cfg.FileLog != nil {
 			c := *n.cfg.FileLog
 			cfg = &c

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
@@ -47,6 +48,7 @@ type Node struct {
 	wg     sync.WaitGroup // every goroutine the node started
 	kick   chan struct{}  // membership or catalog changed: reconcile
 	ended  chan struct{}  // a link ended (capacity 1, for Leave)
+	fatal  chan error     // the cluster refused the node (capacity 1)
 
 	createMu sync.Mutex // serialises document creation, which does file I/O
 
@@ -61,6 +63,8 @@ type Node struct {
 	closed  bool
 
 	dials, dialFailures, accepted, refused atomic.Int64
+	idRefused                              atomic.Bool  // a seed's member holds our id
+	joining                                atomic.Int32 // calls of memberlist's Join under way
 }
 
 // New starts a node: it opens (or creates) the node's state under
@@ -76,8 +80,16 @@ func New(cfg *Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.DataDir != "" {
+		if err := secureDir(c.DataDir, c.Logger); err != nil {
+			return nil, err
+		}
+	}
 	id, err := resolveID(c.ID, c.DataDir)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkOwnCert(tlsConf, id); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -92,6 +104,7 @@ func New(cfg *Config) (*Node, error) {
 		cancel:  cancel,
 		kick:    make(chan struct{}, 1),
 		ended:   make(chan struct{}, 1),
+		fatal:   make(chan error, 1),
 		docs:    make(map[string]*document),
 		members: make(map[string]*member),
 		links:   make(map[string]*link),
@@ -169,7 +182,9 @@ func (n *Node) Join(addrs ...string) (joined int, err error) {
 	if n.ctx.Err() != nil {
 		return 0, ErrClosed
 	}
+	n.joining.Add(1)
 	joined, err = n.ml.Join(addrs)
+	n.joining.Add(-1)
 	if err != nil {
 		return joined, fmt.Errorf("node: join: %w", err)
 	}
@@ -317,7 +332,13 @@ func (n *Node) manage() {
 func (n *Node) joinLoop(addrs []string) {
 	defer n.wg.Done()
 	for failures := 0; ; failures++ {
+		n.joining.Add(1)
 		k, err := n.ml.Join(addrs)
+		n.joining.Add(-1)
+		if n.idRefused.Load() {
+			n.log.Error("join refused: another live member holds this node's id", "id", n.id, "err", err)
+			return
+		}
 		if k > 0 {
 			n.log.Info("joined the cluster", "via", k, "of", len(addrs))
 			return
@@ -353,7 +374,7 @@ func resolveID(id, dir string) (string, error) {
 		}
 		return id, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return "", fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
 	}
 	path := filepath.Join(dir, "node-id")
@@ -373,7 +394,7 @@ func resolveID(id, dir string) (string, error) {
 			id = newID()
 		}
 		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(tmp, []byte(id+"\n"), filelog.FileMode); err != nil {
 			return "", fmt.Errorf("node: storing the node id: %w", err)
 		}
 		if err := os.Rename(tmp, path); err != nil {
@@ -383,6 +404,33 @@ func resolveID(id, dir string) (string, error) {
 	default:
 		return "", fmt.Errorf("node: reading the node id: %w", err)
 	}
+}
+
+// DirMode is the permission of the data directory and the directories
+// New creates in it: the owner's only, for the logs below hold every
+// document's values.
+const DirMode = 0o700
+
+// secureDir creates dir with DirMode, or takes the permissions of group
+// and others away from an existing one, with a warning (a directory
+// created by an older version, or by hand). A directory it cannot change
+// is used as it is, with a warning.
+func secureDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
+	}
+	if old := fi.Mode().Perm(); old&0o077 != 0 {
+		if err := os.Chmod(dir, old&^0o077); err != nil {
+			log.Warn("data directory is open to others and cannot be changed", "dir", dir, "mode", old.String(), "err", err)
+		} else {
+			log.Warn("data directory was open to others: permissions tightened", "dir", dir, "was", old.String(), "now", (old &^ 0o077).String())
+		}
+	}
+	return nil
 }
 
 // newID returns the host name (if it is a valid name) with a random

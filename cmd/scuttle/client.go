@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -37,13 +39,18 @@ const requestTimeout = 30 * time.Second
 
 // client is an HTTP client of one node's API.
 type client struct {
-	base string // "http://host:port"
-	hc   *http.Client
+	base  string // "http://host:port"
+	hc    *http.Client
+	token string // the bearer token, or ""
 }
 
-// addrFlag defines -addr on fs and returns the client it will make.
+// addrFlag defines -addr, -token-file and -ca-file on fs and returns the
+// client they make. The token is -token-file's content, else
+// $SCUTTLE_TOKEN; the CA file is -ca-file, else $SCUTTLE_CA_FILE.
 func addrFlag(fs *flag.FlagSet) func() (*client, error) {
-	addr := fs.String("addr", defaultAddr(), "the node's HTTP API: host:port or a URL ($SCUTTLE_ADDR)")
+	addr := fs.String("addr", defaultAddr(), "the node's HTTP API: host:port or a URL, https:// for an API with TLS ($SCUTTLE_ADDR)")
+	tokenFile := fs.String("token-file", "", "file holding the API's bearer token, if it has one (else $SCUTTLE_TOKEN)")
+	caFile := fs.String("ca-file", os.Getenv("SCUTTLE_CA_FILE"), "PEM CA certificates to verify an https:// API with, if not the system's ($SCUTTLE_CA_FILE)")
 	return func() (*client, error) {
 		base := *addr
 		if !strings.Contains(base, "://") {
@@ -53,7 +60,30 @@ func addrFlag(fs *flag.FlagSet) func() (*client, error) {
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 			return nil, fmt.Errorf("-addr %q: want host:port or http://host:port", *addr)
 		}
-		return &client{base: strings.TrimSuffix(u.String(), "/"), hc: &http.Client{}}, nil
+		c := &client{base: strings.TrimSuffix(u.String(), "/"), hc: &http.Client{}, token: strings.TrimSpace(os.Getenv("SCUTTLE_TOKEN"))}
+		if *tokenFile != "" {
+			b, err := os.ReadFile(*tokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("-token-file: %w", err)
+			}
+			if c.token = strings.TrimSpace(string(b)); c.token == "" {
+				return nil, fmt.Errorf("-token-file %s is empty", *tokenFile)
+			}
+		}
+		if *caFile != "" {
+			pem, err := os.ReadFile(*caFile)
+			if err != nil {
+				return nil, fmt.Errorf("-ca-file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("-ca-file %s holds no PEM certificate", *caFile)
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			c.hc.Transport = tr
+		}
+		return c, nil
 	}
 }
 
@@ -110,6 +140,9 @@ func (c *client) send(ctx context.Context, method, p string, body []byte) (*http
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -35,7 +35,14 @@ func (s *syncBuffer) String() string {
 // serveInProcess runs "scuttle serve" on loopback with free ports and no
 // data directory, and returns its HTTP address once it is up. The server
 // stops at the end of the test.
-func serveInProcess(t *testing.T, extra ...string) (addr string) {
+func serveInProcess(t *testing.T) (addr string) {
+	t.Helper()
+	return serveInProcessWith(t, nil)
+}
+
+// serveInProcessWith is serveInProcess with the options changed by tweak
+// (if not nil).
+func serveInProcessWith(t *testing.T, tweak func(*serveOptions)) (addr string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -45,6 +52,9 @@ func serveInProcess(t *testing.T, extra ...string) (addr string) {
 		id: "solo", memory: true, bind: "127.0.0.1:0", gossip: "127.0.0.1:0", httpAddr: "127.0.0.1:0",
 		leave: true, network: "local", logLevel: "warn",
 		ready: func(_ *node.Node, a string) { ready <- a },
+	}
+	if tweak != nil {
+		tweak(&o)
 	}
 	go func() { done <- serve(ctx, &logs, o) }()
 	t.Cleanup(func() {

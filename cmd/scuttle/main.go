@@ -22,7 +22,9 @@
 //	help    print this help, or a command's flags: scuttle help demo
 //
 // The client commands (get, set, del, patch, watch, emit, lock, status) talk to a
-// node's HTTP API at -addr (default $SCUTTLE_ADDR or 127.0.0.1:7948).
+// node's HTTP API at -addr (default $SCUTTLE_ADDR or 127.0.0.1:7948),
+// sending the bearer token of -token-file (or $SCUTTLE_TOKEN) if the API
+// has one; -ca-file verifies an https:// API with a private CA.
 //
 // Run "scuttle help <command>" or "scuttle <command> -h" for a command's
 // flags. The exit status is 0 on success, 1 if the command failed, and 2 for

@@ -1,0 +1,41 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// DefaultPublicPaths are the paths served without the token when
+// Config.PublicPaths is nil: health checks, which load balancers and
+// orchestrators call without credentials and which reveal nothing.
+var DefaultPublicPaths = []string{"/healthz", "/readyz"}
+
+// authorized reports whether r may be served: no token is configured, the
+// path is public, or the request carries "Authorization: Bearer TOKEN"
+// with the configured token. The comparison is in constant time (of
+// SHA-256 digests, so that not even the token's length leaks).
+func (s *Server) authorized(r *http.Request) bool {
+	if s.token == nil || slices.Contains(s.cfg.PublicPaths, r.URL.Path) {
+		return true
+	}
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+	return subtle.ConstantTimeCompare(sum[:], s.token) == 1
+}
+
+// unauthorized answers 401 with a JSON error and the challenge of RFC 6750.
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="scuttle"`)
+	msg := "missing bearer token: send Authorization: Bearer <token> (scuttle's -token-file or $SCUTTLE_TOKEN)"
+	if r.Header.Get("Authorization") != "" {
+		msg = "invalid bearer token"
+	}
+	s.metrics.request("", http.StatusUnauthorized)
+	writeJSON(w, http.StatusUnauthorized, errorBody{msg})
+}
