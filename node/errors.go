@@ -30,4 +30,10 @@ var (
 	// ErrHandshake means a peer broke the connection handshake: bad magic,
 	// an unknown version, a malformed id, or the wrong node at an address.
 	ErrHandshake = errors.New("node: handshake failed")
+	// ErrUnknownMember means ForceLeave was given an id the node does not
+	// know (never seen, or already reaped).
+	ErrUnknownMember = errors.New("node: unknown member")
+	// ErrMemberAlive means ForceLeave was given a member that is alive,
+	// or this node itself.
+	ErrMemberAlive = errors.New("node: member is alive")
 )

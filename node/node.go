@@ -61,6 +61,7 @@ type Node struct {
 	closed  bool
 
 	dials, dialFailures, accepted, refused atomic.Int64
+	joined, synced                         atomic.Bool // Ready's latches
 }
 
 // New starts a node: it opens (or creates) the node's state under
@@ -170,6 +171,9 @@ func (n *Node) Join(addrs ...string) (joined int, err error) {
 		return 0, ErrClosed
 	}
 	joined, err = n.ml.Join(addrs)
+	if joined > 0 {
+		n.joined.Store(true)
+	}
 	if err != nil {
 		return joined, fmt.Errorf("node: join: %w", err)
 	}
@@ -179,8 +183,9 @@ func (n *Node) Join(addrs ...string) (joined int, err error) {
 // Leave leaves the cluster gracefully: it tells the members it is leaving
 // (so they record it as left, not failed, and lock tables drop it at once),
 // drops every link, stops dialling and accepting, and broadcasts
-// memberlist's leave, waiting for it to go out until ctx ends (5 s if ctx
-// has no deadline). The documents stay readable until Close. Updates
+// memberlist's leave, waiting for it to go out at most Config.LeaveWait
+// and until ctx ends (5 s if ctx has no deadline), and not at all when no
+// other member is alive. The documents stay readable until Close. Updates
 // written before Leave are sent on links that are up, but Leave does not
 // wait for peers to acknowledge them.
 func (n *Node) Leave(ctx context.Context) error {
@@ -208,7 +213,19 @@ func (n *Node) Leave(ctx context.Context) error {
 	n.announceLeave(timeout)
 	n.reconcile()
 	werr := n.waitLinksDown(ctx)
-	lerr := n.ml.Leave(timeout)
+	// memberlist's Leave waits until its leave message has gone out in
+	// gossip, which never happens when every peer has left meanwhile (a
+	// whole cluster stopped at once): wait at most LeaveWait, and not at
+	// all when no peer is alive to hear it.
+	wait := min(timeout, n.cfg.LeaveWait)
+	peers := n.alivePeers()
+	if peers == 0 {
+		wait = time.Millisecond
+	}
+	lerr := n.ml.Leave(wait)
+	if lerr != nil && peers == 0 {
+		lerr = nil // nobody to tell: the queued message goes nowhere
+	}
 	if err := errors.Join(uerr, werr, lerr); err != nil {
 		return fmt.Errorf("node: leave: %w", err)
 	}
@@ -296,7 +313,7 @@ func (n *Node) poke() {
 // the documents the catalog names and makes the links follow membership.
 func (n *Node) manage() {
 	defer n.wg.Done()
-	period := min(max(n.cfg.RelinkInterval/4, time.Second), time.Minute)
+	period := min(max(n.cfg.RelinkInterval/4, time.Second), time.Minute, n.reapPeriod())
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
@@ -305,7 +322,7 @@ func (n *Node) manage() {
 			return
 		case <-n.kick:
 		case <-tick.C:
-			n.forgetMembers()
+			n.reapMembers()
 		}
 		n.ensureCatalog()
 		n.reconcile()
@@ -319,26 +336,13 @@ func (n *Node) joinLoop(addrs []string) {
 	for failures := 0; ; failures++ {
 		k, err := n.ml.Join(addrs)
 		if k > 0 {
+			n.joined.Store(true)
 			n.log.Info("joined the cluster", "via", k, "of", len(addrs))
 			return
 		}
 		n.log.Warn("join failed; retrying", "seeds", addrs, "err", err)
 		if !sleepCtx(n.ctx, n.backoff(failures)) {
 			return
-		}
-	}
-}
-
-// forgetAfter is how long members that left or failed stay in Status.
-const forgetAfter = time.Hour
-
-func (n *Node) forgetMembers() {
-	now := n.cfg.Now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for id, m := range n.members {
-		if (m.State == Left || m.State == Failed) && now.Sub(m.Since) > forgetAfter {
-			delete(n.members, id)
 		}
 	}
 }
