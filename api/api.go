@@ -178,6 +178,9 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"DELETE /v1/locks/{name}/{lock}", s.releaseLock},
 		{"GET /v1/status", s.status},
 		{"GET /metrics", s.serveMetrics},
+		{"POST /v1/members/{id}/force-leave", s.forceLeave},
+		{"GET /healthz", s.healthz}, // UnauthenticatedRoutes
+		{"GET /readyz", s.readyz},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.h))

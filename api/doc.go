@@ -28,6 +28,13 @@
 //	DELETE /v1/locks/{name}/{lock}        release it
 //	GET    /v1/status                     members, links, document clocks, bytes
 //	GET    /metrics                       Prometheus text format
+//	POST   /v1/members/{id}/force-leave   forget a failed member, on every node (409 if alive, 404 if unknown)
+//	GET    /healthz                       liveness: 200 {"status": "ok"} while the process serves
+//	GET    /readyz                        readiness: 200 once joined, documents open and a first
+//	                                      sync done; 503 {"status": "unavailable", "error": why} before
+//
+// /healthz and /readyz are UnauthenticatedRoutes: whatever authentication
+// guards the other routes, probes reach them without credentials.
 //
 // Document names follow node.CheckName. Keys, event names and lock names
 // are 1 to MaxKeySize bytes of UTF-8 without control characters; a key may

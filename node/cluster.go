@@ -201,14 +201,18 @@ func (n *Node) leavingNotice(b []byte) {
 	}
 }
 
-// forgotten forgets a member another member forced out, unless this
-// node sees it alive. It must not block (memberlist's goroutines).
+// forgotten forgets a member another member forced out. A member this
+// node still sees alive (its failure detector has not caught up) is
+// forgotten when it is declared dead, if that happens within ReapAfter.
+// It must not block (memberlist's goroutines).
 func (n *Node) forgotten(id string) {
 	n.mu.Lock()
 	rec := n.members[id]
 	forget := rec != nil && rec.State != Alive
 	if forget {
 		delete(n.members, id)
+	} else {
+		n.forced[id] = n.cfg.Now()
 	}
 	n.mu.Unlock()
 	if forget {
@@ -220,6 +224,16 @@ func (n *Node) forgotten(id string) {
 // memberDown records a member that left or was declared dead.
 func (n *Node) memberDown(m *memberlist.Node) {
 	n.mu.Lock()
+	if at, ok := n.forced[m.Name]; ok {
+		delete(n.forced, m.Name)
+		if n.cfg.Now().Sub(at) < n.cfg.ReapAfter {
+			delete(n.members, m.Name)
+			n.mu.Unlock()
+			n.log.Info("member forced out by a peer", "member", m.Name)
+			n.poke()
+			return
+		}
+	}
 	rec := n.members[m.Name]
 	if rec == nil {
 		rec = &member{Member: Member{ID: m.Name, GossipAddr: m.Address()}}

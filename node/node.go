@@ -55,8 +55,9 @@ type Node struct {
 	members map[string]*member
 	links   map[string]*link
 	dialers map[string]context.CancelFunc
-	warned  map[string]bool // catalog entries already warned about
-	lockSet []string        // the member set last handed to lock tables
+	warned  map[string]bool      // catalog entries already warned about
+	forced  map[string]time.Time // members a peer forced out while alive here
+	lockSet []string             // the member set last handed to lock tables
 	leaving bool
 	closed  bool
 
@@ -98,6 +99,7 @@ func New(cfg *Config) (*Node, error) {
 		links:   make(map[string]*link),
 		dialers: make(map[string]context.CancelFunc),
 		warned:  make(map[string]bool),
+		forced:  make(map[string]time.Time),
 	}
 	if len(c.Secret) == 0 && tlsConf == nil {
 		n.log.Warn("replication links are neither authenticated nor encrypted: set Secret or TLS files outside a trusted network")

@@ -126,6 +126,11 @@ func (n *Node) reapMembers() {
 			reaped = append(reaped, id)
 		}
 	}
+	for id, at := range n.forced {
+		if now.Sub(at) >= n.cfg.ReapAfter {
+			delete(n.forced, id)
+		}
+	}
 	n.mu.Unlock()
 	slices.Sort(reaped)
 	for _, id := range reaped {
