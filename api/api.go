@@ -98,6 +98,12 @@ type Config struct {
 	// Logger receives the errors the Server answers with 500. nil means
 	// no logging.
 	Logger *slog.Logger
+
+	// Metrics are what GET /metrics serves; give the same to the node
+	// (node.Config.Observer) for fsync latency and replication lag. nil
+	// means NewMetrics(), without those two. A Metrics serves one Server:
+	// a second is ErrMetricsInUse.
+	Metrics *Metrics
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -143,7 +149,7 @@ type Server struct {
 
 	known sync.Map // document name -> type: documents are never removed
 
-	metrics  metrics
+	metrics  *Metrics
 	watchers atomic.Int64
 }
 
@@ -156,7 +162,13 @@ func New(n Node, cfg *Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{n: n, cfg: c, mux: http.NewServeMux(), done: make(chan struct{})}
+	s := &Server{n: n, cfg: c, mux: http.NewServeMux(), done: make(chan struct{}), metrics: c.Metrics}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if err := s.metrics.register(s); err != nil {
+		return nil, err
+	}
 	routes := []struct {
 		pattern string
 		h       func(http.ResponseWriter, *http.Request) error
@@ -198,6 +210,7 @@ func (s *Server) Close() error {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	if _, pattern := s.mux.Handler(r); pattern != "" {
 		s.mux.ServeHTTP(w, r)
 		return
@@ -222,8 +235,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg += " (allowed: " + allow + ")"
 		}
 	}
-	s.metrics.request("", code)
 	writeJSON(w, code, errorBody{msg})
+	s.metrics.request("", code, time.Since(start))
 }
 
 // statusOnly is a ResponseWriter that keeps the status and headers and
@@ -261,6 +274,7 @@ type errorBody struct {
 // answers the error as JSON with its status code, and counts the request.
 func (s *Server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		cw := &codeWriter{ResponseWriter: w}
 		if err := h(cw, r); err != nil {
 			code, msg := s.classify(err)
@@ -271,7 +285,7 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Han
 		if cw.code == 0 {
 			cw.code = http.StatusOK
 		}
-		s.metrics.request(r.Pattern, cw.code)
+		s.metrics.request(r.Pattern, cw.code, time.Since(start))
 	})
 }
 

@@ -186,6 +186,10 @@ type Config struct {
 	// delegates, logger and (with GossipKey or Secret) SecretKey.
 	Memberlist *memberlist.Config
 
+	// Observer receives the timings the node measures, for metrics
+	// (package api's Metrics is one); nil means none.
+	Observer Observer
+
 	// Logger receives the node's messages, memberlist's included. nil
 	// means no logging.
 	Logger *slog.Logger
@@ -193,6 +197,20 @@ type Config struct {
 	// Now is the wall clock of the documents' hybrid logical clocks and of
 	// membership timestamps; nil means time.Now.
 	Now func() time.Time
+}
+
+// Observer receives timings from a node, for metrics. Its methods are
+// called concurrently, from the goroutines that sync logs and apply
+// updates, and must not block.
+type Observer interface {
+	// ObserveFsync is called after each fsync of a document log with how
+	// long it took (FileLog's OnSync, unless that is set).
+	ObserveFsync(d time.Duration)
+	// ObserveLag is called for each update from a peer applied to the
+	// document called doc, with the time from the update's timestamp (its
+	// writer's clock) to its apply here (Now): replication lag, clock
+	// skew included; 0 if the writer's clock is ahead.
+	ObserveLag(doc string, lag time.Duration)
 }
 
 // DefaultConfig returns the defaults: listening on all interfaces on ports

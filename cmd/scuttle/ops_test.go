@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -213,6 +214,23 @@ func TestOperations(t *testing.T) {
 		})
 	}
 
+	// A write on n1 is fsynced there and applied on n2 and n3: the
+	// histograms count it.
+	n1.mustCall("PUT", "/v1/models/metered/keys/k", `"v"`)
+	for _, p := range []*proc{n2, n3} {
+		waitUntil(t, p.id+" counts the replication lag of metered", 30*time.Second, func() (bool, string) {
+			text, err := p.metrics()
+			return err == nil && sampleAtLeast(text, `scuttle_replication_lag_seconds_count{document="metered"}`, 1) &&
+				sampleAtLeast(text, "scuttle_fsync_duration_seconds_count", 1), fmt.Sprint(err)
+		})
+	}
+	text, _ := n1.metrics()
+	for _, name := range []string{`scuttle_http_request_duration_seconds_count{route="PUT /v1/models/{name}/keys/{key...}"}`, "go_goroutines", "process_open_fds"} {
+		if !sampleAtLeast(text, name, 1) {
+			t.Errorf("n1's metrics lack %s", name)
+		}
+	}
+
 	// The whole cluster stops at once: nobody waits for a broadcast.
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -278,4 +296,27 @@ func TestReapAfter(t *testing.T) {
 		ms, err := procs[0].members()
 		return err == nil && slices.Equal(ms, []string{"n1=alive"}), fmt.Sprint(ms, err)
 	})
+}
+
+// metrics returns p's /metrics text.
+func (p *proc) metrics() (string, error) {
+	resp, err := httpClient.Get(p.httpURL + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// sampleAtLeast reports whether the metrics text has the sample name
+// (with its labels, as written) with a value of at least min.
+func sampleAtLeast(text, name string, min float64) bool {
+	for line := range strings.Lines(text) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return err == nil && f >= min
+		}
+	}
+	return false
 }

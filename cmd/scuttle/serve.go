@@ -91,11 +91,13 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	metrics := api.NewMetrics()
+	cfg.Observer = metrics // fsync latency and replication lag
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
 	}
-	srv, err := api.New(n, &api.Config{Logger: cfg.Logger})
+	srv, err := api.New(n, &api.Config{Logger: cfg.Logger, Metrics: metrics})
 	if err != nil {
 		n.Close()
 		return err
