@@ -250,12 +250,14 @@ func TestOperations(t *testing.T) {
 	took := time.Since(start)
 	for _, p := range []*proc{n1, n2, n3} {
 		b, _ := os.ReadFile(p.logPath)
-		if bytes.Contains(b, []byte("timeout waiting for leave broadcast")) {
-			t.Errorf("%s waited for a leave broadcast", p.id)
+		for _, stall := range []string{"timeout waiting for leave broadcast", "timeout waiting for update broadcast"} {
+			if bytes.Contains(b, []byte(stall)) {
+				t.Errorf("%s stalled: %s", p.id, stall)
+			}
 		}
 	}
 	t.Logf("the cluster stopped in %v", took)
-	if took > 8*time.Second {
+	if took > 5*time.Second {
 		t.Errorf("stopping the cluster took %v", took)
 	}
 
