@@ -130,6 +130,20 @@
 // authentication, which is why scuttle serve listens on loopback by
 // default.
 //
+// # Metrics
+//
+// GET /metrics serves a Metrics (prometheus/client_golang, a registry of
+// its own) in the Prometheus text format: go_* and process_*; from the
+// node's Status, scuttle_members{state}, scuttle_links, the bytes and
+// updates of each link, scuttle_documents{type}, each document's sources
+// and bounds counters, the connection counters; from the Server,
+// scuttle_http_requests_total{route,code}, the histogram
+// scuttle_http_request_duration_seconds{route} (a watch counts its whole
+// stream), scuttle_http_watchers and scuttle_http_watchers_dropped_total;
+// from the node, when the same Metrics is its node.Config.Observer, the
+// histograms scuttle_fsync_duration_seconds and
+// scuttle_replication_lag_seconds{document}.
+//
 // # Concurrency
 //
 // A Server is safe for concurrent use, as an http.Handler must be.
