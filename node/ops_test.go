@@ -2,8 +2,10 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,5 +125,66 @@ func TestMemberlistLogLines(t *testing.T) {
 				t.Errorf("parseMemberlistLine(%q) = %v, %q; want %v, %q", tc.in, level, msg, tc.level, tc.msg)
 			}
 		})
+	}
+}
+
+// observed is an Observer that keeps what it is told.
+type observed struct {
+	mu     sync.Mutex
+	fsyncs int
+	lags   map[string][]time.Duration
+}
+
+func (r *observed) ObserveFsync(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fsyncs++
+}
+
+func (r *observed) ObserveLag(doc string, lag time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lags == nil {
+		r.lags = map[string][]time.Duration{}
+	}
+	r.lags[doc] = append(r.lags[doc], lag)
+}
+
+func (r *observed) get(doc string) (fsyncs int, lags []time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fsyncs, slices.Clone(r.lags[doc])
+}
+
+func TestObserver(t *testing.T) {
+	leak.Check(t)
+	recs := map[string]*observed{"a": {}, "b": {}}
+	nodes := cluster(t, []string{"a", "b"}, func(c *Config) {
+		c.DataDir = t.TempDir()
+		c.Observer = recs[c.ID]
+	})
+	a := nodes[0]
+	m := mustModel(t, a, "m")
+	for i := range 3 {
+		if err := m.Set(fmt.Sprint("k", i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "b observes the lag of m's 3 updates", func() bool {
+		_, lags := recs["b"].get("m")
+		return len(lags) >= 3
+	})
+	_, lags := recs["b"].get("m")
+	for _, l := range lags {
+		if l < 0 || l > waitTimeout {
+			t.Errorf("lag %v out of range", l)
+		}
+	}
+	if fs, _ := recs["a"].get("m"); fs < 3 {
+		t.Errorf("a observed %d fsyncs for 3 durable writes", fs)
+	}
+	// a's own writes are no lag of a's.
+	if _, own := recs["a"].get("m"); len(own) != 0 {
+		t.Errorf("a observed lag for its own writes: %v", own)
 	}
 }
