@@ -114,6 +114,12 @@ type Config struct {
 	// Logger receives the errors the Server answers with 500. nil means
 	// no logging.
 	Logger *slog.Logger
+
+	// Metrics are what GET /metrics serves; give the same to the node
+	// (node.Config.Observer) for fsync latency and replication lag. nil
+	// means NewMetrics(), without those two. A Metrics serves one Server:
+	// a second is ErrMetricsInUse.
+	Metrics *Metrics
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -172,7 +178,7 @@ type Server struct {
 
 	known sync.Map // document name -> type: documents are never removed
 
-	metrics  metrics
+	metrics  *Metrics
 	watchers atomic.Int64
 	token    []byte // SHA-256 of Config.Token, or nil
 }
@@ -186,7 +192,13 @@ func New(n Node, cfg *Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{n: n, cfg: c, mux: http.NewServeMux(), done: make(chan struct{})}
+	s := &Server{n: n, cfg: c, mux: http.NewServeMux(), done: make(chan struct{}), metrics: c.Metrics}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if err := s.metrics.register(s); err != nil {
+		return nil, err
+	}
 	if c.Token != nil {
 		sum := sha256.Sum256(c.Token)
 		s.token = sum[:]
@@ -212,6 +224,9 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"DELETE /v1/locks/{name}/{lock}", s.releaseLock},
 		{"GET /v1/status", s.status},
 		{"GET /metrics", s.serveMetrics},
+		{"POST /v1/members/{id}/force-leave", s.forceLeave},
+		{"GET /healthz", s.healthz}, // UnauthenticatedRoutes
+		{"GET /readyz", s.readyz},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.h))
@@ -229,6 +244,7 @@ func (s *Server) Close() error {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	if !s.authorized(r) {
 		s.unauthorized(w, r)
 		return
@@ -257,8 +273,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg += " (allowed: " + allow + ")"
 		}
 	}
-	s.metrics.request("", code)
 	writeJSON(w, code, errorBody{msg})
+	s.metrics.request("", code, time.Since(start))
 }
 
 // statusOnly is a ResponseWriter that keeps the status and headers and
@@ -296,6 +312,7 @@ type errorBody struct {
 // answers the error as JSON with its status code, and counts the request.
 func (s *Server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		cw := &codeWriter{ResponseWriter: w}
 		if err := h(cw, r); err != nil {
 			code, msg := s.classify(err)
@@ -306,7 +323,7 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Han
 		if cw.code == 0 {
 			cw.code = http.StatusOK
 		}
-		s.metrics.request(r.Pattern, cw.code)
+		s.metrics.request(r.Pattern, cw.code, time.Since(start))
 	})
 }
 

@@ -9,9 +9,17 @@ import (
 )
 
 // DefaultPublicPaths are the paths served without the token when
-// Config.PublicPaths is nil: health checks, which load balancers and
-// orchestrators call without credentials and which reveal nothing.
-var DefaultPublicPaths = []string{"/healthz", "/readyz"}
+// Config.PublicPaths is nil: the paths of UnauthenticatedRoutes, health
+// checks, which load balancers and orchestrators call without credentials
+// and which reveal nothing.
+var DefaultPublicPaths = func() []string {
+	var out []string
+	for _, p := range UnauthenticatedRoutes {
+		_, path, _ := strings.Cut(p, " ")
+		out = append(out, path)
+	}
+	return out
+}()
 
 // authorized reports whether r may be served: no token is configured, the
 // path is public, or the request carries "Authorization: Bearer TOKEN"
@@ -36,6 +44,6 @@ func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") != "" {
 		msg = "invalid bearer token"
 	}
-	s.metrics.request("", http.StatusUnauthorized)
+	s.metrics.request("", http.StatusUnauthorized, 0)
 	writeJSON(w, http.StatusUnauthorized, errorBody{msg})
 }

@@ -27,7 +27,7 @@ func TestBearerToken(t *testing.T) {
 		{"file with a newline", &Config{Token: []byte(token + "\n")}, "/v1/status", "Bearer " + token, http.StatusOK},
 		{"metrics need it", &Config{Token: []byte(token)}, "/metrics", "", http.StatusUnauthorized},
 		{"unknown route needs it", &Config{Token: []byte(token)}, "/v1/nothing", "", http.StatusUnauthorized},
-		{"public path by default", &Config{Token: []byte(token)}, "/healthz", "", http.StatusNotFound}, // no route here, but not 401
+		{"public path by default", &Config{Token: []byte(token)}, "/healthz", "", http.StatusOK}, // served without the token
 		{"no public paths", &Config{Token: []byte(token), PublicPaths: []string{}}, "/healthz", "", http.StatusUnauthorized},
 		{"a public path of the caller", &Config{Token: []byte(token), PublicPaths: []string{"/v1/status"}}, "/v1/status", "", http.StatusOK},
 	}

@@ -28,6 +28,13 @@
 //	DELETE /v1/locks/{name}/{lock}        release it
 //	GET    /v1/status                     members, links, document clocks, bytes
 //	GET    /metrics                       Prometheus text format
+//	POST   /v1/members/{id}/force-leave   forget a failed member, on every node (409 if alive, 404 if unknown)
+//	GET    /healthz                       liveness: 200 {"status": "ok"} while the process serves
+//	GET    /readyz                        readiness: 200 once joined, documents open and a first
+//	                                      sync done; 503 {"status": "unavailable", "error": why} before
+//
+// /healthz and /readyz are UnauthenticatedRoutes: whatever authentication
+// guards the other routes, probes reach them without credentials.
 //
 // Document names follow node.CheckName. Keys, event names and lock names
 // are 1 to MaxKeySize bytes of UTF-8 without control characters; a key may
@@ -131,6 +138,20 @@
 // authenticates clients if that matters: the API itself does no
 // authentication, which is why scuttle serve listens on loopback by
 // default.
+//
+// # Metrics
+//
+// GET /metrics serves a Metrics (prometheus/client_golang, a registry of
+// its own) in the Prometheus text format: go_* and process_*; from the
+// node's Status, scuttle_members{state}, scuttle_links, the bytes and
+// updates of each link, scuttle_documents{type}, each document's sources
+// and bounds counters, the connection counters; from the Server,
+// scuttle_http_requests_total{route,code}, the histogram
+// scuttle_http_request_duration_seconds{route} (a watch counts its whole
+// stream), scuttle_http_watchers and scuttle_http_watchers_dropped_total;
+// from the node, when the same Metrics is its node.Config.Observer, the
+// histograms scuttle_fsync_duration_seconds and
+// scuttle_replication_lag_seconds{document}.
 //
 // # Concurrency
 //

@@ -645,7 +645,11 @@ func (l *Log) flushLocked(fsync bool) {
 		_, err = l.f.WriteAt(buf, off)
 	}
 	if err == nil && fsync {
+		start := time.Now()
 		err = fdatasync(l.f)
+		if err == nil && l.cfg.OnSync != nil {
+			l.cfg.OnSync(time.Since(start))
+		}
 	}
 	if err != nil && len(buf) > 0 {
 		_ = l.f.Truncate(off) // best effort: drop a partial record

@@ -28,6 +28,8 @@ const (
 	DefaultRingLinks         = 2
 	DefaultRandomLinks       = 2
 	DefaultRelinkInterval    = 10 * time.Minute
+	DefaultReapAfter         = time.Minute
+	DefaultLeaveWait         = 2 * time.Second
 	// MinSecretSize is the shortest Config.Secret accepted, in bytes. The
 	// handshake exposes MACs to an eavesdropper, who can test guesses of
 	// the secret offline: it must be random, not a password.
@@ -174,11 +176,32 @@ type Config struct {
 	// that change.
 	RelinkInterval time.Duration
 
+	// ReapAfter is how long a member that failed or left stays in Status
+	// (as failed or left) before the node forgets it; 0 means
+	// DefaultReapAfter (1 min). Lock tables drop a member as soon as it is
+	// not alive, whatever ReapAfter. A shorter time tidies Status sooner;
+	// a longer one keeps a record of what went away. A reaped member that
+	// comes back is recorded anew. ForceLeave forgets one at once.
+	ReapAfter time.Duration
+
+	// LeaveWait bounds how long Leave waits for memberlist's leave message
+	// to go out in gossip; 0 means DefaultLeaveWait (2 s). Leave does not
+	// wait at all when no other member is alive (a whole cluster stopping
+	// at once): the members learn of the departure from the direct leave
+	// notices, which Leave sends first. If the wait times out, members
+	// that missed both notice and message mark the node failed instead of
+	// left.
+	LeaveWait time.Duration
+
 	// Memberlist is the base memberlist configuration (timers of the
 	// failure detector and gossip); nil means memberlist.DefaultLANConfig.
 	// It is copied; the node sets its Name, bind and advertise addresses,
 	// delegates, logger and (with GossipKey or Secret) SecretKey.
 	Memberlist *memberlist.Config
+
+	// Observer receives the timings the node measures, for metrics
+	// (package api's Metrics is one); nil means none.
+	Observer Observer
 
 	// Logger receives the node's messages, memberlist's included. nil
 	// means no logging.
@@ -187,6 +210,20 @@ type Config struct {
 	// Now is the wall clock of the documents' hybrid logical clocks and of
 	// membership timestamps; nil means time.Now.
 	Now func() time.Time
+}
+
+// Observer receives timings from a node, for metrics. Its methods are
+// called concurrently, from the goroutines that sync logs and apply
+// updates, and must not block.
+type Observer interface {
+	// ObserveFsync is called after each fsync of a document log with how
+	// long it took (FileLog's OnSync, unless that is set).
+	ObserveFsync(d time.Duration)
+	// ObserveLag is called for each update from a peer applied to the
+	// document called doc, with the time from the update's timestamp (its
+	// writer's clock) to its apply here (Now): replication lag, clock
+	// skew included; 0 if the writer's clock is ahead.
+	ObserveLag(doc string, lag time.Duration)
 }
 
 // DefaultConfig returns the defaults: listening on loopback on ports 7947
@@ -205,6 +242,8 @@ func DefaultConfig() *Config {
 		RingLinks:         DefaultRingLinks,
 		RandomLinks:       DefaultRandomLinks,
 		RelinkInterval:    DefaultRelinkInterval,
+		ReapAfter:         DefaultReapAfter,
+		LeaveWait:         DefaultLeaveWait,
 		Memberlist:        memberlist.DefaultLANConfig(),
 		Logger:            slog.New(slog.DiscardHandler),
 		Now:               time.Now,
@@ -239,6 +278,8 @@ func (c *Config) withDefaults() (Config, error) {
 		{"HandshakeTimeout", &out.HandshakeTimeout, d.HandshakeTimeout},
 		{"KeepAliveInterval", &out.KeepAliveInterval, d.KeepAliveInterval},
 		{"RelinkInterval", &out.RelinkInterval, d.RelinkInterval},
+		{"ReapAfter", &out.ReapAfter, d.ReapAfter},
+		{"LeaveWait", &out.LeaveWait, d.LeaveWait},
 	}
 	for _, f := range durations {
 		switch {

@@ -33,6 +33,22 @@
 // and every document from its logs, and catches up from its peers with
 // only what it missed.
 //
+// Ready tells a health check when the node can serve: joined (with
+// Config.Join), its documents opened, and a first sync with a peer done
+// (or no peer alive). Members that failed or left stay in Status for
+// Config.ReapAfter (1 min) and are then forgotten; ForceLeave forgets a
+// failed one at once, on every member it reaches. Leave waits for
+// memberlist's leave message to go out at most Config.LeaveWait, and not
+// at all when no other member is alive, so that stopping a whole cluster
+// at once does not stall.
+//
+// # Metrics
+//
+// Config.Observer, if set, receives the duration of every fsync of a
+// document log and, per document, the replication lag of every update
+// applied from a peer: the time from its timestamp to its apply here.
+// Package api's Metrics turns them into Prometheus histograms.
+//
 // # Documents
 //
 // Documents are named (CheckName: 1 to 128 bytes of [A-Za-z0-9._-]) and

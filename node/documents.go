@@ -30,15 +30,15 @@ const (
 // a log of it under DataDir. Adding a type is an entry here and a typed
 // getter like Model.
 type kind struct {
-	new     func(n *Node) (scuttlebutt.Document, error)
+	new     func(n *Node, name string) (scuttlebutt.Document, error)
 	persist bool
 }
 
 var kinds = map[string]kind{
-	kindModel: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
-		return model.New(n.id, n.replicaConfig())
+	kindModel: {persist: true, new: func(n *Node, name string) (scuttlebutt.Document, error) {
+		return model.New(n.id, n.replicaConfig(name))
 	}},
-	kindEmitter: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
+	kindEmitter: {persist: true, new: func(n *Node, name string) (scuttlebutt.Document, error) {
 		var cfg emitter.Config
 		if n.cfg.Emitter != nil {
 			cfg = *n.cfg.Emitter
@@ -46,20 +46,20 @@ var kinds = map[string]kind{
 		if cfg.Now == nil {
 			cfg.Now = n.cfg.Now
 		}
-		cfg.Replica = n.replicaConfig()
+		cfg.Replica = n.replicaConfig(name)
 		return emitter.New(n.id, &cfg)
 	}},
 	// JSON documents are logged as models are: their History holds the
 	// updates that still count, which is what filelog compacts to, and
 	// filelog checks each record with the document's Validator before
 	// Replay applies it.
-	kindDoc: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
-		return doc.New(n.id, n.replicaConfig())
+	kindDoc: {persist: true, new: func(n *Node, name string) (scuttlebutt.Document, error) {
+		return doc.New(n.id, n.replicaConfig(name))
 	}},
 	// Lock tables keep no log: their state is leases, which the other
 	// members hold for a restarted node (see package lock). Their member
 	// set is the cluster's live members, kept up to date by reconcile.
-	kindLock: {persist: false, new: func(n *Node) (scuttlebutt.Document, error) {
+	kindLock: {persist: false, new: func(n *Node, name string) (scuttlebutt.Document, error) {
 		var cfg lock.Config
 		if n.cfg.Lock != nil {
 			cfg = *n.cfg.Lock
@@ -67,7 +67,7 @@ var kinds = map[string]kind{
 		if cfg.Now == nil {
 			cfg.Now = n.cfg.Now
 		}
-		cfg.Replica = n.replicaConfig()
+		cfg.Replica = n.replicaConfig(name)
 		cfg.Members = n.lockMembers()
 		return lock.New(n.id, &cfg)
 	}},
@@ -75,9 +75,19 @@ var kinds = map[string]kind{
 
 // replicaConfig is the base configuration of every document of the node:
 // its clock, one incarnation per start of the node, so that a document's
-// sources read n1~k3x9p2qd for every document of that run, and its logger.
-func (n *Node) replicaConfig() *scuttlebutt.Config {
-	return &scuttlebutt.Config{Now: n.cfg.Now, Incarnation: n.inc, Logger: n.log}
+// sources read n1~k3x9p2qd for every document of that run, its logger,
+// and the replication lag of the document called name for the Observer.
+func (n *Node) replicaConfig(name string) *scuttlebutt.Config {
+	c := &scuttlebutt.Config{Now: n.cfg.Now, Incarnation: n.inc, Logger: n.log}
+	if o := n.cfg.Observer; o != nil {
+		c.Applied = func(updates []scuttlebutt.Update) {
+			now := n.cfg.Now()
+			for _, u := range updates {
+				o.ObserveLag(name, max(now.Sub(u.Timestamp.Time()), 0))
+			}
+		}
+	}
+	return c
 }
 
 // memberSetter is implemented by documents whose rules depend on the
@@ -258,7 +268,7 @@ func (n *Node) getOrCreate(name, kind string) (*document, error) {
 // openDocument creates a document and, with a DataDir, opens its log
 // (replaying what it holds). The catalog is added to n.docs here too.
 func (n *Node) openDocument(name, kind string) (*document, error) {
-	sd, err := kinds[kind].new(n)
+	sd, err := kinds[kind].new(n, name)
 	if err != nil {
 		return nil, fmt.Errorf("node: creating %s %q: %w", kind, name, err)
 	}
@@ -276,6 +286,9 @@ func (n *Node) openDocument(name, kind string) (*document, error) {
 		}
 		if cfg.Logger == nil {
 			cfg.Logger = n.log
+		}
+		if o := n.cfg.Observer; o != nil && cfg.OnSync == nil {
+			cfg.OnSync = o.ObserveFsync
 		}
 		if d.log, err = filelog.Open(path, sd, cfg); err != nil {
 			d.close()

@@ -37,4 +37,10 @@ var (
 	// ErrDuplicateID means a join was refused because a live member of the
 	// cluster holds the joiner's id at another address (Node.Fatal).
 	ErrDuplicateID = errors.New("node: node id already in the cluster")
+	// ErrUnknownMember means ForceLeave was given an id the node does not
+	// know (never seen, or already reaped).
+	ErrUnknownMember = errors.New("node: unknown member")
+	// ErrMemberAlive means ForceLeave was given a member that is alive,
+	// or this node itself.
+	ErrMemberAlive = errors.New("node: member is alive")
 )

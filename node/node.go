@@ -57,14 +57,16 @@ type Node struct {
 	members map[string]*member
 	links   map[string]*link
 	dialers map[string]context.CancelFunc
-	warned  map[string]bool // catalog entries already warned about
-	lockSet []string        // the member set last handed to lock tables
+	warned  map[string]bool      // catalog entries already warned about
+	forced  map[string]time.Time // members a peer forced out while alive here
+	lockSet []string             // the member set last handed to lock tables
 	leaving bool
 	closed  bool
 
 	dials, dialFailures, accepted, refused atomic.Int64
 	idRefused                              atomic.Bool  // a seed's member holds our id
 	joining                                atomic.Int32 // calls of memberlist's Join under way
+	joined, synced                         atomic.Bool  // Ready's latches
 }
 
 // New starts a node: it opens (or creates) the node's state under
@@ -110,6 +112,7 @@ func New(cfg *Config) (*Node, error) {
 		links:   make(map[string]*link),
 		dialers: make(map[string]context.CancelFunc),
 		warned:  make(map[string]bool),
+		forced:  make(map[string]time.Time),
 	}
 	if len(c.Secret) == 0 && tlsConf == nil {
 		n.log.Warn("replication links are neither authenticated nor encrypted: set Secret or TLS files outside a trusted network")
@@ -185,6 +188,9 @@ func (n *Node) Join(addrs ...string) (joined int, err error) {
 	n.joining.Add(1)
 	joined, err = n.ml.Join(addrs)
 	n.joining.Add(-1)
+	if joined > 0 {
+		n.joined.Store(true)
+	}
 	if err != nil {
 		return joined, fmt.Errorf("node: join: %w", err)
 	}
@@ -194,8 +200,9 @@ func (n *Node) Join(addrs ...string) (joined int, err error) {
 // Leave leaves the cluster gracefully: it tells the members it is leaving
 // (so they record it as left, not failed, and lock tables drop it at once),
 // drops every link, stops dialling and accepting, and broadcasts
-// memberlist's leave, waiting for it to go out until ctx ends (5 s if ctx
-// has no deadline). The documents stay readable until Close. Updates
+// memberlist's leave, waiting for it to go out at most Config.LeaveWait
+// and until ctx ends (5 s if ctx has no deadline), and not at all when no
+// other member is alive. The documents stay readable until Close. Updates
 // written before Leave are sent on links that are up, but Leave does not
 // wait for peers to acknowledge them.
 func (n *Node) Leave(ctx context.Context) error {
@@ -219,15 +226,60 @@ func (n *Node) Leave(ctx context.Context) error {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
 	n.log.Info("leaving the cluster")
-	uerr := n.ml.UpdateNode(timeout) // metadata: leaving
+	// The metadata (leaving) is queued for gossip without waiting for it
+	// to go out: the notices that announceLeave sends every live member
+	// directly are what tells them first, and memberlist's own wait never
+	// ends when every peer has left meanwhile (a whole cluster stopped at
+	// once) but at the timeout. The queued broadcast still goes out with
+	// the gossip until memberlist's leave.
+	uerr := n.ml.UpdateNode(time.Millisecond)
+	if uerr != nil && strings.Contains(uerr.Error(), "timeout waiting for update broadcast") {
+		uerr = nil // memberlist has no error value for it
+	}
 	n.announceLeave(timeout)
 	n.reconcile()
 	werr := n.waitLinksDown(ctx)
-	lerr := n.ml.Leave(timeout)
+	// memberlist's Leave waits until its leave message has gone out in
+	// gossip, which never happens when every peer has left meanwhile (a
+	// whole cluster stopped at once): wait at most LeaveWait, and not at
+	// all when no peer is alive to hear it.
+	wait := min(timeout, n.cfg.LeaveWait)
+	peers := n.alivePeers()
+	if peers == 0 {
+		wait = time.Millisecond
+	}
+	lerr := n.leaveGossip(wait)
+	if lerr != nil && n.alivePeers() == 0 {
+		// Nobody to tell: the peers left meanwhile (their notices came
+		// during the wait), and the queued message goes nowhere.
+		lerr = nil
+	}
 	if err := errors.Join(uerr, werr, lerr); err != nil {
 		return fmt.Errorf("node: leave: %w", err)
 	}
 	return nil
+}
+
+// leaveGossip is memberlist's Leave with at most wait for the leave to go
+// out in gossip, ended early once no peer is alive to hear it: in a whole
+// cluster stopped at once, the peers' own leave notices come during the
+// wait. memberlist's Leave then goes on alone until its timeout or
+// Shutdown.
+func (n *Node) leaveGossip(wait time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- n.ml.Leave(wait) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if n.alivePeers() == 0 {
+				return nil
+			}
+		}
+	}
 }
 
 // Close stops the node: it drops every link, stops memberlist without a
@@ -311,7 +363,7 @@ func (n *Node) poke() {
 // the documents the catalog names and makes the links follow membership.
 func (n *Node) manage() {
 	defer n.wg.Done()
-	period := min(max(n.cfg.RelinkInterval/4, time.Second), time.Minute)
+	period := min(max(n.cfg.RelinkInterval/4, time.Second), time.Minute, n.reapPeriod())
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
@@ -320,7 +372,7 @@ func (n *Node) manage() {
 			return
 		case <-n.kick:
 		case <-tick.C:
-			n.forgetMembers()
+			n.reapMembers()
 		}
 		n.ensureCatalog()
 		n.reconcile()
@@ -340,26 +392,13 @@ func (n *Node) joinLoop(addrs []string) {
 			return
 		}
 		if k > 0 {
+			n.joined.Store(true)
 			n.log.Info("joined the cluster", "via", k, "of", len(addrs))
 			return
 		}
 		n.log.Warn("join failed; retrying", "seeds", addrs, "err", err)
 		if !sleepCtx(n.ctx, n.backoff(failures)) {
 			return
-		}
-	}
-}
-
-// forgetAfter is how long members that left or failed stay in Status.
-const forgetAfter = time.Hour
-
-func (n *Node) forgetMembers() {
-	now := n.cfg.Now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for id, m := range n.members {
-		if (m.State == Left || m.State == Failed) && now.Sub(m.Since) > forgetAfter {
-			delete(n.members, id)
 		}
 	}
 }

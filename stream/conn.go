@@ -58,10 +58,15 @@ type Options struct {
 }
 
 // Stats counts what a Conn has carried so far.
+//
+// Its JSON keys are snake_case, as every key of node's Status.
 type Stats struct {
-	BytesIn, BytesOut     int64 // bytes read and written, framing included
-	UpdatesIn, UpdatesOut int64 // updates received and sent
-	FramesIn, FramesOut   int64
+	BytesIn    int64 `json:"bytes_in"` // bytes read, framing included
+	BytesOut   int64 `json:"bytes_out"`
+	UpdatesIn  int64 `json:"updates_in"` // updates received
+	UpdatesOut int64 `json:"updates_out"`
+	FramesIn   int64 `json:"frames_in"`
+	FramesOut  int64 `json:"frames_out"`
 }
 
 // Conn serves a replica to one peer over an io.ReadWriter. Create it with

@@ -240,53 +240,81 @@ var getCommand = &command{
 		"events": {1, 1, "<emitter>"},
 		"doc":    {1, 2, "<doc> [path]"},
 	},
+	help: `A write reaches the other nodes within milliseconds, not at once: a get on
+another node right after a set may answer 404. -wait 5s polls until the
+document, key or path exists, for at most that long.`,
+	waits: true, // bounded below: requestTimeout, plus -wait
 	client: func(fs *flag.FlagSet) clientRun {
 		events := fs.Bool("events", false, "print the retained events of an emitter, one JSON object a line")
 		limit := fs.Int("limit", -1, "with -events: only the last n events")
 		isDoc := fs.Bool("doc", false, "print a JSON document, or the value at a path of it: a JSON Pointer (/users/ada) or a dotted path (users.ada)")
+		wait := fs.Duration("wait", 0, "poll until the document, key or path exists (404 until then), for at most this long; 0: ask once")
 		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
-			switch {
-			case *events:
-				p := "/v1/events" + apiPath(args[0])
-				if *limit >= 0 {
-					p += fmt.Sprintf("?limit=%d", *limit)
-				}
-				var evs []json.RawMessage
-				if err := c.do(ctx, "GET", p, nil, &evs); err != nil {
-					return err
-				}
-				for _, ev := range evs {
-					fmt.Fprintf(stdout, "%s\n", ev)
-				}
-				return nil
-			case *isDoc && len(args) == 1:
-				var d map[string]any
-				if err := c.do(ctx, "GET", "/v1/docs"+apiPath(args[0]), nil, &d); err != nil {
-					return err
-				}
-				return printJSON(stdout, d)
-			case *isDoc:
-				var pv struct{ Value json.RawMessage }
-				if err := c.do(ctx, "GET", "/v1/docs"+apiPath(args[0])+"?path="+url.QueryEscape(args[1]), nil, &pv); err != nil {
-					return err
-				}
-				_, err := fmt.Fprintf(stdout, "%s\n", pv.Value)
-				return err
-			case len(args) == 1:
-				var m map[string]any
-				if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0]), nil, &m); err != nil {
-					return err
-				}
-				return printJSON(stdout, m)
+			if *wait < 0 {
+				return fmt.Errorf("-wait %v is negative", *wait)
 			}
-			var kv struct{ Value json.RawMessage }
-			if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, &kv); err != nil {
-				return err
+			ctx, cancel := context.WithTimeout(ctx, requestTimeout+*wait)
+			defer cancel()
+			deadline := time.Now().Add(*wait)
+			for pause := 10 * time.Millisecond; ; pause = min(2*pause, 250*time.Millisecond) {
+				err := getOnce(ctx, c, args, stdout, *events, *isDoc, *limit)
+				var ae *apiError
+				left := time.Until(deadline)
+				if !errors.As(err, &ae) || ae.code != http.StatusNotFound || left <= 0 {
+					return err
+				}
+				select {
+				case <-ctx.Done():
+					return err
+				case <-time.After(min(pause, left)):
+				}
 			}
-			_, err := fmt.Fprintf(stdout, "%s\n", kv.Value)
-			return err
 		}
 	},
+}
+
+// getOnce asks for what get prints, once.
+func getOnce(ctx context.Context, c *client, args []string, stdout io.Writer, events, isDoc bool, limit int) error {
+	switch {
+	case events:
+		p := "/v1/events" + apiPath(args[0])
+		if limit >= 0 {
+			p += fmt.Sprintf("?limit=%d", limit)
+		}
+		var evs []json.RawMessage
+		if err := c.do(ctx, "GET", p, nil, &evs); err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			fmt.Fprintf(stdout, "%s\n", ev)
+		}
+		return nil
+	case isDoc && len(args) == 1:
+		var d map[string]any
+		if err := c.do(ctx, "GET", "/v1/docs"+apiPath(args[0]), nil, &d); err != nil {
+			return err
+		}
+		return printJSON(stdout, d)
+	case isDoc:
+		var pv struct{ Value json.RawMessage }
+		if err := c.do(ctx, "GET", "/v1/docs"+apiPath(args[0])+"?path="+url.QueryEscape(args[1]), nil, &pv); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(stdout, "%s\n", pv.Value)
+		return err
+	case len(args) == 1:
+		var m map[string]any
+		if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0]), nil, &m); err != nil {
+			return err
+		}
+		return printJSON(stdout, m)
+	}
+	var kv struct{ Value json.RawMessage }
+	if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, &kv); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(stdout, "%s\n", kv.Value)
+	return err
 }
 
 var setCommand = &command{

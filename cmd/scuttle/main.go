@@ -19,12 +19,16 @@
 //	emit    emit an event
 //	lock    take, release or show a lock
 //	status  print a node's members, links, documents and traffic
+//	force-leave
+//	        forget a failed member on every node now
+//	version print the version from the build information (also -version)
 //	help    print this help, or a command's flags: scuttle help demo
 //
-// The client commands (get, set, del, patch, watch, emit, lock, status) talk to a
-// node's HTTP API at -addr (default $SCUTTLE_ADDR or 127.0.0.1:7948),
-// sending the bearer token of -token-file (or $SCUTTLE_TOKEN) if the API
-// has one; -ca-file verifies an https:// API with a private CA.
+// The client commands (get, set, del, patch, watch, emit, lock, status,
+// force-leave) talk to a node's HTTP API at -addr (default $SCUTTLE_ADDR or
+// 127.0.0.1:7948), sending the bearer token of -token-file (or
+// $SCUTTLE_TOKEN) if the API has one; -ca-file verifies an https:// API
+// with a private CA.
 //
 // Run "scuttle help <command>" or "scuttle <command> -h" for a command's
 // flags. The exit status is 0 on success, 1 if the command failed, and 2 for
@@ -93,6 +97,8 @@ var commands = []*command{
 	emitCommand,
 	lockCommand,
 	statusCommand,
+	forceLeaveCommand,
+	versionCommand,
 	demoReplicaCommand,
 }
 
@@ -114,6 +120,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	switch name := args[0]; name {
+	case "-version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			c := lookup(args[1])

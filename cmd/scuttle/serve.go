@@ -52,9 +52,16 @@ var serveCommand = &command{
 		fs.BoolVar(&o.leave, "leave", true, "leave the cluster gracefully on SIGINT or SIGTERM; false stops as a crash would (for a quick restart)")
 		fs.StringVar(&o.network, "network", "lan", "failure detector timers: lan, wan or local (memberlist presets)")
 		fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+		fs.StringVar(&o.logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
+		fs.DurationVar(&o.reapAfter, "reap-after", node.DefaultReapAfter, "how long a failed or departed member stays in status before it is forgotten (force-leave: at once)")
+		fs.String(configFlag, "", "file of settings, one \"flag = value\" a line (the flag names without the dash); "+
+			"the command line wins over $SCUTTLE_<FLAG> variables (SCUTTLE_LOG_FORMAT=json), which win over the file")
 		return func(ctx context.Context, args []string, stdout io.Writer) error {
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q", args)
+			}
+			if err := layer(fs, os.LookupEnv); err != nil {
+				return err
 			}
 			o.secretEnv = os.Getenv("SCUTTLE_SECRET")
 			return serve(ctx, stdout, o)
@@ -76,6 +83,8 @@ type serveOptions struct {
 	secretFile                string
 	leave                     bool
 	network, logLevel         string
+	logFormat                 string
+	reapAfter                 time.Duration
 	secretEnv                 string // $SCUTTLE_SECRET
 	// ready, if set, is called once the node and the API are up (tests).
 	ready func(n *node.Node, httpAddr string)
@@ -103,6 +112,9 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
+	metrics := api.NewMetrics()
+	cfg.Observer = metrics // fsync latency and replication lag
+	apiCfg.Metrics = metrics
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
@@ -195,6 +207,19 @@ func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
 	}
+	opts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler
+	switch o.logFormat {
+	case "text", "":
+		handler = slog.NewTextHandler(logTo, opts)
+	case "json":
+		handler = slog.NewJSONHandler(logTo, opts)
+	default:
+		return nil, fmt.Errorf("-log-format %q: want text or json", o.logFormat)
+	}
+	if o.reapAfter < 0 {
+		return nil, fmt.Errorf("-reap-after %v is negative", o.reapAfter)
+	}
 	cfg := &node.Config{
 		ID:                  o.id,
 		BindAddr:            o.bind,
@@ -205,7 +230,8 @@ func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 		CertFile:            o.certFile,
 		KeyFile:             o.keyFile,
 		CAFile:              o.caFile,
-		Logger:              slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level})),
+		Logger:              slog.New(handler),
+		ReapAfter:           o.reapAfter,
 	}
 	switch o.network {
 	case "lan":
