@@ -88,12 +88,12 @@ func (cl *Client) Call(ctx context.Context, name string, args ...any) (any, erro
 		c.timeout = uint64((d + time.Millisecond - 1) / time.Millisecond) // rounded up
 		c.hasTimeout = true
 	}
-	f, err := appendFrame(nil, kindCall, cl.cfg.MaxFrameSize, func(b []byte) ([]byte, error) {
-		var err error
-		if c.args, err = appendArgs(nil, args); err != nil {
+	f, err := cl.c.newFrame(kindCall, func(b []byte) ([]byte, error) {
+		b, err := appendArgs(appendCallHead(b, c), args)
+		if err != nil {
 			return b, fmt.Errorf("%w: %s: %v", ErrInvalidValue, name, err)
 		}
-		return appendCall(b, c), nil
+		return appendCallTail(b, c), nil
 	})
 	if err != nil {
 		return nil, err
@@ -167,7 +167,7 @@ func (cl *Client) forget(id uint64) bool {
 // not wait: if the writer is backed up, a goroutine waits for it, until
 // the frame is queued or the connection ends.
 func (cl *Client) cancel(id uint64) {
-	f, _ := appendFrame(nil, kindCancel, cl.cfg.MaxFrameSize, func(b []byte) ([]byte, error) {
+	f, _ := cl.c.newFrame(kindCancel, func(b []byte) ([]byte, error) {
 		return appendCancel(b, id), nil
 	})
 	select {

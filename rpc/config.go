@@ -49,8 +49,10 @@ type ServerConfig struct {
 	// WriteTimeout bounds one write of replies to the connection, for a
 	// connection with a SetWriteDeadline method (a net.Conn, a yamux
 	// stream): a client that stops reading ends the connection with the
-	// connection's timeout error once it passes. 0 means
-	// DefaultWriteTimeout (10 s); negative means none.
+	// connection's timeout error once it passes. (The deadline is moved on
+	// once a tenth of it has passed, so a write gets between nine tenths
+	// and all of it.) 0 means DefaultWriteTimeout (10 s); negative means
+	// none.
 	WriteTimeout time.Duration
 	// Logger, if not nil, receives the panics that handlers raise, with
 	// their stacks. nil means they are not logged (the caller still gets

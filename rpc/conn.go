@@ -38,7 +38,8 @@ type (
 type conn struct {
 	rwc          io.ReadWriteCloser
 	fr           *stream.FrameReader
-	out          chan []byte   // frames for the writer
+	maxFrame     int
+	out          chan *frame   // frames for the writer
 	done         chan struct{} // closed by fail
 	writerDone   chan struct{} // closed when the writer has returned
 	writeTimeout time.Duration
@@ -51,7 +52,8 @@ func newConn(rwc io.ReadWriteCloser, maxFrame int, writeTimeout time.Duration) *
 	return &conn{
 		rwc:          rwc,
 		fr:           stream.NewFrameReader(bufio.NewReaderSize(rwc, readBufferSize), maxFrame),
-		out:          make(chan []byte, outLen),
+		maxFrame:     maxFrame,
+		out:          make(chan *frame, outLen),
 		done:         make(chan struct{}),
 		writerDone:   make(chan struct{}),
 		writeTimeout: writeTimeout,
@@ -91,9 +93,38 @@ func (c *conn) closedErr() error {
 	return fmt.Errorf("%w: %w", ErrClosed, c.err)
 }
 
+// frame is an encoded frame on its way to the writer, which puts it back
+// in framePool once written.
+type frame struct{ b []byte }
+
+var framePool = sync.Pool{New: func() any { return &frame{b: make([]byte, 0, 512)} }}
+
+// maxPooledFrame is the largest frame kept for reuse.
+const maxPooledFrame = 256 << 10
+
+// newFrame returns a frame of kind k whose body is produced by body, which
+// appends to its argument, or an error wrapping stream.ErrFrameTooLarge if
+// the body exceeds the connection's limit.
+func (c *conn) newFrame(k kind, body func([]byte) ([]byte, error)) (*frame, error) {
+	f := framePool.Get().(*frame)
+	var err error
+	if f.b, err = appendFrame(f.b[:0], k, c.maxFrame, body); err != nil {
+		putFrame(f)
+		return nil, err
+	}
+	return f, nil
+}
+
+func putFrame(f *frame) {
+	if cap(f.b) <= maxPooledFrame {
+		f.b = f.b[:0]
+		framePool.Put(f)
+	}
+}
+
 // send queues frame f for the writer. It returns false, having queued
 // nothing, if the connection ends or stop is closed first.
-func (c *conn) send(f []byte, stop <-chan struct{}) bool {
+func (c *conn) send(f *frame, stop <-chan struct{}) bool {
 	select {
 	case c.out <- f:
 		return true
@@ -103,34 +134,58 @@ func (c *conn) send(f []byte, stop <-chan struct{}) bool {
 	return false
 }
 
-// writeLoop is the writer goroutine.
+// writeLoop is the writer goroutine. It writes a frame alone as it is, and
+// copies frames queued together into one buffer, up to maxWriteBatch
+// bytes, for one Write. The write deadline is moved on only once a tenth
+// of the timeout has passed, since setting it costs a timer.
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	wd, deadlines := c.rwc.(writeDeadliner)
 	deadlines = deadlines && c.writeTimeout > 0
-	var buf []byte
+	var (
+		armed time.Time // when the write deadline was last set
+		batch []*frame
+		buf   []byte
+	)
 	for {
 		select {
 		case f := <-c.out:
-			buf = append(buf[:0], f...)
+			batch = append(batch[:0], f)
 		case <-c.done:
 			return
 		}
+		size := len(batch[0].b)
 	gather:
-		for len(buf) < maxWriteBatch {
+		for size < maxWriteBatch {
 			select {
 			case f := <-c.out:
-				buf = append(buf, f...)
+				batch = append(batch, f)
+				size += len(f.b)
 			default:
 				break gather
 			}
 		}
-		if deadlines {
-			wd.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		p := batch[0].b
+		if len(batch) > 1 {
+			buf = buf[:0]
+			for _, f := range batch {
+				buf = append(buf, f.b...)
+			}
+			p = buf
 		}
-		if _, err := c.rwc.Write(buf); err != nil {
+		if deadlines {
+			if now := time.Now(); now.Sub(armed) > c.writeTimeout/10 {
+				armed = now
+				wd.SetWriteDeadline(now.Add(c.writeTimeout))
+			}
+		}
+		if _, err := c.rwc.Write(p); err != nil {
 			c.fail(fmt.Errorf("rpc: write: %w", err))
 			return
+		}
+		for i, f := range batch {
+			putFrame(f)
+			batch[i] = nil
 		}
 		if cap(buf) > 4*maxWriteBatch {
 			buf = nil // a large frame passed; do not keep its buffer

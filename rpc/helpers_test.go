@@ -22,7 +22,7 @@ const timeout = 10 * time.Second
 // the server's.
 type connType struct {
 	name string
-	pair func(t *testing.T) (client, server net.Conn)
+	pair func(t testing.TB) (client, server net.Conn)
 }
 
 // connTypes are the transports every end-to-end test runs over: net.Pipe,
@@ -42,13 +42,13 @@ func testConnTypes(t *testing.T, body func(t *testing.T, ct connType)) {
 	}
 }
 
-func pipePair(t *testing.T) (net.Conn, net.Conn) {
+func pipePair(t testing.TB) (net.Conn, net.Conn) {
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
 }
 
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,8 +87,8 @@ type readerConn struct {
 func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // wrapReaders returns a pipe pair whose ends both read through wrap.
-func wrapReaders(wrap func(io.Reader) io.Reader) func(t *testing.T) (net.Conn, net.Conn) {
-	return func(t *testing.T) (net.Conn, net.Conn) {
+func wrapReaders(wrap func(io.Reader) io.Reader) func(t testing.TB) (net.Conn, net.Conn) {
+	return func(t testing.TB) (net.Conn, net.Conn) {
 		a, b := pipePair(t)
 		return &readerConn{Conn: a, r: wrap(a)}, &readerConn{Conn: b, r: wrap(b)}
 	}

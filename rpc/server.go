@@ -261,9 +261,9 @@ func (sc *serverConn) onCancel(body []byte) error {
 // run runs one call's handler and sends its reply.
 func (sc *serverConn) run(ctx context.Context, id uint64, m method, args []any) {
 	res, err := sc.s.invoke(ctx, m, args)
-	var f []byte
+	var f *frame
 	if err == nil {
-		f, err = appendFrame(nil, kindResult, sc.s.cfg.MaxFrameSize, func(b []byte) ([]byte, error) {
+		f, err = sc.c.newFrame(kindResult, func(b []byte) ([]byte, error) {
 			b = appendResultHead(b, id)
 			b, err := appendValue(b, res)
 			if err != nil {
@@ -308,9 +308,9 @@ func (sc *serverConn) refuse(id uint64, c code, msg string) {
 }
 
 // errorFrame returns an error frame, its message cut to fit.
-func (sc *serverConn) errorFrame(id uint64, c code, msg string) []byte {
+func (sc *serverConn) errorFrame(id uint64, c code, msg string) *frame {
 	msg = truncateMessage(msg, min(MaxMessageLen, sc.s.cfg.MaxFrameSize-errorOverhead))
-	f, err := appendFrame(nil, kindError, sc.s.cfg.MaxFrameSize, func(b []byte) ([]byte, error) {
+	f, err := sc.c.newFrame(kindError, func(b []byte) ([]byte, error) {
 		return appendError(b, id, c, msg), nil
 	})
 	if err != nil {

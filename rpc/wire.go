@@ -120,8 +120,15 @@ type call struct {
 	hasTimeout bool
 }
 
-// appendCall appends a call's body; args is the encoded array.
+// appendCall appends a call's body; c.args is the encoded array.
 func appendCall(b []byte, c call) []byte {
+	b = appendCallHead(b, c)
+	b = append(b, c.args...)
+	return appendCallTail(b, c)
+}
+
+// appendCallHead appends a call's body up to its arguments.
+func appendCallHead(b []byte, c call) []byte {
 	n := uint64(3)
 	if c.hasTimeout {
 		n = 4
@@ -129,8 +136,11 @@ func appendCall(b []byte, c call) []byte {
 	b = cborx.AppendHead(b, cborx.MajorArray, n)
 	b = cborx.AppendHead(b, cborx.MajorUint, c.id)
 	b = cborx.AppendHead(b, cborx.MajorText, uint64(len(c.name)))
-	b = append(b, c.name...)
-	b = append(b, c.args...)
+	return append(b, c.name...)
+}
+
+// appendCallTail appends what of a call's body follows its arguments.
+func appendCallTail(b []byte, c call) []byte {
 	if c.hasTimeout {
 		b = cborx.AppendHead(b, cborx.MajorUint, c.timeout)
 	}
