@@ -191,8 +191,10 @@ func (cl *Client) Close() error {
 func (cl *Client) Done() <-chan struct{} { return cl.c.done }
 
 // Err returns nil while the connection runs, and then why it ended: an
-// error wrapping ErrClosed, and the cause (io.EOF from a server that
-// closed it, a connection error, a protocol error).
+// error wrapping ErrClosed, and the cause if there was one: an error of
+// the connection, or what the server did wrong (ErrMalformed,
+// ErrProtocol, ...). ErrClosed alone means Close was called, or the
+// server closed the connection between frames.
 func (cl *Client) Err() error {
 	select {
 	case <-cl.c.done:
@@ -247,13 +249,15 @@ func (cl *Client) onResult(body []byte) error {
 	if err != nil {
 		return err
 	}
-	ch, err := cl.take(id)
-	if ch == nil {
-		return err
-	}
+	// Decoded before the call is taken: a caller that finds its call
+	// taken waits for the reply, which must then come.
 	res, err := decodeValue(v)
 	if err != nil {
 		return malformed(kindResult, fmt.Errorf("result: %w", err))
+	}
+	ch, err := cl.take(id)
+	if ch == nil {
+		return err
 	}
 	ch <- reply{res: res}
 	return nil

@@ -145,3 +145,66 @@ func newModel(t *testing.T, id string) *model.Model {
 	}
 	return m
 }
+
+// TestYamuxEnds: a yamux stream's Close only half-closes it, so each side
+// must still end the other: the client's Close ends Serve (nil), and
+// Serve's end fails the client's pending call.
+func TestYamuxEnds(t *testing.T) {
+	for _, end := range []string{"client closes", "server stops"} {
+		t.Run(end, func(t *testing.T) {
+			leak.Check(t)
+			ca, cb := pipePair(t)
+			cfg := yamux.DefaultConfig()
+			cfg.LogOutput = io.Discard
+			sa, err := yamux.Client(ca, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sa.Close()
+			sb, err := yamux.Server(cb, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sb.Close()
+			stA := openStream(t, sa)
+			stB, err := sb.AcceptStream()
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := rpc.NewServer(nil)
+			b := newBlocker()
+			srv.Handle("block", b.handle)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			serveErr := make(chan error, 1)
+			go func() { serveErr <- srv.Serve(ctx, stB) }()
+			cl := rpc.NewClient(stA, nil)
+			defer cl.Close()
+			errc := make(chan error, 1)
+			go func() {
+				_, err := cl.Call(context.Background(), "block")
+				errc <- err
+			}()
+			b.waitStarted(t, 1)
+			if end == "client closes" {
+				cl.Close()
+			} else {
+				cancel()
+			}
+			for what, c := range map[string]chan error{"the pending call": errc, "Serve": serveErr} {
+				select {
+				case err := <-c:
+					if what == "Serve" && err != nil {
+						t.Errorf("Serve = %v, want nil", err)
+					}
+					if what != "Serve" && !errors.Is(err, rpc.ErrClosed) {
+						t.Errorf("%s = %v, want ErrClosed", what, err)
+					}
+				case <-time.After(timeout):
+					t.Fatalf("%s did not return within %v", what, timeout)
+				}
+			}
+			b.waitEnded(t)
+		})
+	}
+}
