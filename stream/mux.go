@@ -87,13 +87,13 @@ type Mux struct {
 	client bool
 	opts   MuxOptions
 
-	mu      sync.Mutex
+	mu       sync.Mutex
 	docs     map[string]scuttlebutt.Document
 	services map[string]ServiceFunc
 	active   map[string]*muxStream
-	ctx     context.Context // set by Run; nil before
-	wg      sync.WaitGroup
-	stopped bool
+	ctx      context.Context // set by Run; nil before
+	wg       sync.WaitGroup
+	stopped  bool
 }
 
 type muxStream struct {
@@ -137,9 +137,9 @@ func NewMux(conn io.ReadWriteCloser, client bool, opts *MuxOptions) (*Mux, error
 		return nil, fmt.Errorf("stream: mux: %w", err)
 	}
 	return &Mux{
-		sess:   sess,
-		client: client,
-		opts:   o,
+		sess:     sess,
+		client:   client,
+		opts:     o,
 		docs:     make(map[string]scuttlebutt.Document),
 		services: make(map[string]ServiceFunc),
 		active:   make(map[string]*muxStream),
