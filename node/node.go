@@ -228,15 +228,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	// gossip, which never happens when every peer has left meanwhile (a
 	// whole cluster stopped at once): wait at most LeaveWait, and not at
 	// all when no peer is alive to hear it.
-	wait := min(timeout, n.cfg.LeaveWait)
-	peers := n.alivePeers()
-	if peers == 0 {
-		wait = time.Millisecond
-	}
-	lerr := n.ml.Leave(wait)
-	if lerr != nil && peers == 0 {
-		lerr = nil // nobody to tell: the queued message goes nowhere
-	}
+	lerr := n.leaveMemberlist(min(timeout, n.cfg.LeaveWait))
 	if err := errors.Join(uerr, werr, lerr); err != nil {
 		return fmt.Errorf("node: leave: %w", err)
 	}
