@@ -139,16 +139,29 @@ func (n *Node) announceLeave(timeout time.Duration) {
 	n.announce(leaveNotice{Leaving: n.id}, timeout)
 }
 
-// announce sends a leave notice to every member memberlist holds alive,
-// in parallel, each send bounded by memberlist's TCP timeout and all by
-// timeout.
+// announce sends a leave notice to every member this node records as
+// alive or leaving, in parallel, each send bounded by memberlist's TCP
+// timeout and all by timeout. The addresses come from the node's records:
+// the *memberlist.Node values of Members are memberlist's own, which it
+// updates under its lock while a send would read them.
 func (n *Node) announce(notice leaveNotice, timeout time.Duration) {
 	msg, _ := json.Marshal(notice)
-	var wg sync.WaitGroup
-	for _, m := range n.ml.Members() {
-		if m.Name == n.id {
+	var targets []*memberlist.Node
+	n.mu.Lock()
+	for id, m := range n.members {
+		if id == n.id || (m.State != Alive && m.State != Leaving) {
 			continue
 		}
+		host, port, err := splitPort(m.GossipAddr)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil {
+			continue
+		}
+		targets = append(targets, &memberlist.Node{Name: id, Addr: ip, Port: uint16(port)})
+	}
+	n.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, m := range targets {
 		wg.Go(func() {
 			if err := n.ml.SendReliable(m, msg); err != nil {
 				n.log.Debug("leave notice not delivered", "member", m.Name, "err", err)

@@ -243,43 +243,11 @@ func (n *Node) Leave(ctx context.Context) error {
 	// gossip, which never happens when every peer has left meanwhile (a
 	// whole cluster stopped at once): wait at most LeaveWait, and not at
 	// all when no peer is alive to hear it.
-	wait := min(timeout, n.cfg.LeaveWait)
-	peers := n.alivePeers()
-	if peers == 0 {
-		wait = time.Millisecond
-	}
-	lerr := n.leaveGossip(wait)
-	if lerr != nil && n.alivePeers() == 0 {
-		// Nobody to tell: the peers left meanwhile (their notices came
-		// during the wait), and the queued message goes nowhere.
-		lerr = nil
-	}
+	lerr := n.leaveMemberlist(min(timeout, n.cfg.LeaveWait))
 	if err := errors.Join(uerr, werr, lerr); err != nil {
 		return fmt.Errorf("node: leave: %w", err)
 	}
 	return nil
-}
-
-// leaveGossip is memberlist's Leave with at most wait for the leave to go
-// out in gossip, ended early once no peer is alive to hear it: in a whole
-// cluster stopped at once, the peers' own leave notices come during the
-// wait. memberlist's Leave then goes on alone until its timeout or
-// Shutdown.
-func (n *Node) leaveGossip(wait time.Duration) error {
-	done := make(chan error, 1)
-	go func() { done <- n.ml.Leave(wait) }()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-tick.C:
-			if n.alivePeers() == 0 {
-				return nil
-			}
-		}
-	}
 }
 
 // Close stops the node: it drops every link, stops memberlist without a

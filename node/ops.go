@@ -156,3 +156,44 @@ func (n *Node) alivePeers() int {
 	}
 	return k
 }
+
+// leaveMemberlist runs memberlist's Leave, which broadcasts the leave and
+// waits until it has gone out in gossip or wait has passed. It returns
+// early, and without an error, once no other member is alive: peers that
+// left meanwhile (a whole cluster stopping at once) take no gossip, so
+// the broadcast never goes out, and nobody is left to hear it. memberlist's
+// Leave goes on waiting on its own goroutine until wait has passed (it
+// cannot be interrupted); Close need not wait for it.
+func (n *Node) leaveMemberlist(wait time.Duration) error {
+	if n.alivePeers() == 0 {
+		wait = time.Millisecond
+	}
+	done, started := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer func() {
+			// memberlist panics in a Leave that begins after Shutdown:
+			// Close may come first once this function has returned.
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("memberlist: %v", r)
+			}
+		}()
+		close(started)
+		done <- n.ml.Leave(wait)
+	}()
+	<-started
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil && n.alivePeers() == 0 {
+				err = nil // nobody to tell: the queued message goes nowhere
+			}
+			return err
+		case <-tick.C:
+			if n.alivePeers() == 0 {
+				return nil
+			}
+		}
+	}
+}
