@@ -98,6 +98,36 @@
 // changes, dialers start and stop; accepted links from members that left
 // or failed are dropped.
 //
+// # Calls between members
+//
+// Handle and HandleMethod register a function (an rpc.Handler) under a
+// name for the whole cluster; Call calls it by name from any member, with
+// no address to configure:
+//
+//	n2.HandleMethod(rpc.Method{Name: "getFoo", Idempotent: true}, getFoo)
+//	v, err := n1.Call(ctx, "getFoo", "bar")
+//
+// The registry is a replicated model of the node's own ("_rpc", kept in no
+// log) with a key "name/nodeid" per handler, set by Handle and deleted by
+// Unhandle and Close, so every member knows who serves what. Call picks
+// the servers of name among the live members: this node first (the
+// handler runs in process, with its arguments and result checked and
+// converted as over the wire), then the members it has a link to, in
+// random order. A remote call runs over a stream of the link's Mux next
+// to the documents (stream.Mux.Open), through one rpc.Client per peer,
+// made on first use and replaced once its connection ends; every link
+// serves this node's handlers with one rpc.Server.
+//
+// Call moves to the next server when the call did not run (no stream to
+// the member, the member no longer serves the name, or was busy), and,
+// for an idempotent method only, when the member went away before
+// answering (rpc.ErrClosed). Any other error is returned: a handler's
+// error or panic wraps rpc.ErrRemote with its message, ctx's end is
+// ctx.Err(), and a name no live member serves wraps rpc.ErrUnknownMethod.
+// Handlers run in goroutines of their own; a panic is recovered, and a
+// handler that blocks holds only its caller, until the caller's deadline
+// (and rpc's MaxTimeout, 1 minute) cancels its context.
+//
 // # Security
 //
 // Without Secret or TLS files, anyone who can reach the replication port

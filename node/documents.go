@@ -180,7 +180,7 @@ func (n *Node) Documents() []DocumentInfo {
 	n.mu.Lock()
 	docs := make([]*document, 0, len(n.docs))
 	for _, d := range n.docs {
-		if d != n.catalog {
+		if d != n.catalog && d != n.registry {
 			docs = append(docs, d)
 		}
 	}
@@ -266,14 +266,15 @@ func (n *Node) getOrCreate(name, kind string) (*document, error) {
 }
 
 // openDocument creates a document and, with a DataDir, opens its log
-// (replaying what it holds). The catalog is added to n.docs here too.
+// (replaying what it holds). The catalog and the rpc registry are added to
+// n.docs here too; the registry keeps no log.
 func (n *Node) openDocument(name, kind string) (*document, error) {
 	sd, err := kinds[kind].new(n, name)
 	if err != nil {
 		return nil, fmt.Errorf("node: creating %s %q: %w", kind, name, err)
 	}
 	d := &document{name: name, kind: kind, doc: sd}
-	if n.cfg.DataDir != "" && kinds[kind].persist {
+	if n.cfg.DataDir != "" && kinds[kind].persist && name != registryName {
 		path := n.logPath(name, kind)
 		if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
@@ -295,7 +296,7 @@ func (n *Node) openDocument(name, kind string) (*document, error) {
 			return nil, fmt.Errorf("node: opening the log of %q: %w", name, err)
 		}
 	}
-	if name == catalogName {
+	if name == catalogName || name == registryName {
 		n.mu.Lock()
 		n.docs[name] = d
 		n.mu.Unlock()

@@ -280,6 +280,7 @@ func (n *Node) session(ctx context.Context, raw *countConn, conn net.Conn, peer 
 	for name, d := range n.docs {
 		mux.Add(name, d.doc)
 	}
+	mux.Handle(rpcService, n.serveRPC)
 	n.mu.Unlock()
 	n.log.Info("link up", "peer", peer, "remote", l.remote, "dialed", dialed)
 	err = mux.Run(ctx)

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/rpc"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
@@ -41,6 +42,8 @@ type Node struct {
 	ml       *memberlist.Memberlist
 	metaAddr string // the replication address in our metadata; may lack a host
 	catalog  *document
+	registry *document   // who serves which rpc method (rpc.go)
+	rpcSrv   *rpc.Server // this node's handlers, served on every link
 	unwatch  func()
 
 	ctx    context.Context // ends at Close
@@ -52,16 +55,18 @@ type Node struct {
 
 	createMu sync.Mutex // serialises document creation, which does file I/O
 
-	mu      sync.Mutex // guards the fields below
-	docs    map[string]*document
-	members map[string]*member
-	links   map[string]*link
-	dialers map[string]context.CancelFunc
-	warned  map[string]bool      // catalog entries already warned about
-	forced  map[string]time.Time // members a peer forced out while alive here
-	lockSet []string             // the member set last handed to lock tables
-	leaving bool
-	closed  bool
+	mu       sync.Mutex // guards the fields below
+	docs     map[string]*document
+	members  map[string]*member
+	links    map[string]*link
+	dialers  map[string]context.CancelFunc
+	warned   map[string]bool        // catalog entries already warned about
+	forced   map[string]time.Time   // members a peer forced out while alive here
+	lockSet  []string               // the member set last handed to lock tables
+	handlers map[string]handler     // this node's rpc handlers
+	clients  map[string]*rpc.Client // an rpc client per peer, made on first call
+	leaving  bool
+	closed   bool
 
 	dials, dialFailures, accepted, refused atomic.Int64
 	idRefused                              atomic.Bool  // a seed's member holds our id
@@ -96,23 +101,26 @@ func New(cfg *Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:     c,
-		id:      id,
-		inc:     scuttlebutt.NewIncarnation(),
-		log:     c.Logger.With("node", id),
-		tls:     tlsConf,
-		policy:  linkPolicy{fullMesh: c.FullMeshSize, ring: c.RingLinks, random: c.RandomLinks},
-		ctx:     ctx,
-		cancel:  cancel,
-		kick:    make(chan struct{}, 1),
-		ended:   make(chan struct{}, 1),
-		fatal:   make(chan error, 1),
-		docs:    make(map[string]*document),
-		members: make(map[string]*member),
-		links:   make(map[string]*link),
-		dialers: make(map[string]context.CancelFunc),
-		warned:  make(map[string]bool),
-		forced:  make(map[string]time.Time),
+		cfg:      c,
+		id:       id,
+		inc:      scuttlebutt.NewIncarnation(),
+		log:      c.Logger.With("node", id),
+		tls:      tlsConf,
+		policy:   linkPolicy{fullMesh: c.FullMeshSize, ring: c.RingLinks, random: c.RandomLinks},
+		ctx:      ctx,
+		cancel:   cancel,
+		kick:     make(chan struct{}, 1),
+		ended:    make(chan struct{}, 1),
+		fatal:    make(chan error, 1),
+		docs:     make(map[string]*document),
+		members:  make(map[string]*member),
+		links:    make(map[string]*link),
+		dialers:  make(map[string]context.CancelFunc),
+		warned:   make(map[string]bool),
+		forced:   make(map[string]time.Time),
+		rpcSrv:   rpc.NewServer(nil),
+		handlers: make(map[string]handler),
+		clients:  make(map[string]*rpc.Client),
 	}
 	if len(c.Secret) == 0 && tlsConf == nil {
 		n.log.Warn("replication links are neither authenticated nor encrypted: set Secret or TLS files outside a trusted network")
@@ -126,6 +134,9 @@ func New(cfg *Config) (*Node, error) {
 		return nil, err
 	}
 	if n.catalog, err = n.openDocument(catalogName, kindModel); err != nil {
+		return fail(err)
+	}
+	if n.registry, err = n.openDocument(registryName, kindModel); err != nil {
 		return fail(err)
 	}
 	n.ensureCatalog() // the documents a restarted node held, before any link
@@ -221,6 +232,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	n.closeTables() // release our locks while the links are up
+	n.unregisterAll()
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
@@ -266,6 +278,7 @@ func (n *Node) Close() error {
 	n.closed = true
 	n.mu.Unlock()
 	n.closeTables() // release our locks while the links are up
+	n.unregisterAll()
 	n.mu.Lock()
 	for _, cancel := range n.dialers {
 		cancel()
@@ -275,6 +288,7 @@ func (n *Node) Close() error {
 	}
 	n.mu.Unlock()
 	n.cancel()
+	n.closeClients()
 	n.ln.Close()
 	err := n.ml.Shutdown()
 	n.wg.Wait()
