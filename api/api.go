@@ -225,6 +225,7 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"GET /v1/status", s.status},
 		{"GET /metrics", s.serveMetrics},
 		{"POST /v1/members/{id}/force-leave", s.forceLeave},
+		{"POST /v1/rpc/{name...}", s.call},
 		{"GET /healthz", s.healthz}, // UnauthenticatedRoutes
 		{"GET /readyz", s.readyz},
 	}

@@ -29,6 +29,9 @@
 //	GET    /v1/status                     members, links, document clocks, bytes
 //	GET    /metrics                       Prometheus text format
 //	POST   /v1/members/{id}/force-leave   forget a failed member, on every node (409 if alive, 404 if unknown)
+//	POST   /v1/rpc/{name}                 call the function registered in the cluster as name (node.Node.Call)
+//	                                      with the JSON array of the body as arguments: 200 {"result": v};
+//	                                      502 the handler's error; 404 no member serves it; 400 bad JSON
 //	GET    /healthz                       liveness: 200 {"status": "ok"} while the process serves
 //	GET    /readyz                        readiness: 200 once joined, documents open and a first
 //	                                      sync done; 503 {"status": "unavailable", "error": why} before
