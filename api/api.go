@@ -145,6 +145,7 @@ type Server struct {
 
 	metrics  metrics
 	watchers atomic.Int64
+	lags     lagTracker
 }
 
 // New returns a Server for n; nil cfg means the defaults.
@@ -177,11 +178,15 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"POST /v1/locks/{name}/{lock}", s.takeLock},
 		{"DELETE /v1/locks/{name}/{lock}", s.releaseLock},
 		{"GET /v1/status", s.status},
+		{"GET /v1/status/watch", s.watchStatus},
+		{"GET /v1/models/{name}/replicate", s.replicateModel},
 		{"GET /metrics", s.serveMetrics},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.h))
 	}
+	s.mux.Handle("GET /ui/", s.serveUI())
+	s.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	return s, nil
 }
 
@@ -189,7 +194,10 @@ func New(n Node, cfg *Config) (*Server, error) {
 // http.Server.Shutdown does not wait for them. Other requests are served
 // as before. Close is idempotent and always returns nil.
 func (s *Server) Close() error {
-	s.once.Do(func() { close(s.done) })
+	s.once.Do(func() {
+		close(s.done)
+		s.lags.close()
+	})
 	return nil
 }
 
