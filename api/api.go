@@ -451,8 +451,27 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, m.Snapshot())
+	snap := m.Snapshot()
+	if r.URL.Query().Get("writes") == "" {
+		writeJSON(w, http.StatusOK, snap)
+		return nil
+	}
+	// ?writes=1: each key's value with the source and time of its write.
+	out := make(map[string]writtenBody, len(snap))
+	for k, v := range snap {
+		if src, ts, ok := m.Written(k); ok {
+			out[k] = writtenBody{v, src, float64(ts)}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// writtenBody is one key of GET /v1/models/{name}?writes=1.
+type writtenBody struct {
+	Value     any     `json:"value"`
+	Source    string  `json:"source"`
+	Timestamp float64 `json:"timestamp"`
 }
 
 // keyBody is one key and its value, as GET and PUT of a key answer.

@@ -12,6 +12,7 @@
 // # Routes
 //
 //	GET    /v1/models/{name}              the whole model: {"key": value, ...}
+//	                                      (?writes=1: {"key": {"value": v, "source": s, "timestamp": t}, ...})
 //	GET    /v1/models/{name}/keys/{key}   one key: {"key": k, "value": v}
 //	PUT    /v1/models/{name}/keys/{key}   set key to the JSON value in the body
 //	DELETE /v1/models/{name}/keys/{key}   delete key

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,6 +39,19 @@ func TestUIFiles(t *testing.T) {
 	}
 	if r := do(t, s, "GET", "/ui/nothing.js", nil); r.code != http.StatusNotFound {
 		t.Errorf("GET /ui/nothing.js: %d, want 404", r.code)
+	}
+}
+
+func TestModelWrites(t *testing.T) {
+	f, s := newServer(t, nil)
+	m, _ := f.Model("m")
+	m.Set("a", 1)
+	m.Set("b", "x")
+	m.Delete("b")
+	got := decode[map[string]writtenBody](t, do(t, s, "GET", "/v1/models/m?writes=1", nil))
+	src, ts, _ := m.Written("a")
+	if len(got) != 1 || got["a"].Source != src || got["a"].Timestamp != float64(ts) || fmt.Sprint(got["a"].Value) != "1" {
+		t.Errorf("GET ?writes=1: %+v, want only a = 1 by %s at %v", got, src, ts)
 	}
 }
 

@@ -204,8 +204,8 @@
       if (c.deleted) { const r = rows.get(c.key); if (r) { r.tr.remove(); rows.delete(c.key); } return; }
       put(c.key, c.value, c.source, c.timestamp, true);
     });
-    api('GET', `/v1/models/${enc(name)}`).then((snap) => {
-      for (const [k, v] of Object.entries(snap)) if (!seen.has(k)) put(k, v);
+    api('GET', `/v1/models/${enc(name)}?writes=1`).then((snap) => {
+      for (const [k, w] of Object.entries(snap)) if (!seen.has(k)) put(k, w.value, w.source, w.timestamp);
     }).catch((e) => { msg.textContent = e.message; });
     const parse = (s) => { try { return JSON.parse(s); } catch { return s; } };
     form.addEventListener('submit', async (e) => {

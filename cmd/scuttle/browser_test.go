@@ -193,7 +193,7 @@ func TestBrowser(t *testing.T) {
 	console := b.tab(n1.httpURL + "/ui/#model/shared")
 	waitJS(t, console, "three members listed", `document.querySelectorAll('#members tbody tr').length === 3`, 10*time.Second)
 	waitJS(t, console, "n1's two links drawn", `document.querySelectorAll('#graph line.edge').length === 2 && [...document.querySelectorAll('#members tbody tr')].filter(r => r.cells[3].textContent === 'linked').length === 2`, 10*time.Second)
-	waitJS(t, console, "the seed key shown", `!!document.querySelector('#model tr[data-key="seed"]')`, 5*time.Second)
+	waitJS(t, console, "the seed key shown with its writer", `document.querySelector('#model tr[data-key="seed"]')?.cells[2].textContent === 'n2'`, 5*time.Second)
 
 	t.Run("WriteOnAnotherNodeShows", func(t *testing.T) {
 		var worst time.Duration
