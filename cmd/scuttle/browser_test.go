@@ -246,6 +246,19 @@ func TestBrowser(t *testing.T) {
 		screenshot(t, phone, shots, "console-phone-dark.png")
 	})
 
+	t.Run("EmitterAndLocks", func(t *testing.T) {
+		eval[bool](t, console, `window.scuttleConsole.select('emitter', 'log'); true`)
+		waitJS(t, console, "the emitter's tail", `document.querySelector('#events tbody tr')?.cells[0].textContent === 'started'`, 5*time.Second)
+		n3.mustCall("POST", "/v1/events/log", `{"event":"live","args":[1]}`)
+		waitJS(t, console, "a live event on top", `document.querySelector('#events tbody tr')?.cells[0].textContent === 'live'`, 5*time.Second)
+		n2.mustCall("POST", "/v1/locks/jobs/printer", "")
+		waitJS(t, console, "the lock table listed", `!!document.querySelector('#docs tr[data-doc="jobs"]')`, 5*time.Second)
+		eval[bool](t, console, `window.scuttleConsole.select('lock', 'jobs'); const f = document.querySelector('#view form'); f.lock.value = 'printer'; f.requestSubmit(); true`)
+		waitJS(t, console, "n2 shown holding the printer", `document.querySelector('#locks tbody tr')?.cells[1].textContent === 'n2'`, 5*time.Second)
+		eval[bool](t, console, `window.scuttleConsole.select('model', 'shared'); true`)
+		waitJS(t, console, "back on the model", `!!document.querySelector('#model tr[data-key="from-form"]')`, 5*time.Second)
+	})
+
 	t.Run("BrowserReplica", func(t *testing.T) {
 		page := b.tab(n2.httpURL + "/ui/replica.html?model=shared")
 		waitJS(t, page, "the replica synced", `window.replica.connected() && window.replica.syncs() > 0 && window.replica.model.get('seed') === 'planted on n2'`, 10*time.Second)
