@@ -40,7 +40,7 @@ var serveCommand = &command{
 			}
 			return nil
 		})
-		fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address; the API has no authentication, keep it on a trusted interface")
+		fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address, with the web console at /ui/; the API has no authentication, keep it on a trusted interface")
 		fs.StringVar(&o.certFile, "tls-cert", "", "PEM certificate of this node, for mutual TLS on replication links")
 		fs.StringVar(&o.keyFile, "tls-key", "", "PEM private key of -tls-cert")
 		fs.StringVar(&o.caFile, "tls-ca", "", "PEM CA certificates: peers must present a certificate it signed")
