@@ -188,10 +188,12 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 
 // TestBrowser runs three scuttle serve processes and a headless Chromium:
 // the console on n1 shows the members and links, a key written on n2
-// within a second, a key set with its form on every node, n3 killed as
-// failed; the browser replica on n2 converges both ways, also after its
-// WebSocket is cut, both sides write, and it is restored. Any error in the
-// pages' consoles fails it.
+// within a second, a key set with its form on every node, a phone-sized
+// dark page, an emitter's tail, a lock's holder and a JSON document live,
+// the token page for an API that answers 401, and n3 killed as failed; the
+// browser replica on n2 converges both ways, also after its WebSocket is
+// cut, both sides write, and it is restored. Any error in the pages'
+// consoles fails it.
 func TestBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes and a browser")
@@ -264,7 +266,7 @@ func TestBrowser(t *testing.T) {
 		screenshot(t, phone, shots, "console-phone-dark.png")
 	})
 
-	t.Run("EmitterAndLocks", func(t *testing.T) {
+	t.Run("EmitterLocksDoc", func(t *testing.T) {
 		eval[bool](t, console, `window.scuttleConsole.select('emitter', 'log'); true`)
 		waitJS(t, console, "the emitter's tail", `document.querySelector('#events tbody tr')?.cells[0].textContent === 'started'`, 5*time.Second)
 		n3.mustCall("POST", "/v1/events/log", `{"event":"live","args":[1]}`)
@@ -273,6 +275,12 @@ func TestBrowser(t *testing.T) {
 		waitJS(t, console, "the lock table listed", `!!document.querySelector('#docs tr[data-doc="jobs"]')`, 5*time.Second)
 		eval[bool](t, console, `window.scuttleConsole.select('lock', 'jobs'); const f = document.querySelector('#view form'); f.lock.value = 'printer'; f.requestSubmit(); true`)
 		waitJS(t, console, "n2 shown holding the printer", `document.querySelector('#locks tbody tr')?.cells[1].textContent === 'n2'`, 5*time.Second)
+		n1.mustCall("PATCH", "/v1/docs/store", `{"$set": {"users.ada.logins": 1}}`)
+		waitJS(t, console, "the JSON document listed", `!!document.querySelector('#docs tr[data-doc="store"]')`, 5*time.Second)
+		eval[bool](t, console, `window.scuttleConsole.select('doc', 'store'); true`)
+		waitJS(t, console, "the JSON document shown", `JSON.parse(document.querySelector('#doc-json').textContent).users.ada.logins === 1`, 5*time.Second)
+		n2.mustCall("PATCH", "/v1/docs/store", `{"$inc": {"users.ada.logins": 1}}`)
+		waitJS(t, console, "n2's increment shown live", `JSON.parse(document.querySelector('#doc-json').textContent).users.ada.logins === 2 && document.querySelector('#view tbody tr')?.cells[2].textContent === 'n2'`, 5*time.Second)
 		eval[bool](t, console, `window.scuttleConsole.select('model', 'shared'); true`)
 		waitJS(t, console, "back on the model", `!!document.querySelector('#model tr[data-key="from-form"]')`, 5*time.Second)
 	})
