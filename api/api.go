@@ -671,10 +671,15 @@ func (s *Server) getLockTable(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	held := []lockBody{}
+	for _, l := range t.Held() {
+		held = append(held, describeLock(t, l))
+	}
 	writeJSON(w, http.StatusOK, struct {
-		Name    string   `json:"name"`
-		Members []string `json:"members"`
-	}{r.PathValue("name"), t.Members()})
+		Name    string     `json:"name"`
+		Members []string   `json:"members"`
+		Held    []lockBody `json:"held"`
+	}{r.PathValue("name"), t.Members(), held})
 	return nil
 }
 

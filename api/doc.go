@@ -24,7 +24,7 @@
 //	GET    /v1/docs/{name}                a JSON document, whole (?path=p: {"path": p, "value": v})
 //	PATCH  /v1/docs/{name}                apply MongoDB update operators as one atomic patch
 //	GET    /v1/docs/{name}/watch          changes at, below or above ?path=, live, as Server-Sent Events
-//	GET    /v1/locks/{name}               the lock table's members
+//	GET    /v1/locks/{name}               the lock table's members, and the locks held with their holders
 //	GET    /v1/locks/{name}/{lock}        the lock's holders
 //	POST   /v1/locks/{name}/{lock}        take the lock (?timeout=5s to wait)
 //	DELETE /v1/locks/{name}/{lock}        release it

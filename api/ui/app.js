@@ -244,7 +244,7 @@
   let lockNames = [];
   function viewLocks(name) {
     const list = el('tbody');
-    const form = el('form', { class: 'row' }, el('input', { name: 'lock', placeholder: 'lock name', required: '' }), el('button', { type: 'submit' }, 'show holders'));
+    const form = el('form', { class: 'row' }, el('input', { name: 'lock', placeholder: 'lock name', required: '' }), el('button', { type: 'submit' }, 'watch a free lock too'));
     lockNames = JSON.parse(localStorage.getItem('scuttle-locks-' + name) || '[]');
     form.addEventListener('submit', (e) => {
       e.preventDefault();
@@ -264,7 +264,9 @@
     try {
       const t = await api('GET', `/v1/locks/${enc(name)}`);
       $('#lock-members').textContent = 'members: ' + t.members.join(', ');
-      const rows = await Promise.all(lockNames.map((l) => api('GET', `/v1/locks/${enc(name)}/${enc(l)}`)));
+      const held = new Set(t.held.map((b) => b.lock));
+      const asked = await Promise.all(lockNames.filter((l) => !held.has(l)).map((l) => api('GET', `/v1/locks/${enc(name)}/${enc(l)}`)));
+      const rows = [...t.held, ...asked].sort((a, b) => a.lock < b.lock ? -1 : 1);
       list.replaceChildren(...rows.map((b) => el('tr', {}, el('td', {}, b.lock), el('td', {}, b.holders.join(', ') || 'free'), el('td', {}, b.deadline ? fmtTime(b.deadline) : '—'))));
     } catch { /* shown by the next status event */ }
   }

@@ -273,8 +273,11 @@ func TestBrowser(t *testing.T) {
 		waitJS(t, console, "a live event on top", `document.querySelector('#events tbody tr')?.cells[0].textContent === 'live'`, 5*time.Second)
 		n2.mustCall("POST", "/v1/locks/jobs/printer", "")
 		waitJS(t, console, "the lock table listed", `!!document.querySelector('#docs tr[data-doc="jobs"]')`, 5*time.Second)
-		eval[bool](t, console, `window.scuttleConsole.select('lock', 'jobs'); const f = document.querySelector('#view form'); f.lock.value = 'printer'; f.requestSubmit(); true`)
-		waitJS(t, console, "n2 shown holding the printer", `document.querySelector('#locks tbody tr')?.cells[1].textContent === 'n2'`, 5*time.Second)
+		eval[bool](t, console, `window.scuttleConsole.select('lock', 'jobs'); true`)
+		waitJS(t, console, "n2 shown holding the printer", `document.querySelector('#locks tbody tr')?.cells[0].textContent === 'printer' && document.querySelector('#locks tbody tr').cells[1].textContent === 'n2'`, 5*time.Second)
+		// A free lock asked for by name is listed too.
+		eval[bool](t, console, `const f = document.querySelector('#view form'); f.lock.value = 'scanner'; f.requestSubmit(); true`)
+		waitJS(t, console, "the free scanner listed", `[...document.querySelectorAll('#locks tbody tr')].some(r => r.cells[0].textContent === 'scanner' && r.cells[1].textContent === 'free')`, 5*time.Second)
 		n1.mustCall("PATCH", "/v1/docs/store", `{"$set": {"users.ada.logins": 1}}`)
 		waitJS(t, console, "the JSON document listed", `!!document.querySelector('#docs tr[data-doc="store"]')`, 5*time.Second)
 		eval[bool](t, console, `window.scuttleConsole.select('doc', 'store'); true`)
