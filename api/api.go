@@ -181,6 +181,7 @@ type Server struct {
 	metrics  *Metrics
 	watchers atomic.Int64
 	token    []byte // SHA-256 of Config.Token, or nil
+	lags     lagTracker
 }
 
 // New returns a Server for n; nil cfg means the defaults.
@@ -223,6 +224,8 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"POST /v1/locks/{name}/{lock}", s.takeLock},
 		{"DELETE /v1/locks/{name}/{lock}", s.releaseLock},
 		{"GET /v1/status", s.status},
+		{"GET /v1/status/watch", s.watchStatus},
+		{"GET /v1/models/{name}/replicate", s.replicateModel},
 		{"GET /metrics", s.serveMetrics},
 		{"POST /v1/members/{id}/force-leave", s.forceLeave},
 		{"POST /v1/rpc/{name...}", s.call},
@@ -232,6 +235,8 @@ func New(n Node, cfg *Config) (*Server, error) {
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.h))
 	}
+	s.mux.Handle("GET /ui/", s.serveUI())
+	s.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	return s, nil
 }
 
@@ -239,7 +244,10 @@ func New(n Node, cfg *Config) (*Server, error) {
 // http.Server.Shutdown does not wait for them. Other requests are served
 // as before. Close is idempotent and always returns nil.
 func (s *Server) Close() error {
-	s.once.Do(func() { close(s.done) })
+	s.once.Do(func() {
+		close(s.done)
+		s.lags.close()
+	})
 	return nil
 }
 
@@ -499,8 +507,27 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, m.Snapshot())
+	snap := m.Snapshot()
+	if r.URL.Query().Get("writes") == "" {
+		writeJSON(w, http.StatusOK, snap)
+		return nil
+	}
+	// ?writes=1: each key's value with the source and time of its write.
+	out := make(map[string]writtenBody, len(snap))
+	for k, v := range snap {
+		if src, ts, ok := m.Written(k); ok {
+			out[k] = writtenBody{v, src, float64(ts)}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// writtenBody is one key of GET /v1/models/{name}?writes=1.
+type writtenBody struct {
+	Value     any     `json:"value"`
+	Source    string  `json:"source"`
+	Timestamp float64 `json:"timestamp"`
 }
 
 // keyBody is one key and its value, as GET and PUT of a key answer.
@@ -700,10 +727,15 @@ func (s *Server) getLockTable(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	held := []lockBody{}
+	for _, l := range t.Held() {
+		held = append(held, describeLock(t, l))
+	}
 	writeJSON(w, http.StatusOK, struct {
-		Name    string   `json:"name"`
-		Members []string `json:"members"`
-	}{r.PathValue("name"), t.Members()})
+		Name    string     `json:"name"`
+		Members []string   `json:"members"`
+		Held    []lockBody `json:"held"`
+	}{r.PathValue("name"), t.Members(), held})
 	return nil
 }
 

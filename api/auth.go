@@ -22,15 +22,27 @@ var DefaultPublicPaths = func() []string {
 }()
 
 // authorized reports whether r may be served: no token is configured, the
-// path is public, or the request carries "Authorization: Bearer TOKEN"
-// with the configured token. The comparison is in constant time (of
-// SHA-256 digests, so that not even the token's length leaks).
+// path is public (PublicPaths, and the web console's files under /ui/,
+// which hold no data: the console asks for the token itself), or the
+// request carries the configured token, as "Authorization: Bearer TOKEN"
+// or, on a GET, as ?token=TOKEN: a browser's EventSource and WebSocket
+// cannot send a header, so the console's live views send it so. The
+// comparison is in constant time (of SHA-256 digests, so that not even the
+// token's length leaks).
 func (s *Server) authorized(r *http.Request) bool {
 	if s.token == nil || slices.Contains(s.cfg.PublicPaths, r.URL.Path) {
 		return true
 	}
-	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	if r.Method == http.MethodGet && (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/ui/")) {
+		return true
+	}
+	var got string
+	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		got = v
+	} else if r.Method == http.MethodGet {
+		got = r.URL.Query().Get("token")
+	}
+	if got == "" {
 		return false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(got)))

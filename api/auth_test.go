@@ -30,6 +30,9 @@ func TestBearerToken(t *testing.T) {
 		{"public path by default", &Config{Token: []byte(token)}, "/healthz", "", http.StatusOK}, // served without the token
 		{"no public paths", &Config{Token: []byte(token), PublicPaths: []string{}}, "/healthz", "", http.StatusUnauthorized},
 		{"a public path of the caller", &Config{Token: []byte(token), PublicPaths: []string{"/v1/status"}}, "/v1/status", "", http.StatusOK},
+		{"the console's files", &Config{Token: []byte(token)}, "/ui/", "", http.StatusOK},
+		{"the token in the query, for EventSource and WebSocket", &Config{Token: []byte(token)}, "/v1/status?token=" + token, "", http.StatusOK},
+		{"a wrong token in the query", &Config{Token: []byte(token)}, "/v1/status?token=nope", "", http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

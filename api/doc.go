@@ -12,22 +12,26 @@
 // # Routes
 //
 //	GET    /v1/models/{name}              the whole model: {"key": value, ...}
+//	                                      (?writes=1: {"key": {"value": v, "source": s, "timestamp": t}, ...})
 //	GET    /v1/models/{name}/keys/{key}   one key: {"key": k, "value": v}
 //	PUT    /v1/models/{name}/keys/{key}   set key to the JSON value in the body
 //	DELETE /v1/models/{name}/keys/{key}   delete key
 //	GET    /v1/models/{name}/watch        changes, live, as Server-Sent Events
+//	GET    /v1/models/{name}/replicate    a WebSocket replica of the model (npm scuttlebutt's JSON lines)
 //	POST   /v1/events/{name}              emit {"event": "joined", "args": [...]}
 //	GET    /v1/events/{name}              the retained events (?limit=n: the last n)
 //	GET    /v1/events/{name}/watch        events, live, as Server-Sent Events
 //	GET    /v1/docs/{name}                a JSON document, whole (?path=p: {"path": p, "value": v})
 //	PATCH  /v1/docs/{name}                apply MongoDB update operators as one atomic patch
 //	GET    /v1/docs/{name}/watch          changes at, below or above ?path=, live, as Server-Sent Events
-//	GET    /v1/locks/{name}               the lock table's members
+//	GET    /v1/locks/{name}               the lock table's members, and the locks held with their holders
 //	GET    /v1/locks/{name}/{lock}        the lock's holders
 //	POST   /v1/locks/{name}/{lock}        take the lock (?timeout=5s to wait)
 //	DELETE /v1/locks/{name}/{lock}        release it
 //	GET    /v1/status                     members, links, document clocks, bytes
+//	GET    /v1/status/watch               the status, live, as Server-Sent Events (at most one a second)
 //	GET    /metrics                       Prometheus text format
+//	GET    /ui/                           the web console (GET / redirects to it)
 //	POST   /v1/members/{id}/force-leave   forget a failed member, on every node (409 if alive, 404 if unknown)
 //	POST   /v1/rpc/{name}                 call the function registered in the cluster as name (node.Node.Call)
 //	                                      with the JSON array of the body as arguments: 200 {"result": v};
@@ -131,6 +135,33 @@
 // an event "error" and the stream ends (reconnect and read the model
 // again). A watch reports what happens from the moment it starts, and
 // nothing from before.
+//
+// GET /v1/status/watch sends the status as an event "status" at once,
+// then whenever it changed, read at most every StatusInterval (1 s): the
+// body of GET /v1/status with "now" (the server's time) and "doc_stats",
+// per document its count of keys or events, its last write and the
+// replication lag of the last update that came from another node (its
+// arrival less its writer's timestamp, so clock offsets count in).
+//
+// # The console and browser replicas
+//
+// /ui/ serves a web console from files embedded in the binary (plain
+// HTML, CSS and JavaScript; no build step, no external requests): the
+// members and this node's links as a graph and a table, the documents with
+// their figures, and a live view of one document (a model's keys with a
+// form to set and delete, an emitter's tail, a lock table's holders, a
+// JSON document). It is driven by the status stream and the document's
+// watch, never by polling.
+//
+// GET /v1/models/{name}/replicate upgrades to a WebSocket on which the
+// client is a full replica of the model, speaking JavaScript scuttlebutt's
+// protocol (stream.JSONLines) in text messages: /ui/replica.html runs npm
+// scuttlebutt (/ui/vendor/scuttlebutt.js, built by web/bundle/build.sh)
+// with model.createStream() piped to the socket. Offline edits merge when
+// it reconnects. The model is created if the node has none. A line is at
+// most Config.MaxBodySize plus 4 KiB; a longer one closes the socket with
+// code 1009. Only same-origin pages may open it (the Origin header must
+// match the Host).
 //
 // # Locks
 //

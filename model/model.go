@@ -162,6 +162,19 @@ func (m *Model) Get(key string) (value any, ok bool) {
 	return decodeValue(e.value()), true
 }
 
+// Written returns the source id and timestamp of the update that set key
+// (the writer's replica id and incarnation, and when it wrote), and false
+// if key is not set.
+func (m *Model) Written(key string) (source string, ts vclock.Timestamp, ok bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e := m.keys.get(key)
+	if e == nil || !e.isSet() {
+		return "", 0, false
+	}
+	return m.source(e), e.ts, true
+}
+
 // Keys returns the keys that are set, sorted.
 func (m *Model) Keys() []string {
 	m.mu.RLock()

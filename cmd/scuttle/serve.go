@@ -41,7 +41,7 @@ var serveCommand = &command{
 			}
 			return nil
 		})
-		fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address; without -http-token-file the API has no authentication, keep it on a trusted interface")
+		fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address, with the web console at /ui/; without -http-token-file the API has no authentication, keep it on a trusted interface")
 		fs.StringVar(&o.httpTokenFile, "http-token-file", "", "file holding the bearer token every API request must carry (except /healthz and /readyz)")
 		fs.StringVar(&o.httpCert, "http-tls-cert", "", "PEM certificate: serve the API over HTTPS")
 		fs.StringVar(&o.httpKey, "http-tls-key", "", "PEM private key of -http-tls-cert")
