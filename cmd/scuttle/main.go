@@ -17,6 +17,7 @@
 //	watch   print a model's changes, an emitter's events or a JSON
 //	        document's changes (-doc) live
 //	emit    emit an event
+//	call    call a function registered in the cluster by name
 //	lock    take, release or show a lock
 //	status  print a node's members, links, documents and traffic
 //	force-leave
@@ -24,8 +25,8 @@
 //	version print the version from the build information (also -version)
 //	help    print this help, or a command's flags: scuttle help demo
 //
-// The client commands (get, set, del, patch, watch, emit, lock, status,
-// force-leave) talk to a node's HTTP API at -addr (default $SCUTTLE_ADDR or
+// The client commands (get, set, del, patch, watch, emit, call, lock,
+// status, force-leave) talk to a node's HTTP API at -addr (default $SCUTTLE_ADDR or
 // 127.0.0.1:7948), sending the bearer token of -token-file (or
 // $SCUTTLE_TOKEN) if the API has one; -ca-file verifies an https:// API
 // with a private CA.
@@ -95,6 +96,7 @@ var commands = []*command{
 	patchCommand,
 	watchCommand,
 	emitCommand,
+	callCommand,
 	lockCommand,
 	statusCommand,
 	forceLeaveCommand,
