@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/scuttle-go/scuttle/node"
@@ -118,5 +119,41 @@ func TestCallRouteNode(t *testing.T) {
 	}
 	if r := doString(t, s, "POST", "/v1/rpc/nobody", "[]"); r.code != http.StatusNotFound {
 		t.Fatalf("POST /v1/rpc/nobody = %d %s, want 404", r.code, r.body)
+	}
+}
+
+// TestCallRouteCluster calls over n1's API a function that only n2
+// serves.
+func TestCallRouteCluster(t *testing.T) {
+	start := func(id string, join ...string) *node.Node {
+		n, err := node.New(&node.Config{ID: id, BindAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", Join: join})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	n1 := start("n1")
+	n2 := start("n2", n1.GossipAddr())
+	n2.Handle("whoami", func(ctx context.Context, args []any) (any, error) { return "n2", nil })
+	s, err := New(n1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	// 404 until n1 holds n2's entry of the registry and a link to n2.
+	deadline := time.Now().Add(30 * time.Second)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		r := doString(t, s, "POST", "/v1/rpc/whoami", "[]")
+		if r.code == http.StatusOK {
+			if r.body != "{\"result\":\"n2\"}\n" {
+				t.Fatalf("POST /v1/rpc/whoami on n1 = %s, want n2's answer", r.body)
+			}
+			return
+		}
+		if r.code != http.StatusNotFound || time.Now().After(deadline) {
+			t.Fatalf("POST /v1/rpc/whoami on n1 = %d %s", r.code, r.body)
+		}
+		time.Sleep(wait)
 	}
 }
