@@ -118,6 +118,11 @@
 // made on first use and replaced once its connection ends; every link
 // serves this node's handlers with one rpc.Server.
 //
+// Entries of members that are not alive are ignored. A member that
+// crashed keeps its entries in the registry until it deletes them; if it
+// restarts without registering a name again, a call sent there gets
+// rpc.ErrUnknownMethod and moves on to the next server.
+//
 // Call moves to the next server when the call did not run (no stream to
 // the member, the member no longer serves the name, or was busy), and,
 // for an idempotent method only, when the member went away before
