@@ -3,7 +3,7 @@ GO ?= go
 FUZZTIME ?= 10s
 BENCHTIME ?= 1x
 
-.PHONY: demo test vet fmt-check staticcheck bench fuzz
+.PHONY: demo test vet fmt-check staticcheck bench fuzz ui-bundle
 
 # STATICCHECK is the pinned staticcheck; .ci/run installs it with go install.
 STATICCHECK_VERSION ?= v0.8.2
@@ -43,3 +43,8 @@ fuzz:
 	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+# ui-bundle rebuilds api/ui/vendor/scuttlebutt.js (npm scuttlebutt for the
+# browser) with node and npm; its output is committed.
+ui-bundle:
+	./web/bundle/build.sh

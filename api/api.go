@@ -1,12 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,6 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/scuttle-go/scuttle/doc"
 	"github.com/scuttle-go/scuttle/emitter"
 	"github.com/scuttle-go/scuttle/lock"
 	"github.com/scuttle-go/scuttle/model"
@@ -25,11 +29,12 @@ import (
 // *node.Node implements it. Its methods are called concurrently, from the
 // goroutines of the HTTP server.
 type Node interface {
-	// Model, Emitter and Locks return the document called name, creating
-	// it if there is none (package node's semantics).
+	// Model, Emitter, Locks and Doc return the document called name,
+	// creating it if there is none (package node's semantics).
 	Model(name string) (*model.Model, error)
 	Emitter(name string) (*emitter.Emitter, error)
 	Locks(name string) (*lock.Table, error)
+	Doc(name string) (*doc.Doc, error)
 	// Documents lists the documents the node holds; the Server reads it to
 	// tell a missing document (404) without creating it.
 	Documents() []node.DocumentInfo
@@ -93,9 +98,28 @@ type Config struct {
 	// DefaultWriteWait (10 s).
 	WriteWait time.Duration
 
+	// Token, if set, is the bearer token every request must carry
+	// ("Authorization: Bearer TOKEN"), except those for PublicPaths; a
+	// request without it, or with another, is answered 401 with a JSON
+	// error before it is routed. Tokens are compared in constant time.
+	// Leading and trailing white space is not part of a token. nil means
+	// no authentication: keep the API on a trusted interface.
+	Token []byte
+
+	// PublicPaths are the URL paths served without the token (exact
+	// matches). nil means DefaultPublicPaths (/healthz, /readyz); an
+	// empty non-nil slice makes every path need the token.
+	PublicPaths []string
+
 	// Logger receives the errors the Server answers with 500. nil means
 	// no logging.
 	Logger *slog.Logger
+
+	// Metrics are what GET /metrics serves; give the same to the node
+	// (node.Config.Observer) for fsync latency and replication lag. nil
+	// means NewMetrics(), without those two. A Metrics serves one Server:
+	// a second is ErrMetricsInUse.
+	Metrics *Metrics
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -104,7 +128,9 @@ func (c *Config) withDefaults() (Config, error) {
 		out = *c
 	}
 	if out.MaxBodySize < 0 || out.MaxLockWait < 0 || out.LockAckWait < 0 || out.Heartbeat < 0 || out.WatchBuffer < 0 || out.WriteWait < 0 {
-		return out, fmt.Errorf("%w: negative field in %+v", ErrInvalidConfig, out)
+		// Not %+v of out: it would print the token.
+		return out, fmt.Errorf("%w: negative field (MaxBodySize %d, MaxLockWait %v, LockAckWait %v, Heartbeat %v, WatchBuffer %d, WriteWait %v)",
+			ErrInvalidConfig, out.MaxBodySize, out.MaxLockWait, out.LockAckWait, out.Heartbeat, out.WatchBuffer, out.WriteWait)
 	}
 	if out.MaxBodySize == 0 {
 		out.MaxBodySize = DefaultMaxBodySize
@@ -127,6 +153,17 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)
 	}
+	if out.PublicPaths == nil {
+		out.PublicPaths = DefaultPublicPaths
+	}
+	out.PublicPaths = slices.Clone(out.PublicPaths)
+	if out.Token != nil {
+		tok := bytes.TrimSpace(out.Token)
+		if len(tok) == 0 {
+			return out, fmt.Errorf("%w: Token is empty", ErrInvalidConfig)
+		}
+		out.Token = slices.Clone(tok)
+	}
 	return out, nil
 }
 
@@ -141,8 +178,10 @@ type Server struct {
 
 	known sync.Map // document name -> type: documents are never removed
 
-	metrics  metrics
+	metrics  *Metrics
 	watchers atomic.Int64
+	token    []byte // SHA-256 of Config.Token, or nil
+	lags     lagTracker
 }
 
 // New returns a Server for n; nil cfg means the defaults.
@@ -154,7 +193,17 @@ func New(n Node, cfg *Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{n: n, cfg: c, mux: http.NewServeMux(), done: make(chan struct{})}
+	s := &Server{n: n, cfg: c, mux: http.NewServeMux(), done: make(chan struct{}), metrics: c.Metrics}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if err := s.metrics.register(s); err != nil {
+		return nil, err
+	}
+	if c.Token != nil {
+		sum := sha256.Sum256(c.Token)
+		s.token = sum[:]
+	}
 	routes := []struct {
 		pattern string
 		h       func(http.ResponseWriter, *http.Request) error
@@ -167,16 +216,27 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"POST /v1/events/{name}", s.emit},
 		{"GET /v1/events/{name}", s.getEvents},
 		{"GET /v1/events/{name}/watch", s.watchEvents},
+		{"GET /v1/docs/{name}", s.getDoc},
+		{"PATCH /v1/docs/{name}", s.patchDoc},
+		{"GET /v1/docs/{name}/watch", s.watchDoc},
 		{"GET /v1/locks/{name}", s.getLockTable},
 		{"GET /v1/locks/{name}/{lock}", s.getLock},
 		{"POST /v1/locks/{name}/{lock}", s.takeLock},
 		{"DELETE /v1/locks/{name}/{lock}", s.releaseLock},
 		{"GET /v1/status", s.status},
+		{"GET /v1/status/watch", s.watchStatus},
+		{"GET /v1/models/{name}/replicate", s.replicateModel},
 		{"GET /metrics", s.serveMetrics},
+		{"POST /v1/members/{id}/force-leave", s.forceLeave},
+		{"POST /v1/rpc/{name...}", s.call},
+		{"GET /healthz", s.healthz}, // UnauthenticatedRoutes
+		{"GET /readyz", s.readyz},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, s.wrap(r.h))
 	}
+	s.mux.Handle("GET /ui/", s.serveUI())
+	s.mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	return s, nil
 }
 
@@ -184,12 +244,20 @@ func New(n Node, cfg *Config) (*Server, error) {
 // http.Server.Shutdown does not wait for them. Other requests are served
 // as before. Close is idempotent and always returns nil.
 func (s *Server) Close() error {
-	s.once.Do(func() { close(s.done) })
+	s.once.Do(func() {
+		close(s.done)
+		s.lags.close()
+	})
 	return nil
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if !s.authorized(r) {
+		s.unauthorized(w, r)
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern != "" {
 		s.mux.ServeHTTP(w, r)
 		return
@@ -214,8 +282,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg += " (allowed: " + allow + ")"
 		}
 	}
-	s.metrics.request("", code)
 	writeJSON(w, code, errorBody{msg})
+	s.metrics.request("", code, time.Since(start))
 }
 
 // statusOnly is a ResponseWriter that keeps the status and headers and
@@ -253,6 +321,7 @@ type errorBody struct {
 // answers the error as JSON with its status code, and counts the request.
 func (s *Server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		cw := &codeWriter{ResponseWriter: w}
 		if err := h(cw, r); err != nil {
 			code, msg := s.classify(err)
@@ -263,7 +332,7 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request) error) http.Han
 		if cw.code == 0 {
 			cw.code = http.StatusOK
 		}
-		s.metrics.request(r.Pattern, cw.code)
+		s.metrics.request(r.Pattern, cw.code, time.Since(start))
 	})
 }
 
@@ -301,8 +370,16 @@ func (s *Server) classify(err error) (code int, msg string) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", mbe.Limit)
 	case errors.Is(err, node.ErrInvalidName), errors.Is(err, model.ErrInvalidValue),
 		errors.Is(err, emitter.ErrInvalidArg), errors.Is(err, emitter.ErrInvalidName),
-		errors.Is(err, lock.ErrInvalidName):
+		errors.Is(err, lock.ErrInvalidName),
+		errors.Is(err, doc.ErrInvalidPath), errors.Is(err, doc.ErrInvalidValue),
+		errors.Is(err, doc.ErrNotObject), errors.Is(err, doc.ErrTooDeep):
 		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, doc.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
+	case errors.Is(err, doc.ErrNotNumber), errors.Is(err, doc.ErrNotArray):
+		// The document holds something else at the path: the request
+		// conflicts with its state.
+		return http.StatusConflict, err.Error()
 	case errors.Is(err, scuttlebutt.ErrInvalidUpdate):
 		// A local write refused by the base: over the update size limit.
 		return http.StatusRequestEntityTooLarge, err.Error()
@@ -408,6 +485,7 @@ const (
 	typeModel   = "model"
 	typeEmitter = "emitter"
 	typeLock    = "lock"
+	typeDoc     = "doc"
 )
 
 // existingModel, existingEmitter and existingLocks are lookup for each
@@ -429,8 +507,27 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, m.Snapshot())
+	snap := m.Snapshot()
+	if r.URL.Query().Get("writes") == "" {
+		writeJSON(w, http.StatusOK, snap)
+		return nil
+	}
+	// ?writes=1: each key's value with the source and time of its write.
+	out := make(map[string]writtenBody, len(snap))
+	for k, v := range snap {
+		if src, ts, ok := m.Written(k); ok {
+			out[k] = writtenBody{v, src, float64(ts)}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// writtenBody is one key of GET /v1/models/{name}?writes=1.
+type writtenBody struct {
+	Value     any     `json:"value"`
+	Source    string  `json:"source"`
+	Timestamp float64 `json:"timestamp"`
 }
 
 // keyBody is one key and its value, as GET and PUT of a key answer.
@@ -630,10 +727,15 @@ func (s *Server) getLockTable(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	held := []lockBody{}
+	for _, l := range t.Held() {
+		held = append(held, describeLock(t, l))
+	}
 	writeJSON(w, http.StatusOK, struct {
-		Name    string   `json:"name"`
-		Members []string `json:"members"`
-	}{r.PathValue("name"), t.Members()})
+		Name    string     `json:"name"`
+		Members []string   `json:"members"`
+		Held    []lockBody `json:"held"`
+	}{r.PathValue("name"), t.Members(), held})
 	return nil
 }
 

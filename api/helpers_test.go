@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scuttle-go/scuttle/doc"
 	"github.com/scuttle-go/scuttle/emitter"
 	"github.com/scuttle-go/scuttle/lock"
 	"github.com/scuttle-go/scuttle/model"
@@ -99,6 +100,14 @@ func (f *fakeNode) Locks(name string) (*lock.Table, error) {
 	return d.(*lock.Table), nil
 }
 
+func (f *fakeNode) Doc(name string) (*doc.Doc, error) {
+	d, err := f.get(name, "doc", func() (scuttlebutt.Document, error) { return doc.New("self", nil) })
+	if err != nil {
+		return nil, err
+	}
+	return d.(*doc.Doc), nil
+}
+
 func (f *fakeNode) Documents() []node.DocumentInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -117,14 +126,19 @@ func (f *fakeNode) Status() node.Status {
 }
 
 // state is everything a request could change: the documents, their types
-// and clocks, and each model's contents.
+// and clocks, and each model's and doc's contents.
 func (f *fakeNode) state() string {
 	var b strings.Builder
 	for _, d := range f.Documents() {
 		fmt.Fprintf(&b, "%s %s %s", d.Name, d.Type, d.Clock)
-		if d.Type == "model" {
+		switch d.Type {
+		case "model":
 			m, _ := f.Model(d.Name)
 			js, _ := json.Marshal(m.Snapshot())
+			fmt.Fprintf(&b, " %s", js)
+		case "doc":
+			dd, _ := f.Doc(d.Name)
+			js, _ := json.Marshal(dd.Snapshot())
 			fmt.Fprintf(&b, " %s", js)
 		}
 		b.WriteByte('\n')

@@ -1,210 +1,236 @@
 package api
 
 import (
-	"fmt"
-	"io"
+	"errors"
 	"maps"
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/scuttle-go/scuttle/node"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
-// metrics counts what the Server itself sees; the rest of /metrics comes
-// from the node's Status.
-type metrics struct {
-	mu       sync.Mutex
-	requests map[requestKey]int64 // guarded by mu
-	dropped  atomic.Int64         // watch streams ended for falling behind
+// ErrMetricsInUse means a Metrics was given to a second Server.
+var ErrMetricsInUse = errors.New("api: metrics already serve another server")
+
+// Metrics are the Prometheus metrics GET /metrics serves (prometheus
+// client_golang, a registry of their own, not the global one): the Go
+// runtime's (go_*) and the process's (process_*), the HTTP API's requests
+// and latency, watch streams, and the node's: what its Status holds
+// (members, links, documents, bounds, connections), fsync latency and
+// replication lag, for which it is a node.Observer. Create one with
+// NewMetrics and give it to both node.Config.Observer and Config.Metrics;
+// it serves one Server. Its methods are safe for concurrent use.
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	dropped  prometheus.Counter
+	fsync    prometheus.Histogram
+	lag      *prometheus.HistogramVec
+	used     atomic.Bool
 }
 
-type requestKey struct {
-	route string // the matched pattern, "" for no route
-	code  int
-}
+var _ node.Observer = (*Metrics)(nil)
 
-func (m *metrics) request(route string, code int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.requests == nil {
-		m.requests = make(map[requestKey]int64)
+// NewMetrics returns the metrics of a Server and its node, registered in
+// a new registry with the Go and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scuttle_http_requests_total",
+			Help: "HTTP API requests, by route pattern and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "scuttle_http_request_duration_seconds",
+			Help: "Time to answer an HTTP API request, by route pattern (\"\" for no route); a watch counts its whole stream, a lock request its wait.",
+			// 0.25 ms to 16 s: reads answer in well under a millisecond,
+			// writes wait for an fsync, lock requests for acknowledgements.
+			Buckets: prometheus.ExponentialBuckets(0.00025, 4, 9),
+		}, []string{"route"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scuttle_http_watchers_dropped_total",
+			Help: "Watch streams ended because the client fell behind.",
+		}),
+		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "scuttle_fsync_duration_seconds",
+			Help: "Time of one fsync of a document log.",
+			// 50 µs (a cached or battery-backed write) to 3.3 s (a disk
+			// in trouble).
+			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 9),
+		}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "scuttle_replication_lag_seconds",
+			Help: "Time from an update's timestamp on the node that wrote it to its apply on this node, by document; clock skew between nodes included.",
+			// 1 ms (a link on a LAN) to 4.4 min (a node catching up
+			// after a partition or a restart).
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"document"}),
 	}
-	m.requests[requestKey{route, code}]++
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.latency, m.dropped, m.fsync, m.lag,
+	)
+	return m
 }
 
-func (m *metrics) snapshot() map[requestKey]int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make(map[requestKey]int64, len(m.requests))
-	for k, v := range m.requests {
-		out[k] = v
+// Registry returns the registry the metrics are in, for a program to add
+// its own.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ObserveFsync implements node.Observer.
+func (m *Metrics) ObserveFsync(d time.Duration) { m.fsync.Observe(d.Seconds()) }
+
+// ObserveLag implements node.Observer.
+func (m *Metrics) ObserveLag(doc string, lag time.Duration) {
+	m.lag.WithLabelValues(doc).Observe(lag.Seconds())
+}
+
+// request counts one request to route, answered with code after d.
+func (m *Metrics) request(route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// register adds what comes from s: the node's status and the open
+// watches.
+func (m *Metrics) register(s *Server) error {
+	if m.used.Swap(true) {
+		return ErrMetricsInUse
 	}
-	return out
+	return errors.Join(
+		m.reg.Register(statusCollector{s.n}),
+		m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scuttle_http_watchers",
+			Help: "Open watch streams (Server-Sent Events).",
+		}, func() float64 { return float64(s.watchers.Load()) })),
+	)
 }
-
-// promWriter writes the Prometheus text exposition format (version
-// 0.0.4): one HELP and one TYPE line per metric family, then its samples.
-type promWriter struct {
-	w   io.Writer
-	err error
-}
-
-type label struct{ name, value string }
-
-// family starts a metric family.
-func (p *promWriter) family(name, typ, help string) {
-	p.printf("# HELP %s %s\n# TYPE %s %s\n", name, escapeHelp(help), name, typ)
-}
-
-// sample writes one sample of the family last started.
-func (p *promWriter) sample(name string, value float64, labels ...label) {
-	var b strings.Builder
-	b.WriteString(name)
-	if len(labels) > 0 {
-		b.WriteByte('{')
-		for i, l := range labels {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(l.name)
-			b.WriteString(`="`)
-			b.WriteString(escapeLabel(l.value))
-			b.WriteByte('"')
-		}
-		b.WriteByte('}')
-	}
-	b.WriteByte(' ')
-	b.WriteString(strconv.FormatFloat(value, 'g', -1, 64))
-	b.WriteByte('\n')
-	p.printf("%s", b.String())
-}
-
-func (p *promWriter) printf(format string, args ...any) {
-	if p.err == nil {
-		_, p.err = fmt.Fprintf(p.w, format, args...)
-	}
-}
-
-var (
-	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
-	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
-)
-
-func escapeLabel(s string) string { return labelEscaper.Replace(s) }
-func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	writeMetrics(w, s.n.Status(), s.metrics.snapshot(), s.watchers.Load(), s.metrics.dropped.Load())
+	promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{
+		ErrorLog:      slogPrinter{s},
+		ErrorHandling: promhttp.ContinueOnError,
+	}).ServeHTTP(w, r)
 	return nil
 }
 
-// writeMetrics writes every metric in the Prometheus text format.
-func writeMetrics(w io.Writer, st node.Status, requests map[requestKey]int64, watchers, dropped int64) error {
-	p := &promWriter{w: w}
+// slogPrinter logs promhttp's errors.
+type slogPrinter struct{ s *Server }
 
-	p.family("scuttle_members", "gauge", "Members of the cluster this node knows of, itself included, by state.")
+func (p slogPrinter) Println(v ...any) { p.s.cfg.Logger.Error("api: metrics", "err", v) }
+
+// statusCollector collects the metrics that come from the node's Status,
+// taken once per scrape. It is unchecked (Describe sends nothing): the
+// label values are only known from a Status.
+type statusCollector struct{ n Node }
+
+func (statusCollector) Describe(chan<- *prometheus.Desc) {}
+
+// desc and the metric helpers keep Collect close to the list of metrics.
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	descMembers   = desc("scuttle_members", "Members of the cluster this node knows of, itself included, by state.", "state")
+	descLinks     = desc("scuttle_links", "Replication links that are up.")
+	descDocuments = desc("scuttle_documents", "Documents this node holds, by type.", "type")
+	descSources   = desc("scuttle_document_sources", "Replicas whose updates a document holds: the entries of its vector clock.", "document", "type")
+)
+
+// linkMetrics are the counters of each link, from its LinkStatus.
+var linkMetrics = []struct {
+	desc  *prometheus.Desc
+	value func(node.LinkStatus) int64
+}{
+	{desc("scuttle_link_received_bytes_total", "Bytes received on the link to a peer, TLS and framing included; reset when the link is re-established.", "peer"),
+		func(l node.LinkStatus) int64 { return l.BytesIn }},
+	{desc("scuttle_link_sent_bytes_total", "Bytes sent on the link to a peer, TLS and framing included; reset when the link is re-established.", "peer"),
+		func(l node.LinkStatus) int64 { return l.BytesOut }},
+	{desc("scuttle_link_received_updates_total", "Updates received on the link to a peer, all documents; reset when the link is re-established.", "peer"),
+		func(l node.LinkStatus) (in int64) {
+			for _, d := range l.Documents {
+				in += d.UpdatesIn
+			}
+			return in
+		}},
+	{desc("scuttle_link_sent_updates_total", "Updates sent on the link to a peer, all documents; reset when the link is re-established.", "peer"),
+		func(l node.LinkStatus) (out int64) {
+			for _, d := range l.Documents {
+				out += d.UpdatesOut
+			}
+			return out
+		}},
+}
+
+// boundMetrics are the counters of each document's bounds.
+var boundMetrics = []struct {
+	desc  *prometheus.Desc
+	value func(scuttlebutt.Stats) uint64
+}{
+	{desc("scuttle_document_offset_refused_total", "Updates and clocks refused because they were stamped further ahead of this node's clock than the bound allows.", "document", "type"),
+		func(s scuttlebutt.Stats) uint64 { return s.OffsetRefused }},
+	{desc("scuttle_document_sources_refused_total", "Updates and clocks refused because they would name more sources than the bound allows.", "document", "type"),
+		func(s scuttlebutt.Stats) uint64 { return s.SourcesRefused }},
+	{desc("scuttle_document_twins_total", "Other live processes seen writing under this node's id (a cloned machine, a duplicate -id).", "document", "type"),
+		func(s scuttlebutt.Stats) uint64 { return s.Twins }},
+}
+
+var (
+	descDials        = desc("scuttle_dials_total", "Outgoing replication connection attempts.")
+	descDialFailures = desc("scuttle_dial_failures_total", "Outgoing replication connection attempts that did not reach a session.")
+	descAccepted     = desc("scuttle_accepted_connections_total", "Incoming replication connections.")
+	descAuthFailures = desc("scuttle_auth_failures_total", "Replication connections closed because a side failed authentication.")
+)
+
+func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.n.Status()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+
 	states := map[node.MemberState]int{node.Alive: 0, node.Leaving: 0, node.Left: 0, node.Failed: 0}
 	for _, m := range st.Members {
 		states[m.State]++
 	}
 	for _, state := range slices.Sorted(maps.Keys(states)) {
-		p.sample("scuttle_members", float64(states[state]), label{"state", string(state)})
+		gauge(descMembers, float64(states[state]), string(state))
 	}
-
-	p.family("scuttle_links", "gauge", "Replication links that are up.")
-	p.sample("scuttle_links", float64(len(st.Links)))
-
-	type linkMetric struct {
-		name, help string
-		value      func(node.LinkStatus) int64
-	}
-	updates := func(l node.LinkStatus) (in, out int64) {
-		for _, d := range l.Documents {
-			in += d.UpdatesIn
-			out += d.UpdatesOut
-		}
-		return in, out
-	}
-	for _, m := range []linkMetric{
-		{"scuttle_link_received_bytes_total", "Bytes received on the link to a peer, TLS and framing included; reset when the link is re-established.",
-			func(l node.LinkStatus) int64 { return l.BytesIn }},
-		{"scuttle_link_sent_bytes_total", "Bytes sent on the link to a peer, TLS and framing included; reset when the link is re-established.",
-			func(l node.LinkStatus) int64 { return l.BytesOut }},
-		{"scuttle_link_received_updates_total", "Updates received on the link to a peer, all documents; reset when the link is re-established.",
-			func(l node.LinkStatus) int64 { in, _ := updates(l); return in }},
-		{"scuttle_link_sent_updates_total", "Updates sent on the link to a peer, all documents; reset when the link is re-established.",
-			func(l node.LinkStatus) int64 { _, out := updates(l); return out }},
-	} {
-		p.family(m.name, "counter", m.help)
+	gauge(descLinks, float64(len(st.Links)))
+	for _, m := range linkMetrics {
 		for _, l := range st.Links {
-			p.sample(m.name, float64(m.value(l)), label{"peer", l.Peer})
+			counter(m.desc, float64(m.value(l)), l.Peer)
 		}
 	}
-
-	p.family("scuttle_documents", "gauge", "Documents this node holds, by type.")
-	types := map[string]int{"model": 0, "emitter": 0, "lock": 0}
+	types := map[string]int{"model": 0, "emitter": 0, "lock": 0, "doc": 0}
 	for _, d := range st.Documents {
 		types[d.Type]++
 	}
 	for _, t := range slices.Sorted(maps.Keys(types)) {
-		p.sample("scuttle_documents", float64(types[t]), label{"type", t})
+		gauge(descDocuments, float64(types[t]), t)
 	}
-
-	p.family("scuttle_document_sources", "gauge", "Replicas whose updates a document holds: the entries of its vector clock.")
 	for _, d := range st.Documents {
-		p.sample("scuttle_document_sources", float64(len(d.Clock)), label{"document", d.Name}, label{"type", d.Type})
+		gauge(descSources, float64(len(d.Clock)), d.Name, d.Type)
 	}
-
-	for _, m := range []struct {
-		name, help string
-		value      func(scuttlebutt.Stats) uint64
-	}{
-		{"scuttle_document_offset_refused_total", "Updates and clocks refused because they were stamped further ahead of this node's clock than the bound allows.",
-			func(s scuttlebutt.Stats) uint64 { return s.OffsetRefused }},
-		{"scuttle_document_sources_refused_total", "Updates and clocks refused because they would name more sources than the bound allows.",
-			func(s scuttlebutt.Stats) uint64 { return s.SourcesRefused }},
-		{"scuttle_document_twins_total", "Other live processes seen writing under this node's id (a cloned machine, a duplicate -id).",
-			func(s scuttlebutt.Stats) uint64 { return s.Twins }},
-	} {
-		p.family(m.name, "counter", m.help)
+	for _, m := range boundMetrics {
 		for _, d := range st.Documents {
-			p.sample(m.name, float64(m.value(d.Bounds)), label{"document", d.Name}, label{"type", d.Type})
+			counter(m.desc, float64(m.value(d.Bounds)), d.Name, d.Type)
 		}
 	}
-
-	for _, c := range []struct {
-		name, help string
-		v          int64
-	}{
-		{"scuttle_dials_total", "Outgoing replication connection attempts.", st.Counters.Dials},
-		{"scuttle_dial_failures_total", "Outgoing replication connection attempts that did not reach a session.", st.Counters.DialFailures},
-		{"scuttle_accepted_connections_total", "Incoming replication connections.", st.Counters.Accepted},
-		{"scuttle_auth_failures_total", "Replication connections closed because a side failed authentication.", st.Counters.AuthFailures},
-	} {
-		p.family(c.name, "counter", c.help)
-		p.sample(c.name, float64(c.v))
-	}
-
-	p.family("scuttle_http_requests_total", "counter", "HTTP API requests, by route pattern and status code.")
-	keys := slices.SortedFunc(maps.Keys(requests), func(a, b requestKey) int {
-		if c := strings.Compare(a.route, b.route); c != 0 {
-			return c
-		}
-		return a.code - b.code
-	})
-	for _, k := range keys {
-		p.sample("scuttle_http_requests_total", float64(requests[k]), label{"route", k.route}, label{"code", strconv.Itoa(k.code)})
-	}
-
-	p.family("scuttle_http_watchers", "gauge", "Open watch streams (Server-Sent Events).")
-	p.sample("scuttle_http_watchers", float64(watchers))
-	p.family("scuttle_http_watchers_dropped_total", "counter", "Watch streams ended because the client fell behind.")
-	p.sample("scuttle_http_watchers_dropped_total", float64(dropped))
-	return p.err
+	counter(descDials, float64(st.Counters.Dials))
+	counter(descDialFailures, float64(st.Counters.DialFailures))
+	counter(descAccepted, float64(st.Counters.Accepted))
+	counter(descAuthFailures, float64(st.Counters.AuthFailures))
 }

@@ -1,11 +1,11 @@
 package api
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
+	"time"
 )
 
 // parseMetrics checks text against the Prometheus text format (every
@@ -13,9 +13,9 @@ import (
 // and returns the samples: "name{labels}" -> value.
 func parseMetrics(t *testing.T, text string) map[string]string {
 	t.Helper()
-	sample := regexp.MustCompile(`^([a-z_]+)(\{[a-z_]+="(?:[^"\\\n]|\\.)*"(?:,[a-z_]+="(?:[^"\\\n]|\\.)*")*\})? (-?[0-9.e+]+)$`)
-	help := regexp.MustCompile(`^# HELP ([a-z_]+) \S.*$`)
-	typ := regexp.MustCompile(`^# TYPE ([a-z_]+) (counter|gauge)$`)
+	sample := regexp.MustCompile(`^([a-z_:][a-z0-9_:]*)(\{[a-z_]+="(?:[^"\\\n]|\\.)*"(?:,[a-z_]+="(?:[^"\\\n]|\\.)*")*\})? (-?[0-9.]+(?:e[+-]?[0-9]+)?|NaN|\+Inf)$`)
+	help := regexp.MustCompile(`^# HELP ([a-z_:][a-z0-9_:]*) \S.*$`)
+	typ := regexp.MustCompile(`^# TYPE ([a-z_:][a-z0-9_:]*) (counter|gauge|histogram|summary|untyped)$`)
 	out := map[string]string{}
 	seen := map[string]bool{}
 	family, typed := "", false
@@ -45,7 +45,13 @@ func parseMetrics(t *testing.T, text string) map[string]string {
 			t.Errorf("line %d is not a sample: %q", i+1, line)
 			continue
 		}
-		if m[1] != family || !typed {
+		base := m[1]
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if b, ok := strings.CutSuffix(m[1], suffix); ok && b == family {
+				base = b
+			}
+		}
+		if base != family || !typed {
 			t.Errorf("line %d: sample of %s outside its family (%s)", i+1, m[1], family)
 		}
 		out[m[1]+m[2]] = m[3]
@@ -57,11 +63,12 @@ func TestMetrics(t *testing.T) {
 	_, s := newServer(t, nil)
 	wantOK(t, doString(t, s, "PUT", "/v1/models/m/keys/k", `1`), "PUT")
 	wantOK(t, doString(t, s, "POST", "/v1/events/e", `{"event": "x"}`), "emit")
+	wantOK(t, doString(t, s, "PATCH", "/v1/docs/d", `{"$inc": {"n": 1}}`), "PATCH")
 	doString(t, s, "GET", "/v1/models/nope", "")
 	doString(t, s, "GET", "/nowhere", "")
 
 	r := doString(t, s, "GET", "/metrics", "")
-	if r.code != 200 || r.header.Get("Content-Type") != "text/plain; version=0.0.4; charset=utf-8" {
+	if r.code != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain; version=0.0.4; charset=utf-8") {
 		t.Fatalf("GET /metrics: %d %q", r.code, r.header.Get("Content-Type"))
 	}
 	got := parseMetrics(t, r.body)
@@ -75,13 +82,19 @@ func TestMetrics(t *testing.T) {
 		`scuttle_documents{type="model"}`:                     "1",
 		`scuttle_documents{type="emitter"}`:                   "1",
 		`scuttle_documents{type="lock"}`:                      "0",
+		`scuttle_documents{type="doc"}`:                       "1",
+		`scuttle_document_sources{document="d",type="doc"}`:   "1",
 		`scuttle_document_sources{document="m",type="model"}`: "1",
 		`scuttle_dials_total`:                                 "3",
 		`scuttle_auth_failures_total`:                         "1",
-		`scuttle_http_requests_total{route="PUT /v1/models/{name}/keys/{key...}",code="200"}`: "1",
-		`scuttle_http_requests_total{route="GET /v1/models/{name}",code="404"}`:               "1",
-		`scuttle_http_requests_total{route="",code="404"}`:                                    "1",
+		`scuttle_http_requests_total{code="200",route="PUT /v1/models/{name}/keys/{key...}"}`: "1",
+		`scuttle_http_requests_total{code="404",route="GET /v1/models/{name}"}`:               "1",
+		`scuttle_http_requests_total{code="200",route="PATCH /v1/docs/{name}"}`:               "1",
+		`scuttle_http_requests_total{code="404",route=""}`:                                    "1",
 		`scuttle_http_watchers`: "0",
+		`scuttle_http_request_duration_seconds_count{route="PUT /v1/models/{name}/keys/{key...}"}`: "1",
+		`scuttle_http_request_duration_seconds_count{route=""}`:                                    "1",
+		`scuttle_fsync_duration_seconds_count`:                                                     "0",
 	} {
 		if got[name] != want {
 			t.Errorf("%s = %q, want %q", name, got[name], want)
@@ -89,14 +102,36 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-func TestMetricsEscaping(t *testing.T) {
-	var b strings.Builder
-	p := &promWriter{w: &b}
-	p.family("x_total", "counter", "Help with a \\ and a\nnewline.")
-	p.sample("x_total", 1.5, label{"peer", "a\"b\\c\nd"})
-	want := "# HELP x_total Help with a \\\\ and a\\nnewline.\n# TYPE x_total counter\nx_total{peer=\"a\\\"b\\\\c\\nd\"} 1.5\n"
-	if diff := cmp.Diff(want, b.String()); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
+// TestMetricsObserved checks the histograms a node feeds (fsync latency,
+// replication lag by document) and the Go and process collectors.
+func TestMetricsObserved(t *testing.T) {
+	m := NewMetrics()
+	f, s := newServer(t, &Config{Metrics: m})
+	if _, err := New(f, &Config{Metrics: m}); !errors.Is(err, ErrMetricsInUse) {
+		t.Errorf("a second Server on the same Metrics: %v, want ErrMetricsInUse", err)
 	}
-	parseMetrics(t, b.String())
+	m.ObserveFsync(3 * time.Millisecond)
+	m.ObserveFsync(300 * time.Millisecond)
+	m.ObserveLag("users", 2*time.Millisecond)
+	m.ObserveLag("users", 90*time.Second)
+	m.ObserveLag("jobs", 0)
+	got := parseMetrics(t, doString(t, s, "GET", "/metrics", "").body)
+	for name, want := range map[string]string{
+		`scuttle_fsync_duration_seconds_count`:                                "2",
+		`scuttle_fsync_duration_seconds_sum`:                                  "0.303",
+		`scuttle_fsync_duration_seconds_bucket{le="0.0032"}`:                  "1",
+		`scuttle_fsync_duration_seconds_bucket{le="+Inf"}`:                    "2",
+		`scuttle_replication_lag_seconds_count{document="users"}`:             "2",
+		`scuttle_replication_lag_seconds_bucket{document="users",le="0.004"}`: "1",
+		`scuttle_replication_lag_seconds_count{document="jobs"}`:              "1",
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %q, want %q", name, got[name], want)
+		}
+	}
+	for _, name := range []string{"go_goroutines", "go_memstats_alloc_bytes", "process_resident_memory_bytes", "process_open_fds"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("no %s", name)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -226,8 +227,8 @@ func TestWatchSlowClient(t *testing.T) {
 	if !strings.HasSuffix(out, "event: error\ndata: {\"error\":\"watcher fell 4 events behind; reconnect and read the document again\"}\n\n") {
 		t.Errorf("stream does not end with the error event:\n%s", out)
 	}
-	if d := s.metrics.dropped.Load(); d != 1 {
-		t.Errorf("dropped watchers %d, want 1", d)
+	if d := testutil.ToFloat64(s.metrics.dropped); d != 1 {
+		t.Errorf("dropped watchers %v, want 1", d)
 	}
 	waitWatchers(t, s, 0)
 }

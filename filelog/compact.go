@@ -167,7 +167,7 @@ func (l *Log) tailStartLocked(clock vclock.Clock, mark, before int64) (start, sk
 // over the log. skipped is the number of records before start.
 func (l *Log) rewrite(h []scuttlebutt.Update, clock vclock.Clock, start, skipped int64) (err error) {
 	tmpPath := l.path + compactSuffix
-	tf, err := os.OpenFile(tmpPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	tf, err := os.OpenFile(tmpPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, FileMode)
 	if err != nil {
 		return fmt.Errorf("filelog: compacting %s: %w", l.path, err)
 	}

@@ -100,6 +100,12 @@ type Config struct {
 	// Logger receives warnings (torn tails, repairs, failed background
 	// compactions) and debug messages (compactions). nil means no logging.
 	Logger *slog.Logger
+
+	// OnSync, if set, is called after each fsync of the log's appends
+	// with how long it took, from the goroutine that synced (a writer or
+	// the flusher), with no lock held: a metrics hook. It must not block
+	// or call the Log. nil means none.
+	OnSync func(d time.Duration)
 }
 
 // DefaultConfig returns the default configuration: SyncAlways, automatic

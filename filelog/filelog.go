@@ -175,6 +175,7 @@ func Open(path string, doc scuttlebutt.Document, cfg *Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.tighten(f)
 	if err := l.load(f); err != nil {
 		f.Close()
 		return nil, err
@@ -203,12 +204,33 @@ func Open(path string, doc scuttlebutt.Document, cfg *Config) (*Log, error) {
 	return l, nil
 }
 
+// FileMode is the permission of the log files Open and compaction create:
+// readable and writable by the owner only, for a log holds every value
+// of its document.
+const FileMode = 0o600
+
+// tighten takes the permissions of group and others away from an existing
+// log file that has them (it was created by an older version, or by hand),
+// and warns; a file it cannot change is left as it is, with a warning.
+func (l *Log) tighten(f *os.File) {
+	fi, err := f.Stat()
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	old := fi.Mode().Perm()
+	if err := f.Chmod(old &^ 0o077); err != nil {
+		l.log.Warn("log file is readable by others and cannot be changed", "mode", old.String(), "err", err)
+		return
+	}
+	l.log.Warn("log file was readable by others: permissions tightened", "was", old.String(), "now", (old &^ 0o077).String())
+}
+
 // openFile opens (or creates) the log file and locks it. A compaction in
 // another process may rename a new file over path between the open and the
 // lock: then the locked file is no longer the log, and it tries again.
 func openFile(path string) (*os.File, error) {
 	for range 100 {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, FileMode)
 		if err != nil {
 			return nil, err
 		}
@@ -623,7 +645,11 @@ func (l *Log) flushLocked(fsync bool) {
 		_, err = l.f.WriteAt(buf, off)
 	}
 	if err == nil && fsync {
+		start := time.Now()
 		err = fdatasync(l.f)
+		if err == nil && l.cfg.OnSync != nil {
+			l.cfg.OnSync(time.Since(start))
+		}
 	}
 	if err != nil && len(buf) > 0 {
 		_ = l.f.Truncate(off) // best effort: drop a partial record

@@ -143,3 +143,34 @@ func Example() {
 	// Unlock: <nil>
 	// Unlock again: true
 }
+
+// TestHeld lists the locks held, on the holder and on the other replica,
+// and not once released.
+func TestHeld(t *testing.T) {
+	a, b := newTable(t, "a", "a", "b"), newTable(t, "b", "a", "b")
+	if err := stream.Pipe(t.Context(), a, b); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"y", "x"} {
+		if err := a.Lock(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Lock(t.Context(), "z"); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint([]string{"x", "y", "z"})
+	deadline := time.Now().Add(5 * time.Second)
+	for fmt.Sprint(b.Held()) != want || fmt.Sprint(a.Held()) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("Held: a %v, b %v; want %s on both", a.Held(), b.Held(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := a.Unlock("x"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(a.Held()); got != fmt.Sprint([]string{"y", "z"}) {
+		t.Errorf("a.Held() after Unlock(x) = %s, want [y z]", got)
+	}
+}

@@ -2,11 +2,13 @@ package lock
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/scuttle-go/scuttle/scuttlebutt"
+	"github.com/scuttle-go/scuttle/internal/testkit/simnet"
+	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // trueTime is the simulation's real time, moved by hand; each replica reads
@@ -30,37 +32,40 @@ func (c *trueTime) add(d time.Duration) {
 
 // cluster is a deterministic network of tables, for the tests of the Table
 // itself (table_test.go, onlost_test.go, persist_test.go; the rule's
-// decisions are tested without a Table, over a ruleNet): links are stepped
-// by hand, each table's goroutine is stopped (stopRun) and the test calls
-// the Table's step itself.
+// decisions are tested without a Table, over a ruleNet). The tables are
+// linked through the project's test network, simnet, with hand-stepped
+// links: messages move only when the test settles, in an order drawn from
+// a fixed seed, and every delivery is checked for the prefix property.
+// Each table's goroutine is stopped (stopRun) and the test calls the
+// Table's step itself, with true time moved by hand.
 type cluster struct {
-	t     *testing.T
-	clk   *trueTime
-	tabs  []*Table
-	links map[[2]int]*pairLink
-	cut   map[int]bool // replicas cut off from everyone
-	mute  map[int]bool // replicas whose messages are held back (one-way cut)
-	down  map[int]bool // crashed replicas: not stepped, not linked
+	t    *testing.T
+	clk  *trueTime
+	net  *simnet.Network
+	tabs []*Table     // tabs[i] is replica i of net
+	down map[int]bool // crashed replicas: not stepped (net keeps them unlinked)
 }
 
-type pairLink struct {
-	a, b *scuttlebutt.Link
-}
+// clusterSeed draws the order in which a cluster's messages are delivered.
+const clusterSeed = 1
 
 var testCfg = Config{Lease: 1000 * time.Millisecond, Renew: 200 * time.Millisecond, Margin: 100 * time.Millisecond}
 
-// newCluster makes n tables r0..r{n-1}, all members of each other, with the
-// given clock offsets (nil for none) and config overrides.
+// newCluster makes n tables r0..r{n-1}, all members of each other and
+// linked to each other, with the given clock offsets (nil for none) and
+// config overrides.
 func newCluster(t *testing.T, n int, offsets []time.Duration, tweak func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{
-		t:     t,
-		clk:   &trueTime{t: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)},
-		links: make(map[[2]int]*pairLink),
-		cut:   make(map[int]bool),
-		mute:  make(map[int]bool),
-		down:  make(map[int]bool),
+		t:    t,
+		clk:  &trueTime{t: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)},
+		down: make(map[int]bool),
 	}
+	c.net = simnet.New(clusterSeed, &simnet.Options{
+		Logf:    t.Logf,
+		OnError: func(err error) { t.Fatal(err) }, // delivered on the test's goroutine
+	})
+	t.Cleanup(func() { c.net.Close() })
 	var members []string
 	for i := range n {
 		members = append(members, fmt.Sprintf("r%d", i))
@@ -83,57 +88,78 @@ func newCluster(t *testing.T, n int, offsets []time.Duration, tweak func(*Config
 		tab.stopRun() // the test steps it
 		t.Cleanup(func() { tab.Close() })
 		c.tabs = append(c.tabs, tab)
+		c.net.Add(tab)
 	}
-	for i := range n {
-		for j := i + 1; j < n; j++ {
-			c.link(i, j)
-		}
-	}
+	c.net.FullMesh()
 	c.settle()
 	return c
 }
 
-func (c *cluster) link(i, j int) {
-	c.links[[2]int{i, j}] = &pairLink{a: c.tabs[i].NewLink(nil), b: c.tabs[j].NewLink(nil)}
-}
-
-// pump delivers messages over every link whose ends are both up and not
-// cut, until none is left.
-func (c *cluster) pump() {
-	for moved := true; moved; {
-		moved = false
-		for k, l := range c.links {
-			if c.cut[k[0]] || c.cut[k[1]] || c.down[k[0]] || c.down[k[1]] {
-				continue
-			}
-			for d, dir := range [2][2]*scuttlebutt.Link{{l.a, l.b}, {l.b, l.a}} {
-				if c.mute[k[d]] {
-					continue // its messages wait in its link
-				}
-				for _, m := range dir[0].Ready() {
-					moved = true
-					if err := dir[1].Step(m); err != nil {
-						c.t.Fatalf("link %v: %v", k, err)
-					}
-				}
-			}
+// isolate cuts replica i off from every other: a partition with i alone
+// on its side. Its links end, and what they had in flight is lost; the
+// table keeps being stepped and writing. heal joins it again. A second
+// isolate replaces the first: one replica is cut off at a time.
+func (c *cluster) isolate(i int) {
+	var rest []int
+	for j := range c.tabs {
+		if j != i {
+			rest = append(rest, j)
 		}
 	}
+	c.net.Partition(rest)
 }
 
-// settle alternates pumping and stepping every live table until nothing
-// changes: the state reached with the clock standing still.
+// heal ends any partition and links every pair of live replicas again:
+// new sessions, whose history exchange makes up for what the cut lost.
+func (c *cluster) heal() { c.net.FullMesh() }
+
+// crash takes replica i down: its links end, and it is neither linked nor
+// stepped until restart.
+func (c *cluster) crash(i int) {
+	c.net.Crash(i)
+	c.down[i] = true
+}
+
+// restart puts tab in place of the crashed replica i, and links it to
+// every live replica.
+func (c *cluster) restart(i int, tab *Table) {
+	c.net.Replace(i, tab)
+	c.tabs[i] = tab
+	delete(c.down, i)
+	c.heal()
+}
+
+// settle alternates delivering every message in flight and stepping every
+// live table until a round of both changes nothing (no message delivered,
+// no table's clock moved: nothing written, by a step or by a Lock call
+// meanwhile), or for at most 20 rounds: the state reached with the clock
+// standing still.
 func (c *cluster) settle() {
 	for range 20 {
-		c.pump()
+		before := c.clocks()
+		moved := c.net.Settle()
 		for i, tab := range c.tabs {
 			if !c.down[i] {
 				tab.step()
 			}
 		}
+		if moved == 0 && slices.EqualFunc(before, c.clocks(), sameClock) {
+			return
+		}
 	}
-	c.pump()
+	c.net.Settle()
 }
+
+// clocks returns every table's clock.
+func (c *cluster) clocks() []vclock.Clock {
+	out := make([]vclock.Clock, len(c.tabs))
+	for i, tab := range c.tabs {
+		out[i] = tab.Clock()
+	}
+	return out
+}
+
+func sameClock(a, b vclock.Clock) bool { return a.Compare(b) == vclock.Equal }
 
 // advance moves true time in steps of d, settling after each, n times.
 func (c *cluster) advance(d time.Duration, n int) {

@@ -369,6 +369,22 @@ func (t *Table) Holders(name string) []string {
 	return t.rule.holders(name, now)
 }
 
+// Held returns the names of the locks that Holders reports someone
+// holding now, sorted: the table's locks in use, as this replica sees them.
+func (t *Table) Held() []string {
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for name := range t.rule.locks {
+		if len(t.rule.holders(name, now)) > 0 {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Members returns the current member set, sorted.
 func (t *Table) Members() []string {
 	t.mu.Lock()

@@ -33,7 +33,7 @@ func TestOnLostOrderAndCancel(t *testing.T) {
 	if !ok {
 		t.Fatal("r0 does not hold x")
 	}
-	c.cut[0] = true
+	c.isolate(0)
 	for c.clk.now().Before(dl.Add(2 * testCfg.Lease)) {
 		c.advance(20*time.Millisecond, 1)
 	}

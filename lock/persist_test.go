@@ -62,7 +62,7 @@ func TestPersistedRestart(t *testing.T) {
 	}
 
 	// Crash r0: no Close of the table, no release.
-	c.down[0] = true
+	c.crash(0)
 	want := c.tabs[0].History(nil)
 	wantClock := c.tabs[0].Clock()
 	if err := l.Close(); err != nil {
@@ -115,10 +115,7 @@ func TestPersistedRestart(t *testing.T) {
 	}
 
 	// Relink it: it converges with its peers and withdraws its old claims.
-	c.tabs[0] = r0
-	c.down[0] = false
-	c.link(0, 1)
-	c.link(0, 2)
+	c.restart(0, r0)
 	c.settle()
 	for i := 1; i < 3; i++ {
 		if diff := cmp.Diff(c.tabs[0].Clock(), c.tabs[i].Clock()); diff != "" {

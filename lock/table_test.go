@@ -77,7 +77,7 @@ func TestTableLeaseLost(t *testing.T) {
 	if !ok {
 		t.Fatal("r0 does not hold x")
 	}
-	c.cut[0] = true
+	c.isolate(0)
 	errc := c.lock(1, "x")
 	waitUntil(t, "r1's claim", func() bool { return claimed(c.tabs[1], "x") })
 	first := ownClaimOf(c.tabs[1], "x")
@@ -99,7 +99,7 @@ func TestTableLeaseLost(t *testing.T) {
 	if err := c.tabs[0].Unlock("x"); !errors.Is(err, ErrNotOwner) {
 		t.Errorf("Unlock after the loss = %v, want ErrNotOwner", err)
 	}
-	c.cut[0] = false
+	c.heal()
 	c.settleUntil("r1 granted after the heal", 20*time.Millisecond, testCfg.Lease, func() bool { return len(c.holders("x")) > 0 })
 	if err := <-errc; err != nil {
 		t.Fatal(err)
@@ -131,13 +131,13 @@ func TestTableTryLock(t *testing.T) {
 
 	// An earlier claim that was not yet known: r2's TryLock is behind r1's
 	// claim, which arrives while r2 waits for acknowledgements.
-	c.cut[1] = true
+	c.isolate(1)
 	c.claim(1, "y", false)
 	c.clk.add(time.Millisecond)
 	errc := make(chan error, 1)
 	go func() { errc <- c.tabs[2].TryLock(context.Background(), "y") }()
 	waitUntil(t, "r2's claim on y", func() bool { return claimed(c.tabs[2], "y") })
-	c.cut[1] = false
+	c.heal()
 	c.settle()
 	if err := <-errc; !errors.Is(err, ErrLocked) {
 		t.Errorf("TryLock behind an earlier claim that came to light = %v, want ErrLocked", err)
@@ -186,7 +186,7 @@ func TestTableLockCancelled(t *testing.T) {
 // without the replica itself is refused.
 func TestTableSetMembers(t *testing.T) {
 	c := newCluster(t, 3, nil, nil)
-	c.down[2] = true
+	c.crash(2)
 	c.claim(0, "x", false)
 	c.advance(50*time.Millisecond, 5)
 	if h := c.holders("x"); len(h) != 0 {

@@ -47,7 +47,7 @@ func BenchmarkW5(b *testing.B) {
 // benchKeys is the size of the model the micro benchmarks work on.
 const benchKeys = 100_000
 
-// filled returns a Model holding benchKeys keys (key-0000000 = 0, ...) and
+// filled returns a Model holding benchKeys keys (k0 = Value("a", 0), ...) and
 // the keys.
 func filled(b *testing.B) (*model.Model, []string) {
 	b.Helper()
@@ -56,7 +56,7 @@ func filled(b *testing.B) (*model.Model, []string) {
 		b.Fatal(err)
 	}
 	keys := bench.Keys(benchKeys)
-	if err := bench.Fill(m, keys); err != nil {
+	if err := bench.Fill(m, "a", keys); err != nil {
 		b.Fatal(err)
 	}
 	return m, keys

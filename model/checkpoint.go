@@ -39,7 +39,7 @@ func (m *Model) Checkpoint() (snapshot map[string]any, clock vclock.Clock) {
 // values alias the Model's payloads, which are immutable.
 func (m *Model) encodedLocked() map[string][]byte {
 	enc := make(map[string][]byte, m.live)
-	for k, e := range m.keys {
+	for k, e := range m.keys.all() {
 		if e.visible() {
 			enc[k] = e.value()
 		}

@@ -1345,45 +1345,20 @@ func TestCutHistory(t *testing.T) {
 // session runs a session between a and b over Links, with updates batched
 // one per message, until neither has anything to send; with cut >= 0, it
 // ends once cut updates messages from a have been delivered, as a stream
-// cut in the middle of a's history.
+// cut in the middle of a's history (simnet.Session).
 func session(t *testing.T, a, b *model.Model, cut int) {
 	t.Helper()
-	opts := &scuttlebutt.LinkOptions{MaxBatchBytes: 1}
-	la, lb := a.NewLink(opts), b.NewLink(opts)
-	defer la.Close()
-	defer lb.Close()
-	pump(t, la, lb, cut)
+	if err := simnet.Session(a, b, &scuttlebutt.LinkOptions{MaxBatchBytes: 1}, cut); err != nil {
+		t.Fatal(err)
+	}
 }
 
-// pump delivers messages between two links until neither has anything
-// to send; with cut >= 0, it stops once cut updates messages from la
-// have been delivered, as a stream cut in the middle of la's history.
+// pump is simnet.PumpLinks, failing the test on an error.
 func pump(t *testing.T, la, lb *scuttlebutt.Link, cut int) {
 	t.Helper()
-	sent := 0
-	for range 100 {
-		ma, mb := la.Ready(), lb.Ready()
-		if len(ma) == 0 && len(mb) == 0 {
-			return
-		}
-		for _, m := range ma {
-			if m.Kind == scuttlebutt.MsgUpdates && sent == cut {
-				return
-			}
-			if err := lb.Step(m); err != nil {
-				t.Fatal(err)
-			}
-			if m.Kind == scuttlebutt.MsgUpdates {
-				sent++
-			}
-		}
-		for _, m := range mb {
-			if err := la.Step(m); err != nil {
-				t.Fatal(err)
-			}
-		}
+	if err := simnet.PumpLinks(la, lb, cut); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("the session did not settle")
 }
 
 // TestCutRelay is TestCutHistory for a history that reaches the receiver

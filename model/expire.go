@@ -204,7 +204,7 @@ func (m *Model) sweepLocked(now vclock.Timestamp) {
 			continue
 		}
 		key := keyOf(e.payload())
-		old := m.keys[key]
+		old := m.keys.get(key)
 		oldVis := old.visible()
 		var one [1]*entry
 		members := m.membersLocked(key, old, &one)
@@ -225,7 +225,7 @@ func (m *Model) sweepLocked(now vclock.Timestamp) {
 			m.settle(key, kept, old, oldVis, e)
 			continue
 		}
-		delete(m.keys, key)
+		m.keys.delete(key)
 		delete(m.more, key)
 		m.note(key, nil, old, oldVis, e)
 	}

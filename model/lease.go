@@ -41,7 +41,7 @@ func (m *Model) plan(key string, del bool, ttl uint64, wall time.Time) (options,
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	e := m.keys[key]
+	e := m.keys.get(key)
 	var members []*entry
 	if len(m.more) > 0 {
 		members = m.more[key]
@@ -98,7 +98,7 @@ func (m *Model) Holder(key string) (id string, until time.Time, ok bool) {
 	m.sweepDue()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	e := m.keys[key]
+	e := m.keys.get(key)
 	if e == nil {
 		return "", time.Time{}, false
 	}

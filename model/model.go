@@ -44,13 +44,14 @@ type Model struct {
 	lease uint64 // Config.Lease in ms, 0 for none
 
 	mu   sync.RWMutex
-	keys map[string]*entry // per key, the update that decides its value (see decide)
+	keys keyIndex // per key, the update that decides its value (see decide)
 	// more holds, for the few keys that keep more than one update (a
 	// holding's record, a void write, a value under a shorter-lived one),
 	// all the updates they keep, keys[key] among them.
 	more    map[string][]*entry
 	sources map[string]uint32 // source id -> index in logs
 	logs    []*sourceLog
+	lastSrc uint32            // index in logs of the last update's source
 	sigs    map[*entry][]byte // signatures of the few updates that carry one
 	live    int               // keys whose value is set
 
@@ -159,7 +160,7 @@ func NewWithConfig(id string, cfg *Config) (*Model, error) {
 	m := &Model{
 		now:     c.now(),
 		lease:   uint64(c.Lease / time.Millisecond),
-		keys:    make(map[string]*entry),
+		keys:    newKeyIndex(0),
 		more:    make(map[string][]*entry),
 		sources: make(map[string]uint32),
 		sigs:    make(map[*entry][]byte),
@@ -180,11 +181,7 @@ func (m *Model) Grow(n int) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	keys := make(map[string]*entry, len(m.keys)+n)
-	for k, e := range m.keys {
-		keys[k] = e
-	}
-	m.keys = keys
+	m.keys.grow(n)
 }
 
 // Set sets key to value and replicates the change. Values are nil, bool,
@@ -257,7 +254,7 @@ func (m *Model) write(op, key string, value any, del bool, ttl uint64) error {
 func (m *Model) Get(key string) (value any, ok bool) {
 	m.sweepDue()
 	m.mu.RLock()
-	e := m.keys[key]
+	e := m.keys.get(key)
 	vis := e.visible()
 	m.mu.RUnlock()
 	if !vis {
@@ -266,12 +263,26 @@ func (m *Model) Get(key string) (value any, ok bool) {
 	return decodeValue(e.value()), true
 }
 
+// Written returns the source id and timestamp of the update that set key
+// (the writer's replica id and incarnation, and when it wrote), and false
+// if key is not set.
+func (m *Model) Written(key string) (source string, ts vclock.Timestamp, ok bool) {
+	m.sweepDue()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e := m.keys.get(key)
+	if !e.visible() {
+		return "", 0, false
+	}
+	return m.source(e), e.ts, true
+}
+
 // Keys returns the keys that are set, sorted.
 func (m *Model) Keys() []string {
 	m.sweepDue()
 	m.mu.RLock()
 	keys := make([]string, 0, m.live)
-	for k, e := range m.keys {
+	for k, e := range m.keys.all() {
 		if e.visible() {
 			keys = append(keys, k)
 		}
@@ -378,13 +389,16 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 	if err != nil {
 		return false // the base validated it; a local update is ours
 	}
+	h := m.keys.hash(p.key)
 	m.mu.Lock()
 	var now vclock.Timestamp
 	if p.ext || m.exp.Len() > 0 {
 		now = m.nowLocked()
 		m.sweepLocked(now)
 	}
-	old := m.keys[p.key]
+	// After the sweep, which may take keys out of the index.
+	slot := m.keys.find(p.key, h)
+	old := m.keys.slots[slot].e
 	if !p.ext && (old == nil || old.olen == 0) && (len(m.more) == 0 || m.more[p.key] == nil) {
 		// The common case, no options on either side: last writer wins.
 		if old != nil && !m.less(old, u) {
@@ -394,13 +408,9 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 		e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff)}
 		m.add(e, u)
 		if old != nil {
-			// The map keeps the key string it was first given, which
-			// aliases the old payload: re-insert so the old payload can be
-			// freed.
-			delete(m.keys, p.key)
 			m.drop(old)
 		}
-		m.keys[p.key] = e
+		m.keys.set(slot, h, e) // the key is e's now: the old payload can go
 		m.note(p.key, e, old, old.visible(), nil)
 		m.mu.Unlock()
 		return true
@@ -476,7 +486,11 @@ func (m *Model) membersLocked(key string, decider *entry, one *[1]*entry) []*ent
 
 // add records e, the entry of u, in its source's log and the signatures.
 func (m *Model) add(e *entry, u scuttlebutt.Update) {
-	src, ok := m.sources[u.Source]
+	// Updates come in runs of one source: the last one's log first.
+	src, ok := m.lastSrc, len(m.logs) > 0 && m.logs[m.lastSrc].source == u.Source
+	if !ok {
+		src, ok = m.sources[u.Source]
+	}
 	m.addAt(e, u, src, ok)
 }
 
@@ -488,11 +502,17 @@ func (m *Model) addAt(e *entry, u scuttlebutt.Update, src uint32, known bool) {
 		m.sources[u.Source] = src
 		m.logs = append(m.logs, &sourceLog{source: u.Source, rid: scuttlebutt.ReplicaID(u.Source)})
 	}
+	m.lastSrc = src
 	e.src = src
 	if u.Signature != nil {
 		m.sigs[e] = u.Signature
 	}
 	log := m.logs[src]
+	if len(log.entries) == cap(log.entries) {
+		// Double, not append's quarter past 256 entries: a log grows
+		// by one entry an update, and each growth copies it all.
+		log.entries = slices.Grow(log.entries, max(len(log.entries), 16))
+	}
 	log.entries = append(log.entries, e) // newest of its source: see Replica
 }
 
@@ -522,15 +542,16 @@ func (m *Model) settle(key string, members []*entry, old *entry, oldVis bool, ex
 		}
 		e = members[decide(fs, nil, nil)]
 	}
-	// The maps keep the key string they were first given, which aliases
-	// a payload: re-insert with e's, so that dropped payloads can be freed.
-	ekey := key
-	if !e.holds(key) {
-		ekey = keyOf(e.payload())
-	}
-	delete(m.keys, key)
-	m.keys[ekey] = e
+	// The index reads a slot's key from its entry, so e's payload holds
+	// it from now on. more keeps the key string it was first given, which
+	// aliases a payload: re-insert with e's, so that dropped payloads can
+	// be freed.
+	m.keys.put(key, e)
 	if len(members) > 1 {
+		ekey := key
+		if !e.holds(key) {
+			ekey = keyOf(e.payload())
+		}
 		delete(m.more, key)
 		m.more[ekey] = slices.Clone(members)
 	} else if len(m.more) > 0 {

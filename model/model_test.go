@@ -635,3 +635,28 @@ func TestGrowKeepsKeys(t *testing.T) {
 		t.Errorf("History holds %d updates after Grow, want 3 (x, y and the tombstone)", got)
 	}
 }
+
+func TestWritten(t *testing.T) {
+	a, wa := newModel(t, "a", today)
+	b, wb := newModel(t, "b", today)
+	mustSet(t, a, "k", 1)
+	wb.set(today + 10)
+	mustSet(t, b, "k", 2)
+	mustSet(t, b, "gone", 3)
+	mustDelete(t, b, "gone")
+	wa.set(today + 20)
+	exchange(t, a, b)
+	for _, m := range []*model.Model{a, b} {
+		src, ts, ok := m.Written("k")
+		// b wrote k first in its millisecond, then gone twice.
+		if want := math.Floor(float64(b.Clock()[src])); !ok || scuttlebutt.ReplicaID(src) != "b" || float64(ts) != want {
+			t.Errorf("%s: Written(k) = %q, %v, %v; want b's write at %v", m.ID(), src, ts, ok, want)
+		}
+		if src, ts, ok := m.Written("gone"); ok {
+			t.Errorf("%s: Written(gone) = %q, %v, true for a deleted key", m.ID(), src, ts)
+		}
+		if _, _, ok := m.Written("never"); ok {
+			t.Errorf("%s: Written(never) ok", m.ID())
+		}
+	}
+}

@@ -5,16 +5,20 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,7 +169,7 @@ func TestSecretRefusedBeforeData(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(waitTimeout))
-	ch := appendHello(nil, flagSecret, nonce(), "mallory")
+	ch := appendHello(nil, flagSecret|flagSealed, nonce(), "mallory")
 	c.Write(ch)
 	sh, err := readHello(c)
 	if err != nil {
@@ -296,9 +300,31 @@ func newCA(t *testing.T, name string) *testCA {
 	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// files writes a certificate for node id, signed by ca, and ca's
-// certificate, and points cfg at them.
+// files writes a certificate for node cfg.ID (a SAN DNS name), signed by
+// ca, and ca's certificate, and points cfg at them.
 func (ca *testCA) files(t *testing.T, cfg *Config) {
+	t.Helper()
+	ca.filesNaming(t, cfg, &x509.Certificate{DNSNames: []string{cfg.ID}})
+}
+
+// filesNaming is files with the certificate's names taken from names.
+func (ca *testCA) filesNaming(t *testing.T, cfg *Config, names *x509.Certificate) {
+	t.Helper()
+	tlsCert, tlsKey := ca.pair(t, cfg.ID, names)
+	dir := t.TempDir()
+	cfg.CertFile = filepath.Join(dir, "cert.pem")
+	cfg.KeyFile = filepath.Join(dir, "key.pem")
+	cfg.CAFile = filepath.Join(dir, "ca.pem")
+	for path, data := range map[string][]byte{cfg.CertFile: tlsCert, cfg.KeyFile: tlsKey, cfg.CAFile: ca.pem} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// pair returns a PEM certificate with common name cn and the SANs of
+// names, signed by ca, and its PEM key.
+func (ca *testCA) pair(t *testing.T, cn string, names *x509.Certificate) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -306,7 +332,9 @@ func (ca *testCA) files(t *testing.T, cfg *Config) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cfg.ID},
+		Subject:      pkix.Name{CommonName: cn},
+		DNSNames:     names.DNSNames,
+		URIs:         names.URIs,
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -320,19 +348,8 @@ func (ca *testCA) files(t *testing.T, cfg *Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cfg.CertFile = filepath.Join(dir, "cert.pem")
-	cfg.KeyFile = filepath.Join(dir, "key.pem")
-	cfg.CAFile = filepath.Join(dir, "ca.pem")
-	for path, data := range map[string][]byte{
-		cfg.CertFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		cfg.KeyFile:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
-		cfg.CAFile:   ca.pem,
-	} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
 
 func TestMutualTLS(t *testing.T) {
@@ -356,4 +373,87 @@ func TestMutualTLS(t *testing.T) {
 		leak.Check(t)
 		refusedCluster(t, func(c *Config) { ca.files(t, c) }, func(c *Config) {}, true)
 	})
+}
+
+// TestCertificateNamesID checks that a certificate serves only the node
+// it names: a URI SAN works as a DNS one, a node refuses to start with a
+// certificate that names another id, and a peer presenting another
+// node's certificate is refused with a message that says so.
+func TestCertificateNamesID(t *testing.T) {
+	ca := newCA(t, "cluster CA")
+	t.Run("URI SAN", func(t *testing.T) {
+		leak.Check(t)
+		nodes := cluster(t, []string{"a", "b"}, func(c *Config) {
+			ca.filesNaming(t, c, &x509.Certificate{URIs: []*url.URL{{Scheme: "scuttle", Host: c.ID}}})
+		})
+		mustModel(t, nodes[0], "doc").Set("k", "v")
+		waitConverged(t, "doc", map[string]any{"k": "v"}, nodes...)
+	})
+	t.Run("own certificate names another id", func(t *testing.T) {
+		cfg := testConfig(t, "t3")
+		ca.filesNaming(t, cfg, &x509.Certificate{DNSNames: []string{"t2"}})
+		n, err := New(cfg)
+		if err == nil {
+			n.Close()
+			t.Fatal("New accepted a certificate naming t2 for node t3")
+		}
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "names t2, not t3") {
+			t.Errorf("New: %v, want ErrInvalidConfig saying the certificate names t2, not t3", err)
+		}
+	})
+	t.Run("peer presents another node's certificate", func(t *testing.T) {
+		leak.Check(t)
+		var logs syncBuffer
+		cfg := testConfig(t, "t1")
+		ca.files(t, cfg)
+		cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testLogWriter(t)), nil))
+		a := start(t, cfg)
+		// t3 dials with t2's certificate, which the CA signed.
+		certPEM, keyPEM := ca.pair(t, "t2", &x509.Certificate{DNSNames: []string{"t2"}})
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.Dial("tcp", a.Addr(), &tls.Config{Certificates: []tls.Certificate{pair}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(waitTimeout))
+		if _, err := clientHandshake(c, "t3", "t1", nil, nonce()); !errors.Is(err, ErrAuth) {
+			t.Errorf("t3 with t2's certificate: %v, want refused with ErrAuth", err)
+		}
+		waitFor(t, "t1 counts the refusal", func() bool { return a.Status().Counters.AuthFailures == 1 })
+		// The count comes just before the log line.
+		const want = "the certificate of node t3 names t2, not t3"
+		waitFor(t, "t1 logs "+want, func() bool { return strings.Contains(logs.String(), want) })
+	})
+}
+
+func TestCheckCertID(t *testing.T) {
+	u := func(s string) *url.URL { v, _ := url.Parse(s); return v }
+	tests := []struct {
+		name    string
+		cert    *x509.Certificate
+		id      string
+		wantErr string // "" means accepted
+	}{
+		{"DNS", &x509.Certificate{DNSNames: []string{"web1"}}, "web1", ""},
+		{"URI", &x509.Certificate{URIs: []*url.URL{u("scuttle://web1")}}, "web1", ""},
+		{"one of several", &x509.Certificate{DNSNames: []string{"web1.example.com", "web1"}}, "web1", ""},
+		{"another id", &x509.Certificate{DNSNames: []string{"web2"}}, "web1", "names web2, not web1"},
+		{"URI of another scheme", &x509.Certificate{URIs: []*url.URL{u("spiffe://web1")}}, "web1", "names no node id"},
+		{"no SAN", &x509.Certificate{Subject: pkix.Name{CommonName: "web1"}}, "web1", `names no node id: it needs a SAN DNS name "web1" or URI scuttle://web1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkCertID(tt.cert, tt.id)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("checkCertID(%s): %v, want accepted", tt.id, err)
+			case tt.wantErr != "" && (!errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("checkCertID(%s): %v, want ErrAuth saying %q", tt.id, err, tt.wantErr)
+			}
+		})
+	}
 }

@@ -124,19 +124,44 @@ func (n *Node) memberUp(m *memberlist.Node) {
 // rest to push-pull, 30 s later), and memberlist's leave message, queued
 // next, can overtake it: a member that hears of the leave first records a
 // failure. The notice makes every member that can be reached know first.
+//
+// ForceLeave sends one with Force set for a member that failed: its
+// receivers forget the member at once (a receiver that predates Force
+// records it as left).
 type leaveNotice struct {
-	Leaving string `json:"leaving"` // the id of the member leaving
+	Leaving string `json:"leaving"`         // the id of the member leaving
+	Force   bool   `json:"force,omitempty"` // forced out by another member
 }
 
 // announceLeave sends the leave notice to every live member, in parallel,
 // each send bounded by memberlist's TCP timeout and all by timeout.
 func (n *Node) announceLeave(timeout time.Duration) {
-	msg, _ := json.Marshal(leaveNotice{Leaving: n.id})
-	var wg sync.WaitGroup
-	for _, m := range n.ml.Members() {
-		if m.Name == n.id {
+	n.announce(leaveNotice{Leaving: n.id}, timeout)
+}
+
+// announce sends a leave notice to every member this node records as
+// alive or leaving, in parallel, each send bounded by memberlist's TCP
+// timeout and all by timeout. The addresses come from the node's records:
+// the *memberlist.Node values of Members are memberlist's own, which it
+// updates under its lock while a send would read them.
+func (n *Node) announce(notice leaveNotice, timeout time.Duration) {
+	msg, _ := json.Marshal(notice)
+	var targets []*memberlist.Node
+	n.mu.Lock()
+	for id, m := range n.members {
+		if id == n.id || (m.State != Alive && m.State != Leaving) {
 			continue
 		}
+		host, port, err := splitPort(m.GossipAddr)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil {
+			continue
+		}
+		targets = append(targets, &memberlist.Node{Name: id, Addr: ip, Port: uint16(port)})
+	}
+	n.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, m := range targets {
 		wg.Go(func() {
 			if err := n.ml.SendReliable(m, msg); err != nil {
 				n.log.Debug("leave notice not delivered", "member", m.Name, "err", err)
@@ -162,6 +187,10 @@ func (n *Node) leavingNotice(b []byte) {
 	if json.Unmarshal(b, &ln) != nil || ln.Leaving == "" || ln.Leaving == n.id {
 		return
 	}
+	if ln.Force {
+		n.forgotten(ln.Leaving)
+		return
+	}
 	n.mu.Lock()
 	rec := n.members[ln.Leaving]
 	var state MemberState
@@ -185,9 +214,39 @@ func (n *Node) leavingNotice(b []byte) {
 	}
 }
 
+// forgotten forgets a member another member forced out. A member this
+// node still sees alive (its failure detector has not caught up) is
+// forgotten when it is declared dead, if that happens within ReapAfter.
+// It must not block (memberlist's goroutines).
+func (n *Node) forgotten(id string) {
+	n.mu.Lock()
+	rec := n.members[id]
+	forget := rec != nil && rec.State != Alive
+	if forget {
+		delete(n.members, id)
+	} else {
+		n.forced[id] = n.cfg.Now()
+	}
+	n.mu.Unlock()
+	if forget {
+		n.log.Info("member forced out by a peer", "member", id)
+		n.poke()
+	}
+}
+
 // memberDown records a member that left or was declared dead.
 func (n *Node) memberDown(m *memberlist.Node) {
 	n.mu.Lock()
+	if at, ok := n.forced[m.Name]; ok {
+		delete(n.forced, m.Name)
+		if n.cfg.Now().Sub(at) < n.cfg.ReapAfter {
+			delete(n.members, m.Name)
+			n.mu.Unlock()
+			n.log.Info("member forced out by a peer", "member", m.Name)
+			n.poke()
+			return
+		}
+	}
 	rec := n.members[m.Name]
 	if rec == nil {
 		rec = &member{Member: Member{ID: m.Name, GossipAddr: m.Address()}}
@@ -226,6 +285,7 @@ func (n *Node) memberlistConfig() (*memberlist.Config, error) {
 	}
 	mc.Delegate = delegate{n}
 	mc.Events = delegate{n}
+	mc.Merge = conflictDelegate{n}
 	mc.LogOutput = nil
 	mc.Logger = log.New(logWriter{n.log.With("component", "memberlist")}, "", 0)
 	switch {
@@ -265,21 +325,55 @@ func splitPort(addr string) (host string, port int, err error) {
 }
 
 // logWriter turns memberlist's log lines ("[WARN] memberlist: ...") into
-// slog records at the matching level.
+// slog records at the matching level, one record per line memberlist
+// logs: memberlist's log.Logger calls Write once per message, and a
+// message that spans lines (an error that wraps others) becomes one record
+// whose message has its lines joined with "; ".
 type logWriter struct{ log *slog.Logger }
 
+// memberlistLevels maps memberlist's level prefixes to slog levels.
+var memberlistLevels = []struct {
+	prefix string
+	level  slog.Level
+}{
+	{"[DEBUG]", slog.LevelDebug},
+	{"[INFO]", slog.LevelInfo},
+	{"[WARN]", slog.LevelWarn},
+	{"[ERR]", slog.LevelError},
+	{"[ERROR]", slog.LevelError},
+}
+
 func (w logWriter) Write(p []byte) (int, error) {
-	s := strings.TrimSpace(string(p))
-	level := slog.LevelInfo
-	for prefix, l := range map[string]slog.Level{"[DEBUG]": slog.LevelDebug, "[INFO]": slog.LevelInfo, "[WARN]": slog.LevelWarn, "[ERR]": slog.LevelError} {
-		if rest, ok := strings.CutPrefix(s, prefix); ok {
-			level, s = l, strings.TrimSpace(rest)
+	level, msg := parseMemberlistLine(string(p))
+	if msg != "" {
+		w.log.Log(context.Background(), level, msg)
+	}
+	return len(p), nil
+}
+
+// parseMemberlistLine returns the level and message of one log message of
+// memberlist: the level prefix and "memberlist: " removed, lines folded
+// into one, blank lines dropped. A message without a prefix is Info.
+func parseMemberlistLine(s string) (level slog.Level, msg string) {
+	s = strings.TrimSpace(s)
+	level = slog.LevelInfo
+	for _, l := range memberlistLevels {
+		if rest, ok := strings.CutPrefix(s, l.prefix); ok {
+			level, s = l.level, strings.TrimSpace(rest)
 			break
 		}
 	}
 	s = strings.TrimPrefix(s, "memberlist: ")
-	w.log.Log(context.Background(), level, s)
-	return len(p), nil
+	if strings.ContainsAny(s, "\r\n") {
+		var parts []string
+		for line := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+			if line = strings.TrimSpace(line); line != "" {
+				parts = append(parts, line)
+			}
+		}
+		s = strings.Join(parts, "; ")
+	}
+	return level, s
 }
 
 // linkPolicy decides which pairs of live members keep a replication link.

@@ -14,8 +14,11 @@ import (
 
 // Defaults of Config's fields.
 const (
-	DefaultBindAddr          = "0.0.0.0:7947"
-	DefaultGossipAddr        = "0.0.0.0:7946"
+	// DefaultBindAddr and DefaultGossipAddr are on loopback: a node
+	// reaches other machines only when told which interface to use, and
+	// should then be given a Secret or TLS files (New warns without).
+	DefaultBindAddr          = "127.0.0.1:7947"
+	DefaultGossipAddr        = "127.0.0.1:7946"
 	DefaultReconnectBase     = 100 * time.Millisecond
 	DefaultReconnectMax      = 30 * time.Second
 	DefaultDialTimeout       = 5 * time.Second
@@ -25,6 +28,8 @@ const (
 	DefaultRingLinks         = 2
 	DefaultRandomLinks       = 2
 	DefaultRelinkInterval    = 10 * time.Minute
+	DefaultReapAfter         = time.Minute
+	DefaultLeaveWait         = 2 * time.Second
 	// MinSecretSize is the shortest Config.Secret accepted, in bytes. The
 	// handshake exposes MACs to an eavesdropper, who can test guesses of
 	// the secret offline: it must be random, not a password.
@@ -46,7 +51,10 @@ type Config struct {
 	// one log per document (package filelog), so that a restarted node
 	// gets back every document it held and catches up from its peers
 	// with only what it missed. "" means memory only: a restart starts
-	// empty and gets everything again from its peers.
+	// empty and gets everything again from its peers. New creates it with
+	// DirMode (0700) and the logs with filelog.FileMode (0600); an existing
+	// directory or log open to group or others is tightened, with a
+	// warning.
 	DataDir string
 
 	// FileLog configures the document logs under DataDir; nil means
@@ -64,8 +72,9 @@ type Config struct {
 	Lock *lock.Config
 
 	// BindAddr is the TCP address ("host:port") the node listens on for
-	// replication links. "" means DefaultBindAddr (all interfaces, port
-	// 7947); port 0 picks a free port (tests).
+	// replication links. "" means DefaultBindAddr (loopback, port 7947):
+	// set it to an interface other machines reach, or 0.0.0.0:7947, for a
+	// cluster of several machines. Port 0 picks a free port (tests).
 	BindAddr string
 
 	// AdvertiseAddr is the replication address peers dial, carried in the
@@ -75,8 +84,9 @@ type Config struct {
 	AdvertiseAddr string
 
 	// GossipAddr is the address ("host:port", TCP and UDP) memberlist binds
-	// to. "" means DefaultGossipAddr (all interfaces, port 7946); port 0
-	// picks a free port.
+	// to. "" means DefaultGossipAddr (loopback, port 7946): as for
+	// BindAddr, set it for a cluster of several machines. Port 0 picks a
+	// free port.
 	GossipAddr string
 
 	// GossipAdvertiseAddr is the gossip address other members use, when it
@@ -92,17 +102,22 @@ type Config struct {
 	// CertFile, KeyFile and CAFile turn on mutual TLS for replication
 	// links: the node presents the certificate (PEM files) and accepts a
 	// peer, in either direction, only if the peer's certificate chains to
-	// a CA in CAFile. Host names are not checked: every certificate the CA
-	// signed is a member, so use a CA dedicated to the cluster. All three
-	// or none must be set.
+	// a CA in CAFile and names the peer's node id: a subject alternative
+	// name, DNS equal to the id ("web1") or URI "scuttle://web1". A peer
+	// whose certificate names another id is refused (ErrAuth, with the
+	// names it has), and New refuses a CertFile that does not name ID.
+	// Host names are not checked. Use a CA dedicated to the cluster. All
+	// three or none must be set.
 	CertFile, KeyFile, CAFile string
 
 	// Secret turns on shared-secret authentication of replication links:
 	// a challenge-response handshake (HMAC-SHA256 over fresh nonces from
 	// both sides), so the secret never crosses the wire and a recorded
-	// handshake cannot be replayed. It works with or without TLS. At least
-	// MinSecretSize random bytes. It does not encrypt the link: without
-	// TLS, use it only on a trusted network.
+	// handshake cannot be replayed. Everything after the handshake then
+	// travels in AES-256-GCM records under keys derived for the session
+	// from the secret and both sides' nonces (HKDF-SHA256), so that the
+	// network can neither read nor alter a link undetected. It works with
+	// or without TLS. At least MinSecretSize random bytes.
 	Secret []byte
 
 	// GossipKey encrypts and authenticates memberlist's gossip (AES-GCM,
@@ -161,11 +176,32 @@ type Config struct {
 	// that change.
 	RelinkInterval time.Duration
 
+	// ReapAfter is how long a member that failed or left stays in Status
+	// (as failed or left) before the node forgets it; 0 means
+	// DefaultReapAfter (1 min). Lock tables drop a member as soon as it is
+	// not alive, whatever ReapAfter. A shorter time tidies Status sooner;
+	// a longer one keeps a record of what went away. A reaped member that
+	// comes back is recorded anew. ForceLeave forgets one at once.
+	ReapAfter time.Duration
+
+	// LeaveWait bounds how long Leave waits for memberlist's leave message
+	// to go out in gossip; 0 means DefaultLeaveWait (2 s). Leave does not
+	// wait at all when no other member is alive (a whole cluster stopping
+	// at once): the members learn of the departure from the direct leave
+	// notices, which Leave sends first. If the wait times out, members
+	// that missed both notice and message mark the node failed instead of
+	// left.
+	LeaveWait time.Duration
+
 	// Memberlist is the base memberlist configuration (timers of the
 	// failure detector and gossip); nil means memberlist.DefaultLANConfig.
 	// It is copied; the node sets its Name, bind and advertise addresses,
 	// delegates, logger and (with GossipKey or Secret) SecretKey.
 	Memberlist *memberlist.Config
+
+	// Observer receives the timings the node measures, for metrics
+	// (package api's Metrics is one); nil means none.
+	Observer Observer
 
 	// Logger receives the node's messages, memberlist's included. nil
 	// means no logging.
@@ -176,8 +212,22 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultConfig returns the defaults: listening on all interfaces on ports
-// 7947 (replication) and 7946 (gossip), memory only, no authentication,
+// Observer receives timings from a node, for metrics. Its methods are
+// called concurrently, from the goroutines that sync logs and apply
+// updates, and must not block.
+type Observer interface {
+	// ObserveFsync is called after each fsync of a document log with how
+	// long it took (FileLog's OnSync, unless that is set).
+	ObserveFsync(d time.Duration)
+	// ObserveLag is called for each update from a peer applied to the
+	// document called doc, with the time from the update's timestamp (its
+	// writer's clock) to its apply here (Now): replication lag, clock
+	// skew included; 0 if the writer's clock is ahead.
+	ObserveLag(doc string, lag time.Duration)
+}
+
+// DefaultConfig returns the defaults: listening on loopback on ports 7947
+// (replication) and 7946 (gossip), memory only, no authentication,
 // memberlist's LAN timers.
 func DefaultConfig() *Config {
 	return &Config{
@@ -192,6 +242,8 @@ func DefaultConfig() *Config {
 		RingLinks:         DefaultRingLinks,
 		RandomLinks:       DefaultRandomLinks,
 		RelinkInterval:    DefaultRelinkInterval,
+		ReapAfter:         DefaultReapAfter,
+		LeaveWait:         DefaultLeaveWait,
 		Memberlist:        memberlist.DefaultLANConfig(),
 		Logger:            slog.New(slog.DiscardHandler),
 		Now:               time.Now,
@@ -226,6 +278,8 @@ func (c *Config) withDefaults() (Config, error) {
 		{"HandshakeTimeout", &out.HandshakeTimeout, d.HandshakeTimeout},
 		{"KeepAliveInterval", &out.KeepAliveInterval, d.KeepAliveInterval},
 		{"RelinkInterval", &out.RelinkInterval, d.RelinkInterval},
+		{"ReapAfter", &out.ReapAfter, d.ReapAfter},
+		{"LeaveWait", &out.LeaveWait, d.LeaveWait},
 	}
 	for _, f := range durations {
 		switch {

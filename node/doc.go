@@ -1,5 +1,5 @@
 // Package node runs a member of a scuttle cluster: named documents (models,
-// emitters, lock tables) replicated between processes over TCP, with
+// emitters, lock tables, JSON documents) replicated between processes over TCP, with
 // membership and failure detection by hashicorp/memberlist.
 //
 //	n, err := node.New(&node.Config{
@@ -33,20 +33,36 @@
 // and every document from its logs, and catches up from its peers with
 // only what it missed.
 //
+// Ready tells a health check when the node can serve: joined (with
+// Config.Join), its documents opened, and a first sync with a peer done
+// (or no peer alive). Members that failed or left stay in Status for
+// Config.ReapAfter (1 min) and are then forgotten; ForceLeave forgets a
+// failed one at once, on every member it reaches. Leave waits for
+// memberlist's leave message to go out at most Config.LeaveWait, and not
+// at all when no other member is alive, so that stopping a whole cluster
+// at once does not stall.
+//
+// # Metrics
+//
+// Config.Observer, if set, receives the duration of every fsync of a
+// document log and, per document, the replication lag of every update
+// applied from a peer: the time from its timestamp to its apply here.
+// Package api's Metrics turns them into Prometheus histograms.
+//
 // # Documents
 //
 // Documents are named (CheckName: 1 to 128 bytes of [A-Za-z0-9._-]) and
-// typed. Model, Emitter and Locks get a document, creating it if need be.
-// The node keeps a catalog, a replicated model of its own ("_catalog"),
+// typed. Model, Emitter, Locks and Doc get a document, creating it if need
+// be. The node keeps a catalog, a replicated model of its own ("_catalog"),
 // mapping each document's name to its type: a document created on one
 // member is created on every member, so every member holds every document
 // and a read on any member sees writes made on any other. Asking for a
 // document under another type than the catalog's is ErrDocumentType.
 //
-// With a DataDir, models and emitters are logged (package filelog) under
-// DataDir/<type>/<name>.log, and the catalog under DataDir/catalog.log; the
-// node's id is kept in DataDir/node-id. Lock tables keep no log (see
-// package lock).
+// With a DataDir, models, emitters and JSON documents are logged (package
+// filelog) under DataDir/<type>/<name>.log, and the catalog under
+// DataDir/catalog.log; the node's id is kept in DataDir/node-id. Lock
+// tables keep no log (see package lock).
 //
 // # Links
 //
@@ -82,24 +98,79 @@
 // changes, dialers start and stop; accepted links from members that left
 // or failed are dropped.
 //
+// # Calls between members
+//
+// Handle and HandleMethod register a function (an rpc.Handler) under a
+// name for the whole cluster; Call calls it by name from any member, with
+// no address to configure:
+//
+//	n2.HandleMethod(rpc.Method{Name: "getFoo", Idempotent: true}, getFoo)
+//	v, err := n1.Call(ctx, "getFoo", "bar")
+//
+// The registry is a replicated model of the node's own ("_rpc", kept in no
+// log) with a key "name/nodeid" per handler, set by Handle and deleted by
+// Unhandle and Close, so every member knows who serves what. Call picks
+// the servers of name among the live members: this node first (the
+// handler runs in process, with its arguments and result checked and
+// converted as over the wire), then the members it has a link to, in
+// random order. A remote call runs over a stream of the link's Mux next
+// to the documents (stream.Mux.Open), through one rpc.Client per peer,
+// made on first use and replaced once its connection ends; every link
+// serves this node's handlers with one rpc.Server.
+//
+// Entries of members that are not alive are ignored. A member that
+// crashed keeps its entries in the registry until it deletes them; if it
+// restarts without registering a name again, a call sent there gets
+// rpc.ErrUnknownMethod and moves on to the next server.
+//
+// Call moves to the next server when the call did not run (no stream to
+// the member, the member no longer serves the name, or was busy), and,
+// for an idempotent method only, when the member went away before
+// answering (rpc.ErrClosed). Any other error is returned: a handler's
+// error or panic wraps rpc.ErrRemote with its message, ctx's end is
+// ctx.Err(), and a name no live member serves wraps rpc.ErrUnknownMethod.
+// Handlers run in goroutines of their own; a panic is recovered, and a
+// handler that blocks holds only its caller, until the caller's deadline
+// (and rpc's MaxTimeout, 1 minute) cancels its context.
+//
 // # Security
 //
 // Without Secret or TLS files, anyone who can reach the replication port
 // can read and write every document: use that only on a trusted network.
+// BindAddr and GossipAddr default to loopback for that reason.
 //
 //   - Secret: both ends prove knowledge of a shared secret with
 //     HMAC-SHA256 over fresh nonces from both sides, before any document
 //     data flows; the secret never crosses the wire and a recorded
-//     handshake cannot be replayed. Links are authenticated, not
-//     encrypted. Secret also keys memberlist's gossip encryption (unless
-//     GossipKey is set), so strangers cannot join the membership.
+//     handshake cannot be replayed. Everything after the handshake is
+//     sealed: AES-256-GCM records of at most 16 KiB, a key per direction
+//     derived for the connection with HKDF-SHA256 from the secret and both
+//     hellos, record numbers as nonces. A record altered, dropped,
+//     replayed or injected on the way ends the link with ErrSealBroken
+//     (logged); the dialer redials. Secret also keys memberlist's gossip
+//     encryption (unless GossipKey is set), so strangers cannot join the
+//     membership or read it.
 //   - TLS (CertFile, KeyFile, CAFile): mutual TLS 1.3; each end accepts the
-//     other only with a certificate that chains to the CA. Gossip is then
-//     unencrypted unless GossipKey is set.
+//     other only with a certificate that chains to the CA and names the
+//     node id the other claims in the handshake (SAN DNS "web1" or URI
+//     "scuttle://web1"), so one node's certificate cannot serve another;
+//     New refuses a certificate that does not name its own id. Gossip is
+//     then unencrypted unless GossipKey (or Secret) is set.
 //
 // A peer that fails authentication is disconnected before the yamux
 // session starts; the refusal is logged and counted in
 // Status().Counters.AuthFailures.
+//
+// # Duplicate ids
+//
+// A node whose id a live member holds at another gossip address is refused
+// when it joins: both sides of memberlist's join check the other's member
+// list (a merge delegate), so neither merges; the joiner's Fatal channel
+// delivers ErrDuplicateID, naming the id and the address that holds it,
+// and the live member keeps its links, locks and membership. A node that
+// restarts on the same address is not a duplicate; one that restarts on
+// another address is refused until the failure detector has declared its
+// old self dead.
 //
 // # Lock tables and membership
 //

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/scuttle-go/scuttle/doc"
 	"github.com/scuttle-go/scuttle/emitter"
 	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/lock"
@@ -22,21 +23,22 @@ const (
 	kindModel   = "model"
 	kindEmitter = "emitter"
 	kindLock    = "lock"
+	kindDoc     = "doc"
 )
 
 // kind is one document type: how the node makes one, and whether it keeps
 // a log of it under DataDir. Adding a type is an entry here and a typed
 // getter like Model.
 type kind struct {
-	new     func(n *Node) (scuttlebutt.Document, error)
+	new     func(n *Node, name string) (scuttlebutt.Document, error)
 	persist bool
 }
 
 var kinds = map[string]kind{
-	kindModel: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
-		return model.New(n.id, n.replicaConfig())
+	kindModel: {persist: true, new: func(n *Node, name string) (scuttlebutt.Document, error) {
+		return model.New(n.id, n.replicaConfig(name))
 	}},
-	kindEmitter: {persist: true, new: func(n *Node) (scuttlebutt.Document, error) {
+	kindEmitter: {persist: true, new: func(n *Node, name string) (scuttlebutt.Document, error) {
 		var cfg emitter.Config
 		if n.cfg.Emitter != nil {
 			cfg = *n.cfg.Emitter
@@ -44,13 +46,20 @@ var kinds = map[string]kind{
 		if cfg.Now == nil {
 			cfg.Now = n.cfg.Now
 		}
-		cfg.Replica = n.replicaConfig()
+		cfg.Replica = n.replicaConfig(name)
 		return emitter.New(n.id, &cfg)
+	}},
+	// JSON documents are logged as models are: their History holds the
+	// updates that still count, which is what filelog compacts to, and
+	// filelog checks each record with the document's Validator before
+	// Replay applies it.
+	kindDoc: {persist: true, new: func(n *Node, name string) (scuttlebutt.Document, error) {
+		return doc.New(n.id, n.replicaConfig(name))
 	}},
 	// Lock tables keep no log: their state is leases, which the other
 	// members hold for a restarted node (see package lock). Their member
 	// set is the cluster's live members, kept up to date by reconcile.
-	kindLock: {persist: false, new: func(n *Node) (scuttlebutt.Document, error) {
+	kindLock: {persist: false, new: func(n *Node, name string) (scuttlebutt.Document, error) {
 		var cfg lock.Config
 		if n.cfg.Lock != nil {
 			cfg = *n.cfg.Lock
@@ -58,7 +67,7 @@ var kinds = map[string]kind{
 		if cfg.Now == nil {
 			cfg.Now = n.cfg.Now
 		}
-		cfg.Replica = n.replicaConfig()
+		cfg.Replica = n.replicaConfig(name)
 		cfg.Members = n.lockMembers()
 		return lock.New(n.id, &cfg)
 	}},
@@ -66,9 +75,19 @@ var kinds = map[string]kind{
 
 // replicaConfig is the base configuration of every document of the node:
 // its clock, one incarnation per start of the node, so that a document's
-// sources read n1~k3x9p2qd for every document of that run, and its logger.
-func (n *Node) replicaConfig() *scuttlebutt.Config {
-	return &scuttlebutt.Config{Now: n.cfg.Now, Incarnation: n.inc, Logger: n.log}
+// sources read n1~k3x9p2qd for every document of that run, its logger,
+// and the replication lag of the document called name for the Observer.
+func (n *Node) replicaConfig(name string) *scuttlebutt.Config {
+	c := &scuttlebutt.Config{Now: n.cfg.Now, Incarnation: n.inc, Logger: n.log}
+	if o := n.cfg.Observer; o != nil {
+		c.Applied = func(updates []scuttlebutt.Update) {
+			now := n.cfg.Now()
+			for _, u := range updates {
+				o.ObserveLag(name, max(now.Sub(u.Timestamp.Time()), 0))
+			}
+		}
+	}
+	return c
 }
 
 // memberSetter is implemented by documents whose rules depend on the
@@ -96,7 +115,7 @@ type document struct {
 // DocumentInfo describes one document of the node.
 type DocumentInfo struct {
 	Name string `json:"name"`
-	// Type is the document's type: "model".
+	// Type is the document's type: "model", "emitter", "lock" or "doc".
 	Type string `json:"type"`
 	// Clock is the document's vector clock: per source, the newest update
 	// this node holds. A source is a replica id and an incarnation, one
@@ -146,12 +165,22 @@ func (n *Node) Locks(name string) (*lock.Table, error) {
 	return d.(*lock.Table), nil
 }
 
+// Doc returns the JSON document (package doc) called name, creating it if
+// the node has none, as Model does.
+func (n *Node) Doc(name string) (*doc.Doc, error) {
+	d, err := n.document(name, kindDoc)
+	if err != nil {
+		return nil, err
+	}
+	return d.(*doc.Doc), nil
+}
+
 // Documents returns the documents the node holds, sorted by name.
 func (n *Node) Documents() []DocumentInfo {
 	n.mu.Lock()
 	docs := make([]*document, 0, len(n.docs))
 	for _, d := range n.docs {
-		if d != n.catalog {
+		if d != n.catalog && d != n.registry {
 			docs = append(docs, d)
 		}
 	}
@@ -237,19 +266,21 @@ func (n *Node) getOrCreate(name, kind string) (*document, error) {
 }
 
 // openDocument creates a document and, with a DataDir, opens its log
-// (replaying what it holds). The catalog is added to n.docs here too.
+// (replaying what it holds). The catalog and the rpc registry are added to
+// n.docs here too; the registry keeps no log.
 func (n *Node) openDocument(name, kind string) (*document, error) {
-	doc, err := kinds[kind].new(n)
+	sd, err := kinds[kind].new(n, name)
 	if err != nil {
 		return nil, fmt.Errorf("node: creating %s %q: %w", kind, name, err)
 	}
-	d := &document{name: name, kind: kind, doc: doc}
-	if n.cfg.DataDir != "" && kinds[kind].persist {
+	d := &document{name: name, kind: kind, doc: sd}
+	if n.cfg.DataDir != "" && kinds[kind].persist && name != registryName {
 		path := n.logPath(name, kind)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 		cfg := filelog.DefaultConfig()
+		cfg.Logger = nil // the node's, below: the default discards
 		if n.cfg.FileLog != nil {
 			c := *n.cfg.FileLog
 			cfg = &c
@@ -257,12 +288,15 @@ func (n *Node) openDocument(name, kind string) (*document, error) {
 		if cfg.Logger == nil {
 			cfg.Logger = n.log
 		}
-		if d.log, err = filelog.Open(path, doc, cfg); err != nil {
+		if o := n.cfg.Observer; o != nil && cfg.OnSync == nil {
+			cfg.OnSync = o.ObserveFsync
+		}
+		if d.log, err = filelog.Open(path, sd, cfg); err != nil {
 			d.close()
 			return nil, fmt.Errorf("node: opening the log of %q: %w", name, err)
 		}
 	}
-	if name == catalogName {
+	if name == catalogName || name == registryName {
 		n.mu.Lock()
 		n.docs[name] = d
 		n.mu.Unlock()

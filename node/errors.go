@@ -30,4 +30,17 @@ var (
 	// ErrHandshake means a peer broke the connection handshake: bad magic,
 	// an unknown version, a malformed id, or the wrong node at an address.
 	ErrHandshake = errors.New("node: handshake failed")
+	// ErrSealBroken means a record of a link sealed with the shared secret
+	// failed authentication (altered or injected on the way) or was
+	// malformed: the link ends at once, and nothing of the record is used.
+	ErrSealBroken = errors.New("node: sealed link broken")
+	// ErrDuplicateID means a join was refused because a live member of the
+	// cluster holds the joiner's id at another address (Node.Fatal).
+	ErrDuplicateID = errors.New("node: node id already in the cluster")
+	// ErrUnknownMember means ForceLeave was given an id the node does not
+	// know (never seen, or already reaped).
+	ErrUnknownMember = errors.New("node: unknown member")
+	// ErrMemberAlive means ForceLeave was given a member that is alive,
+	// or this node itself.
+	ErrMemberAlive = errors.New("node: member is alive")
 )

@@ -21,7 +21,9 @@ import (
 // handshake replayed to either side fails, and the secret never crosses
 // the wire. The two labels keep one side's proof from serving as the
 // other's. The acceptor proves first, so a dialer never reveals a proof to
-// a node that has not shown it knows the secret.
+// a node that has not shown it knows the secret. With a secret, both set
+// flagSealed, and everything after the status travels in AEAD records
+// keyed from the secret and both hellos (seal.go).
 const (
 	handshakeMagic    = "SCTN"
 	handshakeVersion  = 1
@@ -31,6 +33,7 @@ const (
 	sizeOfHelloHeader = sizeOfMagic + 1 + 1 + sizeOfNonce + 1 // magic, version, flags, nonce, id length
 
 	flagSecret = 1 << 0 // the sender authenticates with a shared secret
+	flagSealed = 1 << 1 // the sender seals the session in records (seal.go); set with flagSecret
 
 	tlsHandshakeRecord = 0x16 // the first byte a TLS client sends
 
@@ -92,7 +95,7 @@ func proof(secret []byte, label string, client, server hello) []byte {
 
 func flagsFor(secret []byte) byte {
 	if len(secret) > 0 {
-		return flagSecret
+		return flagSecret | flagSealed
 	}
 	return 0
 }
@@ -104,6 +107,9 @@ func checkFlags(ours, theirs byte) error {
 		}
 		return fmt.Errorf("%w: peer requires a shared secret", ErrAuth)
 	}
+	if ours&flagSealed != theirs&flagSealed {
+		return fmt.Errorf("%w: peer does not seal links with the secret (an older scuttle?)", ErrAuth)
+	}
 	return nil
 }
 
@@ -112,55 +118,71 @@ func checkFlags(ours, theirs byte) error {
 // an error wrapping ErrAuth or ErrHandshake. nonce must be fresh random
 // bytes of sizeOfNonce.
 func clientHandshake(rw io.ReadWriter, id, want string, secret, nonce []byte) (peer string, err error) {
+	peer, _, err = clientHandshakeTranscript(rw, id, want, secret, nonce)
+	return peer, err
+}
+
+// clientHandshakeTranscript is clientHandshake that also returns the two
+// hellos, client's first, from which the session's keys are derived.
+func clientHandshakeTranscript(rw io.ReadWriter, id, want string, secret, nonce []byte) (peer string, transcript []byte, err error) {
 	ch := appendHello(nil, flagsFor(secret), nonce, id)
 	if _, err := rw.Write(ch); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrHandshake, err)
+		return "", nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	sh, err := readHello(rw)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := checkFlags(ch.flags(), sh.flags()); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if want != "" && sh.id() != want {
-		return "", fmt.Errorf("%w: dialled %s, reached %s", ErrHandshake, want, sh.id())
+		return "", nil, fmt.Errorf("%w: dialled %s, reached %s", ErrHandshake, want, sh.id())
 	}
 	if sh.id() == id {
-		return "", fmt.Errorf("%w: peer has this node's id %s", ErrHandshake, id)
+		return "", nil, fmt.Errorf("%w: peer has this node's id %s", ErrHandshake, id)
 	}
 	if len(secret) > 0 {
 		got := make([]byte, sizeOfMAC)
 		if _, err := io.ReadFull(rw, got); err != nil {
-			return "", fmt.Errorf("%w: reading proof: %w", ErrHandshake, err)
+			return "", nil, fmt.Errorf("%w: reading proof: %w", ErrHandshake, err)
 		}
 		if !hmac.Equal(got, proof(secret, "server", ch, sh)) {
-			return "", fmt.Errorf("%w: %s's proof of the secret is wrong", ErrAuth, sh.id())
+			return "", nil, fmt.Errorf("%w: %s's proof of the secret is wrong", ErrAuth, sh.id())
 		}
 		if _, err := rw.Write(proof(secret, "client", ch, sh)); err != nil {
-			return "", fmt.Errorf("%w: %w", ErrHandshake, err)
+			return "", nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 		}
 	}
 	var status [1]byte
 	if _, err := io.ReadFull(rw, status[:]); err != nil {
-		return "", fmt.Errorf("%w: reading status: %w", ErrHandshake, err)
+		return "", nil, fmt.Errorf("%w: reading status: %w", ErrHandshake, err)
 	}
 	switch status[0] {
 	case statusAccepted:
-		return sh.id(), nil
+		return sh.id(), append(ch[:len(ch):len(ch)], sh...), nil
 	case statusRefused:
-		return "", fmt.Errorf("%w: %s refused our proof of the secret", ErrAuth, sh.id())
+		return "", nil, fmt.Errorf("%w: %s refused us: a wrong secret, or a certificate that does not name this node (see its log)", ErrAuth, sh.id())
 	}
-	return "", fmt.Errorf("%w: status %d", ErrHandshake, status[0])
+	return "", nil, fmt.Errorf("%w: status %d", ErrHandshake, status[0])
 }
 
 // serverHandshake runs the acceptor's side over rw and returns the
 // dialer's id, or an error wrapping ErrAuth or ErrHandshake. nonce must be
 // fresh random bytes of sizeOfNonce.
 func serverHandshake(rw io.ReadWriter, id string, secret, nonce []byte) (peer string, err error) {
+	peer, _, err = serverHandshakeTranscript(rw, id, secret, nonce, nil)
+	return peer, err
+}
+
+// serverHandshakeTranscript is serverHandshake that also returns the two
+// hellos, client's first, from which the session's keys are derived. If
+// check is not nil, it vets the authenticated peer id before the status:
+// an error refuses the peer.
+func serverHandshakeTranscript(rw io.ReadWriter, id string, secret, nonce []byte, check func(peer string) error) (peer string, transcript []byte, err error) {
 	ch, err := readHello(rw)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	sh := appendHello(nil, flagsFor(secret), nonce, id)
 	msg := sh
@@ -168,26 +190,32 @@ func serverHandshake(rw io.ReadWriter, id string, secret, nonce []byte) (peer st
 		msg = append(msg[:len(msg):len(msg)], proof(secret, "server", ch, sh)...)
 	}
 	if _, err := rw.Write(msg); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrHandshake, err)
+		return "", nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	if err := checkFlags(sh.flags(), ch.flags()); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if ch.id() == id {
-		return "", fmt.Errorf("%w: peer has this node's id %s", ErrHandshake, id)
+		return "", nil, fmt.Errorf("%w: peer has this node's id %s", ErrHandshake, id)
 	}
 	if len(secret) > 0 {
 		got := make([]byte, sizeOfMAC)
 		if _, err := io.ReadFull(rw, got); err != nil {
-			return "", fmt.Errorf("%w: reading proof: %w", ErrHandshake, err)
+			return "", nil, fmt.Errorf("%w: reading proof: %w", ErrHandshake, err)
 		}
 		if !hmac.Equal(got, proof(secret, "client", ch, sh)) {
 			rw.Write([]byte{statusRefused})
-			return "", fmt.Errorf("%w: %s's proof of the secret is wrong", ErrAuth, ch.id())
+			return "", nil, fmt.Errorf("%w: %s's proof of the secret is wrong", ErrAuth, ch.id())
+		}
+	}
+	if check != nil {
+		if err := check(ch.id()); err != nil {
+			rw.Write([]byte{statusRefused})
+			return "", nil, err
 		}
 	}
 	if _, err := rw.Write([]byte{statusAccepted}); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrHandshake, err)
+		return "", nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
-	return ch.id(), nil
+	return ch.id(), append(ch[:len(ch):len(ch)], sh...), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -37,11 +38,18 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 
 func testLogger(t *testing.T) *slog.Logger {
 	t.Helper()
-	lb := &logBuffer{}
 	level := slog.LevelInfo
 	if os.Getenv("NODE_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
+	return slog.New(slog.NewTextHandler(testLogWriter(t), &slog.HandlerOptions{Level: level}))
+}
+
+// testLogWriter returns a writer whose lines are printed if the test
+// fails.
+func testLogWriter(t *testing.T) io.Writer {
+	t.Helper()
+	lb := &logBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			lb.mu.Lock()
@@ -49,7 +57,7 @@ func testLogger(t *testing.T) *slog.Logger {
 			lb.mu.Unlock()
 		}
 	})
-	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level}))
+	return lb
 }
 
 // fastMemberlist is memberlist tuned for loopback tests: failures are

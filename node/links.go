@@ -280,10 +280,16 @@ func (n *Node) session(ctx context.Context, raw *countConn, conn net.Conn, peer 
 	for name, d := range n.docs {
 		mux.Add(name, d.doc)
 	}
+	mux.Handle(rpcService, n.serveRPC)
 	n.mu.Unlock()
 	n.log.Info("link up", "peer", peer, "remote", l.remote, "dialed", dialed)
 	err = mux.Run(ctx)
 	conn.Close()
+	if serr := sealError(conn); serr != nil {
+		// The session only saw its connection end: say why.
+		err = serr
+		n.log.Warn("link broken: a record failed authentication", "peer", peer, "remote", l.remote, "err", serr)
+	}
 	n.mu.Lock()
 	if n.links[peer] == l {
 		delete(n.links, peer)

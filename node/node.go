@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/rpc"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
@@ -40,6 +42,8 @@ type Node struct {
 	ml       *memberlist.Memberlist
 	metaAddr string // the replication address in our metadata; may lack a host
 	catalog  *document
+	registry *document   // who serves which rpc method (rpc.go)
+	rpcSrv   *rpc.Server // this node's handlers, served on every link
 	unwatch  func()
 
 	ctx    context.Context // ends at Close
@@ -47,20 +51,27 @@ type Node struct {
 	wg     sync.WaitGroup // every goroutine the node started
 	kick   chan struct{}  // membership or catalog changed: reconcile
 	ended  chan struct{}  // a link ended (capacity 1, for Leave)
+	fatal  chan error     // the cluster refused the node (capacity 1)
 
 	createMu sync.Mutex // serialises document creation, which does file I/O
 
-	mu      sync.Mutex // guards the fields below
-	docs    map[string]*document
-	members map[string]*member
-	links   map[string]*link
-	dialers map[string]context.CancelFunc
-	warned  map[string]bool // catalog entries already warned about
-	lockSet []string        // the member set last handed to lock tables
-	leaving bool
-	closed  bool
+	mu       sync.Mutex // guards the fields below
+	docs     map[string]*document
+	members  map[string]*member
+	links    map[string]*link
+	dialers  map[string]context.CancelFunc
+	warned   map[string]bool        // catalog entries already warned about
+	forced   map[string]time.Time   // members a peer forced out while alive here
+	lockSet  []string               // the member set last handed to lock tables
+	handlers map[string]handler     // this node's rpc handlers
+	clients  map[string]*rpc.Client // an rpc client per peer, made on first call
+	leaving  bool
+	closed   bool
 
 	dials, dialFailures, accepted, refused atomic.Int64
+	idRefused                              atomic.Bool  // a seed's member holds our id
+	joining                                atomic.Int32 // calls of memberlist's Join under way
+	joined, synced                         atomic.Bool  // Ready's latches
 }
 
 // New starts a node: it opens (or creates) the node's state under
@@ -76,27 +87,40 @@ func New(cfg *Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.DataDir != "" {
+		if err := secureDir(c.DataDir, c.Logger); err != nil {
+			return nil, err
+		}
+	}
 	id, err := resolveID(c.ID, c.DataDir)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkOwnCert(tlsConf, id); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:     c,
-		id:      id,
-		inc:     scuttlebutt.NewIncarnation(),
-		log:     c.Logger.With("node", id),
-		tls:     tlsConf,
-		policy:  linkPolicy{fullMesh: c.FullMeshSize, ring: c.RingLinks, random: c.RandomLinks},
-		ctx:     ctx,
-		cancel:  cancel,
-		kick:    make(chan struct{}, 1),
-		ended:   make(chan struct{}, 1),
-		docs:    make(map[string]*document),
-		members: make(map[string]*member),
-		links:   make(map[string]*link),
-		dialers: make(map[string]context.CancelFunc),
-		warned:  make(map[string]bool),
+		cfg:      c,
+		id:       id,
+		inc:      scuttlebutt.NewIncarnation(),
+		log:      c.Logger.With("node", id),
+		tls:      tlsConf,
+		policy:   linkPolicy{fullMesh: c.FullMeshSize, ring: c.RingLinks, random: c.RandomLinks},
+		ctx:      ctx,
+		cancel:   cancel,
+		kick:     make(chan struct{}, 1),
+		ended:    make(chan struct{}, 1),
+		fatal:    make(chan error, 1),
+		docs:     make(map[string]*document),
+		members:  make(map[string]*member),
+		links:    make(map[string]*link),
+		dialers:  make(map[string]context.CancelFunc),
+		warned:   make(map[string]bool),
+		forced:   make(map[string]time.Time),
+		rpcSrv:   rpc.NewServer(nil),
+		handlers: make(map[string]handler),
+		clients:  make(map[string]*rpc.Client),
 	}
 	if len(c.Secret) == 0 && tlsConf == nil {
 		n.log.Warn("replication links are neither authenticated nor encrypted: set Secret or TLS files outside a trusted network")
@@ -110,6 +134,9 @@ func New(cfg *Config) (*Node, error) {
 		return nil, err
 	}
 	if n.catalog, err = n.openDocument(catalogName, kindModel); err != nil {
+		return fail(err)
+	}
+	if n.registry, err = n.openDocument(registryName, kindModel); err != nil {
 		return fail(err)
 	}
 	n.ensureCatalog() // the documents a restarted node held, before any link
@@ -169,7 +196,12 @@ func (n *Node) Join(addrs ...string) (joined int, err error) {
 	if n.ctx.Err() != nil {
 		return 0, ErrClosed
 	}
+	n.joining.Add(1)
 	joined, err = n.ml.Join(addrs)
+	n.joining.Add(-1)
+	if joined > 0 {
+		n.joined.Store(true)
+	}
 	if err != nil {
 		return joined, fmt.Errorf("node: join: %w", err)
 	}
@@ -179,8 +211,9 @@ func (n *Node) Join(addrs ...string) (joined int, err error) {
 // Leave leaves the cluster gracefully: it tells the members it is leaving
 // (so they record it as left, not failed, and lock tables drop it at once),
 // drops every link, stops dialling and accepting, and broadcasts
-// memberlist's leave, waiting for it to go out until ctx ends (5 s if ctx
-// has no deadline). The documents stay readable until Close. Updates
+// memberlist's leave, waiting for it to go out at most Config.LeaveWait
+// and until ctx ends (5 s if ctx has no deadline), and not at all when no
+// other member is alive. The documents stay readable until Close. Updates
 // written before Leave are sent on links that are up, but Leave does not
 // wait for peers to acknowledge them.
 func (n *Node) Leave(ctx context.Context) error {
@@ -199,16 +232,30 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	n.closeTables() // release our locks while the links are up
+	n.unregisterAll()
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
 	n.log.Info("leaving the cluster")
-	uerr := n.ml.UpdateNode(timeout) // metadata: leaving
+	// The metadata (leaving) is queued for gossip without waiting for it
+	// to go out: the notices that announceLeave sends every live member
+	// directly are what tells them first, and memberlist's own wait never
+	// ends when every peer has left meanwhile (a whole cluster stopped at
+	// once) but at the timeout. The queued broadcast still goes out with
+	// the gossip until memberlist's leave.
+	uerr := n.ml.UpdateNode(time.Millisecond)
+	if uerr != nil && strings.Contains(uerr.Error(), "timeout waiting for update broadcast") {
+		uerr = nil // memberlist has no error value for it
+	}
 	n.announceLeave(timeout)
 	n.reconcile()
 	werr := n.waitLinksDown(ctx)
-	lerr := n.ml.Leave(timeout)
+	// memberlist's Leave waits until its leave message has gone out in
+	// gossip, which never happens when every peer has left meanwhile (a
+	// whole cluster stopped at once): wait at most LeaveWait, and not at
+	// all when no peer is alive to hear it.
+	lerr := n.leaveMemberlist(min(timeout, n.cfg.LeaveWait))
 	if err := errors.Join(uerr, werr, lerr); err != nil {
 		return fmt.Errorf("node: leave: %w", err)
 	}
@@ -231,6 +278,7 @@ func (n *Node) Close() error {
 	n.closed = true
 	n.mu.Unlock()
 	n.closeTables() // release our locks while the links are up
+	n.unregisterAll()
 	n.mu.Lock()
 	for _, cancel := range n.dialers {
 		cancel()
@@ -240,6 +288,7 @@ func (n *Node) Close() error {
 	}
 	n.mu.Unlock()
 	n.cancel()
+	n.closeClients()
 	n.ln.Close()
 	err := n.ml.Shutdown()
 	n.wg.Wait()
@@ -296,7 +345,7 @@ func (n *Node) poke() {
 // the documents the catalog names and makes the links follow membership.
 func (n *Node) manage() {
 	defer n.wg.Done()
-	period := min(max(n.cfg.RelinkInterval/4, time.Second), time.Minute)
+	period := min(max(n.cfg.RelinkInterval/4, time.Second), time.Minute, n.reapPeriod())
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
@@ -305,7 +354,7 @@ func (n *Node) manage() {
 			return
 		case <-n.kick:
 		case <-tick.C:
-			n.forgetMembers()
+			n.reapMembers()
 		}
 		n.ensureCatalog()
 		n.reconcile()
@@ -317,28 +366,21 @@ func (n *Node) manage() {
 func (n *Node) joinLoop(addrs []string) {
 	defer n.wg.Done()
 	for failures := 0; ; failures++ {
+		n.joining.Add(1)
 		k, err := n.ml.Join(addrs)
+		n.joining.Add(-1)
+		if n.idRefused.Load() {
+			n.log.Error("join refused: another live member holds this node's id", "id", n.id, "err", err)
+			return
+		}
 		if k > 0 {
+			n.joined.Store(true)
 			n.log.Info("joined the cluster", "via", k, "of", len(addrs))
 			return
 		}
 		n.log.Warn("join failed; retrying", "seeds", addrs, "err", err)
 		if !sleepCtx(n.ctx, n.backoff(failures)) {
 			return
-		}
-	}
-}
-
-// forgetAfter is how long members that left or failed stay in Status.
-const forgetAfter = time.Hour
-
-func (n *Node) forgetMembers() {
-	now := n.cfg.Now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for id, m := range n.members {
-		if (m.State == Left || m.State == Failed) && now.Sub(m.Since) > forgetAfter {
-			delete(n.members, id)
 		}
 	}
 }
@@ -353,7 +395,7 @@ func resolveID(id, dir string) (string, error) {
 		}
 		return id, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return "", fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
 	}
 	path := filepath.Join(dir, "node-id")
@@ -373,7 +415,7 @@ func resolveID(id, dir string) (string, error) {
 			id = newID()
 		}
 		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(tmp, []byte(id+"\n"), filelog.FileMode); err != nil {
 			return "", fmt.Errorf("node: storing the node id: %w", err)
 		}
 		if err := os.Rename(tmp, path); err != nil {
@@ -383,6 +425,33 @@ func resolveID(id, dir string) (string, error) {
 	default:
 		return "", fmt.Errorf("node: reading the node id: %w", err)
 	}
+}
+
+// DirMode is the permission of the data directory and the directories
+// New creates in it: the owner's only, for the logs below hold every
+// document's values.
+const DirMode = 0o700
+
+// secureDir creates dir with DirMode, or takes the permissions of group
+// and others away from an existing one, with a warning (a directory
+// created by an older version, or by hand). A directory it cannot change
+// is used as it is, with a warning.
+func secureDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
+	}
+	if old := fi.Mode().Perm(); old&0o077 != 0 {
+		if err := os.Chmod(dir, old&^0o077); err != nil {
+			log.Warn("data directory is open to others and cannot be changed", "dir", dir, "mode", old.String(), "err", err)
+		} else {
+			log.Warn("data directory was open to others: permissions tightened", "dir", dir, "was", old.String(), "now", (old &^ 0o077).String())
+		}
+	}
+	return nil
 }
 
 // newID returns the host name (if it is a valid name) with a random

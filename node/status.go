@@ -15,7 +15,7 @@ type Status struct {
 	Addr       string `json:"addr"`        // replication address
 	GossipAddr string `json:"gossip_addr"` // memberlist address
 	// Members lists every member the node knows of, itself included,
-	// sorted by id. Members that left or failed stay listed for an hour.
+	// sorted by id. Members that left or failed stay listed for Config.ReapAfter.
 	Members []Member `json:"members"`
 	// Links lists the replication links that are up, sorted by peer.
 	Links []LinkStatus `json:"links"`

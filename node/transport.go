@@ -15,8 +15,8 @@ import (
 
 // loadTLS builds the mutual-TLS configuration from the certificate files,
 // or returns nil if they are not set. Both sides present a certificate and
-// both verify the other's chain against the CA; names are not checked
-// (see Config.CertFile).
+// both verify the other's chain against the CA here, and after the node
+// handshake that the certificate names the peer's id (certid.go).
 func loadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	if certFile == "" {
 		return nil, nil
@@ -111,13 +111,29 @@ func (n *Node) secure(ctx context.Context, raw *countConn, dialer bool, want str
 	nonce := make([]byte, sizeOfNonce)
 	rand.Read(nonce)
 	var (
-		peer string
-		err  error
+		peer       string
+		transcript []byte
+		err        error
 	)
 	if dialer {
-		peer, err = clientHandshake(c, n.id, want, n.cfg.Secret, nonce)
+		peer, transcript, err = clientHandshakeTranscript(c, n.id, want, n.cfg.Secret, nonce)
 	} else {
-		peer, err = serverHandshake(c, n.id, n.cfg.Secret, nonce)
+		var check func(string) error
+		if n.tls != nil {
+			check = func(peer string) error { return checkPeerCert(c, peer) }
+		}
+		peer, transcript, err = serverHandshakeTranscript(c, n.id, n.cfg.Secret, nonce, check)
+	}
+	if err == nil && len(n.cfg.Secret) > 0 {
+		// Everything after the handshake is sealed with keys of this
+		// session (seal.go).
+		var out, in []byte
+		if out, in, err = sealKeys(n.cfg.Secret, transcript, dialer); err == nil {
+			c, err = newSealedConn(c, out, in)
+		}
+	}
+	if err == nil && dialer && n.tls != nil {
+		err = checkPeerCert(c, peer)
 	}
 	if err != nil {
 		raw.Close()

@@ -64,6 +64,14 @@ type Config struct {
 	// Logger receives the warnings of the base: a second live replica
 	// using this replica's id. nil means slog.Default().
 	Logger *slog.Logger
+
+	// Applied, if set, is called with the updates from peers (or Apply)
+	// that advanced the clock, once they are applied and the lock is
+	// released, on the goroutine that applied them: its metrics hook (a
+	// node measures replication lag from each update's Timestamp). It is
+	// called concurrently, must not block, and must neither modify nor
+	// keep the slice. Replay (a log read at start) does not call it.
+	Applied func(updates []Update)
 }
 
 // Defaults of Config.

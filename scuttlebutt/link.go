@@ -443,7 +443,7 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 			l.open = more
 		}
 	}
-	for _, it := range q {
+	for i, it := range q {
 		if it.clock != nil {
 			var c vclock.Clock
 			for src, t := range it.clock {
@@ -474,6 +474,12 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 		s := it.size()
 		if len(batch) > 0 && size+s > l.opts.MaxBatchBytes {
 			flush()
+		}
+		if batch == nil {
+			// Room for a batch of items of this one's size, so that a
+			// batch is not copied as it grows: this runs for every update
+			// sent.
+			batch = make([]Update, 0, min(len(q)-i, l.opts.MaxBatchBytes/s+1))
 		}
 		batch = append(batch, u)
 		size += s

@@ -32,6 +32,7 @@ type Scuttlebutt struct {
 	maxOffset  vclock.Timestamp // Config.MaxClockOffset in ms
 	maxSources int
 	log        *slog.Logger
+	applied    func([]Update) // Config.Applied, or nil
 	// twinAfter is the start time plus the clock offset bound: an update of
 	// another incarnation of this id stamped later was made by a process
 	// that is alive now, not by an earlier run.
@@ -135,6 +136,7 @@ func New(id string, r Replica, cfg *Config) (*Scuttlebutt, error) {
 		maxOffset:  vclock.Timestamp(c.MaxClockOffset.Milliseconds()),
 		maxSources: c.MaxSources,
 		log:        c.Logger,
+		applied:    c.Applied,
 		clock:      vclock.Clock{},
 	}
 	s.twinAfter = vclock.FromTime(c.Now()) + s.maxOffset
@@ -666,6 +668,9 @@ func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, peer stri
 	s.mu.Unlock()
 	if applied > 0 && after {
 		s.afterApply()
+		if s.applied != nil {
+			s.applied(fresh[:len(fresh):len(fresh)])
+		}
 	}
 	return applied, s.sync(st, gen, seq)
 }

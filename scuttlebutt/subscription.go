@@ -1,6 +1,7 @@
 package scuttlebutt
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/scuttle-go/scuttle/vclock"
@@ -50,6 +51,11 @@ func newSubscription(maxBytes int) *subscription {
 func (s *subscription) push(it item) {
 	s.mu.Lock()
 	if !s.overflow {
+		if len(s.q) == cap(s.q) {
+			// Double, not append's quarter past 256 items: a queue grows
+			// by one item an update, and each growth copies it all.
+			s.q = slices.Grow(s.q, max(len(s.q), 64))
+		}
 		s.q = append(s.q, it)
 		s.bytes += it.size()
 		if s.bytes > s.maxBytes {

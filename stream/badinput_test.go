@@ -17,7 +17,9 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/go-cmp/cmp"
+	"github.com/scuttle-go/scuttle/internal/cborx"
 	"github.com/scuttle-go/scuttle/internal/testkit/leak"
+	"github.com/scuttle-go/scuttle/internal/wire"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
@@ -251,7 +253,7 @@ func TestConnBadInput(t *testing.T) {
 			want:  []error{ErrMalformed, ErrUnknownKind},
 		},
 		{name: "unknown kind 0", input: rawFrame(0, []byte{0xa0}), want: []error{ErrUnknownKind}},
-		{name: "unknown kind 7", input: rawFrame(7, []byte{0xa0}), want: []error{ErrUnknownKind}},
+		{name: "unknown kind 10", input: rawFrame(10, []byte{0xa0}), want: []error{ErrUnknownKind}},
 		{name: "updates-more not an array", input: rawFrame(6, []byte{0xa0}), want: []error{ErrMalformed}},
 		{name: "unknown kind 255", input: rawFrame(255, nil), want: []error{ErrUnknownKind}},
 		{
@@ -606,4 +608,101 @@ func TestConnCancelWhileWriteBlocked(t *testing.T) {
 		theirs.Close() // let it go, so the leak check does not pile on
 		t.Fatalf("Run did not return within %v of cancel while its write was blocked", badTimeout)
 	}
+}
+
+// compactFrameOf frames us in the compact encoding, as the first frame of
+// a session.
+func compactFrameOf(t testing.TB, us ...scuttlebutt.Update) []byte {
+	t.Helper()
+	var e compactEncoder
+	b, err := appendFrame(nil, kindCompact, DefaultMaxFrameSize, func(b []byte) ([]byte, error) { return e.appendUpdates(b, us), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// compressedFrame wraps a frame (header and body) in a compressed frame.
+func compressedFrame(frame []byte) []byte {
+	return rawFrame(byte(kindCompressed), cat([]byte{frame[0]}, zstdFrame(frame[headerSize:])))
+}
+
+// TestConnBadCompactInput feeds a Conn bad input in version 2's compact
+// encoding and in compressed frames: each ends Run with the right error,
+// applies nothing and leaks nothing. A Conn that did not offer a feature
+// refuses its frames as of an unknown kind.
+func TestConnBadCompactInput(t *testing.T) {
+	hello := helloFrom(t, "peer", vclock.Clock{})
+	data := payload(t, "k", 1)
+	full := wire.AppendTimestamp(nil, goodTS)
+	count := func(n uint64) []byte { return cborx.AppendHead(nil, cborx.MajorUint, n) }
+	newPeer := cat(compactOp(opFull, 0, true, false), []byte{0x64, 'p', 'e', 'e', 'r'}, full, data)
+	compact := func(body ...[]byte) []byte { return rawFrame(byte(kindCompact), cat(body...)) }
+	good := compactFrameOf(t, update(t, 0, "a", 1), update(t, 1, "b", 2))
+	// More new sources in one frame than a replica's clock may hold.
+	var many []byte
+	for i := range scuttlebutt.DefaultMaxSources + 1 {
+		src := fmt.Sprintf("s%d", i)
+		many = append(many, compactOp(opFull, 0, true, false)...)
+		many = cborx.AppendHead(many, cborx.MajorText, uint64(len(src)))
+		many = append(many, src...)
+		many = append(many, full...)
+		many = append(many, 0xf6)
+	}
+	many = cat(count(scuttlebutt.DefaultMaxSources+1), many)
+	bomb := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0, 0, 0, 0x40} // a 1 GiB frame, stated
+	v1 := &Options{Version: Version1}
+	zstdOn := &Options{Compress: true}
+	tests := []struct {
+		name  string
+		opts  *Options
+		input []byte
+		close bool
+		want  []error
+	}{
+		{name: "unknown source index", input: cat(hello, compact(count(2), newPeer, compactOp(opTick, 1, true, false), []byte{0x05}, data)), want: []error{ErrMalformed}},
+		{name: "step past 2^53", input: cat(hello, compact(count(2), newPeer, compactOp(opMilli, maxStep+1, false, false), data)), want: []error{ErrMalformed}},
+		{name: "step without a timestamp", input: cat(hello, compact(count(1), compactOp(opTick, 1, true, false), []byte{0x61, 'p'}, data)), want: []error{ErrMalformed}},
+		{name: "no source", input: cat(hello, compact(count(1), compactOp(opFull, 0, false, false), full, data)), want: []error{ErrMalformed}},
+		{name: "source added twice", input: cat(hello, compact(count(2), newPeer, newPeer)), want: []error{ErrMalformed}},
+		{name: "table past MaxSources", input: cat(hello, compact(many)), want: []error{scuttlebutt.ErrTooManySources}},
+		{name: "timestamp form 3", input: cat(hello, compact(count(1), compactOp(opForm, 0, true, false), []byte{0x61, 'p'}, full, data)), want: []error{ErrMalformed}},
+		{name: "source with a control character", input: cat(hello, compact(count(1), compactOp(opFull, 0, true, false), []byte{0x62, 'p', 0x00}, full, data)), want: []error{scuttlebutt.ErrInvalidUpdate}},
+		{name: "NaN timestamp", input: cat(hello, compact(count(1), compactOp(opFull, 0, true, false), []byte{0x61, 'p'}, wire.AppendTimestamp(nil, vclock.Timestamp(math.NaN())), data)), want: []error{scuttlebutt.ErrInvalidUpdate}},
+		{name: "value a model refuses", input: cat(hello, compactFrameOf(t, withDataCompact(t, cborOf(t, "just a string")))), want: []error{scuttlebutt.ErrInvalidUpdate}},
+		{name: "count past the frame", input: cat(hello, compact(count(9), newPeer)), want: []error{ErrMalformed}},
+		{name: "body cut short", input: cat(hello, rawFrame(byte(kindCompact), good[headerSize:len(good)-1])), want: []error{ErrMalformed}},
+		{name: "stream cut inside a frame", input: cat(hello, good[:len(good)-1]), close: true, want: []error{ErrTruncated}},
+		{name: "bytes after the last update", input: cat(hello, rawFrame(byte(kindCompact), cat(good[headerSize:], []byte{0}))), want: []error{ErrMalformed}},
+		{name: "more-kind with a bad body", input: cat(hello, rawFrame(byte(kindCompactMore), []byte{0xa0})), want: []error{ErrMalformed}},
+		{name: "compact frame to a version-1 side", opts: v1, input: cat(hello, good), want: []error{ErrUnknownKind}},
+		{name: "compressed frame, not offered", input: cat(hello, compressedFrame(good)), want: []error{ErrUnknownKind}},
+		{name: "compressed bomb", opts: zstdOn, input: cat(hello, rawFrame(byte(kindCompressed), cat([]byte{byte(kindCompact)}, bomb))), want: []error{ErrFrameTooLarge}},
+		{name: "compressed garbage", opts: zstdOn, input: cat(hello, rawFrame(byte(kindCompressed), []byte("\x07not zstd"))), want: []error{ErrMalformed}},
+		{name: "compressed inside compressed", opts: zstdOn, input: cat(hello, compressedFrame(compressedFrame(good))), want: []error{ErrMalformed}},
+		{name: "compressed bad compact body", opts: zstdOn, input: cat(hello, compressedFrame(compact(count(1), compactOp(opForm, 0, true, false)))), want: []error{ErrMalformed}},
+		{name: "compressed compact to a version-1 side", opts: &Options{Version: Version1, Compress: true}, input: cat(hello, compressedFrame(good)), want: []error{ErrUnknownKind}},
+		{name: "compressed unknown kind", opts: zstdOn, input: cat(hello, compressedFrame(rawFrame(42, []byte{0xa0}))), want: []error{ErrUnknownKind}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			leak.Check(t)
+			v := serveVictim(t, tc.opts)
+			v.peer.Write(tc.input)
+			if tc.close {
+				v.hangUp(t, true)
+			}
+			err := v.result(t)
+			if !isAny(err, tc.want) {
+				t.Errorf("input %x:\nRun = %v, want an error wrapping one of %v", tc.input[:min(len(tc.input), 200)], err, tc.want)
+			}
+			t.Logf("Run = %v", err)
+			v.unchanged(t)
+		})
+	}
+}
+
+// withDataCompact is a valid update of source "peer" with data as given.
+func withDataCompact(t testing.TB, data []byte) scuttlebutt.Update {
+	return scuttlebutt.Update{Source: "peer", Timestamp: goodTS, Data: data}
 }

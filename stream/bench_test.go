@@ -1,8 +1,10 @@
 package stream_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -91,51 +93,76 @@ func benchWorkload(b *testing.B, w func(context.Context, *bench.Options) (bench.
 	}
 }
 
-// BenchmarkEncode frames batches of Model updates (key-0000000 = i, as in
-// W1) with the CBOR codec.
+// codecCases are the encodings the codec benchmarks compare: version 1,
+// version 2's compact updates, and version 2 compressed.
+var codecCases = []struct {
+	name     string
+	version  int
+	compress bool
+}{
+	{"v1", stream.Version1, false},
+	{"v2", stream.Version2, false},
+	{"v2+zstd", stream.Version2, true},
+}
+
+// BenchmarkEncode frames batches of Model updates (k0 = bench.Value("a",
+// 0), ... as in W1) with the CBOR codec, each batch the next of a session.
 func BenchmarkEncode(b *testing.B) {
-	for _, n := range []int{1, 100, 1000} {
-		b.Run(fmt.Sprintf("updates=%d", n), func(b *testing.B) {
-			d, m := updatesMessage(b, n)
-			buf, err := stream.AppendMessageForBench(stream.CBOR, d, nil, m)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(int64(len(buf)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if buf, err = stream.AppendMessageForBench(stream.CBOR, d, buf[:0], m); err != nil {
+	for _, cc := range codecCases {
+		for _, n := range []int{1, 100, 1000} {
+			b.Run(fmt.Sprintf("%s/updates=%d", cc.name, n), func(b *testing.B) {
+				d, m := updatesMessage(b, n)
+				enc := stream.NewEncoderForBench(stream.CBOR, d, cc.version, cc.compress)
+				buf, err := enc(nil, m)
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(len(buf))/float64(n), "B/update")
-		})
+				b.SetBytes(int64(len(buf)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if buf, err = enc(buf[:0], m); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(buf))/float64(n), "B/update")
+			})
+		}
 	}
 }
 
-// BenchmarkDecode reads and decodes the frames BenchmarkEncode makes, from
-// a reader that repeats one frame forever.
+// BenchmarkDecode reads and decodes the frames BenchmarkEncode makes: the
+// session's first frame, then its second over and over (a compact frame
+// after the first refers to sources by the table).
 func BenchmarkDecode(b *testing.B) {
-	for _, n := range []int{1, 100, 1000} {
-		b.Run(fmt.Sprintf("updates=%d", n), func(b *testing.B) {
-			d, m := updatesMessage(b, n)
-			frame, err := stream.AppendMessageForBench(stream.CBOR, d, nil, m)
-			if err != nil {
-				b.Fatal(err)
-			}
-			read := stream.NewReaderForBench(stream.CBOR, d, &repeatReader{b: frame})
-			got, err := read()
-			if err != nil || len(got.Updates) != n {
-				b.Fatalf("decoded %d updates (%v), want %d", len(got.Updates), err, n)
-			}
-			b.SetBytes(int64(len(frame)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := read(); err != nil {
+	for _, cc := range codecCases {
+		for _, n := range []int{1, 100, 1000} {
+			b.Run(fmt.Sprintf("%s/updates=%d", cc.name, n), func(b *testing.B) {
+				d, m := updatesMessage(b, n)
+				enc := stream.NewEncoderForBench(stream.CBOR, d, cc.version, cc.compress)
+				first, err := enc(nil, m)
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
+				frame, err := enc(nil, m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				read := stream.NewReaderForBench(stream.CBOR, d, io.MultiReader(bytes.NewReader(first), &repeatReader{b: frame}), cc.version, cc.compress)
+				for range 2 {
+					got, err := read()
+					if err != nil || len(got.Updates) != n {
+						b.Fatalf("decoded %d updates (%v), want %d", len(got.Updates), err, n)
+					}
+				}
+				b.SetBytes(int64(len(frame)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := read(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -147,7 +174,7 @@ func updatesMessage(b *testing.B, n int) (*model.Model, scuttlebutt.Message) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := bench.Fill(m, bench.Keys(n)); err != nil {
+	if err := bench.Fill(m, "a", bench.Keys(n)); err != nil {
 		b.Fatal(err)
 	}
 	us := m.History(vclock.Clock{})

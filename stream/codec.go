@@ -41,12 +41,43 @@ var (
 	}()
 )
 
-// wireHello is the CBOR body of a hello frame: a map with small integer keys.
+// wireHello is the CBOR body of a hello frame: a map with small integer
+// keys. Features (key 5) lists the wire numbers of the features the sender
+// offers (negotiate.go); a peer that predates them ignores the key.
 type wireHello struct {
-	Version int          `cbor:"1,keyasint"`
-	ID      string       `cbor:"2,keyasint"`
-	Clock   vclock.Clock `cbor:"3,keyasint"`
-	Meta    any          `cbor:"4,keyasint,omitempty"`
+	Version  int          `cbor:"1,keyasint"`
+	ID       string       `cbor:"2,keyasint"`
+	Clock    vclock.Clock `cbor:"3,keyasint"`
+	Meta     any          `cbor:"4,keyasint,omitempty"`
+	Features featureList  `cbor:"5,keyasint,omitempty"`
+}
+
+// featureList is a hello's key 5: an array of at most maxFeatures
+// unsigned integers. Its length is checked on the array's head, before
+// anything is allocated.
+type featureList []uint64
+
+// UnmarshalCBOR implements cbor.Unmarshaler.
+func (l *featureList) UnmarshalCBOR(b []byte) error {
+	r := cborx.NewReader(b)
+	n, err := r.HeadOf(cborx.MajorArray)
+	if err != nil {
+		return fmt.Errorf("features: %w", err)
+	}
+	if n > maxFeatures {
+		return fmt.Errorf("%d features, the limit is %d", n, maxFeatures)
+	}
+	list := make(featureList, n)
+	for i := range list {
+		if list[i], err = r.HeadOf(cborx.MajorUint); err != nil {
+			return fmt.Errorf("feature %d: %w", i, err)
+		}
+	}
+	if r.Len() != 0 {
+		return fmt.Errorf("features: %d bytes after the array", r.Len())
+	}
+	*l = list
+	return nil
 }
 
 // kindClockPart is the wire kind of a clock part: a CBOR map of entries
@@ -76,17 +107,22 @@ const timestampSize = wire.TimestampSize
 // without its clock, or one clock entry is larger than a frame),
 // ErrMalformed or ErrUnknownKind; on error dst is returned as it was.
 func appendMessage(dst []byte, m scuttlebutt.Message, max int) ([]byte, error) {
+	return appendMessageOffer(dst, m, max, 0)
+}
+
+// appendMessageOffer is appendMessage with the features a hello offers.
+func appendMessageOffer(dst []byte, m scuttlebutt.Message, max int, offer features) ([]byte, error) {
 	c := messageClock(m)
 	if minClockSize(c) > max {
-		return appendSplit(dst, m, max) // no need to try one frame
+		return appendSplit(dst, m, max, offer) // no need to try one frame
 	}
 	kind := m.Kind
 	if kind == scuttlebutt.MsgUpdates && m.More {
 		kind = kindUpdatesMore
 	}
-	out, err := appendFrame(dst, kind, max, func(b []byte) ([]byte, error) { return appendBody(b, m) })
+	out, err := appendFrame(dst, kind, max, func(b []byte) ([]byte, error) { return appendBody(b, m, offer) })
 	if err != nil && errors.Is(err, ErrFrameTooLarge) && len(c) > 0 {
-		return appendSplit(dst, m, max)
+		return appendSplit(dst, m, max, offer)
 	}
 	return out, err
 }
@@ -101,15 +137,16 @@ func minClockSize(c vclock.Clock) int {
 	return n
 }
 
-// appendBody appends the CBOR body of m.
-func appendBody(b []byte, m scuttlebutt.Message) ([]byte, error) {
+// appendBody appends the CBOR body of m; a hello lists the features of
+// offer.
+func appendBody(b []byte, m scuttlebutt.Message, offer features) ([]byte, error) {
 	switch m.Kind {
 	case scuttlebutt.MsgHello:
 		h := m.Hello
 		if h == nil {
 			return b, fmt.Errorf("%w: hello without a body", ErrMalformed)
 		}
-		return appendCBOR(b, wireHello{h.Version, h.ID, h.Clock, h.Meta})
+		return appendCBOR(b, wireHello{h.Version, h.ID, h.Clock, h.Meta, offer.list()})
 	case scuttlebutt.MsgUpdates:
 		b = cborx.AppendHead(b, majorArray, uint64(len(m.Updates)))
 		for _, u := range m.Updates {
@@ -165,10 +202,10 @@ func clockEntrySize(src string) int {
 // that fit beside its other fields, and the rest go, in order, into as few
 // clock parts as hold them, each filled up to max. The split depends on
 // nothing but m and max.
-func appendSplit(dst []byte, m scuttlebutt.Message, max int) ([]byte, error) {
+func appendSplit(dst []byte, m scuttlebutt.Message, max int, offer features) ([]byte, error) {
 	clock := messageClock(m)
 	// The message without its clock: the empty map is one byte.
-	rest, err := appendBody(nil, withClock(m, vclock.Clock{}))
+	rest, err := appendBody(nil, withClock(m, vclock.Clock{}), offer)
 	if err != nil {
 		return dst, err
 	}
@@ -211,7 +248,7 @@ func appendSplit(dst []byte, m scuttlebutt.Message, max int) ([]byte, error) {
 	for _, src := range sources[split:] {
 		last[src] = clock[src]
 	}
-	dst, err = appendFrame(dst, m.Kind, max, func(b []byte) ([]byte, error) { return appendBody(b, withClock(m, last)) })
+	dst, err = appendFrame(dst, m.Kind, max, func(b []byte) ([]byte, error) { return appendBody(b, withClock(m, last), offer) })
 	if err != nil {
 		return dst[:start], err
 	}
@@ -235,39 +272,62 @@ func appendClockEntries(b []byte, c vclock.Clock, sources []string) []byte {
 // updates frame with an update the base would refuse (its source,
 // timestamp or data) wraps scuttlebutt.ErrInvalidUpdate as well. A clock
 // part is not a message: cborDecoder joins parts to the message they
-// precede, and decodeMessage refuses them as ErrUnknownKind.
+// precede, and decodeMessage refuses them as ErrUnknownKind. A compact
+// updates frame (kinds 7 and 8) is decoded with a source table of its own,
+// as if it were the first of its session; cborDecoder decodes them with
+// the session's.
 func decodeMessage(k scuttlebutt.MessageKind, body []byte) (scuttlebutt.Message, error) {
-	m := scuttlebutt.Message{Kind: k}
-	if k == kindUpdatesMore {
+	m, _, err := decodeMessageIn(k, body, nil)
+	return m, err
+}
+
+// decodeMessageIn is decodeMessage with the session's compact decoder (nil
+// for one of its own), and it returns the features a hello offers.
+func decodeMessageIn(k scuttlebutt.MessageKind, body []byte, cd *compactDecoder) (m scuttlebutt.Message, offer features, err error) {
+	m = scuttlebutt.Message{Kind: k}
+	switch k {
+	case kindUpdatesMore:
 		m.Kind, m.More = scuttlebutt.MsgUpdates, true
+	case kindCompact, kindCompactMore:
+		m.Kind, m.More = scuttlebutt.MsgUpdates, k == kindCompactMore
+		if cd == nil {
+			cd = newCompactDecoder(scuttlebutt.DefaultMaxSources)
+		}
+		us, err := cd.updates(body)
+		if err != nil {
+			return m, 0, fmt.Errorf("%w: compact updates: %w", ErrMalformed, err)
+		}
+		m.Updates = us
+		return m, 0, nil
 	}
 	switch m.Kind {
 	case scuttlebutt.MsgHello:
 		var h wireHello
 		if err := decMode.Unmarshal(body, &h); err != nil {
-			return m, fmt.Errorf("%w: hello: %v", ErrMalformed, err)
+			return m, 0, fmt.Errorf("%w: hello: %v", ErrMalformed, err)
 		}
 		m.Hello = &scuttlebutt.Hello{Version: h.Version, ID: h.ID, Clock: h.Clock, Meta: h.Meta}
+		offer = featuresOf(h.Features)
 	case scuttlebutt.MsgUpdates:
 		// An update the base would refuse is scuttlebutt.ErrInvalidUpdate
 		// too (wire.Decoder).
 		d := wire.Decoder{Copy: true}
 		us, err := d.Updates(body)
 		if err != nil {
-			return m, fmt.Errorf("%w: updates: %w", ErrMalformed, err)
+			return m, 0, fmt.Errorf("%w: updates: %w", ErrMalformed, err)
 		}
 		m.Updates = us
 	case scuttlebutt.MsgSync, scuttlebutt.MsgClock:
 		if err := decMode.Unmarshal(body, &m.Clock); err != nil {
-			return m, fmt.Errorf("%w: %s: %v", ErrMalformed, k, err)
+			return m, 0, fmt.Errorf("%w: %s: %v", ErrMalformed, k, err)
 		}
 		if m.Clock == nil {
-			return m, fmt.Errorf("%w: %s: no clock", ErrMalformed, k)
+			return m, 0, fmt.Errorf("%w: %s: no clock", ErrMalformed, k)
 		}
 	default:
-		return m, fmt.Errorf("%w: %d", ErrUnknownKind, k)
+		return m, 0, fmt.Errorf("%w: %d", ErrUnknownKind, k)
 	}
-	return m, nil
+	return m, offer, nil
 }
 
 // clockParts accumulates the clock parts that precede a hello, sync or

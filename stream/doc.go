@@ -38,6 +38,17 @@
 // body length, and a CBOR body. A hello, sync or clock message whose clock
 // is larger than a frame goes as clock parts followed by the message with
 // the rest of its clock; the receiver joins them, within the replica's
-// Config.MaxSources. SPEC.md in this directory specifies the kinds, their
-// fields, versioning and limits.
+// Config.MaxSources.
+//
+// Version 2 of the protocol, the default, sends updates in a compact
+// encoding: each source id once per session, then a table index; each
+// timestamp as a step from the last of its source (a logical tick or a
+// millisecond), in full where no step says it exactly. A run of one
+// source's updates costs one byte an update beyond its data, against 28
+// in version 1 for a 17-byte source id. A hello offers it, in a field a
+// version-1 peer ignores, and each side uses it once the peer's hello
+// offers it too, so a version-1 peer still works (Options.Version makes a
+// side speak version 1 only). Options.Compress offers zstd compression of
+// large frames the same way. SPEC.md in this directory specifies the
+// kinds, their fields, versioning and limits.
 package stream

@@ -30,7 +30,21 @@ func TestWireNumbers(t *testing.T) {
 		{"MsgClock", int(scuttlebutt.MsgClock), 4},
 		{"kindClockPart", int(kindClockPart), 5},
 		{"kindUpdatesMore", int(kindUpdatesMore), 6},
+		{"kindCompact", int(kindCompact), 7},
+		{"kindCompactMore", int(kindCompactMore), 8},
+		{"kindCompressed", int(kindCompressed), 9},
 		{"ProtocolVersion", scuttlebutt.ProtocolVersion, 1},
+		{"Version1", Version1, 1},
+		{"Version2", Version2, 2},
+		{"featureCompact", featureCompact, 2},
+		{"featureZstd", featureZstd, 3},
+		{"opTick", opTick, 0},
+		{"opMilli", opMilli, 1},
+		{"opFull", opFull, 2},
+		{"opSource", opSource, 4},
+		{"opSignature", opSignature, 8},
+		{"opStepShift", opStepShift, 4},
+		{"compressMin", compressMin, 1024},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %d, want %d", tc.name, tc.got, tc.want)
@@ -46,6 +60,17 @@ func TestWireNumbers(t *testing.T) {
 	want := []byte{2, 0, 0, 0, 14, 0x81, 0x83, 0x61, 'a', 0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xf6}
 	if !bytes.Equal(got, want) {
 		t.Errorf("update frame = %x, want %x", got, want)
+	}
+	// A hello that offers version 2 and compression: key 5 lists features
+	// 2 and 3.
+	got, err := appendMessageOffer(nil, scuttlebutt.Message{Kind: scuttlebutt.MsgHello, Hello: &scuttlebutt.Hello{
+		Version: 1, ID: "a", Clock: vclock.Clock{},
+	}}, DefaultMaxFrameSize, newNegotiation(Version2, true).offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []byte{1, 0, 0, 0, 12, 0xa4, 0x01, 0x01, 0x02, 0x61, 'a', 0x03, 0xa0, 0x05, 0x82, 0x02, 0x03}; !bytes.Equal(got, want) {
+		t.Errorf("hello frame offering features 2 and 3 = %x, want %x", got, want)
 	}
 	// The same update in a unit that goes on: kind 6, the same body.
 	got = frameOf(t, scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, More: true,

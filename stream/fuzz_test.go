@@ -60,6 +60,34 @@ func seedSession(tb testing.TB) []byte {
 	)
 }
 
+// seedCompactSession is seedSession in version 2's compact encoding: the
+// updates frames of one session, one source table.
+func seedCompactSession(tb testing.TB) []byte {
+	var e compactEncoder
+	frame := func(kind scuttlebutt.MessageKind, us ...scuttlebutt.Update) []byte {
+		b, err := appendFrame(nil, kind, DefaultMaxFrameSize, func(b []byte) ([]byte, error) { return e.appendUpdates(b, us), nil })
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return b
+	}
+	hello, err := appendMessageOffer(nil, scuttlebutt.Message{Kind: scuttlebutt.MsgHello, Hello: &scuttlebutt.Hello{
+		Version: scuttlebutt.ProtocolVersion, ID: "peer", Clock: vclock.Clock{"peer": goodTS + 9},
+	}}, DefaultMaxFrameSize, newNegotiation(Version2, true).offer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	third := scuttlebutt.Update{Source: "third", Timestamp: goodTS + 0.5, Data: payload(tb, "t", 3), Signature: []byte("sig")}
+	return cat(
+		hello,
+		frame(kindCompact, update(tb, 0, "a", 1), third, update(tb, 1, "b", "two")),
+		frameOf(tb, scuttlebutt.Message{Kind: scuttlebutt.MsgSync, Clock: vclock.Clock{"peer": goodTS + 1}}),
+		frame(kindCompactMore, update(tb, 2, "a", nil)),
+		frame(kindCompact, scuttlebutt.Update{Source: "peer", Timestamp: goodTS + 3 + 1.0/1024, Data: []byte{0x81, 0x61, 'b'}}),
+		frameOf(tb, scuttlebutt.Message{Kind: scuttlebutt.MsgClock, Clock: vclock.Clock{"third": goodTS}}),
+	)
+}
+
 // FuzzReadFrame reads arbitrary bytes as frames: no panic, no body past the
 // limit (not even its capacity), every frame exactly the bytes of the
 // input, and errors only the documented ones, sticky.
@@ -76,6 +104,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add(all)
 	f.Add(all[:len(all)-1])
 	f.Add(seedSession(f))
+	f.Add(seedCompactSession(f))
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0})
 	f.Add([]byte{2, 0, 0, 1, 0}) // one byte over the limit
@@ -148,6 +177,16 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 		f.Add(fr[0], fr[headerSize:])
 	}
+	for fr := NewFrameReader(bytes.NewReader(seedCompactSession(f)), 0); ; {
+		k, body, err := fr.ReadFrame()
+		if err != nil {
+			break
+		}
+		f.Add(byte(k), bytes.Clone(body))
+	}
+	f.Add(byte(kindCompact), []byte{0x02, 0x06, 0x61, 'a', 0xfb, 0x42, 0x78, 0xbc, 0xfe, 0x56, 0x80, 0, 0, 0xf6, 0x10, 0xf6})
+	f.Add(byte(kindCompact), []byte{0x02, 0x06, 0x61, 'a', 0x01, 0xf6, 0x1b, 0x02, 0, 0, 0, 0, 0, 0, 0x11, 0xf6}) // step 2^53 + 1
+	f.Add(byte(kindCompactMore), []byte{0x01, 0x14, 0x00, 0xf6})                                                  // unknown index
 	f.Add(byte(scuttlebutt.MsgUpdates), []byte{0x9b, 0, 0, 0, 1, 0, 0, 0, 0})
 	f.Add(byte(scuttlebutt.MsgUpdates), []byte{0x81, 0x83, 0x61, 'p', 0xfa, 0x7f, 0xc0, 0, 0, 0x01})
 	f.Add(byte(scuttlebutt.MsgHello), []byte{0xa1, 0x04, 0xf9, 0x7e, 0x00})
@@ -209,14 +248,15 @@ func fuzzModel(t *testing.T) *model.Model {
 }
 
 // stepAll is the reference FuzzConn checks a Conn against: it reads the
-// stream's messages as the CBOR codec decodes them (clock parts joined to
-// their message) and steps a Link with each until the first error. It
-// returns that error (nil at a clean end) and how many messages other than
-// hellos it stepped.
+// stream's messages as the CBOR codec of a Conn with the default Options
+// decodes them (clock parts joined to their message, compact updates of
+// version 2 through one source table) and steps a Link with each until
+// the first error. It returns that error (nil at a clean end) and how many
+// messages other than hellos it stepped.
 func stepAll(m *model.Model, stream []byte) (stepped int, err error) {
 	l := m.NewLink(nil)
 	defer l.Close()
-	dec := CBOR.newDecoder(m, bytes.NewReader(stream), 0)
+	dec := CBOR.newDecoder(m, bytes.NewReader(stream), 0, newNegotiation(Version2, false))
 	for {
 		msg, err := dec.readMessage()
 		if err == io.EOF {
@@ -242,10 +282,11 @@ func stepAll(m *model.Model, stream []byte) (stepped int, err error) {
 // one and the rest do not. So a stream whose first frame after the hello
 // is bad changes nothing.
 func FuzzConn(f *testing.F) {
-	session := seedSession(f)
-	f.Add(session)
-	for _, cut := range []int{1, headerSize, len(session) / 3, len(session) / 2, len(session) - 1} {
-		f.Add(session[:cut])
+	for _, session := range [][]byte{seedSession(f), seedCompactSession(f)} {
+		f.Add(session)
+		for _, cut := range []int{1, headerSize, len(session) / 3, len(session) / 2, len(session) - 1} {
+			f.Add(session[:cut])
+		}
 	}
 	hello := helloFrom(f, "peer", vclock.Clock{})
 	f.Add(cat(hello, updatesFrame(f, update(f, 0, "a", 1), scuttlebutt.Update{Source: "peer", Timestamp: goodTS + 1, Data: deepPayload(40)})))

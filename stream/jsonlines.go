@@ -101,12 +101,12 @@ type jsonCodec struct{}
 
 func (jsonCodec) String() string { return "jsonlines" }
 
-func (jsonCodec) newEncoder(d scuttlebutt.Document, maxFrame int) encoder {
+func (jsonCodec) newEncoder(d scuttlebutt.Document, maxFrame int, _ *negotiation) encoder {
 	t, _ := d.(JSONTranscoder)
 	return &jsonEncoder{t: t, max: maxFrame}
 }
 
-func (jsonCodec) newDecoder(d scuttlebutt.Document, r io.Reader, maxFrame int) decoder {
+func (jsonCodec) newDecoder(d scuttlebutt.Document, r io.Reader, maxFrame int, _ *negotiation) decoder {
 	t, _ := d.(JSONTranscoder)
 	return newJSONDecoder(t, r, maxFrame)
 }
@@ -190,7 +190,7 @@ func SaveJSONLines(ctx context.Context, d scuttlebutt.Document, w io.Writer) err
 		PeerClock: vclock.Clock{},
 	})
 	defer l.Close()
-	enc := JSONLines.newEncoder(d, DefaultMaxFrameSize)
+	enc := JSONLines.newEncoder(d, DefaultMaxFrameSize, nil)
 	var buf []byte
 	for {
 		msgs := l.Ready()

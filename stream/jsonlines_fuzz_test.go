@@ -42,7 +42,7 @@ func FuzzJSONLinesDecode(f *testing.F) {
 		}
 		ms, _ := decodeFrom(doc, bytes.NewReader(data), 1<<16)
 		for _, m := range ms {
-			enc := JSONLines.newEncoder(doc, 1<<20)
+			enc := JSONLines.newEncoder(doc, 1<<20, nil)
 			line, err := enc.appendMessage(nil, m)
 			if err != nil {
 				t.Fatalf("%s decoded from %q does not encode: %v", m, data, err)
@@ -72,7 +72,7 @@ func FuzzJSONLinesDecode(f *testing.F) {
 				}
 			}
 			// One round makes the canonical form: the next is the same.
-			line2, err := JSONLines.newEncoder(doc, 1<<20).appendMessage(nil, a)
+			line2, err := JSONLines.newEncoder(doc, 1<<20, nil).appendMessage(nil, a)
 			if err != nil || !bytes.Equal(line, line2) {
 				t.Fatalf("re-encoding is not stable:\n%q\n%q (%v)", line, line2, err)
 			}

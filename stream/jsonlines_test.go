@@ -247,7 +247,7 @@ func encodeMessages(t *testing.T, doc scuttlebutt.Document, ms ...scuttlebutt.Me
 	if doc == nil {
 		doc = newLogDoc(t, "enc")
 	}
-	enc := JSONLines.newEncoder(doc, DefaultMaxFrameSize)
+	enc := JSONLines.newEncoder(doc, DefaultMaxFrameSize, nil)
 	var b []byte
 	for _, m := range ms {
 		var err error
@@ -362,7 +362,7 @@ func TestJSONLinesEncodeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			enc := JSONLines.newEncoder(newLogDoc(t, "A"), DefaultMaxFrameSize)
+			enc := JSONLines.newEncoder(newLogDoc(t, "A"), DefaultMaxFrameSize, nil)
 			b, err := enc.appendMessage([]byte("keep"), scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: []scuttlebutt.Update{{Source: "A", Timestamp: 1, Data: tt.data}}})
 			if !errors.Is(err, ErrMalformed) {
 				t.Errorf("err = %v, want ErrMalformed", err)
@@ -373,14 +373,14 @@ func TestJSONLinesEncodeErrors(t *testing.T) {
 		})
 	}
 	t.Run("line too long", func(t *testing.T) {
-		enc := JSONLines.newEncoder(newLogDoc(t, "A"), 20)
+		enc := JSONLines.newEncoder(newLogDoc(t, "A"), 20, nil)
 		_, err := enc.appendMessage(nil, scuttlebutt.Message{Kind: scuttlebutt.MsgUpdates, Updates: []scuttlebutt.Update{{Source: "A", Timestamp: 1, Data: mustCBOR(t, strings.Repeat("x", 20))}}})
 		if !errors.Is(err, ErrFrameTooLarge) {
 			t.Errorf("err = %v, want ErrFrameTooLarge", err)
 		}
 	})
 	t.Run("hello with a clock over the line limit", func(t *testing.T) {
-		enc := JSONLines.newEncoder(newLogDoc(t, "A"), 256)
+		enc := JSONLines.newEncoder(newLogDoc(t, "A"), 256, nil)
 		b, err := enc.appendMessage([]byte("keep"), scuttlebutt.Message{Kind: scuttlebutt.MsgHello, Hello: &scuttlebutt.Hello{
 			Version: scuttlebutt.ProtocolVersion, ID: "A", Clock: bigClock(20, 20),
 		}})

@@ -28,6 +28,9 @@ var (
 	ErrDuplicateDocument = errors.New("stream: document already added")
 	// ErrMuxClosed means the multiplexed session has ended.
 	ErrMuxClosed = errors.New("stream: mux closed")
+	// ErrUnknownService means the peer has no service of the name Open
+	// asked for (see Mux.Handle).
+	ErrUnknownService = errors.New("stream: unknown service")
 )
 
 // Frame kinds of the document handshake at the start of every mux stream.
@@ -36,7 +39,17 @@ var (
 const (
 	kindOpen   = 0x40 // opener -> acceptor: {1: name, 2: type}
 	kindAccept = 0x41 // acceptor -> opener: {} to accept, {3: error} to refuse
+	// kindService opens a stream for a service (Mux.Handle, Mux.Open)
+	// rather than a document: {1: service name}, answered by kindAccept.
+	// Its own kind keeps service names apart from document names.
+	kindService = 0x42
 )
+
+// ServiceFunc serves one incoming stream of a service registered with
+// Mux.Handle. It runs in a goroutine of its own, one per stream, and must
+// return when ctx ends (Run is returning); the stream is closed after it
+// returns.
+type ServiceFunc func(ctx context.Context, rwc io.ReadWriteCloser)
 
 // Typed is implemented by documents that name their type for the mux
 // handshake; others are named by their Go type. Two sides replicate a
@@ -74,12 +87,13 @@ type Mux struct {
 	client bool
 	opts   MuxOptions
 
-	mu      sync.Mutex
-	docs    map[string]scuttlebutt.Document
-	active  map[string]*muxStream
-	ctx     context.Context // set by Run; nil before
-	wg      sync.WaitGroup
-	stopped bool
+	mu       sync.Mutex
+	docs     map[string]scuttlebutt.Document
+	services map[string]ServiceFunc
+	active   map[string]*muxStream
+	ctx      context.Context // set by Run; nil before
+	wg       sync.WaitGroup
+	stopped  bool
 }
 
 type muxStream struct {
@@ -123,11 +137,12 @@ func NewMux(conn io.ReadWriteCloser, client bool, opts *MuxOptions) (*Mux, error
 		return nil, fmt.Errorf("stream: mux: %w", err)
 	}
 	return &Mux{
-		sess:   sess,
-		client: client,
-		opts:   o,
-		docs:   make(map[string]scuttlebutt.Document),
-		active: make(map[string]*muxStream),
+		sess:     sess,
+		client:   client,
+		opts:     o,
+		docs:     make(map[string]scuttlebutt.Document),
+		services: make(map[string]ServiceFunc),
+		active:   make(map[string]*muxStream),
 	}, nil
 }
 
@@ -157,6 +172,67 @@ func (m *Mux) Add(name string, d scuttlebutt.Document) error {
 		m.goOpen(name)
 	}
 	return nil
+}
+
+// Handle registers fn to serve the streams the peer opens with Open for
+// service, replacing any earlier fn. Services are not documents: their
+// streams carry whatever protocol fn speaks (an rpc server, say), and
+// their names never clash with document names. A stream for a service
+// with no fn is refused with ErrUnknownService.
+func (m *Mux) Handle(service string, fn ServiceFunc) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if fn == nil {
+		delete(m.services, service)
+		return
+	}
+	m.services[service] = fn
+}
+
+// Open opens a stream to the peer's service, as the peer registered it
+// with Handle, and returns it once the peer accepted it: the caller owns
+// the stream and closes it; Run's return closes it too. It fails with an
+// error wrapping ErrUnknownService if the peer has no such service,
+// ErrMuxClosed if the session has ended, or ctx's error; the handshake is
+// bounded by MuxOptions.OpenTimeout too. Open may be called before Run,
+// but the peer answers only once its own Run accepts streams.
+func (m *Mux) Open(ctx context.Context, service string) (rwc io.ReadWriteCloser, err error) {
+	if service == "" || len(service) > 1024 {
+		return nil, fmt.Errorf("%w: service name of %d bytes", ErrInvalidOptions, len(service))
+	}
+	m.mu.Lock()
+	stopped := m.stopped
+	m.mu.Unlock()
+	if stopped || m.sess.IsClosed() {
+		return nil, ErrMuxClosed
+	}
+	st, err := m.sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMuxClosed, err)
+	}
+	deadline := time.Now().Add(m.opts.OpenTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	st.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+	err = writeControl(st, kindService, muxOpen{Name: service})
+	if err == nil {
+		var reply muxOpen
+		if _, err = readControl(st, &reply, kindAccept); err == nil && reply.Error != "" {
+			err = fmt.Errorf("%w: %q: %s", ErrUnknownService, service, reply.Error)
+		}
+	}
+	if !stop() || ctx.Err() != nil {
+		st.Close()
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	st.SetDeadline(time.Time{})
+	return st, nil
 }
 
 // Remove stops replicating the document called name and forgets it.
@@ -283,7 +359,7 @@ func (m *Mux) open(ctx context.Context, name string) {
 	err = writeControl(st, kindOpen, muxOpen{Name: name, Type: docType(d)})
 	if err == nil {
 		var reply muxOpen
-		if err = readControl(st, kindAccept, &reply); err == nil && reply.Error != "" {
+		if _, err = readControl(st, &reply, kindAccept); err == nil && reply.Error != "" {
 			err = refusal(reply.Error)
 		}
 	}
@@ -301,9 +377,14 @@ func (m *Mux) open(ctx context.Context, name string) {
 func (m *Mux) accept(ctx context.Context, st *yamux.Stream) {
 	st.SetDeadline(time.Now().Add(m.opts.OpenTimeout))
 	var req muxOpen
-	if err := readControl(st, kindOpen, &req); err != nil {
+	k, err := readControl(st, &req, kindOpen, kindService)
+	if err != nil {
 		st.Close()
 		m.report("", err)
+		return
+	}
+	if k == kindService {
+		m.acceptService(ctx, st, req.Name)
 		return
 	}
 	m.mu.Lock()
@@ -330,6 +411,29 @@ func (m *Mux) accept(ctx context.Context, st *yamux.Stream) {
 	}
 	st.SetDeadline(time.Time{})
 	m.serve(ctx, req.Name, d, st, !m.client)
+}
+
+// acceptService answers the handshake of a service stream and hands the
+// stream to the service's fn until it returns or ctx ends.
+func (m *Mux) acceptService(ctx context.Context, st *yamux.Stream, name string) {
+	m.mu.Lock()
+	fn := m.services[name]
+	m.mu.Unlock()
+	if fn == nil {
+		writeControl(st, kindAccept, muxOpen{Error: "unknown service"})
+		st.Close()
+		return
+	}
+	if err := writeControl(st, kindAccept, muxOpen{}); err != nil {
+		st.Close()
+		return
+	}
+	st.SetDeadline(time.Time{})
+	// As in serve: a deadline in the past ends a Read blocked at Run's end.
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+	defer stop()
+	defer st.Close()
+	fn(ctx, st)
 }
 
 // serve runs one document's Conn on st, unless a stream for the document
@@ -407,18 +511,20 @@ func writeControl(w io.Writer, kind scuttlebutt.MessageKind, v muxOpen) error {
 	return err
 }
 
-func readControl(r io.Reader, kind scuttlebutt.MessageKind, v *muxOpen) error {
+// readControl reads one handshake frame of one of the kinds given into v,
+// and returns its kind.
+func readControl(r io.Reader, v *muxOpen, kinds ...scuttlebutt.MessageKind) (scuttlebutt.MessageKind, error) {
 	// Read exactly one frame: the Conn that follows reads the rest.
 	fr := NewFrameReader(r, maxControlFrame)
 	k, body, err := fr.ReadFrame()
 	if err != nil {
-		return fmt.Errorf("stream: mux handshake: %w", err)
+		return 0, fmt.Errorf("stream: mux handshake: %w", err)
 	}
-	if k != kind {
-		return fmt.Errorf("%w: handshake frame kind %#x, want %#x", ErrUnknownKind, byte(k), byte(kind))
+	if !slices.Contains(kinds, k) {
+		return 0, fmt.Errorf("%w: handshake frame kind %#x, want %#x", ErrUnknownKind, byte(k), byte(kinds[0]))
 	}
 	if err := decMode.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("%w: handshake: %v", ErrMalformed, err)
+		return 0, fmt.Errorf("%w: handshake: %v", ErrMalformed, err)
 	}
-	return nil
+	return k, nil
 }

@@ -14,8 +14,10 @@ import (
 type Codec interface {
 	// String names the codec.
 	String() string
-	newEncoder(d scuttlebutt.Document, maxFrame int) encoder
-	newDecoder(d scuttlebutt.Document, r io.Reader, maxFrame int) decoder
+	// newEncoder and newDecoder make the two ends of one session; neg is
+	// what they share of the features both hellos offer (nil for none).
+	newEncoder(d scuttlebutt.Document, maxFrame int, neg *negotiation) encoder
+	newDecoder(d scuttlebutt.Document, r io.Reader, maxFrame int, neg *negotiation) decoder
 }
 
 // encoder appends messages to a byte slice.
@@ -37,42 +39,94 @@ type cborCodec struct{}
 
 func (cborCodec) String() string { return "cbor" }
 
-func (cborCodec) newEncoder(_ scuttlebutt.Document, maxFrame int) encoder {
-	return cborEncoder{maxFrame}
+func (cborCodec) newEncoder(_ scuttlebutt.Document, maxFrame int, neg *negotiation) encoder {
+	return &cborEncoder{max: maxFrame, neg: neg}
 }
 
-// newDecoder bounds the sources of a clock split into parts by d's
-// Config.MaxSources; a nil d means the default.
-func (cborCodec) newDecoder(d scuttlebutt.Document, r io.Reader, maxFrame int) decoder {
+// newDecoder bounds the sources of a clock split into parts, and of the
+// compact encoding's source table, by d's Config.MaxSources; a nil d means
+// the default.
+func (cborCodec) newDecoder(d scuttlebutt.Document, r io.Reader, maxFrame int, neg *negotiation) decoder {
 	maxSources := scuttlebutt.DefaultMaxSources
 	if d != nil {
 		maxSources = d.Base().MaxSources()
 	}
-	return &cborDecoder{fr: NewFrameReader(bufio.NewReaderSize(r, 64<<10), maxFrame), maxSources: maxSources}
+	return &cborDecoder{
+		fr:         NewFrameReader(bufio.NewReaderSize(r, 64<<10), maxFrame),
+		max:        maxFrame,
+		maxSources: maxSources,
+		neg:        neg,
+	}
 }
 
 // cborEncoder frames messages, splitting a clock too large for one frame
-// into clock parts (appendMessage).
-type cborEncoder struct{ max int }
+// into clock parts (appendMessage). Once the peer's hello offers what ours
+// does, it writes updates in the compact encoding of version 2
+// (compactEncoder), and compresses large frames (compressFrames). Its
+// errors are sticky: the compact encoding's state has moved on with the
+// frames of the message that failed, which are not sent.
+type cborEncoder struct {
+	max     int
+	neg     *negotiation
+	compact compactEncoder
+	scratch []byte // compressFrames'
+	err     error
+}
 
-func (e cborEncoder) appendMessage(dst []byte, m scuttlebutt.Message) ([]byte, error) {
-	return appendMessage(dst, m, e.max)
+func (e *cborEncoder) appendMessage(dst []byte, m scuttlebutt.Message) ([]byte, error) {
+	if e.err != nil {
+		return dst, e.err
+	}
+	agreed := e.neg.agreed()
+	start := len(dst)
+	var err error
+	if m.Kind == scuttlebutt.MsgUpdates && agreed.has(featureCompact) {
+		kind := kindCompact
+		if m.More {
+			kind = kindCompactMore
+		}
+		dst, err = appendFrame(dst, kind, e.max, func(b []byte) ([]byte, error) {
+			return e.compact.appendUpdates(b, m.Updates), nil
+		})
+		if err != nil {
+			e.err = err
+			return dst, err
+		}
+	} else if dst, err = appendMessageOffer(dst, m, e.max, e.neg.offered()); err != nil {
+		return dst, err
+	}
+	// A hello is never compressed, even when the peer's hello came first:
+	// SPEC.md says so, and a peer need not look for one.
+	if agreed.has(featureZstd) && m.Kind != scuttlebutt.MsgHello {
+		dst, e.scratch = compressFrames(dst, start, e.scratch)
+		if cap(e.scratch) > 4*e.max {
+			e.scratch = nil
+		}
+	}
+	return dst, nil
 }
 
 // cborDecoder reads frames and decodes them as messages, joining clock
-// parts to the message they precede.
+// parts to the message they precede, decompressing compressed frames, and
+// keeping the peer's source table of the compact encoding.
 type cborDecoder struct {
 	fr         *FrameReader
-	maxSources int // sources of a split clock
+	max        int // frame limit, compressed or not
+	maxSources int // sources of a split clock, and of the source table
+	neg        *negotiation
+	compact    *compactDecoder // nil until the first compact frame
+	zbuf       []byte          // decompressed bodies
 }
 
 // readMessage returns the next message. Clock parts are read on until the
 // hello, sync or clock frame they belong to, and returned as one message
 // with the joined clock. A stream that ends after parts, before their
 // message, is truncated (ErrTruncated); parts that do not make a clock
-// are refused with ErrMalformed (see clockParts).
+// are refused with ErrMalformed (see clockParts). Frames of a feature
+// this side did not offer are of an unknown kind.
 func (d *cborDecoder) readMessage() (scuttlebutt.Message, error) {
 	var parts *clockParts
+	offer := d.neg.offered()
 	for {
 		kind, body, err := d.fr.ReadFrame()
 		if err == io.EOF && parts != nil {
@@ -80,6 +134,11 @@ func (d *cborDecoder) readMessage() (scuttlebutt.Message, error) {
 		}
 		if err != nil {
 			return scuttlebutt.Message{}, err
+		}
+		if kind == kindCompressed && offer.has(featureZstd) {
+			if kind, body, d.zbuf, err = decompress(body, d.max, d.zbuf); err != nil {
+				return scuttlebutt.Message{}, err
+			}
 		}
 		if kind == kindClockPart {
 			if parts == nil {
@@ -90,7 +149,20 @@ func (d *cborDecoder) readMessage() (scuttlebutt.Message, error) {
 			}
 			continue
 		}
-		m, err := decodeMessage(kind, body)
+		var cd *compactDecoder
+		if kind == kindCompact || kind == kindCompactMore {
+			if !offer.has(featureCompact) {
+				return scuttlebutt.Message{}, fmt.Errorf("%w: %d (compact updates, not offered)", ErrUnknownKind, kind)
+			}
+			if d.compact == nil {
+				d.compact = newCompactDecoder(d.maxSources)
+			}
+			cd = d.compact
+		}
+		m, peer, err := decodeMessageIn(kind, body, cd)
+		if err == nil && m.Kind == scuttlebutt.MsgHello {
+			d.neg.peerSaid(peer)
+		}
 		if err != nil || parts == nil {
 			return m, err
 		}

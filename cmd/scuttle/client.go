@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,13 +39,18 @@ const requestTimeout = 30 * time.Second
 
 // client is an HTTP client of one node's API.
 type client struct {
-	base string // "http://host:port"
-	hc   *http.Client
+	base  string // "http://host:port"
+	hc    *http.Client
+	token string // the bearer token, or ""
 }
 
-// addrFlag defines -addr on fs and returns the client it will make.
+// addrFlag defines -addr, -token-file and -ca-file on fs and returns the
+// client they make. The token is -token-file's content, else
+// $SCUTTLE_TOKEN; the CA file is -ca-file, else $SCUTTLE_CA_FILE.
 func addrFlag(fs *flag.FlagSet) func() (*client, error) {
-	addr := fs.String("addr", defaultAddr(), "the node's HTTP API: host:port or a URL ($SCUTTLE_ADDR)")
+	addr := fs.String("addr", defaultAddr(), "the node's HTTP API: host:port or a URL, https:// for an API with TLS ($SCUTTLE_ADDR)")
+	tokenFile := fs.String("token-file", "", "file holding the API's bearer token, if it has one (else $SCUTTLE_TOKEN)")
+	caFile := fs.String("ca-file", os.Getenv("SCUTTLE_CA_FILE"), "PEM CA certificates to verify an https:// API with, if not the system's ($SCUTTLE_CA_FILE)")
 	return func() (*client, error) {
 		base := *addr
 		if !strings.Contains(base, "://") {
@@ -51,7 +60,30 @@ func addrFlag(fs *flag.FlagSet) func() (*client, error) {
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 			return nil, fmt.Errorf("-addr %q: want host:port or http://host:port", *addr)
 		}
-		return &client{base: strings.TrimSuffix(u.String(), "/"), hc: &http.Client{}}, nil
+		c := &client{base: strings.TrimSuffix(u.String(), "/"), hc: &http.Client{}, token: strings.TrimSpace(os.Getenv("SCUTTLE_TOKEN"))}
+		if *tokenFile != "" {
+			b, err := os.ReadFile(*tokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("-token-file: %w", err)
+			}
+			if c.token = strings.TrimSpace(string(b)); c.token == "" {
+				return nil, fmt.Errorf("-token-file %s is empty", *tokenFile)
+			}
+		}
+		if *caFile != "" {
+			pem, err := os.ReadFile(*caFile)
+			if err != nil {
+				return nil, fmt.Errorf("-ca-file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("-ca-file %s holds no PEM certificate", *caFile)
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			c.hc.Transport = tr
+		}
+		return c, nil
 	}
 }
 
@@ -109,6 +141,9 @@ func (c *client) send(ctx context.Context, method, p string, body []byte) (*http
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -155,15 +190,22 @@ type clientRun func(ctx context.Context, c *client, args []string, stdout io.Wri
 
 // setupClient is setup for a client command: it defines -addr and cmd's
 // flags on fs, and returns the function that checks the arguments against
-// cmd.nargs (cmd.eventsArgs with -events), makes the client, bounds ctx by
-// requestTimeout unless cmd.waits, and then runs the command.
+// cmd.nargs (cmd.flagArgs[f] with the flag -f), makes the client, bounds
+// ctx by requestTimeout unless cmd.waits, and then runs the command.
 func (cmd *command) setupClient(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
 	mk := addrFlag(fs)
 	call := cmd.client(fs)
 	return func(ctx context.Context, args []string, stdout io.Writer) error {
 		want := cmd.nargs
-		if f := fs.Lookup("events"); cmd.eventsArgs != nil && f != nil && f.Value.String() == "true" {
-			want = *cmd.eventsArgs
+		var set []string
+		for _, name := range slices.Sorted(maps.Keys(cmd.flagArgs)) {
+			if f := fs.Lookup(name); f != nil && f.Value.String() == "true" {
+				set = append(set, "-"+name)
+				want = cmd.flagArgs[name]
+			}
+		}
+		if len(set) > 1 {
+			return fmt.Errorf("%s exclude each other", strings.Join(set, " and "))
 		}
 		if err := want.check(args); err != nil {
 			return err
@@ -190,44 +232,89 @@ func printJSON(w io.Writer, v any) error {
 }
 
 var getCommand = &command{
-	name:       "get",
-	args:       "<model> [key] | -events <emitter>",
-	summary:    "print a model, one key's value, or an emitter's retained events",
-	nargs:      arity{1, 2, "<model> [key]"},
-	eventsArgs: &arity{1, 1, "<emitter>"},
+	name:    "get",
+	args:    "<model> [key] | -events <emitter> | -doc <doc> [path]",
+	summary: "print a model or a key's value, an emitter's events (-events), or a JSON document or a path's value (-doc)",
+	nargs:   arity{1, 2, "<model> [key]"},
+	flagArgs: map[string]arity{
+		"events": {1, 1, "<emitter>"},
+		"doc":    {1, 2, "<doc> [path]"},
+	},
+	help: `A write reaches the other nodes within milliseconds, not at once: a get on
+another node right after a set may answer 404. -wait 5s polls until the
+document, key or path exists, for at most that long.`,
+	waits: true, // bounded below: requestTimeout, plus -wait
 	client: func(fs *flag.FlagSet) clientRun {
 		events := fs.Bool("events", false, "print the retained events of an emitter, one JSON object a line")
 		limit := fs.Int("limit", -1, "with -events: only the last n events")
+		isDoc := fs.Bool("doc", false, "print a JSON document, or the value at a path of it: a JSON Pointer (/users/ada) or a dotted path (users.ada)")
+		wait := fs.Duration("wait", 0, "poll until the document, key or path exists (404 until then), for at most this long; 0: ask once")
 		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
-			if *events {
-				p := "/v1/events" + apiPath(args[0])
-				if *limit >= 0 {
-					p += fmt.Sprintf("?limit=%d", *limit)
-				}
-				var evs []json.RawMessage
-				if err := c.do(ctx, "GET", p, nil, &evs); err != nil {
+			if *wait < 0 {
+				return fmt.Errorf("-wait %v is negative", *wait)
+			}
+			ctx, cancel := context.WithTimeout(ctx, requestTimeout+*wait)
+			defer cancel()
+			deadline := time.Now().Add(*wait)
+			for pause := 10 * time.Millisecond; ; pause = min(2*pause, 250*time.Millisecond) {
+				err := getOnce(ctx, c, args, stdout, *events, *isDoc, *limit)
+				var ae *apiError
+				left := time.Until(deadline)
+				if !errors.As(err, &ae) || ae.code != http.StatusNotFound || left <= 0 {
 					return err
 				}
-				for _, ev := range evs {
-					fmt.Fprintf(stdout, "%s\n", ev)
-				}
-				return nil
-			}
-			if len(args) == 1 {
-				var m map[string]any
-				if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0]), nil, &m); err != nil {
+				select {
+				case <-ctx.Done():
 					return err
+				case <-time.After(min(pause, left)):
 				}
-				return printJSON(stdout, m)
 			}
-			var kv struct{ Value json.RawMessage }
-			if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, &kv); err != nil {
-				return err
-			}
-			_, err := fmt.Fprintf(stdout, "%s\n", kv.Value)
-			return err
 		}
 	},
+}
+
+// getOnce asks for what get prints, once.
+func getOnce(ctx context.Context, c *client, args []string, stdout io.Writer, events, isDoc bool, limit int) error {
+	switch {
+	case events:
+		p := "/v1/events" + apiPath(args[0])
+		if limit >= 0 {
+			p += fmt.Sprintf("?limit=%d", limit)
+		}
+		var evs []json.RawMessage
+		if err := c.do(ctx, "GET", p, nil, &evs); err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			fmt.Fprintf(stdout, "%s\n", ev)
+		}
+		return nil
+	case isDoc && len(args) == 1:
+		var d map[string]any
+		if err := c.do(ctx, "GET", "/v1/docs"+apiPath(args[0]), nil, &d); err != nil {
+			return err
+		}
+		return printJSON(stdout, d)
+	case isDoc:
+		var pv struct{ Value json.RawMessage }
+		if err := c.do(ctx, "GET", "/v1/docs"+apiPath(args[0])+"?path="+url.QueryEscape(args[1]), nil, &pv); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(stdout, "%s\n", pv.Value)
+		return err
+	case len(args) == 1:
+		var m map[string]any
+		if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0]), nil, &m); err != nil {
+			return err
+		}
+		return printJSON(stdout, m)
+	}
+	var kv struct{ Value json.RawMessage }
+	if err := c.do(ctx, "GET", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, &kv); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(stdout, "%s\n", kv.Value)
+	return err
 }
 
 var setCommand = &command{
@@ -251,6 +338,39 @@ var delCommand = &command{
 	client: func(fs *flag.FlagSet) clientRun {
 		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			return c.do(ctx, "DELETE", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, nil)
+		}
+	},
+}
+
+var patchCommand = &command{
+	name:    "patch",
+	args:    "<doc> <json>",
+	summary: "apply MongoDB update operators ($set, $inc...) to a JSON document, atomically",
+	help: `The patch is a JSON object of update operators, each an object of paths,
+dotted as MongoDB writes them or JSON Pointers (/users/ada):
+
+  scuttle patch store '{"$set": {"users.ada.admin": true}, "$inc": {"users.ada.logins": 1}}'
+  {"users.ada.admin":true,"users.ada.logins":4}
+
+  $set {"a.b": v}   $unset {"a.b": ""}   $inc {"a.n": 1}
+  $push {"a.l": v} or {"a.l": {"$each": [v, w]}}   $pull {"a.l": v} or {"a.l": {"$in": [v, w]}}
+
+Every replica applies all of a patch or none of it. A patch cannot write a
+path twice, or a path and one below it. Concurrent increments all count;
+see "go doc github.com/scuttle-go/scuttle/doc" for how patches merge.`,
+	nargs: arity{2, 2, "<doc> <json>"},
+	client: func(fs *flag.FlagSet) clientRun {
+		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+			var v any
+			if err := json.Unmarshal([]byte(args[1]), &v); err != nil {
+				return fmt.Errorf("the patch is not JSON: %v", err)
+			}
+			var out struct{ Values json.RawMessage }
+			if err := c.do(ctx, "PATCH", "/v1/docs"+apiPath(args[0]), []byte(args[1]), &out); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(stdout, "%s\n", out.Values)
+			return err
 		}
 	},
 }
@@ -281,16 +401,27 @@ var emitCommand = &command{
 
 var watchCommand = &command{
 	name:    "watch",
-	args:    "<model> | -events <emitter>",
-	summary: "print a model's changes or an emitter's events as they happen, one JSON object a line",
+	args:    "<model> | -events <emitter> | -doc <doc> [path]",
+	summary: "print a model's changes, an emitter's events (-events) or a JSON document's changes (-doc) live, one JSON a line",
 	nargs:   arity{1, 1, "<document>"},
-	waits:   true, // until interrupted
+	flagArgs: map[string]arity{
+		"events": {1, 1, "<emitter>"},
+		"doc":    {1, 2, "<doc> [path]"},
+	},
+	waits: true, // until interrupted
 	client: func(fs *flag.FlagSet) clientRun {
 		events := fs.Bool("events", false, "watch an emitter's events instead of a model's changes")
+		isDoc := fs.Bool("doc", false, "watch a JSON document's changes at, below or above a path (the root if none): a JSON Pointer or a dotted path")
 		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
 			p := "/v1/models" + apiPath(args[0], "watch")
-			if *events {
+			switch {
+			case *events:
 				p = "/v1/events" + apiPath(args[0], "watch")
+			case *isDoc:
+				p = "/v1/docs" + apiPath(args[0], "watch")
+				if len(args) == 2 {
+					p += "?path=" + url.QueryEscape(args[1])
+				}
 			}
 			err := c.watch(ctx, p, func(data []byte) error {
 				_, err := fmt.Fprintf(stdout, "%s\n", data)

@@ -35,7 +35,14 @@ func (s *syncBuffer) String() string {
 // serveInProcess runs "scuttle serve" on loopback with free ports and no
 // data directory, and returns its HTTP address once it is up. The server
 // stops at the end of the test.
-func serveInProcess(t *testing.T, extra ...string) (addr string) {
+func serveInProcess(t *testing.T) (addr string) {
+	t.Helper()
+	return serveInProcessWith(t, nil)
+}
+
+// serveInProcessWith is serveInProcess with the options changed by tweak
+// (if not nil).
+func serveInProcessWith(t *testing.T, tweak func(*serveOptions)) (addr string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -45,6 +52,9 @@ func serveInProcess(t *testing.T, extra ...string) (addr string) {
 		id: "solo", memory: true, bind: "127.0.0.1:0", gossip: "127.0.0.1:0", httpAddr: "127.0.0.1:0",
 		leave: true, network: "local", logLevel: "warn",
 		ready: func(_ *node.Node, a string) { ready <- a },
+	}
+	if tweak != nil {
+		tweak(&o)
 	}
 	go func() { done <- serve(ctx, &logs, o) }()
 	t.Cleanup(func() {
@@ -131,11 +141,66 @@ func TestClientCommands(t *testing.T) {
 	}
 }
 
+// TestDocCommands runs the commands of JSON documents (patch, get -doc)
+// against one node served in the test's process.
+func TestDocCommands(t *testing.T) {
+	addr := serveInProcess(t)
+	steps := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // a regexp stdout must match whole (empty: no output)
+		stderr string // a substring of stderr
+	}{
+		{"patch a new doc", []string{"patch", "store", `{"$set": {"users.ada.admin": true}, "$inc": {"users.ada.logins": 1}, "$push": {"log": "ada joined"}}`},
+			exitOK, `\{"log":\["ada joined"\],"users\.ada\.admin":true,"users\.ada\.logins":1\}\n`, ""},
+		{"patch an increment", []string{"patch", "store", `{"$inc": {"users.ada.logins": 2}}`}, exitOK, `\{"users\.ada\.logins":3\}\n`, ""},
+		{"patch an unset", []string{"patch", "store", `{"$unset": {"/users/ada/admin": 1}, "$push": {"log": {"$each": [1, 2]}}}`},
+			exitOK, `\{"log":\["ada joined",1,2\]\}\n`, ""},
+		{"get a doc", []string{"get", "-doc", "store"}, exitOK,
+			`\{\n  "log": \[\n    "ada joined",\n    1,\n    2\n  \],\n  "users": \{\n    "ada": \{\n      "logins": 3\n    \}\n  \}\n\}\n`, ""},
+		{"get a dotted path", []string{"get", "-doc", "store", "users.ada"}, exitOK, `\{"logins":3\}\n`, ""},
+		{"get a pointer into an array", []string{"get", "-doc", "store", "/log/0"}, exitOK, `"ada joined"\n`, ""},
+		{"get an absent path", []string{"get", "-doc", "store", "users.bob"}, exitFail, ``, `404 Not Found: no value at "users.bob" in "store"`},
+		{"get an unknown doc", []string{"get", "-doc", "nope"}, exitFail, ``, `404 Not Found: no document "nope"`},
+		{"get a doc as a model", []string{"get", "store"}, exitFail, ``, `409 Conflict: document "store" is a doc, not a model`},
+		{"patch not JSON", []string{"patch", "store", `{"$inc": {"n": 1}`}, exitFail, ``, "the patch is not JSON"},
+		{"patch conflicting paths", []string{"patch", "store", `{"$set": {"users": {}}, "$inc": {"users.ada.logins": 1}}`}, exitFail, ``,
+			`400 Bad Request: "users" ($set) and "users.ada.logins" ($inc) conflict`},
+		{"patch an increment of an array", []string{"patch", "store", `{"$inc": {"log": 1}}`}, exitFail, ``, "409 Conflict"},
+		{"patch a model", []string{"patch", "m", `{"$set": {"a": 1}}`}, exitOK, `\{"a":1\}\n`, ""},
+		{"status", []string{"status"}, exitOK, `(?s).*documents \(2\):\n  m +doc +1 source: solo\n  store +doc +1 source: solo\n.*`, ""},
+		{"-doc and -events", []string{"get", "-doc", "-events", "store"}, exitFail, ``, "-doc and -events exclude each other"},
+		{"get -doc too many args", []string{"get", "-doc", "store", "a", "b"}, exitFail, ``, "want arguments <doc> [path], got 3"},
+		{"patch too few args", []string{"patch", "store"}, exitFail, ``, "want arguments <doc> <json>, got 1"},
+		{"patch -h", []string{"patch", "-h"}, exitOK, ``, `{"a.l": {"$each": [v, w]}}`},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			args := s.args
+			if !slices.Contains(args, "-h") {
+				args = append([]string{args[0], "-addr", addr}, args[1:]...)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(t.Context(), args, &stdout, &stderr)
+			if code != s.code {
+				t.Errorf("%q: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, s.code, stdout.String(), stderr.String())
+			}
+			if !regexp.MustCompile(`\A` + s.stdout + `\z`).MatchString(stdout.String()) {
+				t.Errorf("%q: stdout %q does not match %q", args, stdout.String(), s.stdout)
+			}
+			if !strings.Contains(stderr.String(), s.stderr) {
+				t.Errorf("%q: stderr %q lacks %q", args, stderr.String(), s.stderr)
+			}
+		})
+	}
+}
+
 // TestWatchCommand checks that watch prints changes as they happen and
 // ends cleanly when interrupted.
 func TestWatchCommand(t *testing.T) {
 	addr := serveInProcess(t)
-	for _, args := range [][]string{{"set", "-addr", addr, "m", "k", "0"}, {"emit", "-addr", addr, "e", "x"}} {
+	for _, args := range [][]string{{"set", "-addr", addr, "m", "k", "0"}, {"emit", "-addr", addr, "e", "x"}, {"patch", "-addr", addr, "d", `{"$set": {"a.b": 0}}`}} {
 		if code := run(t.Context(), args, new(bytes.Buffer), new(bytes.Buffer)); code != exitOK {
 			t.Fatalf("%q: exit %d", args, code)
 		}
@@ -150,6 +215,8 @@ func TestWatchCommand(t *testing.T) {
 			`^\{"key":"k","value":1,"source":"solo~[0-9a-v]{8}","timestamp":[0-9.e+]+,"local":true\}$`},
 		{"events", []string{"watch", "-addr", addr, "-events", "e"}, []string{"emit", "-addr", addr, "e", "y", "true"},
 			`^\{"event":"y","args":\[true\],"source":"solo~[0-9a-v]{8}","timestamp":[0-9.e+]+,"local":true\}$`},
+		{"doc", []string{"watch", "-addr", addr, "-doc", "d", "a.b"}, []string{"patch", "-addr", addr, "d", `{"$inc": {"a.b": 1}, "$set": {"c": 1}}`},
+			`^\{"path":"/a/b","value":[0-9]+,"old":[0-9]+,"source":"solo~[0-9a-v]{8}","timestamp":[0-9.e+]+,"local":true\}$`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())

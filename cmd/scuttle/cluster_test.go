@@ -85,6 +85,8 @@ type proc struct {
 	data                  string  // "" for -memory
 	seeds                 []*proc // the members it joins
 	logPath               string
+	extra                 []string // more serve flags
+	env                   []string // more environment, "K=V"
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has been waited for
@@ -176,6 +178,7 @@ func (p *proc) tryStart() error {
 	for _, s := range p.seeds {
 		args = append(args, "-join", s.gossip)
 	}
+	args = append(args, p.extra...)
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -185,6 +188,9 @@ func (p *proc) tryStart() error {
 	p.cmd = exec.Command(p.bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = childAttr()
+	if len(p.env) > 0 {
+		p.cmd.Env = append(os.Environ(), p.env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
 		return err

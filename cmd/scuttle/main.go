@@ -9,17 +9,27 @@
 //	demo    three replicas over TCP loopback: writes, a partition, a heal,
 //	        a crash and a restart from a log; -cluster: three serve processes
 //	serve   run a cluster node and its HTTP API
-//	get     print a model, one key, or an emitter's events
+//	get     print a model, one key, an emitter's events, or a JSON
+//	        document or a path of it (-doc)
 //	set     set a key of a model
 //	del     delete a key of a model
-//	watch   print a model's changes or an emitter's events live
+//	patch   apply MongoDB update operators to a JSON document, atomically
+//	watch   print a model's changes, an emitter's events or a JSON
+//	        document's changes (-doc) live
 //	emit    emit an event
+//	call    call a function registered in the cluster by name
 //	lock    take, release or show a lock
 //	status  print a node's members, links, documents and traffic
+//	force-leave
+//	        forget a failed member on every node now
+//	version print the version from the build information (also -version)
 //	help    print this help, or a command's flags: scuttle help demo
 //
-// The client commands (get, set, del, watch, emit, lock, status) talk to a
-// node's HTTP API at -addr (default $SCUTTLE_ADDR or 127.0.0.1:7948).
+// The client commands (get, set, del, patch, watch, emit, call, lock,
+// status, force-leave) talk to a node's HTTP API at -addr (default $SCUTTLE_ADDR or
+// 127.0.0.1:7948), sending the bearer token of -token-file (or
+// $SCUTTLE_TOKEN) if the API has one; -ca-file verifies an https:// API
+// with a private CA.
 //
 // Run "scuttle help <command>" or "scuttle <command> -h" for a command's
 // flags. The exit status is 0 on success, 1 if the command failed, and 2 for
@@ -58,6 +68,7 @@ type command struct {
 	name    string
 	args    string // what follows the flags in the usage line, if anything
 	summary string // one line for the command list
+	help    string // more for the command's usage, if anything: examples
 	hidden  bool   // left out of the command list (internal commands)
 	// setup defines the command's flags on fs and returns the function that
 	// runs the command once they are parsed, with the remaining arguments.
@@ -66,10 +77,13 @@ type command struct {
 	// A client command (client.go) sets client in place of setup, and the
 	// fields below for the preamble they share (see setupClient): check
 	// the arguments, make the client of -addr, bound the request.
-	client     func(fs *flag.FlagSet) clientRun
-	nargs      arity  // the positional arguments
-	eventsArgs *arity // the positional arguments with -events, if they differ
-	waits      bool   // the request waits on purpose: no requestTimeout
+	client func(fs *flag.FlagSet) clientRun
+	nargs  arity // the positional arguments
+	// flagArgs are the positional arguments with a boolean flag that
+	// switches the document type (-events, -doc), by flag name; at most
+	// one of them may be set.
+	flagArgs map[string]arity
+	waits    bool // the request waits on purpose: no requestTimeout
 }
 
 // commands lists the subcommands in the order help prints them.
@@ -79,10 +93,14 @@ var commands = []*command{
 	getCommand,
 	setCommand,
 	delCommand,
+	patchCommand,
 	watchCommand,
 	emitCommand,
+	callCommand,
 	lockCommand,
 	statusCommand,
+	forceLeaveCommand,
+	versionCommand,
 	demoReplicaCommand,
 }
 
@@ -104,6 +122,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	switch name := args[0]; name {
+	case "-version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			c := lookup(args[1])
@@ -154,7 +175,11 @@ func (c *command) newFlags(w io.Writer) (*flag.FlagSet, func(context.Context, []
 		if c.args != "" {
 			line += " " + c.args
 		}
-		fmt.Fprintf(w, "usage: %s\n\n%s\n\nflags:\n", line, c.summary)
+		fmt.Fprintf(w, "usage: %s\n\n%s\n\n", line, c.summary)
+		if c.help != "" {
+			fmt.Fprintf(w, "%s\n\n", c.help)
+		}
+		fmt.Fprintf(w, "flags:\n")
 		fs.PrintDefaults()
 	}
 	return fs, runc

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,17 +41,27 @@ var serveCommand = &command{
 			}
 			return nil
 		})
-		fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address; the API has no authentication, keep it on a trusted interface")
-		fs.StringVar(&o.certFile, "tls-cert", "", "PEM certificate of this node, for mutual TLS on replication links")
+		fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address, with the web console at /ui/; without -http-token-file the API has no authentication, keep it on a trusted interface")
+		fs.StringVar(&o.httpTokenFile, "http-token-file", "", "file holding the bearer token every API request must carry (except /healthz and /readyz)")
+		fs.StringVar(&o.httpCert, "http-tls-cert", "", "PEM certificate: serve the API over HTTPS")
+		fs.StringVar(&o.httpKey, "http-tls-key", "", "PEM private key of -http-tls-cert")
+		fs.StringVar(&o.certFile, "tls-cert", "", "PEM certificate of this node, for mutual TLS on replication links; it must name the node id (SAN DNS ID or URI scuttle://ID)")
 		fs.StringVar(&o.keyFile, "tls-key", "", "PEM private key of -tls-cert")
 		fs.StringVar(&o.caFile, "tls-ca", "", "PEM CA certificates: peers must present a certificate it signed")
 		fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster's shared secret (at least 16 random bytes; also $SCUTTLE_SECRET)")
 		fs.BoolVar(&o.leave, "leave", true, "leave the cluster gracefully on SIGINT or SIGTERM; false stops as a crash would (for a quick restart)")
 		fs.StringVar(&o.network, "network", "lan", "failure detector timers: lan, wan or local (memberlist presets)")
 		fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+		fs.StringVar(&o.logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
+		fs.DurationVar(&o.reapAfter, "reap-after", node.DefaultReapAfter, "how long a failed or departed member stays in status before it is forgotten (force-leave: at once)")
+		fs.String(configFlag, "", "file of settings, one \"flag = value\" a line (the flag names without the dash); "+
+			"the command line wins over $SCUTTLE_<FLAG> variables (SCUTTLE_LOG_FORMAT=json), which win over the file")
 		return func(ctx context.Context, args []string, stdout io.Writer) error {
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q", args)
+			}
+			if err := layer(fs, os.LookupEnv); err != nil {
+				return err
 			}
 			o.secretEnv = os.Getenv("SCUTTLE_SECRET")
 			return serve(ctx, stdout, o)
@@ -66,10 +77,14 @@ type serveOptions struct {
 	gossip, gossipAdvertise   string
 	join                      []string
 	httpAddr                  string
+	httpTokenFile             string
+	httpCert, httpKey         string
 	certFile, keyFile, caFile string
 	secretFile                string
 	leave                     bool
 	network, logLevel         string
+	logFormat                 string
+	reapAfter                 time.Duration
 	secretEnv                 string // $SCUTTLE_SECRET
 	// ready, if set, is called once the node and the API are up (tests).
 	ready func(n *node.Node, httpAddr string)
@@ -82,19 +97,32 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	apiCfg, tlsConf, err := o.apiConfig(cfg.Logger)
+	if err != nil {
+		return err
+	}
+	// Every address is taken before the node exists: a taken or invalid
+	// -http fails here, before any member has seen this node. node.New
+	// binds replication and gossip before it joins.
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP API: %w", err)
+	}
+	defer ln.Close()
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	metrics := api.NewMetrics()
+	cfg.Observer = metrics // fsync latency and replication lag
+	apiCfg.Metrics = metrics
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
 	}
-	srv, err := api.New(n, &api.Config{Logger: cfg.Logger})
+	srv, err := api.New(n, apiCfg)
 	if err != nil {
 		n.Close()
 		return err
-	}
-	ln, err := net.Listen("tcp", o.httpAddr)
-	if err != nil {
-		n.Close()
-		return fmt.Errorf("HTTP API: %w", err)
 	}
 	hs := &http.Server{
 		Handler:           srv,
@@ -112,11 +140,17 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	}
 
 	var serveErr error
+	leave := o.leave
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("stopping", "leave", o.leave)
 	case serveErr = <-served:
 		serveErr = fmt.Errorf("HTTP API: %w", serveErr)
+	case serveErr = <-n.Fatal():
+		// Refused by the cluster: we never joined, so there is nothing
+		// to leave, and a leave would speak for the member holding our id.
+		cfg.Logger.Error("refused by the cluster", "err", serveErr)
+		leave = false
 	}
 	const timeout = 10 * time.Second
 	// Stop taking requests first, so that nothing is written that would
@@ -128,7 +162,7 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	}
 	cancel()
 	var leaveErr error
-	if o.leave {
+	if leave {
 		lctx, cancel := context.WithTimeout(context.Background(), timeout)
 		leaveErr = n.Leave(lctx)
 		cancel()
@@ -141,11 +175,50 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 	return errors.Join(serveErr, closeErr)
 }
 
+// apiConfig turns the API's flags into its Config and, with
+// -http-tls-cert, the TLS configuration to serve it with.
+func (o serveOptions) apiConfig(log *slog.Logger) (*api.Config, *tls.Config, error) {
+	cfg := &api.Config{Logger: log}
+	if o.httpTokenFile != "" {
+		b, err := os.ReadFile(o.httpTokenFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-http-token-file: %w", err)
+		}
+		if cfg.Token = bytes.TrimSpace(b); len(cfg.Token) == 0 {
+			return nil, nil, fmt.Errorf("-http-token-file %s is empty", o.httpTokenFile)
+		}
+	}
+	if (o.httpCert == "") != (o.httpKey == "") {
+		return nil, nil, errors.New("-http-tls-cert and -http-tls-key go together")
+	}
+	if o.httpCert == "" {
+		return cfg, nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(o.httpCert, o.httpKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-http-tls-cert: %w", err)
+	}
+	return cfg, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
 // nodeConfig turns the flags into the node's Config.
 func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler
+	switch o.logFormat {
+	case "text", "":
+		handler = slog.NewTextHandler(logTo, opts)
+	case "json":
+		handler = slog.NewJSONHandler(logTo, opts)
+	default:
+		return nil, fmt.Errorf("-log-format %q: want text or json", o.logFormat)
+	}
+	if o.reapAfter < 0 {
+		return nil, fmt.Errorf("-reap-after %v is negative", o.reapAfter)
 	}
 	cfg := &node.Config{
 		ID:                  o.id,
@@ -157,7 +230,8 @@ func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 		CertFile:            o.certFile,
 		KeyFile:             o.keyFile,
 		CAFile:              o.caFile,
-		Logger:              slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level})),
+		Logger:              slog.New(handler),
+		ReapAfter:           o.reapAfter,
 	}
 	switch o.network {
 	case "lan":

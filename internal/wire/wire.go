@@ -125,18 +125,25 @@ func (d *Decoder) Updates(b []byte) ([]scuttlebutt.Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n > uint64(len(b)/minUpdateSize) {
-		return nil, fmt.Errorf("%w: %d updates cannot fit in %d bytes", cborx.ErrMalformed, n, len(b))
+	return ReadUpdates(&r, n, minUpdateSize, d.read)
+}
+
+// ReadUpdates reads n updates from r with read, each taking at least
+// minSize bytes, and requires r to be empty after the last: the loop of
+// every encoding of an update batch. A count that cannot fit in what is
+// left of r is refused before anything is allocated. Errors name the
+// update at fault by its index.
+func ReadUpdates(r *cborx.Reader, n uint64, minSize int, read func(*cborx.Reader, *scuttlebutt.Update) error) ([]scuttlebutt.Update, error) {
+	if n > uint64(r.Len()/minSize) {
+		return nil, fmt.Errorf("%w: %d updates cannot fit in %d bytes", cborx.ErrMalformed, n, r.Len())
 	}
-	// An update written by AppendUpdate takes at least 12 bytes ([, source,
-	// float64, data]): room for that many, so that a count that lies costs
-	// no more than that.
-	us := make([]scuttlebutt.Update, min(n, uint64(len(b)/12)))
+	// Room for updates of a typical 16 bytes at the most: a count that
+	// lies costs no more than that, and append grows the slice for real
+	// ones.
+	us := make([]scuttlebutt.Update, 0, min(n, uint64(r.Len()/16)))
 	for i := range int(n) {
-		if i == len(us) {
-			us = append(us, scuttlebutt.Update{})
-		}
-		if err := d.read(&r, &us[i]); err != nil {
+		us = append(us, scuttlebutt.Update{})
+		if err := read(r, &us[i]); err != nil {
 			return nil, fmt.Errorf("update %d: %w", i, err)
 		}
 	}

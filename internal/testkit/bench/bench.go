@@ -1,7 +1,8 @@
-// Package bench holds the replication workloads W1 to W5 that the Go
+// Package bench holds the replication workloads W1 to W5 (package model),
+// D1 to D3 (package doc) and P1, P2 (package filelog) that the Go
 // benchmarks (stream/bench_test.go, model/bench_test.go) and the table of
-// `make bench` (internal/cmd/benchtable) run, so that each workload is
-// written once.
+// `make bench` (internal/testkit/cmd/benchtable) run, so that each workload
+// is written once.
 //
 // # The workloads
 //
@@ -18,10 +19,17 @@
 //   - W5: live heap bytes per key of a Model holding Keys keys with
 //     ValueSize-byte string values, Set locally (W5Local) or received by a
 //     sync (W5Sync).
+//   - D1, D2, D3: W1, W5Local and W3 on a doc.Doc, one patch per leaf at
+//     path "/" + key (see D1, D2, D3): patches per second and bytes per patch,
+//     heap per leaf, and the reconnection's bytes and time.
 //
-// Keys are "key-0000000", "key-0000001", ...; the two replicas are named
-// ReplicaA and ReplicaB (8 bytes each, as a short random id would be). W1 to
-// W4 write integer values.
+// W1 to W4 write the key and value shapes of the peers' own benchmarks
+// (JavaScript scuttlebutt, Yjs, Automerge), so that bytes compare like for
+// like: keys "k0", "k1", ... (Key) and distinct 32-byte ASCII values,
+// r + "." + i + "." padded from Alphabet (Value). W5 and the persistence
+// workloads keep their own keys, "key-0000000", ... (appendKey). The two
+// replicas are named ReplicaA and ReplicaB (8 bytes each, as a short random
+// id would be).
 //
 // Each workload runs over a Transport: net.Pipe or TCP on 127.0.0.1. The
 // timed part excludes building the replicas beforehand and checking the
@@ -90,17 +98,20 @@ type Timer interface {
 // documentation names.
 type Options struct {
 	Transport Transport // Pipe by default
-	Keys      int       // keys written; DefaultKeys (W2: DefaultW2Keys, W5: DefaultW5Keys)
+	Keys      int       // keys or leaves written; DefaultKeys (W2: DefaultW2Keys, W5: DefaultW5Keys, D2: DefaultD2Leaves)
 	Rounds    int       // W2: writes per key; DefaultRounds
-	Changes   int       // W3: changes per side; DefaultChanges
-	ValueSize int       // W5: value bytes; DefaultValueSize
+	Changes   int       // W3, D3: changes per side; DefaultChanges
+	ValueSize int       // W5, D2: value bytes; DefaultValueSize
 	// Timer, if not nil, is stopped while the workload builds and checks
 	// its replicas and running while it measures.
 	Timer Timer
 	// HeapProfile, if not nil, receives a heap profile (pprof format) taken
-	// by W5 when it measures the heap, while the replica is live: read it
+	// by W5 or D2 when it measures the heap, while the replica is live: read it
 	// with `go tool pprof -sample_index=inuse_space`.
 	HeapProfile io.Writer
+	// Conn, if not nil, is the stream.Options of both sides' Conns
+	// (Version, Compress); nil means the defaults.
+	Conn *stream.Options
 }
 
 func (o *Options) withDefaults(keys int) Options {
@@ -137,7 +148,7 @@ func (nopTimer) StopTimer()  {}
 // Result is what one run of a workload measured. Fields a workload does not
 // measure are zero.
 type Result struct {
-	Workload  string    // "W1" ... "W5"
+	Workload  string    // "W1" ... "W5", "D1" ... "D3", "P1", "P2"
 	Transport Transport // "" when no connection is involved (W5 local)
 	// N is how many updates the timed part replicated (W1, W2, W3: both
 	// sides' changes, W4), or how many keys the replica holds (W5).
@@ -148,11 +159,23 @@ type Result struct {
 	Duration time.Duration
 	// UpdatesPerSec is N / Duration.
 	UpdatesPerSec float64
+	// CPU is the CPU time, user and system, the whole process used during
+	// the timed part: both replicas, both Conns and the polling (W1, W4;
+	// zero where the system does not say).
+	CPU time.Duration
+	// CPUPerUpdate is CPU / N.
+	CPUPerUpdate time.Duration
 	// Bytes is what the timed part put on the wire, framing included: A's
 	// side for W1 and W2, both directions for W3, W4 and W5 sync.
 	Bytes int64
 	// BytesPerUpdate is Bytes / N.
 	BytesPerUpdate float64
+	// DataBytes is the size of the updates' Data among Bytes: the payload,
+	// which no encoding of the protocol can shrink (W1, W3, W4).
+	DataBytes int64
+	// OverheadPerUpdate is (Bytes - DataBytes) / N: what the protocol and
+	// its encoding cost beyond the payload, when DataBytes is known.
+	OverheadPerUpdate float64
 	// HeapBytes is the live heap after a full GC, minus the heap before the
 	// replicas were built: both replicas for W2, the one replica for W5.
 	HeapBytes int64
@@ -172,8 +195,15 @@ func (r Result) String() string {
 	if r.UpdatesPerSec > 0 {
 		s += fmt.Sprintf(" %.0f updates/s", r.UpdatesPerSec)
 	}
+	if r.CPU > 0 {
+		s += fmt.Sprintf(" CPU %v (%.2f µs/update)", r.CPU.Round(time.Microsecond), float64(r.CPU)/float64(r.N)/1e3)
+	}
 	if r.Bytes > 0 {
-		s += fmt.Sprintf(" %d B (%.1f B/update)", r.Bytes, r.BytesPerUpdate)
+		s += fmt.Sprintf(" %d B (%.1f B/update", r.Bytes, r.BytesPerUpdate)
+		if r.DataBytes > 0 {
+			s += fmt.Sprintf(", %.1f beyond the data", r.OverheadPerUpdate)
+		}
+		s += ")"
 	}
 	if r.HeapBytes != 0 {
 		s += fmt.Sprintf(" heap %d B (%.1f B/key)", r.HeapBytes, r.HeapPerKey)
@@ -188,14 +218,50 @@ func (r *Result) finish() {
 	if r.N > 0 && r.Duration > 0 {
 		r.UpdatesPerSec = float64(r.N) / r.Duration.Seconds()
 	}
+	if r.N > 0 && r.CPU > 0 {
+		r.CPUPerUpdate = r.CPU / time.Duration(r.N)
+	}
 	if r.N > 0 && r.Bytes > 0 {
 		r.BytesPerUpdate = float64(r.Bytes) / float64(r.N)
 	}
+	if r.N > 0 && r.DataBytes > 0 {
+		r.OverheadPerUpdate = float64(r.Bytes-r.DataBytes) / float64(r.N)
+	}
 }
 
-// Key returns the i'th key of the workloads, "key-0000000" style.
+// Key returns the i'th key of W1 to W4: "k" + i, as the peers' benchmarks
+// write it.
 func Key(i int) string {
-	return string(appendKey(make([]byte, 0, 16), i))
+	return "k" + strconv.Itoa(i)
+}
+
+// Alphabet pads the values of W1 to W4 (Value).
+const Alphabet = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+// ValueSize is the size of the values of W1 to W4.
+const ValueSize = 32
+
+// Value returns the value of W1 to W4 that round r writes to key i, as the
+// peers' benchmarks make it: r + "." + i + "." padded to ValueSize bytes
+// with the start of Alphabet, so that values are distinct across keys and
+// rounds. r must be short enough for that to fit ("a", "b", "r7").
+func Value(r string, i int) string {
+	b := make([]byte, 0, ValueSize)
+	b = append(b, r...)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, '.')
+	return string(append(b, Alphabet[:ValueSize-len(b)]...))
+}
+
+// paddedKeys returns keys 0 to n-1 of W5 and the persistence workloads,
+// "key-0000000" style (appendKey).
+func paddedKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = string(appendKey(make([]byte, 0, 16), i))
+	}
+	return keys
 }
 
 func appendKey(b []byte, i int) []byte {
@@ -208,7 +274,7 @@ func appendKey(b []byte, i int) []byte {
 	return append(b, digits...)
 }
 
-// Keys returns keys 0 to n-1.
+// Keys returns keys 0 to n-1 of W1 to W4 (Key).
 func Keys(n int) []string {
 	keys := make([]string, n)
 	for i := range keys {
@@ -228,10 +294,10 @@ func NewPair() (a, b *model.Model, err error) {
 	return a, b, nil
 }
 
-// Fill sets keys[i] to i on m.
-func Fill(m *model.Model, keys []string) error {
+// Fill sets keys[i] to Value(r, i) on m.
+func Fill(m *model.Model, r string, keys []string) error {
 	for i, k := range keys {
-		if err := m.Set(k, i); err != nil {
+		if err := m.Set(k, Value(r, i)); err != nil {
 			return err
 		}
 	}
@@ -247,17 +313,18 @@ type Session struct {
 	errs   [2]error
 }
 
-// Connect connects a and b over tr, runs a Conn for each, and returns once
-// both are synced. Close the Session to end it.
-func Connect(ctx context.Context, tr Transport, a, b scuttlebutt.Document) (*Session, error) {
+// Connect connects a and b over tr, runs a Conn for each with opts (nil
+// for the defaults), and returns once both are synced. Close the Session
+// to end it.
+func Connect(ctx context.Context, tr Transport, a, b scuttlebutt.Document, opts *stream.Options) (*Session, error) {
 	x, y, err := dial(ctx, tr)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Session{
-		A:      stream.NewConn(a, x, nil),
-		B:      stream.NewConn(b, y, nil),
+		A:      stream.NewConn(a, x, opts),
+		B:      stream.NewConn(b, y, opts),
 		cancel: cancel,
 		done:   [2]chan struct{}{make(chan struct{}), make(chan struct{})},
 	}
@@ -394,8 +461,8 @@ func liveHeap() int64 {
 }
 
 // covers reports whether b's clock covers source's entry at t.
-func covers(b *model.Model, source string, t vclock.Timestamp) bool {
-	return b.Clock().Get(source) >= t
+func covers(b scuttlebutt.Document, source string, t vclock.Timestamp) bool {
+	return b.Base().Clock().Get(source) >= t
 }
 
 // writeHeapProfile writes a heap profile to w, if w is not nil, after the

@@ -10,15 +10,32 @@ func TestKey(t *testing.T) {
 		i    int
 		want string
 	}{
-		{0, "key-0000000"},
-		{1, "key-0000001"},
-		{999_999, "key-0999999"},
-		{1_000_000, "key-1000000"},
-		{12_345_678, "key-12345678"},
+		{0, "k0"},
+		{1, "k1"},
+		{99_999, "k99999"},
+		{1_000_000, "k1000000"},
 	}
 	for _, tt := range tests {
 		if got := Key(tt.i); got != tt.want {
 			t.Errorf("Key(%d) = %q, want %q", tt.i, got, tt.want)
+		}
+	}
+}
+
+func TestValue(t *testing.T) {
+	tests := []struct {
+		r    string
+		i    int
+		want string
+	}{
+		{"a", 0, "a.0.abcdefghijklmnopqrstuvwxyz01"},
+		{"a", 99_999, "a.99999.abcdefghijklmnopqrstuvwx"},
+		{"r99", 1_234, "r99.1234.abcdefghijklmnopqrstuvw"},
+	}
+	for _, tt := range tests {
+		got := Value(tt.r, tt.i)
+		if got != tt.want || len(got) != ValueSize {
+			t.Errorf("Value(%q, %d) = %q (%d bytes), want %q (%d)", tt.r, tt.i, got, len(got), tt.want, ValueSize)
 		}
 	}
 }
@@ -61,6 +78,27 @@ func TestWorkloads(t *testing.T) {
 		}},
 		{"W5Local", W5Local, Options{Keys: keys}, true, func(t *testing.T, r Result) { wantN(t, r, keys) }},
 		{"W5Sync", W5Sync, Options{Keys: keys}, false, func(t *testing.T, r Result) { wantN(t, r, keys) }},
+		{"D1", D1, Options{Keys: keys}, false, func(t *testing.T, r Result) {
+			wantN(t, r, keys)
+			if r.BytesPerUpdate < 20 || r.BytesPerUpdate > 200 {
+				t.Errorf("%.1f bytes per patch, want a small patch's size", r.BytesPerUpdate)
+			}
+			if r.DataBytes <= int64(keys*ValueSize) || r.OverheadPerUpdate <= 0 {
+				t.Errorf("%d data bytes, %.1f beyond them per patch, for %d patches of %d-byte values", r.DataBytes, r.OverheadPerUpdate, keys, ValueSize)
+			}
+		}},
+		{"D2", D2, Options{Keys: keys}, true, func(t *testing.T, r Result) {
+			wantN(t, r, keys)
+			if r.HeapPerKey < ValueSize || r.HeapPerKey > 4096 {
+				t.Errorf("%.1f heap bytes per leaf of %d bytes", r.HeapPerKey, ValueSize)
+			}
+		}},
+		{"D3", D3, Options{Keys: keys, Changes: 10}, false, func(t *testing.T, r Result) {
+			wantN(t, r, 20)
+			if r.Bytes <= r.DataBytes || r.Bytes > 20*200 {
+				t.Errorf("%d bytes exchanged for 20 patches of %d data bytes", r.Bytes, r.DataBytes)
+			}
+		}},
 	}
 	for _, w := range workloads {
 		for _, tr := range Transports {

@@ -60,7 +60,7 @@ func P1(policy filelog.SyncPolicy, writers int) func(context.Context, *Options) 
 			return r, err
 		}
 		defer l.Close()
-		keys := Keys(DefaultP1Keys)
+		keys := paddedKeys(DefaultP1Keys)
 		before := l.Stats().Bytes
 
 		var next atomic.Int64

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
@@ -24,7 +26,7 @@ func W1(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 	keys := Keys(o.Keys)
-	s, err := Connect(ctx, o.Transport, a, b)
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
 	if err != nil {
 		return r, err
 	}
@@ -32,12 +34,12 @@ func W1(ctx context.Context, opts *Options) (r Result, err error) {
 	out0 := s.A.Stats().BytesOut
 
 	o.Timer.StartTimer()
-	start := time.Now()
-	if err := Fill(a, keys); err != nil {
+	start, cpu := time.Now(), processCPU()
+	if err := Fill(a, "a", keys); err != nil {
 		return r, err
 	}
 	err = s.wait(ctx, "B to hold every key", func() bool { return b.Len() == o.Keys })
-	r.Duration = time.Since(start)
+	r.Duration, r.CPU = time.Since(start), processCPU()-cpu
 	o.Timer.StopTimer()
 	if err != nil {
 		return r, err
@@ -50,9 +52,10 @@ func W1(ctx context.Context, opts *Options) (r Result, err error) {
 	if err := s.Close(); err != nil {
 		return r, err
 	}
-	if err := checkValues(b, keys, func(i int) int { return i }); err != nil {
+	if err := checkValues(b, keys, func(i int) string { return Value("a", i) }); err != nil {
 		return r, err
 	}
+	r.DataBytes = dataBytes(a, vclock.Clock{})
 	r.finish()
 	return r, nil
 }
@@ -77,8 +80,8 @@ func W2(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 	r.HistoryLen = len(b.History(vclock.Clock{}))
-	final := (o.Rounds - 1) * o.Keys
-	if err := checkValues(b, keys, func(i int) int { return final + i }); err != nil {
+	final := round(o.Rounds - 1)
+	if err := checkValues(b, keys, func(i int) string { return Value(final, i) }); err != nil {
 		return r, err
 	}
 	keys = nil
@@ -93,7 +96,7 @@ func W2(ctx context.Context, opts *Options) (r Result, err error) {
 // overwrite is W2's session: it sets r.Duration and r.Bytes, and leaves
 // nothing of the session reachable when it returns.
 func overwrite(ctx context.Context, o *Options, r *Result, a, b *model.Model, keys []string) error {
-	s, err := Connect(ctx, o.Transport, a, b)
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
 	if err != nil {
 		return err
 	}
@@ -102,11 +105,9 @@ func overwrite(ctx context.Context, o *Options, r *Result, a, b *model.Model, ke
 
 	o.Timer.StartTimer()
 	start := time.Now()
-	for round := range o.Rounds {
-		for i, k := range keys {
-			if err := a.Set(k, round*len(keys)+i); err != nil {
-				return err
-			}
+	for n := range o.Rounds {
+		if err := Fill(a, round(n), keys); err != nil {
+			return err
 		}
 	}
 	last := a.Clock().Get(a.Source())
@@ -142,10 +143,10 @@ func W3(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 	keys := Keys(o.Keys)
-	if err := Fill(a, keys); err != nil {
+	if err := Fill(a, "a", keys); err != nil {
 		return r, err
 	}
-	s, err := Connect(ctx, o.Transport, a, b)
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
 	if err != nil {
 		return r, err
 	}
@@ -155,12 +156,16 @@ func W3(ctx context.Context, opts *Options) (r Result, err error) {
 	if b.Len() != o.Keys {
 		return r, fmt.Errorf("bench: W3: B holds %d keys after the first sync, want %d", b.Len(), o.Keys)
 	}
-	changed := func(i int) int {
-		if i < 2*o.Changes {
-			return -1 - i
+	changed := func(i int) string {
+		switch {
+		case i < o.Changes:
+			return Value("a2", i)
+		case i < 2*o.Changes:
+			return Value("b2", i)
 		}
-		return i
+		return Value("a", i)
 	}
+	ca, cb := a.Clock(), b.Clock()
 	for i := range o.Changes {
 		if err := a.Set(keys[i], changed(i)); err != nil {
 			return r, err
@@ -170,9 +175,11 @@ func W3(ctx context.Context, opts *Options) (r Result, err error) {
 		}
 	}
 
+	r.DataBytes = dataBytes(a, cb) + dataBytes(b, ca)
+
 	o.Timer.StartTimer()
 	start := time.Now()
-	s, err = Connect(ctx, o.Transport, a, b)
+	s, err = Connect(ctx, o.Transport, a, b, o.Conn)
 	if err == nil {
 		defer s.Close()
 		err = s.wait(ctx, "equal clocks", func() bool { return a.Clock().Compare(b.Clock()) == vclock.Equal })
@@ -212,14 +219,15 @@ func W4(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 	keys := Keys(o.Keys)
-	if err := Fill(a, keys); err != nil {
+	if err := Fill(a, "a", keys); err != nil {
 		return r, err
 	}
+	r.DataBytes = dataBytes(a, vclock.Clock{})
 
 	o.Timer.StartTimer()
-	start := time.Now()
-	s, err := Connect(ctx, o.Transport, a, b)
-	r.Duration = time.Since(start)
+	start, cpu := time.Now(), processCPU()
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
+	r.Duration, r.CPU = time.Since(start), processCPU()-cpu
 	o.Timer.StopTimer()
 	if err != nil {
 		return r, err
@@ -233,7 +241,7 @@ func W4(ctx context.Context, opts *Options) (r Result, err error) {
 	if err := s.Close(); err != nil {
 		return r, err
 	}
-	if err := checkValues(b, keys, func(i int) int { return i }); err != nil {
+	if err := checkValues(b, keys, func(i int) string { return Value("a", i) }); err != nil {
 		return r, err
 	}
 	r.finish()
@@ -299,7 +307,7 @@ func W5Sync(ctx context.Context, opts *Options) (r Result, err error) {
 
 	o.Timer.StartTimer()
 	start := time.Now()
-	s, err := Connect(ctx, o.Transport, a, b)
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
 	r.Duration = time.Since(start)
 	o.Timer.StopTimer()
 	if err != nil {
@@ -350,9 +358,23 @@ func fillValues(ctx context.Context, m *model.Model, n, size int) error {
 	return nil
 }
 
+// round names round n of W2's writes, the r of Value.
+func round(n int) string { return "r" + strconv.Itoa(n) }
+
+// dataBytes is the size of the Data of the updates d's History gives a
+// peer of clock c: the payload a session carries for it, without the
+// encoding around it.
+func dataBytes(d scuttlebutt.Document, c vclock.Clock) int64 {
+	var n int64
+	for _, u := range d.Base().History(c) {
+		n += int64(len(u.Data))
+	}
+	return n
+}
+
 // checkValues compares the first 256 keys of m, then every 97th and the
 // last, with want(i).
-func checkValues(m *model.Model, keys []string, want func(i int) int) error {
+func checkValues(m *model.Model, keys []string, want func(i int) string) error {
 	for i := 0; i < len(keys); {
 		if err := checkValue(m, keys[i], want(i)); err != nil {
 			return err
@@ -369,10 +391,10 @@ func checkValues(m *model.Model, keys []string, want func(i int) int) error {
 	return nil
 }
 
-func checkValue(m *model.Model, key string, want int) error {
+func checkValue(m *model.Model, key string, want string) error {
 	got, ok := m.Get(key)
-	if !ok || got != any(int64(want)) {
-		return fmt.Errorf("bench: %s holds %s = %v (set %v), want %d", m.ID(), key, got, ok, want)
+	if !ok || got != any(want) {
+		return fmt.Errorf("bench: %s holds %s = %v (set %v), want %q", m.ID(), key, got, ok, want)
 	}
 	return nil
 }

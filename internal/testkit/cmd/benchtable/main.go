@@ -1,14 +1,25 @@
-// Command benchtable runs the replication workloads W1 to W5 of package
-// internal/bench and prints what they measured against the project's
-// targets, one row per figure:
+// Command benchtable runs the replication workloads of package
+// internal/testkit/bench (W1 to W5 on package model, D1 to D3 on package
+// doc, P1 and P2 on package filelog) and prints what they measured against
+// the project's targets, one row per figure:
 //
-//	go run ./internal/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5]
+//	go run ./internal/testkit/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5] [-version 1] [-compress] [-leaves 1000000]
 //
-// W1 to W4 run -runs times over each transport and keep the fastest run;
-// W5 and the persistence workloads P1 and P2 run once. With -heapprofile PREFIX, W5 writes the heap profiles of
-// its replicas to PREFIX.local.prof and PREFIX.sync.prof, for
-// `go tool pprof -sample_index=inuse_space`. A row's status is "ok" when the target is met and "below"
-// when it is not. `make bench` runs this program.
+// -version 1 runs the workloads on version 1 of the wire protocol, the
+// figures before the compact encoding; -compress has both sides offer
+// zstd compression of large frames (off by default, as in stream).
+// W1 to W4, D1 and D3 run -runs times over each transport and keep the
+// fastest run; W5, D2 and the persistence workloads P1 and P2 run once.
+// Each D row follows the W row of the same workload on a Model (D1: W1, D3:
+// W3, D2: W5 set locally), and its peers are the peers' figures for that
+// workload; the doc rows have no targets of their own yet. -leaves sets
+// D2's size (1,000,000 leaves by default, as the issue states it; a smaller
+// size for a quicker run). With -heapprofile PREFIX, W5 writes the heap
+// profiles of its replicas to PREFIX.local.prof and PREFIX.sync.prof, and
+// D2 its document's to PREFIX.doc.prof, for
+// `go tool pprof -sample_index=inuse_space`. A row's status is "ok" when
+// the target is met and "below" when it is not. `make bench` runs this
+// program.
 package main
 
 import (
@@ -25,17 +36,22 @@ import (
 
 	"github.com/scuttle-go/scuttle/filelog"
 	"github.com/scuttle-go/scuttle/internal/testkit/bench"
+	"github.com/scuttle-go/scuttle/stream"
 )
 
 // timeout bounds one run of one workload.
 const timeout = 2 * time.Minute
 
 func main() {
-	runs := flag.Int("runs", 3, "runs of W1-W4 per transport; the fastest is reported")
-	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5,P1,P2); empty for all")
-	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof")
+	runs := flag.Int("runs", 3, "runs of W1-W4, D1 and D3 per transport; the fastest is reported")
+	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5,D1,D2,D3,P1,P2); empty for all")
+	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof, D2's to PREFIX.doc.prof")
+	leaves := flag.Int("leaves", bench.DefaultD2Leaves, "leaves of D2's document")
+	version := flag.Int("version", 0, "wire protocol version of both sides (stream.Options.Version); 0 for the newest")
+	compress := flag.Bool("compress", false, "both sides offer zstd compression of large frames (stream.Options.Compress)")
 	flag.Parse()
-	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap); err != nil {
+	conn := &stream.Options{Version: *version, Compress: *compress}
+	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap, *leaves, conn); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
@@ -49,7 +65,8 @@ type workload struct {
 	runs  int
 	run   func(context.Context, *bench.Options) (bench.Result, error)
 	label string // appended to the transport column
-	heap  string // W5: the suffix of its heap profile's file
+	heap  string // W5, D2: the suffix of its heap profile's file
+	keys  int    // Options.Keys; 0 for the workload's default
 	rows  func(bench.Result) []row
 }
 
@@ -62,9 +79,12 @@ type row struct {
 	peers   string
 }
 
-func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
+func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, leaves int, conn *stream.Options) error {
 	if runs < 1 {
 		return fmt.Errorf("-runs %d: want at least 1", runs)
+	}
+	if leaves < 1 {
+		return fmt.Errorf("-leaves %d: want at least 1", leaves)
 	}
 	want := map[string]bool{}
 	for w := range strings.SplitSeq(only, ",") {
@@ -77,11 +97,11 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 	fmt.Fprintln(tw, " workload\t transport\t measure\t result\t target\t status\t peers")
 	fmt.Fprintln(tw, " --------\t ---------\t -------\t ------\t ------\t ------\t -----")
 	below := 0
-	for _, w := range plan(runs) {
+	for _, w := range plan(runs, leaves) {
 		if len(want) > 0 && !want[w.name] {
 			continue
 		}
-		r, err := best(w, heapPrefix)
+		r, err := best(w, heapPrefix, conn)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", w.name, w.tr, err)
 		}
@@ -102,8 +122,15 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 			fmt.Fprintf(tw, " %s\t %s\t %s\t %s\t %s\t %s\t %s\n", w.name, tr, x.measure, x.result, x.target, status, x.peers)
 		}
 	}
-	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, fastest of %d runs (W5, P1, P2: 1 run)\n\n",
-		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runs)
+	wire := "wire version 2"
+	if conn.Version == stream.Version1 {
+		wire = "wire version 1"
+	}
+	if conn.Compress {
+		wire += " with zstd"
+	}
+	fmt.Fprintf(stdout, "\nscuttle workloads, %s %s/%s, GOMAXPROCS=%d, %s, fastest of %d runs (W5, D2, P1, P2: 1 run)\n\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), wire, runs)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -113,10 +140,10 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string) error {
 
 // best runs w.runs times and returns the run with the shortest timed part.
 // With a heapPrefix, a workload that measures the heap writes its profile.
-func best(w workload, heapPrefix string) (bench.Result, error) {
+func best(w workload, heapPrefix string, conn *stream.Options) (bench.Result, error) {
 	var b bench.Result
 	for i := range w.runs {
-		o := &bench.Options{Transport: w.tr}
+		o := &bench.Options{Transport: w.tr, Keys: w.keys, Conn: conn}
 		if heapPrefix != "" && w.heap != "" {
 			f, err := os.Create(heapPrefix + w.heap)
 			if err != nil {
@@ -138,15 +165,28 @@ func best(w workload, heapPrefix string) (bench.Result, error) {
 	return b, nil
 }
 
-// plan lists the workloads in the order of the table, with their targets.
-func plan(runs int) []workload {
+// plan lists the workloads in the order of the table, with their targets;
+// D2 writes leaves leaves.
+func plan(runs, leaves int) []workload {
 	var p []workload
 	rate := map[bench.Transport]float64{bench.Pipe: 1_000_000, bench.TCP: 500_000}
 	for _, tr := range bench.Transports {
 		p = append(p, workload{name: "W1", tr: tr, runs: runs, run: bench.W1, rows: func(r bench.Result) []row {
 			return []row{
 				atLeast("updates/s", r.UpdatesPerSec, rate[tr], "JS 87k, Yjs 43k"),
-				atMost("bytes/update", r.BytesPerUpdate, 55, "JS 108"),
+				atMost("bytes/update", r.BytesPerUpdate, 45, "Yjs 56.7, JS 217"),
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/update", target: "-"},
+				atMostUnit("CPU/update", float64(r.CPUPerUpdate)/1e3, 0.5, " µs", "sender + receiver"),
+			}
+		}})
+	}
+	for _, tr := range bench.Transports {
+		p = append(p, workload{name: "D1", tr: tr, runs: runs, run: bench.D1, label: " (doc)", rows: func(r bench.Result) []row {
+			return []row{
+				{measure: "patches/s", result: count(r.UpdatesPerSec), target: "-", peers: "W1's workload: Yjs 43k"},
+				{measure: "bytes/patch", result: num(r.BytesPerUpdate), target: "-", peers: "Yjs 56.7"},
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/patch", target: "-"},
+				{measure: "CPU/patch", result: num(float64(r.CPUPerUpdate)/1e3) + " µs", target: "-", peers: "sender + receiver"},
 			}
 		}})
 	}
@@ -162,16 +202,28 @@ func plan(runs int) []workload {
 	for _, tr := range bench.Transports {
 		p = append(p, workload{name: "W3", tr: tr, runs: runs, run: bench.W3, rows: func(r bench.Result) []row {
 			return []row{
-				atMostUnit("bytes, both ways", float64(r.Bytes), 8_000, " B", "Yjs 8.6 KB"),
+				atMostUnit("bytes, both ways", float64(r.Bytes), 7_000, " B", "Yjs 8,646, JS 21,542"),
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/update", target: "-"},
 				atMostDur("time to synced", r.Duration, 5*time.Millisecond, "Yjs 13 ms"),
+			}
+		}})
+	}
+	for _, tr := range bench.Transports {
+		p = append(p, workload{name: "D3", tr: tr, runs: runs, run: bench.D3, label: " (doc)", rows: func(r bench.Result) []row {
+			return []row{
+				{measure: "bytes, both ways", result: count(float64(r.Bytes)) + " B", target: "-", peers: "Yjs 8,646"},
+				{measure: "beyond the data", result: num(r.OverheadPerUpdate) + " B/patch", target: "-"},
+				{measure: "time to synced", result: ms(r.Duration), target: "-", peers: "Yjs 13 ms"},
 			}
 		}})
 	}
 	for _, tr := range bench.Transports {
 		p = append(p, workload{name: "W4", tr: tr, runs: runs, run: bench.W4, rows: func(r bench.Result) []row {
 			return []row{
-				atMostDur("time to synced", r.Duration, 100*time.Millisecond, ""),
-				{measure: "bytes/update", result: fmt.Sprintf("%.1f", r.BytesPerUpdate), target: "-"},
+				atMostDur("time to synced", r.Duration, 100*time.Millisecond, "Yjs 330 ms, JS 370 ms"),
+				atMostUnit("bytes, both ways", float64(r.Bytes), 4_300_000, " B", "Yjs 4.59 MB, JS 10.86 MB"),
+				{measure: "bytes/update", result: num(r.BytesPerUpdate), target: "-", peers: "beyond the data: " + num(r.OverheadPerUpdate)},
+				{measure: "CPU/update", result: num(float64(r.CPUPerUpdate)/1e3) + " µs", target: "-", peers: "sender + receiver"},
 			}
 		}})
 	}
@@ -186,6 +238,12 @@ func plan(runs int) []workload {
 			return []row{
 				atMost("heap bytes/key", r.HeapPerKey, 150, "Yjs 323 / 399"),
 				{measure: "sync time", result: ms(r.Duration), target: "-"},
+			}
+		}},
+		workload{name: "D2", label: fmt.Sprintf("(doc, %s leaves)", count(float64(leaves))), heap: ".doc.prof", keys: leaves, runs: 1, run: bench.D2, rows: func(r bench.Result) []row {
+			return []row{
+				{measure: "heap bytes/leaf", result: num(r.HeapPerKey), target: "-", peers: "Yjs 323 / 399"},
+				{measure: "patches/s", result: count(r.UpdatesPerSec), target: "-"},
 			}
 		}},
 	)
@@ -227,9 +285,13 @@ func atMostUnit(measure string, got, target float64, unit, peers string) row {
 	return row{measure, num(got) + unit, "<= " + num(target) + unit, &ok, peers}
 }
 
-// num formats a whole number with separators, anything else to 0.1.
+// num formats a whole number with separators, anything else to 0.1, or
+// 0.01 below 10.
 func num(f float64) string {
-	if f == float64(int64(f)) {
+	switch {
+	case f < 10 && f != 0:
+		return strconv.FormatFloat(f, 'f', 2, 64)
+	case f == float64(int64(f)):
 		return count(f)
 	}
 	return strconv.FormatFloat(f, 'f', 1, 64)

@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scuttle-go/scuttle/rpc"
+)
+
+// waitServers waits until n sees want members serving name.
+func waitServers(t *testing.T, n *Node, name string, want int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%s sees %d servers of %q", n.ID(), want, name), func() bool {
+		return len(n.servers(name)) == want
+	})
+}
+
+// TestRPCCall: a handler registered on n2 is called from n1 and n3 (over
+// their links) and from n2 itself (in process), with the same values; its
+// errors, panics and blocking reach the caller as errors and leave the
+// node serving; an unknown method and an unregistered one are
+// ErrUnknownMethod.
+func TestRPCCall(t *testing.T) {
+	nodes := cluster(t, []string{"n1", "n2", "n3"}, nil)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n2.Handle("add", func(ctx context.Context, args []any) (any, error) {
+		a, _ := args[0].(int64)
+		b, _ := args[1].(int64)
+		return []any{a + b, "n2"}, nil
+	})
+	n2.Handle("fail", func(ctx context.Context, args []any) (any, error) { return nil, errors.New("no luck") })
+	n2.Handle("panic", func(ctx context.Context, args []any) (any, error) { panic("boom") })
+	n2.Handle("block", func(ctx context.Context, args []any) (any, error) { <-ctx.Done(); return nil, ctx.Err() })
+	for _, n := range nodes {
+		waitServers(t, n, "add", 1)
+	}
+	for _, from := range nodes {
+		t.Run("from "+from.ID(), func(t *testing.T) {
+			got, err := from.Call(t.Context(), "add", 2, 3)
+			if err != nil {
+				t.Fatalf("Call(add, 2, 3): %v", err)
+			}
+			if s, ok := got.([]any); !ok || len(s) != 2 || s[0] != int64(5) || s[1] != "n2" {
+				t.Fatalf("Call(add, 2, 3) = %#v, want [5 n2]", got)
+			}
+			if _, err := from.Call(t.Context(), "fail"); !errors.Is(err, rpc.ErrRemote) || !contains(err, "no luck") {
+				t.Fatalf("Call(fail) = %v, want ErrRemote with the message", err)
+			}
+			if _, err := from.Call(t.Context(), "panic"); !errors.Is(err, rpc.ErrRemote) || !contains(err, "boom") {
+				t.Fatalf("Call(panic) = %v, want ErrRemote with the panic", err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+			defer cancel()
+			if _, err := from.Call(ctx, "block"); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Call(block) = %v, want DeadlineExceeded", err)
+			}
+			if _, err := from.Call(t.Context(), "nobody"); !errors.Is(err, rpc.ErrUnknownMethod) {
+				t.Fatalf("Call(nobody) = %v, want ErrUnknownMethod", err)
+			}
+		})
+	}
+	if err := n2.Unhandle("add"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{n1, n3} {
+		waitServers(t, n, "add", 0)
+		if _, err := n.Call(t.Context(), "add", 1, 1); !errors.Is(err, rpc.ErrUnknownMethod) {
+			t.Fatalf("%s: Call(add) after Unhandle = %v, want ErrUnknownMethod", n.ID(), err)
+		}
+	}
+	if got := n2.Documents(); len(got) != 0 {
+		t.Fatalf("n2.Documents() = %v, want none: the registry is the node's own", got)
+	}
+}
+
+func contains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }
+
+// TestRPCFailover: n2 and n3 serve the same methods; n1 calls, and the
+// member whose handler got the call is closed before answering. The call
+// of an idempotent method is answered by the other member; that of a
+// non-idempotent one fails with rpc.ErrClosed.
+func TestRPCFailover(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		idempotent bool
+	}{{"idempotent", true}, {"not idempotent", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := cluster(t, []string{"n1", "n2", "n3"}, nil)
+			n1 := nodes[0]
+			var calls atomic.Int32
+			started := make(chan *Node, 1)
+			for _, n := range nodes[1:] {
+				n.HandleMethod(rpc.Method{Name: "get", Idempotent: tc.idempotent}, func(ctx context.Context, args []any) (any, error) {
+					if calls.Add(1) == 1 {
+						started <- n
+						<-ctx.Done() // the first call never answers
+						return nil, ctx.Err()
+					}
+					return n.ID(), nil
+				})
+			}
+			waitServers(t, n1, "get", 2)
+			type result struct {
+				v   any
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				v, err := n1.Call(t.Context(), "get")
+				done <- result{v, err}
+			}()
+			dying := <-started
+			dying.Close()
+			r := <-done
+			if !tc.idempotent {
+				if !errors.Is(r.err, rpc.ErrClosed) {
+					t.Fatalf("Call(get) = %v, %v; want ErrClosed once %s closed", r.v, r.err, dying.ID())
+				}
+				return
+			}
+			other := nodes[1]
+			if other == dying {
+				other = nodes[2]
+			}
+			if r.err != nil || r.v != other.ID() {
+				t.Fatalf("Call(get) = %v, %v; want %q once %s closed", r.v, r.err, other.ID(), dying.ID())
+			}
+		})
+	}
+}
