@@ -167,9 +167,13 @@
     ({ model: viewModel, emitter: viewEmitter, lock: viewLocks, doc: viewDoc }[type] || (() => {}))(name);
   }
 
+  // watch opens a Server-Sent Events stream; its promise opened resolves
+  // once the server has subscribed (it flushes a comment at once), so that
+  // a snapshot read after it misses nothing the stream does not bring.
   function watch(path, kind, fn) {
     const es = new EventSource(withToken(path));
     es.addEventListener(kind, (e) => fn(JSON.parse(e.data)));
+    es.opened = new Promise((resolve) => es.addEventListener('open', resolve, { once: true }));
     selected.close = () => es.close();
     return es;
   }
@@ -199,12 +203,15 @@
       if (flash) { r.tr.classList.remove('flash'); void r.tr.offsetWidth; r.tr.classList.add('flash'); }
     }
     const seen = new Set();
-    watch(`/v1/models/${enc(name)}/watch`, 'change', (c) => {
+    const es = watch(`/v1/models/${enc(name)}/watch`, 'change', (c) => {
       seen.add(c.key);
       if (c.deleted) { const r = rows.get(c.key); if (r) { r.tr.remove(); rows.delete(c.key); } return; }
       put(c.key, c.value, c.source, c.timestamp, true);
     });
-    api('GET', `/v1/models/${enc(name)}?writes=1`).then((snap) => {
+    // The snapshot is read once the watch is on: a write after it comes
+    // through the watch, one before it is in the snapshot, and a key the
+    // watch has brought already is newer than the snapshot's.
+    es.opened.then(() => api('GET', `/v1/models/${enc(name)}?writes=1`)).then((snap) => {
       for (const [k, w] of Object.entries(snap)) if (!seen.has(k)) put(k, w.value, w.source, w.timestamp);
     }).catch((e) => { msg.textContent = e.message; });
     const parse = (s) => { try { return JSON.parse(s); } catch { return s; } };
@@ -235,10 +242,23 @@
       tbody.prepend(tr);
       while (tbody.children.length > 50) tbody.lastChild.remove();
     };
-    api('GET', `/v1/events/${enc(name)}?limit=50`).then((evs) => {
-      watch(`/v1/events/${enc(name)}/watch`, 'event', (ev) => add(ev, true));
-      for (const ev of evs) add(ev, false);
-    }).catch(() => {});
+    // The tail is read once the watch is on, so that no event falls between
+    // the two; live events wait until the tail is shown, and one in both
+    // is shown once (an event is its source and timestamp).
+    const shown = new Set();
+    let early = [];
+    const show = (ev, flash) => {
+      const id = ev.source + '@' + ev.timestamp;
+      if (!shown.has(id)) { shown.add(id); add(ev, flash); }
+    };
+    const es = watch(`/v1/events/${enc(name)}/watch`, 'event', (ev) => (early ? early.push(ev) : show(ev, true)));
+    es.opened.then(() => api('GET', `/v1/events/${enc(name)}?limit=50`)).then((evs) => {
+      for (const ev of evs) show(ev, false);
+    }).catch(() => {}).finally(() => {
+      const live = early;
+      early = null;
+      for (const ev of live) show(ev, true);
+    });
   }
 
   let lockNames = [];
@@ -275,13 +295,19 @@
     const pre = el('pre', { id: 'doc-json' });
     const log = el('tbody');
     $('#view').replaceChildren(pre, el('div', { class: 'scroll' }, el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'path'), el('th', {}, 'value'), el('th', {}, 'source'))), log)));
-    const load = () => api('GET', `/v1/docs/${enc(name)}`).then((v) => { pre.textContent = JSON.stringify(v, null, 2); }).catch(() => {});
-    watch(`/v1/docs/${enc(name)}/watch`, 'change', (c) => {
+    // Each change reloads the document; only the latest load is shown, so
+    // that answers arriving out of order never show an older document.
+    let loads = 0;
+    const load = () => {
+      const n = ++loads;
+      return api('GET', `/v1/docs/${enc(name)}`).then((v) => { if (n === loads) pre.textContent = JSON.stringify(v, null, 2); }).catch(() => {});
+    };
+    const es = watch(`/v1/docs/${enc(name)}/watch`, 'change', (c) => {
       log.prepend(el('tr', { class: 'flash' }, el('td', {}, c.path), el('td', { class: 'val' }, JSON.stringify(c.value)), el('td', {}, replicaID(c.source || ''))));
       while (log.children.length > 20) log.lastChild.remove();
       load();
     });
-    load();
+    es.opened.then(load); // once the watch is on: no change falls between
   }
 
   // ---- start ----
