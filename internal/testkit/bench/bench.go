@@ -376,6 +376,18 @@ func (s *Session) Settle(ctx context.Context) error {
 	})
 }
 
+// End settles the session (Settle), reads what each side has written,
+// and closes it (Close): the end of every workload. The session is closed
+// on error too.
+func (s *Session) End(ctx context.Context) (aOut, bOut int64, err error) {
+	if err := s.Settle(ctx); err != nil {
+		s.Close()
+		return 0, 0, err
+	}
+	aOut, bOut = s.A.Stats().BytesOut, s.B.Stats().BytesOut
+	return aOut, bOut, s.Close()
+}
+
 // Err reports an error of a side that has already ended, without waiting.
 func (s *Session) Err() error {
 	for i := range s.done {

@@ -99,13 +99,11 @@ func D1(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 
-	if err := s.Settle(ctx); err != nil {
+	aOut, _, err := s.End(ctx)
+	if err != nil {
 		return r, err
 	}
-	r.Bytes = s.A.Stats().BytesOut - out0
-	if err := s.Close(); err != nil {
-		return r, err
-	}
+	r.Bytes = aOut - out0
 	if err := checkLeaves(b, paths, func(i int) string { return Value("a", i) }); err != nil {
 		return r, err
 	}
@@ -244,13 +242,11 @@ func D3(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 
-	if err := s.Settle(ctx); err != nil {
+	aOut, bOut, err := s.End(ctx)
+	if err != nil {
 		return r, err
 	}
-	r.Bytes = s.A.Stats().BytesOut + s.B.Stats().BytesOut
-	if err := s.Close(); err != nil {
-		return r, err
-	}
+	r.Bytes = aOut + bOut
 	for _, d := range []*doc.Doc{a, b} {
 		if err := checkLeaves(d, paths, changed); err != nil {
 			return r, err

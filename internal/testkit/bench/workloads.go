@@ -45,13 +45,11 @@ func W1(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 
-	if err := s.Settle(ctx); err != nil {
+	aOut, _, err := s.End(ctx)
+	if err != nil {
 		return r, err
 	}
-	r.Bytes = s.A.Stats().BytesOut - out0
-	if err := s.Close(); err != nil {
-		return r, err
-	}
+	r.Bytes = aOut - out0
 	if err := checkValues(b, keys, func(i int) string { return Value("a", i) }); err != nil {
 		return r, err
 	}
@@ -118,11 +116,9 @@ func overwrite(ctx context.Context, o *Options, r *Result, a, b *model.Model, ke
 		return err
 	}
 
-	if err := s.Settle(ctx); err != nil {
-		return err
-	}
-	r.Bytes = s.A.Stats().BytesOut - out0
-	return s.Close()
+	aOut, _, err := s.End(ctx)
+	r.Bytes = aOut - out0
+	return err
 }
 
 // W3 syncs A's Keys keys to B, disconnects them, makes Changes changes on
@@ -190,13 +186,11 @@ func W3(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 
-	if err := s.Settle(ctx); err != nil {
+	aOut, bOut, err := s.End(ctx)
+	if err != nil {
 		return r, err
 	}
-	r.Bytes = s.A.Stats().BytesOut + s.B.Stats().BytesOut
-	if err := s.Close(); err != nil {
-		return r, err
-	}
+	r.Bytes = aOut + bOut
 	for _, m := range []*model.Model{a, b} {
 		if err := checkValues(m, keys, changed); err != nil {
 			return r, err
@@ -234,13 +228,11 @@ func W4(ctx context.Context, opts *Options) (r Result, err error) {
 	}
 	defer s.Close()
 
-	if err := s.Settle(ctx); err != nil {
+	aOut, bOut, err := s.End(ctx)
+	if err != nil {
 		return r, err
 	}
-	r.Bytes = s.A.Stats().BytesOut + s.B.Stats().BytesOut
-	if err := s.Close(); err != nil {
-		return r, err
-	}
+	r.Bytes = aOut + bOut
 	if err := checkValues(b, keys, func(i int) string { return Value("a", i) }); err != nil {
 		return r, err
 	}
@@ -313,14 +305,11 @@ func W5Sync(ctx context.Context, opts *Options) (r Result, err error) {
 	if err != nil {
 		return r, err
 	}
-	if err := s.Settle(ctx); err != nil {
-		s.Close()
+	aOut, bOut, err := s.End(ctx)
+	if err != nil {
 		return r, err
 	}
-	r.Bytes = s.A.Stats().BytesOut + s.B.Stats().BytesOut
-	if err := s.Close(); err != nil {
-		return r, err
-	}
+	r.Bytes = aOut + bOut
 	s = nil
 	r.HeapBytes = liveHeap() - h0
 	if err := writeHeapProfile(o.HeapProfile); err != nil {
