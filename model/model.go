@@ -242,7 +242,14 @@ func (m *Model) write(op, key string, value any, del bool, ttl uint64) error {
 	if err != nil {
 		return fmt.Errorf("model: %s %q: %w: %v", op, key, ErrInvalidValue, err)
 	}
-	if _, _, err := m.LocalUpdate(data); err != nil {
+	if o.none() && sizeHint(value) != 0 {
+		// encodeUpdate wrote a checked key and value of a common type
+		// itself, without options: what ValidateUpdate accepts.
+		_, _, err = m.LocalUpdateChecked(data)
+	} else {
+		_, _, err = m.LocalUpdate(data)
+	}
+	if err != nil {
 		return fmt.Errorf("model: %s %q: %w", op, key, err)
 	}
 	return nil

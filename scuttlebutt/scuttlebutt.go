@@ -226,6 +226,28 @@ func (s *Scuttlebutt) LocalUpdate(data []byte) (u Update, changed bool, err erro
 			return Update{}, false, fmt.Errorf("%w: %s: %v", ErrInvalidUpdate, s.source, err)
 		}
 	}
+	return s.localUpdate(u)
+}
+
+// LocalUpdateChecked is LocalUpdate for data the replicated type has
+// encoded itself, in a form it knows to be one well-formed CBOR item that
+// its Validator accepts: it checks only the size (Config.MaxUpdateSize),
+// and not the rest again, which is most of a small local write's cost. An
+// update that breaks that promise is applied and sent here, and refused by
+// every peer, whose stream with this replica then ends: when in doubt,
+// call LocalUpdate.
+func (s *Scuttlebutt) LocalUpdateChecked(data []byte) (u Update, changed bool, err error) {
+	u = Update{Source: s.source, Data: data}
+	u.Timestamp = 1 // placeholder so validateHead checks the size
+	if err := validateHead(u, s.maxSize, true); err != nil {
+		return Update{}, false, err
+	}
+	return s.localUpdate(u)
+}
+
+// localUpdate is LocalUpdate once u, stamped with a placeholder, is
+// checked.
+func (s *Scuttlebutt) localUpdate(u Update) (_ Update, changed bool, err error) {
 	s.mu.Lock()
 	if u.Timestamp = s.hlc.Now(); !u.Timestamp.Valid() {
 		s.mu.Unlock()
