@@ -404,25 +404,29 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 }
 
 // ApplyUpdates implements scuttlebutt.BatchApplier: ApplyUpdate of each
-// update, under one lock. It parses a few updates ahead and reads their
-// keys' slots of the index before it applies them, so that the memory
-// reads of those slots, which miss the cache in a large index, overlap
-// instead of waiting one after the other.
+// update, aheadUpdates of them under one lock (readers wait no longer than
+// that, even for a history of a million keys). It parses those updates
+// and reads their keys' slots of the index before it applies them, so
+// that the memory reads of those slots, which miss the cache in a large
+// index, overlap instead of waiting one after the other.
 func (r replica) ApplyUpdates(us []scuttlebutt.Update) {
 	m := r.m
 	var ps [aheadUpdates]parsed
 	var hs [aheadUpdates]uint64
 	var ok [aheadUpdates]bool
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	for len(us) > 0 {
 		n := min(len(us), aheadUpdates)
-		var sum uint64
 		for i, u := range us[:n] {
 			p, err := parseUpdate(u.Data)
 			// The base validated it: err is never set.
 			if ok[i] = err == nil; ok[i] {
 				ps[i], hs[i] = p, m.keys.hash(p.key)
+			}
+		}
+		m.mu.Lock()
+		var sum uint64
+		for i := range n {
+			if ok[i] {
 				sum += m.keys.peek(hs[i])
 			}
 		}
@@ -432,12 +436,13 @@ func (r replica) ApplyUpdates(us []scuttlebutt.Update) {
 				m.applyLocked(u, ps[i], hs[i])
 			}
 		}
+		m.mu.Unlock()
 		us = us[n:]
 	}
 }
 
-// aheadUpdates is how many updates ApplyUpdates parses and looks up
-// ahead of applying them.
+// aheadUpdates is how many updates ApplyUpdates parses, looks up and
+// applies at a time.
 const aheadUpdates = 16
 
 // applyLocked is ApplyUpdate with m.mu held, u parsed into p and its key's
