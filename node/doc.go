@@ -111,8 +111,8 @@
 // log) with a key "name/nodeid" per handler, set by Handle and deleted by
 // Unhandle and Close, so every member knows who serves what. Call picks
 // the servers of name among the live members: this node first (the
-// handler runs in process, with its arguments and result checked and
-// converted as over the wire), then the members it has a link to, in
+// handler runs in process through rpc.Server.Invoke, with its arguments,
+// result and errors as over the wire), then the members it has a link to, in
 // random order. A remote call runs over a stream of the link's Mux next
 // to the documents (stream.Mux.Open), through one rpc.Client per peer,
 // made on first use and replaced once its connection ends; every link
@@ -127,7 +127,9 @@
 // the member, the member no longer serves the name, or was busy), and,
 // for an idempotent method only, when the member went away before
 // answering (rpc.ErrClosed). Any other error is returned: a handler's
-// error or panic wraps rpc.ErrRemote with its message, ctx's end is
+// error or panic is a *rpc.RemoteError wrapping rpc.ErrRemote with its
+// message, the same whether it ran on this node or another
+// ("node: call "f" on n2: rpc: remote error: f: message"), ctx's end is
 // ctx.Err(), and a name no live member serves wraps rpc.ErrUnknownMethod.
 // Handlers run in goroutines of their own; a panic is recovered, and a
 // handler that blocks holds only its caller, until the caller's deadline

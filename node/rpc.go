@@ -7,12 +7,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
-	"time"
 
-	"github.com/scuttle-go/scuttle/internal/value"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/rpc"
-	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
 // registryName is the node's own document that says who serves which rpc
@@ -24,10 +21,6 @@ const registryName = "_rpc"
 
 // rpcService is the stream.Mux service of the rpc calls between members.
 const rpcService = "rpc"
-
-// localMaxTimeout bounds a call this node serves itself without a
-// deadline, as rpc.ServerConfig.MaxTimeout's default bounds a remote one.
-const localMaxTimeout = time.Minute
 
 type handler struct {
 	m  rpc.Method
@@ -130,7 +123,8 @@ func (n *Node) servers(name string) []server {
 // name, or was busy, or the link went before the call was sent) is tried
 // on the next whatever the method. With no member to serve it, Call
 // returns an error wrapping rpc.ErrUnknownMethod. A handler's error
-// wraps rpc.ErrRemote, with its message; ctx's end returns ctx.Err().
+// wraps a *rpc.RemoteError (and rpc.ErrRemote) with its message, whether
+// the handler ran on this node or another; ctx's end returns ctx.Err().
 func (n *Node) Call(ctx context.Context, name string, args ...any) (result any, err error) {
 	if n.ctx.Err() != nil {
 		return nil, ErrClosed
@@ -233,70 +227,26 @@ func (n *Node) dropClient(peer string, cl *rpc.Client) {
 	cl.Close()
 }
 
-// callLocal runs this node's handler of name in a goroutine of its own,
-// with the values of args as a peer would receive them, and waits for it
-// or ctx. ran is false if the node has no such handler.
+// callLocal runs this node's handler of name through the node's
+// rpc.Server, in process: its arguments, result and errors are those of
+// a call over a link (rpc.Server.Invoke), and its error names this node
+// as callPeer's names the peer. ran is false if the node has no such
+// handler. The node's Close ends the call with ErrClosed.
 func (n *Node) callLocal(ctx context.Context, name string, args []any) (result any, err error, ran bool) {
-	n.mu.Lock()
-	h, ok := n.handlers[name]
-	n.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("node: %w: %s", rpc.ErrUnknownMethod, name), false
-	}
-	in, err := roundTrip(args)
-	if err != nil {
-		return nil, fmt.Errorf("node: call %q: %w: argument: %v", name, rpc.ErrInvalidValue, err), true
-	}
-	inArgs, _ := in.([]any)
-	hctx, cancel := context.WithTimeout(ctx, localMaxTimeout)
-	type reply struct {
-		v   any
-		err error
-	}
-	done := make(chan reply, 1)
-	go func() {
-		defer cancel()
-		defer func() {
-			if p := recover(); p != nil {
-				done <- reply{err: fmt.Errorf("node: call %q: %w: panic: %v", name, rpc.ErrRemote, p)}
-			}
-		}()
-		v, err := h.fn(hctx, inArgs)
-		if err != nil {
-			done <- reply{err: fmt.Errorf("node: call %q: %w: %w", name, rpc.ErrRemote, err)}
-			return
-		}
-		out, err := roundTrip(v)
-		if err != nil {
-			done <- reply{err: fmt.Errorf("node: call %q: %w: result: %v", name, rpc.ErrRemote, err)}
-			return
-		}
-		done <- reply{v: out}
-	}()
-	select {
-	case r := <-done:
-		return r.v, r.err, true
-	case <-ctx.Done():
+	lctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(n.ctx, func() { cancel(ErrClosed) })
+	defer stop()
+	res, err := n.rpcSrv.Invoke(lctx, name, args...)
+	switch {
+	case err == nil:
+		return res, nil, true
+	case ctx.Err() != nil:
 		return nil, ctx.Err(), true
-	case <-n.ctx.Done():
-		return nil, fmt.Errorf("node: call %q: %w", name, ErrClosed), true
+	case lctx.Err() != nil:
+		return nil, fmt.Errorf("node: call %q on %s: %w", name, n.id, ErrClosed), true
 	}
-}
-
-// roundTrip checks v as a value and returns it as a peer would decode it.
-func roundTrip(v any) (any, error) {
-	if err := value.Check(v, scuttlebutt.MaxNesting); err != nil {
-		return nil, err
-	}
-	b, err := value.Enc.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var out any
-	if err := value.Dec.Unmarshal(b, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return nil, fmt.Errorf("node: call %q on %s: %w", name, n.id, err), !errors.Is(err, rpc.ErrUnknownMethod)
 }
 
 // serveRPC serves the calls a peer sends over one stream of a link.

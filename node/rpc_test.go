@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,7 +22,8 @@ func waitServers(t *testing.T, n *Node, name string, want int) {
 // TestRPCCall: a handler registered on n2 is called from n1 and n3 (over
 // their links) and from n2 itself (in process), with the same values; its
 // errors, panics and blocking reach the caller as errors and leave the
-// node serving; an unknown method and an unregistered one are
+// node serving, the same errors (*rpc.RemoteError, same text) over a link
+// and in process; an unknown method and an unregistered one are
 // ErrUnknownMethod.
 func TestRPCCall(t *testing.T) {
 	nodes := cluster(t, []string{"n1", "n2", "n3"}, nil)
@@ -48,11 +48,17 @@ func TestRPCCall(t *testing.T) {
 			if s, ok := got.([]any); !ok || len(s) != 2 || s[0] != int64(5) || s[1] != "n2" {
 				t.Fatalf("Call(add, 2, 3) = %#v, want [5 n2]", got)
 			}
-			if _, err := from.Call(t.Context(), "fail"); !errors.Is(err, rpc.ErrRemote) || !contains(err, "no luck") {
-				t.Fatalf("Call(fail) = %v, want ErrRemote with the message", err)
-			}
-			if _, err := from.Call(t.Context(), "panic"); !errors.Is(err, rpc.ErrRemote) || !contains(err, "boom") {
-				t.Fatalf("Call(panic) = %v, want ErrRemote with the panic", err)
+			// The handler's errors are the same whether n2 serves the
+			// call over a link or in process.
+			for _, e := range []struct{ method, message string }{{"fail", "no luck"}, {"panic", "panic: boom"}} {
+				_, err := from.Call(t.Context(), e.method)
+				var re *rpc.RemoteError
+				if !errors.Is(err, rpc.ErrRemote) || !errors.As(err, &re) || re.Method != e.method || re.Message != e.message {
+					t.Fatalf("Call(%s) = %#v, want a *rpc.RemoteError wrapping ErrRemote with message %q", e.method, err, e.message)
+				}
+				if want := fmt.Sprintf("node: call %q on n2: rpc: remote error: %s: %s", e.method, e.method, e.message); err.Error() != want {
+					t.Errorf("Call(%s) = %q, want %q", e.method, err, want)
+				}
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 			defer cancel()
@@ -77,8 +83,6 @@ func TestRPCCall(t *testing.T) {
 		t.Fatalf("n2.Documents() = %v, want none: the registry is the node's own", got)
 	}
 }
-
-func contains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }
 
 // TestRPCFailover: n2 and n3 serve the same methods; n1 calls, and the
 // member whose handler got the call is closed before answering. The call

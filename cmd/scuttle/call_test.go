@@ -41,7 +41,7 @@ func TestCallCommand(t *testing.T) {
 		{"JSON and words", []string{"call", "echo", "ada", `{"n": 1}`, "true", "01x"}, exitOK,
 			`\[\n  "ada",\n  \{\n    "n": 1\n  \},\n  true,\n  "01x"\n\]\n`, ""},
 		{"-string", []string{"call", "-string", "echo", "1"}, exitOK, `\[\n  "1"\n\]\n`, ""},
-		{"handler error", []string{"call", "fail"}, exitFail, ``, "502 Bad Gateway: node: call \"fail\": rpc: remote error: no luck"},
+		{"handler error", []string{"call", "fail"}, exitFail, ``, "502 Bad Gateway: node: call \"fail\" on solo: rpc: remote error: fail: no luck"},
 		{"unknown", []string{"call", "nobody"}, exitFail, ``, "404 Not Found"},
 		{"no name", []string{"call"}, exitFail, ``, "want arguments <name> [arg...]"},
 	} {
