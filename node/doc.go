@@ -118,10 +118,24 @@
 // made on first use and replaced once its connection ends; every link
 // serves this node's handlers with one rpc.Server.
 //
-// Entries of members that are not alive are ignored. A member that
-// crashed keeps its entries in the registry until it deletes them; if it
-// restarts without registering a name again, a call sent there gets
-// rpc.ErrUnknownMethod and moves on to the next server.
+// Call never picks a member that is not alive, or one it has no link to.
+// The registry follows membership and the handlers:
+//
+//  1. Each node keeps its own entries those of its handlers: an entry of
+//     its that a peer deleted is set again, one of a name it does not
+//     serve (left by an earlier run) is deleted. A restarted node
+//     registers its handlers again (the registry keeps no log).
+//  2. The live member with the smallest id deletes the entries of the
+//     members that are gone: at once for a member that failed or left,
+//     and ReapAfter after it found them for a member it does not know
+//     (reaped, or never seen). It deletes a member's entries once per
+//     failure or departure; two members that both take themselves for
+//     the smallest for a while delete the same entries, and the deletes
+//     agree.
+//
+// So the entries of a member that crashed go as soon as the failure
+// detector declares it dead, and those of a member wrongly declared dead
+// come back as soon as it sees them go.
 //
 // Call moves to the next server when the call did not run (no stream to
 // the member, the member no longer serves the name, or was busy), and,

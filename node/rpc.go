@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/rpc"
@@ -42,6 +44,8 @@ func (n *Node) Handle(name string, fn rpc.Handler) error {
 // Close.
 func (n *Node) HandleMethod(m rpc.Method, fn rpc.Handler) error {
 	n.rpcSrv.HandleMethod(m, fn) // panics on a bad name or nil fn
+	n.regMu.Lock()
+	defer n.regMu.Unlock()
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -50,13 +54,33 @@ func (n *Node) HandleMethod(m rpc.Method, fn rpc.Handler) error {
 	}
 	n.handlers[m.Name] = handler{m: m, fn: fn}
 	n.mu.Unlock()
-	return n.registryModel().Set(m.Name+"/"+n.id, map[string]any{"idempotent": m.Idempotent})
+	return n.registryModel().Set(registryKey(m.Name, n.id), registryValue(m))
+}
+
+// registryKey is the registry's key for the handler of method on node id.
+func registryKey(method, id string) string { return method + "/" + id }
+
+// parseRegistryKey splits a registry key into a method and a node id,
+// which has no "/".
+func parseRegistryKey(k string) (method, id string, ok bool) {
+	i := strings.LastIndexByte(k, '/')
+	if i <= 0 || i == len(k)-1 {
+		return "", "", false
+	}
+	return k[:i], k[i+1:], true
+}
+
+// registryValue is the registry's value for a handler of m.
+func registryValue(m rpc.Method) map[string]any {
+	return map[string]any{"idempotent": m.Idempotent}
 }
 
 // Unhandle removes the handler of name from this node and the registry.
 // Calls already running go on.
 func (n *Node) Unhandle(name string) error {
 	n.rpcSrv.Remove(name)
+	n.regMu.Lock()
+	defer n.regMu.Unlock()
 	n.mu.Lock()
 	_, ok := n.handlers[name]
 	delete(n.handlers, name)
@@ -64,7 +88,7 @@ func (n *Node) Unhandle(name string) error {
 	if !ok {
 		return nil
 	}
-	return n.registryModel().Delete(name + "/" + n.id)
+	return n.registryModel().Delete(registryKey(name, n.id))
 }
 
 // Methods returns the methods this node serves.
@@ -259,6 +283,8 @@ func (n *Node) serveRPC(ctx context.Context, rwc io.ReadWriteCloser) {
 // unregisterAll removes this node's handlers from the registry, so that
 // members stop sending calls (Close).
 func (n *Node) unregisterAll() {
+	n.regMu.Lock()
+	defer n.regMu.Unlock()
 	n.mu.Lock()
 	names := make([]string, 0, len(n.handlers))
 	for name := range n.handlers {
@@ -266,7 +292,7 @@ func (n *Node) unregisterAll() {
 	}
 	n.mu.Unlock()
 	for _, name := range names {
-		n.registryModel().Delete(name + "/" + n.id)
+		n.registryModel().Delete(registryKey(name, n.id))
 	}
 }
 
@@ -279,4 +305,151 @@ func (n *Node) closeClients() {
 	for _, cl := range cls {
 		cl.Close()
 	}
+}
+
+// tidyRegistry brings the registry in line with this node's handlers and
+// with membership. manage calls it after every wakeup (membership
+// changes, and any change of the registry, which pokes it) and every
+// tick; only manage calls it.
+//
+//  1. This node's own entries are those of its handlers, until it leaves
+//     or closes: an entry missing is set again (a member deleted it,
+//     taking this node for gone; this node's write comes after the
+//     delete it saw, so it wins everywhere), and an entry of a name it
+//     does not serve is deleted (the registry of an earlier run of this
+//     node, brought back by a peer).
+//  2. The live member with the smallest id deletes the entries of
+//     members that are gone: failed or left, or unknown to it for
+//     ReapAfter (reaped, forgotten, or never seen). One member does it,
+//     so each entry is deleted once; while members disagree on who is
+//     smallest, two may delete the same entry, and the deletes agree. It
+//     deletes a member's entries once per failure or departure: entries
+//     set again meanwhile come from the member itself, alive after all,
+//     and calls skip it until it is alive here too.
+func (n *Node) tidyRegistry() {
+	others, active := n.tidyOwnEntries()
+	gone := n.goneServers(others, active)
+	reg := n.registryModel()
+	for _, id := range gone {
+		n.log.Info("rpc registry: deleting the entries of a member that is gone", "member", id, "entries", len(others[id]))
+		for _, k := range others[id] {
+			reg.Delete(k)
+		}
+	}
+}
+
+// tidyOwnEntries is step 1 of tidyRegistry. It returns the keys of the
+// other members' entries by member, and whether this node is active
+// (neither leaving nor closed).
+func (n *Node) tidyOwnEntries() (others map[string][]string, active bool) {
+	reg := n.registryModel()
+	n.regMu.Lock()
+	defer n.regMu.Unlock()
+	n.mu.Lock()
+	active = !n.leaving && !n.closed
+	own := make(map[string]rpc.Method, len(n.handlers))
+	for name, h := range n.handlers {
+		own[name] = h.m
+	}
+	n.mu.Unlock()
+	others = make(map[string][]string)
+	for _, k := range reg.Keys() {
+		method, id, ok := parseRegistryKey(k)
+		if !ok {
+			continue
+		}
+		if id != n.id {
+			others[id] = append(others[id], k)
+			continue
+		}
+		if _, serves := own[method]; active && !serves {
+			n.log.Debug("rpc registry: deleting an entry of an earlier run", "method", method)
+			reg.Delete(k)
+		}
+	}
+	if !active {
+		return others, false
+	}
+	for name, m := range own {
+		k := registryKey(name, n.id)
+		if v, ok := reg.Get(k); !ok || !equalRegistryValue(v, m) {
+			n.log.Debug("rpc registry: setting this node's entry again", "method", name)
+			reg.Set(k, registryValue(m))
+		}
+	}
+	return others, true
+}
+
+// goneServers is step 2 of tidyRegistry: it returns the members whose
+// entries this node is to delete now, sorted, and records them as swept.
+func (n *Node) goneServers(others map[string][]string, active bool) []string {
+	now := n.cfg.Now()
+	var gone []string
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	live := n.liveLocked()
+	sweeper := active && len(live) > 0 && live[0] == n.id
+	for id, sw := range n.regSweep {
+		switch m := n.members[id]; {
+		case m == nil:
+			sw.swept = time.Time{} // reaped: from now on unknown
+		case m.State == Alive || m.State == Leaving:
+			sw = sweep{} // back, or going by itself
+		default:
+			sw.unknown = time.Time{}
+		}
+		if others[id] == nil {
+			sw.unknown = time.Time{} // no entries to time
+		}
+		if sw == (sweep{}) {
+			delete(n.regSweep, id)
+		} else {
+			n.regSweep[id] = sw
+		}
+	}
+	for id := range others {
+		m, sw := n.members[id], n.regSweep[id]
+		switch {
+		case m != nil && m.State == Alive, m != nil && m.State == Leaving:
+			continue
+		case m != nil: // failed or left
+			if sw.swept.Equal(m.Since) {
+				continue // swept already
+			}
+			sw.swept = m.Since
+		case sw.unknown.IsZero():
+			sw.unknown = now
+			n.regSweep[id] = sw
+			continue
+		case now.Sub(sw.unknown) < n.cfg.ReapAfter:
+			continue
+		default:
+			sw.unknown = time.Time{}
+		}
+		if sweeper {
+			gone = append(gone, id)
+			n.regSweep[id] = sw
+		}
+	}
+	slices.Sort(gone)
+	return gone
+}
+
+// sweep is what goneServers remembers of a member whose entries it has
+// seen, between calls.
+type sweep struct {
+	// unknown is when this node first found entries of the member while
+	// it knew no such member.
+	unknown time.Time
+	// swept is the Since of the failure or departure for which this node
+	// deleted the member's entries.
+	swept time.Time
+}
+
+// equalRegistryValue reports whether v, read from the registry, is the
+// value of a handler of m.
+func equalRegistryValue(v any, m rpc.Method) bool {
+	mv, ok := v.(map[string]any)
+	idem, _ := mv["idempotent"].(bool)
+	return ok && len(mv) == 1 && idem == m.Idempotent
 }

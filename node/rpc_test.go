@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/rpc"
+	"github.com/scuttle-go/scuttle/scuttlebutt"
 )
 
 // waitServers waits until n sees want members serving name.
@@ -135,5 +140,106 @@ func TestRPCFailover(t *testing.T) {
 				t.Fatalf("Call(get) = %v, %v; want %q once %s closed", r.v, r.err, other.ID(), dying.ID())
 			}
 		})
+	}
+}
+
+// registryKeys returns n's registry keys of member id, sorted.
+func registryKeys(n *Node, id string) []string {
+	var keys []string
+	for _, k := range n.registryModel().Keys() {
+		if _, kid, ok := parseRegistryKey(k); ok && kid == id {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// waitRegistry waits until every node's registry holds want as the keys
+// of member id.
+func waitRegistry(t *testing.T, id string, want []string, nodes ...*Node) {
+	t.Helper()
+	for _, n := range nodes {
+		waitFor(t, fmt.Sprintf("%s's registry lists %v for %s", n.ID(), want, id), func() bool {
+			return slices.Equal(registryKeys(n, id), want)
+		})
+	}
+}
+
+// TestRPCRegistryOwnEntries: a node's own registry entries follow its
+// handlers whatever its peers write: an entry a peer deletes is set again,
+// one it writes for a name the node does not serve is deleted, and calls
+// work throughout.
+func TestRPCRegistryOwnEntries(t *testing.T) {
+	nodes := cluster(t, []string{"a", "b", "c"}, nil)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	c.HandleMethod(rpc.Method{Name: "echo", Idempotent: true}, func(ctx context.Context, args []any) (any, error) { return args[0], nil })
+	waitRegistry(t, "c", []string{"echo/c"}, nodes...)
+
+	// a takes c for gone and deletes its entry: c sets it again.
+	if err := a.registryModel().Delete("echo/c"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a's registry lists echo/c again", func() bool {
+		v, ok := a.registryModel().Get("echo/c")
+		return ok && equalRegistryValue(v, rpc.Method{Name: "echo", Idempotent: true})
+	})
+	waitRegistry(t, "c", []string{"echo/c"}, nodes...)
+
+	// b writes entries for c as an earlier run of c would have left
+	// them: c deletes the one it does not serve and corrects the other.
+	if err := b.registryModel().Set("old/c", map[string]any{"idempotent": false}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.registryModel().Set("echo/c", map[string]any{"idempotent": false}); err != nil {
+		t.Fatal(err)
+	}
+	waitRegistry(t, "c", []string{"echo/c"}, nodes...)
+	for _, n := range nodes {
+		waitFor(t, n.ID()+" sees echo/c idempotent again", func() bool {
+			v, _ := n.registryModel().Get("echo/c")
+			return equalRegistryValue(v, rpc.Method{Name: "echo", Idempotent: true})
+		})
+		if got, err := n.Call(t.Context(), "echo", "hi"); err != nil || got != "hi" {
+			t.Errorf("%s: Call(echo, hi) = %v, %v", n.ID(), got, err)
+		}
+	}
+}
+
+// TestRPCRegistryUnknownMember: entries of a member no node knows are
+// never called and are deleted, once, by the live member with the
+// smallest id, ReapAfter after it found them.
+func TestRPCRegistryUnknownMember(t *testing.T) {
+	const reap = 300 * time.Millisecond
+	nodes := cluster(t, []string{"a", "b", "c"}, func(c *Config) { c.ReapAfter = reap })
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	var mu sync.Mutex
+	var deleters []string
+	cancel := b.registryModel().Watch(func(ch model.Change) {
+		if ch.Deleted && strings.HasSuffix(ch.Key, "/ghost") {
+			mu.Lock()
+			deleters = append(deleters, scuttlebutt.ReplicaID(ch.Source))
+			mu.Unlock()
+		}
+	})
+	defer cancel()
+	written := time.Now()
+	for _, k := range []string{"get/ghost", "put/ghost"} {
+		if err := c.registryModel().Set(k, map[string]any{"idempotent": true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRegistry(t, "ghost", []string{"get/ghost", "put/ghost"}, a)
+	if _, err := b.Call(t.Context(), "get"); !errors.Is(err, rpc.ErrUnknownMethod) {
+		t.Errorf("Call(get) served only by an unknown member = %v, want ErrUnknownMethod", err)
+	}
+	waitRegistry(t, "ghost", nil, nodes...)
+	if d := time.Since(written); d < reap {
+		t.Errorf("the entries went after %v, before ReapAfter (%v)", d, reap)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(deleters, []string{"a", "a"}) {
+		t.Errorf("the entries were deleted by %v, want by a, once each", deleters)
 	}
 }
