@@ -96,6 +96,21 @@ func (n *Node) Methods() []rpc.Method { return n.rpcSrv.Methods() }
 
 func (n *Node) registryModel() *model.Model { return n.registry.doc.(*model.Model) }
 
+// registered returns the registry's entries: for each method, the ids of
+// the members that registered it, sorted.
+func (n *Node) registered() map[string][]string {
+	out := make(map[string][]string)
+	for _, k := range n.registryModel().Keys() {
+		if method, id, ok := parseRegistryKey(k); ok {
+			out[method] = append(out[method], id)
+		}
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out
+}
+
 // server is one member that serves a method, as the registry says.
 type server struct {
 	id         string
