@@ -43,9 +43,9 @@ func (n *Node) Handle(name string, fn rpc.Handler) error {
 // tried on another member that serves it. It returns ErrClosed after
 // Close.
 func (n *Node) HandleMethod(m rpc.Method, fn rpc.Handler) error {
-	n.rpcSrv.HandleMethod(m, fn) // panics on a bad name or nil fn
 	n.regMu.Lock()
 	defer n.regMu.Unlock()
+	n.rpcSrv.HandleMethod(m, fn) // panics on a bad name or nil fn
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -78,9 +78,9 @@ func registryValue(m rpc.Method) map[string]any {
 // Unhandle removes the handler of name from this node and the registry.
 // Calls already running go on.
 func (n *Node) Unhandle(name string) error {
-	n.rpcSrv.Remove(name)
 	n.regMu.Lock()
 	defer n.regMu.Unlock()
+	n.rpcSrv.Remove(name)
 	n.mu.Lock()
 	_, ok := n.handlers[name]
 	delete(n.handlers, name)
