@@ -210,7 +210,7 @@ func TestRPCRegistryOwnEntries(t *testing.T) {
 // never called and are deleted, once, by the live member with the
 // smallest id, ReapAfter after it found them.
 func TestRPCRegistryUnknownMember(t *testing.T) {
-	const reap = 300 * time.Millisecond
+	const reap = time.Second
 	nodes := cluster(t, []string{"a", "b", "c"}, func(c *Config) { c.ReapAfter = reap })
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	var mu sync.Mutex
@@ -229,7 +229,7 @@ func TestRPCRegistryUnknownMember(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitRegistry(t, "ghost", []string{"get/ghost", "put/ghost"}, a)
+	waitRegistry(t, "ghost", []string{"get/ghost", "put/ghost"}, b, a)
 	if _, err := b.Call(t.Context(), "get"); !errors.Is(err, rpc.ErrUnknownMethod) {
 		t.Errorf("Call(get) served only by an unknown member = %v, want ErrUnknownMethod", err)
 	}
