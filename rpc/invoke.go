@@ -73,7 +73,10 @@ func (s *Server) Invoke(ctx context.Context, name string, args ...any) (result a
 // having encoded them into one as a client does.
 func (s *Server) crossArgs(name string, args []any) ([]any, error) {
 	c := call{id: 1, name: name}
-	b, err := appendFrame(nil, kindCall, s.cfg.MaxFrameSize, func(b []byte) ([]byte, error) {
+	f := framePool.Get().(*frame)
+	defer putFrame(f)
+	var err error
+	f.b, err = appendFrame(f.b[:0], kindCall, s.cfg.MaxFrameSize, func(b []byte) ([]byte, error) {
 		b, err := appendArgs(appendCallHead(b, c), args)
 		if err != nil {
 			return b, fmt.Errorf("%w: %s: %v", ErrInvalidValue, name, err)
@@ -83,7 +86,7 @@ func (s *Server) crossArgs(name string, args []any) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c, err = parseCall(b[headerSize:]); err != nil {
+	if c, err = parseCall(f.b[headerSize:]); err != nil {
 		return nil, err // unreachable: appendArgs checked the values
 	}
 	return decodeArgs(c.args)
@@ -94,13 +97,14 @@ func (s *Server) crossArgs(name string, args []any) ([]any, error) {
 // and message of the error frame the server sends.
 func (s *Server) reply(res any, err error) reply {
 	if err == nil {
-		var b []byte
-		b, err = appendFrame(nil, kindResult, s.cfg.MaxFrameSize, func(b []byte) ([]byte, error) {
+		f := framePool.Get().(*frame)
+		defer putFrame(f)
+		f.b, err = appendFrame(f.b[:0], kindResult, s.cfg.MaxFrameSize, func(b []byte) ([]byte, error) {
 			return appendResultValue(b, 1, res)
 		})
 		if err == nil {
 			var v []byte
-			if _, v, err = parseResult(b[headerSize:]); err == nil {
+			if _, v, err = parseResult(f.b[headerSize:]); err == nil {
 				if res, err = decodeValue(v); err == nil {
 					return reply{res: res}
 				}
