@@ -57,6 +57,9 @@ type Node struct {
 	// regMu serialises the writes of this node's own registry entries
 	// with the changes of handlers they follow (rpc.go).
 	regMu sync.Mutex
+	// regCleaned holds the names whose entry of an earlier run of this
+	// node tidyRegistry deleted; regMu guards it.
+	regCleaned map[string]bool
 
 	mu       sync.Mutex // guards the fields below
 	docs     map[string]*document
@@ -126,6 +129,8 @@ func New(cfg *Config) (*Node, error) {
 		handlers: make(map[string]handler),
 		clients:  make(map[string]*rpc.Client),
 		regSweep: make(map[string]sweep),
+
+		regCleaned: make(map[string]bool),
 	}
 	if len(c.Secret) == 0 && tlsConf == nil {
 		n.log.Warn("replication links are neither authenticated nor encrypted: set Secret or TLS files outside a trusted network")

@@ -332,7 +332,9 @@ func (n *Node) closeClients() {
 //     taking this node for gone; this node's write comes after the
 //     delete it saw, so it wins everywhere), and an entry of a name it
 //     does not serve is deleted (the registry of an earlier run of this
-//     node, brought back by a peer).
+//     node, brought back by a peer), once per name in a run: a second
+//     process with this node's id, an error that the node reports, does
+//     not make the two undo each other's writes forever.
 //  2. The live member with the smallest id deletes the entries of
 //     members that are gone: failed or left, or unknown to it for
 //     ReapAfter (reaped, forgotten, or never seen). One member does it,
@@ -377,8 +379,9 @@ func (n *Node) tidyOwnEntries() (others map[string][]string, active bool) {
 			others[id] = append(others[id], k)
 			continue
 		}
-		if _, serves := own[method]; active && !serves {
+		if _, serves := own[method]; active && !serves && !n.regCleaned[method] {
 			n.log.Debug("rpc registry: deleting an entry of an earlier run", "method", method)
+			n.regCleaned[method] = true
 			reg.Delete(k)
 		}
 	}
@@ -387,7 +390,7 @@ func (n *Node) tidyOwnEntries() (others map[string][]string, active bool) {
 	}
 	for name, m := range own {
 		k := registryKey(name, n.id)
-		if v, ok := reg.Get(k); !ok || !equalRegistryValue(v, m) {
+		if _, ok := reg.Get(k); !ok {
 			n.log.Debug("rpc registry: setting this node's entry again", "method", name)
 			reg.Set(k, registryValue(m))
 		}
@@ -459,12 +462,4 @@ type sweep struct {
 	// swept is the Since of the failure or departure for which this node
 	// deleted the member's entries.
 	swept time.Time
-}
-
-// equalRegistryValue reports whether v, read from the registry, is the
-// value of a handler of m.
-func equalRegistryValue(v any, m rpc.Method) bool {
-	mv, ok := v.(map[string]any)
-	idem, _ := mv["idempotent"].(bool)
-	return ok && len(mv) == 1 && idem == m.Idempotent
 }
