@@ -121,9 +121,9 @@
 // Call never picks a member that is not alive, or one it has no link to.
 // The registry follows membership and the handlers:
 //
-//  1. Each node keeps its own entries those of its handlers: an entry of
+//  1. Each node makes its own entries those of its handlers: an entry of
 //     its that a peer deleted is set again, one of a name it does not
-//     serve (left by an earlier run) is deleted. A restarted node
+//     serve (left by an earlier run) is deleted, once a run. A restarted node
 //     registers its handlers again (the registry keeps no log).
 //  2. The live member with the smallest id deletes the entries of the
 //     members that are gone: at once for a member that failed or left,
