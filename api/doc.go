@@ -28,7 +28,7 @@
 //	GET    /v1/locks/{name}/{lock}        the lock's holders
 //	POST   /v1/locks/{name}/{lock}        take the lock (?timeout=5s to wait)
 //	DELETE /v1/locks/{name}/{lock}        release it
-//	GET    /v1/status                     members, links, document clocks, bytes
+//	GET    /v1/status                     members, links, document clocks, functions (the rpc registry), bytes
 //	GET    /v1/status/watch               the status, live, as Server-Sent Events (at most one a second)
 //	GET    /metrics                       Prometheus text format
 //	GET    /ui/                           the web console (GET / redirects to it)

@@ -569,6 +569,10 @@ func printStatus(w io.Writer, st node.Status) {
 	for _, d := range st.Documents {
 		fmt.Fprintf(w, "  %-16s %-8s %s\n", d.Name, d.Type, describeSources(d.Clock.Sources()))
 	}
+	fmt.Fprintf(w, "\nfunctions (%d):\n", len(st.Methods))
+	for _, name := range slices.Sorted(maps.Keys(st.Methods)) {
+		fmt.Fprintf(w, "  %-16s served by %s\n", name, strings.Join(st.Methods[name], " "))
+	}
 	fmt.Fprintf(w, "\ntraffic on the links up: in %d B, out %d B; dials %d (%d failed), accepted %d, auth failures %d\n",
 		in, out, st.Counters.Dials, st.Counters.DialFailures, st.Counters.Accepted, st.Counters.AuthFailures)
 }
