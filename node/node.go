@@ -107,11 +107,12 @@ func New(cfg *Config) (*Node, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	logger := c.Logger.With("node", id)
 	n := &Node{
 		cfg:      c,
 		id:       id,
 		inc:      scuttlebutt.NewIncarnation(),
-		log:      c.Logger.With("node", id),
+		log:      logger,
 		tls:      tlsConf,
 		policy:   linkPolicy{fullMesh: c.FullMeshSize, ring: c.RingLinks, random: c.RandomLinks},
 		ctx:      ctx,
@@ -125,7 +126,7 @@ func New(cfg *Config) (*Node, error) {
 		dialers:  make(map[string]context.CancelFunc),
 		warned:   make(map[string]bool),
 		forced:   make(map[string]time.Time),
-		rpcSrv:   rpc.NewServer(nil),
+		rpcSrv:   rpc.NewServer(&rpc.ServerConfig{Logger: logger}), // a handler's panic is logged
 		handlers: make(map[string]handler),
 		clients:  make(map[string]*rpc.Client),
 		regSweep: make(map[string]sweep),

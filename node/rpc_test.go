@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +33,12 @@ func waitServers(t *testing.T, n *Node, name string, want int) {
 // and in process; an unknown method and an unregistered one are
 // ErrUnknownMethod.
 func TestRPCCall(t *testing.T) {
-	nodes := cluster(t, []string{"n1", "n2", "n3"}, nil)
+	var logs syncBuffer
+	nodes := cluster(t, []string{"n1", "n2", "n3"}, func(c *Config) {
+		if c.ID == "n2" {
+			c.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testLogWriter(t)), nil))
+		}
+	})
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	n2.Handle("add", func(ctx context.Context, args []any) (any, error) {
 		a, _ := args[0].(int64)
@@ -64,6 +71,10 @@ func TestRPCCall(t *testing.T) {
 				if want := fmt.Sprintf("node: call %q on n2: rpc: remote error: %s: %s", e.method, e.method, e.message); err.Error() != want {
 					t.Errorf("Call(%s) = %q, want %q", e.method, err, want)
 				}
+			}
+			// n2 logs each panic, with its stack.
+			if !strings.Contains(logs.String(), "rpc: handler panicked") {
+				t.Errorf("n2 did not log the handler's panic:\n%s", logs.String())
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 			defer cancel()
