@@ -111,8 +111,8 @@ type Config struct {
 	// empty non-nil slice makes every path need the token.
 	PublicPaths []string
 
-	// Logger receives the errors the Server answers with 500. nil means
-	// no logging.
+	// Logger receives the errors the Server answers with 500, and the
+	// lock sessions that expire (Info). nil means no logging.
 	Logger *slog.Logger
 
 	// SessionTTL is the TTL of a lock session created without one, and of
