@@ -879,7 +879,10 @@ func (s *Server) takeLock(w http.ResponseWriter, r *http.Request) error {
 	} else if err := s.sessions.reserve(sess, key); err != nil {
 		return err
 	}
-	if err := s.acquire(r.Context(), t, sess, name, wait); err != nil {
+	s.sessions.waits(sess, 1)
+	err = s.acquire(r.Context(), t, sess, name, wait)
+	s.sessions.waits(sess, -1)
+	if err != nil {
 		return err
 	}
 	if err := s.sessions.attach(sess, key, table); err != nil {

@@ -72,6 +72,7 @@ type session struct {
 	single  bool // made by a lock request without a session: ends with its lock
 	expires time.Time
 	locks   []*hold       // in the order taken
+	waiting int           // lock requests waiting for their lock
 	ended   chan struct{} // closed when the session ends
 	over    bool          // ended: removed from byID
 }
@@ -305,6 +306,14 @@ func (ss *sessions) roomLocked(s *session, key holdKey) error {
 	return nil
 }
 
+// waits counts a lock request of s that starts (+1) or stops (-1)
+// waiting.
+func (ss *sessions) waits(s *session, delta int) {
+	ss.mu.Lock()
+	s.waiting += delta
+	ss.mu.Unlock()
+}
+
 // attach records that the node now holds key for s, a lock of the table
 // called table. If s has ended in the meantime, or has no room left, the
 // lock is released again and the error returned.
@@ -393,6 +402,8 @@ type sessionBody struct {
 	// Locks are the locks taken for the session, with whether the node
 	// still holds them: held false means the lease was lost.
 	Locks []sessionLock `json:"locks"`
+	// Waiting counts the session's lock requests waiting for their lock.
+	Waiting int `json:"waiting"`
 }
 
 // sessionLock is one lock of a session.
@@ -404,7 +415,7 @@ type sessionLock struct {
 
 func (ss *sessions) describeLocked(s *session) sessionBody {
 	ss.checkLocked(s)
-	b := sessionBody{ID: s.id, TTL: s.ttl.String(), Expires: s.expires, Locks: []sessionLock{}}
+	b := sessionBody{ID: s.id, TTL: s.ttl.String(), Expires: s.expires, Locks: []sessionLock{}, Waiting: s.waiting}
 	for _, h := range s.locks {
 		b.Locks = append(b.Locks, sessionLock{h.table, h.key.name, !h.lost})
 	}

@@ -50,6 +50,7 @@ type testSession struct {
 		Table, Lock string
 		Held        bool
 	}
+	Waiting int
 }
 
 type testTake struct {
@@ -181,8 +182,15 @@ func TestSessionEndsWaitingRequest(t *testing.T) {
 	wantOK(t, doString(t, s, "POST", "/v1/locks/jobs/x?session="+a.ID, ""), "a takes x")
 	waited := make(chan response, 1)
 	go func() { waited <- doString(t, s, "POST", "/v1/locks/jobs/x?timeout=4m&session="+b.ID, "") }()
+	deadline := time.Now().Add(time.Minute)
+	for decode[testSession](t, doString(t, s, "GET", "/v1/sessions/"+b.ID, "")).Waiting != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("b's lock request is not listed as waiting after a minute")
+		}
+		time.Sleep(time.Millisecond) // poll: the request has no other sign that it waits
+	}
 	wantOK(t, doString(t, s, "DELETE", "/v1/sessions/"+b.ID, ""), "end b")
-	if r := <-waited; r.code != http.StatusNotFound || !strings.Contains(r.body, "ended") {
+	if r := <-waited; r.code != http.StatusNotFound || !strings.Contains(r.body, "ended while its lock request waited") {
 		t.Errorf("b's waiting request after b ended: %d %s, want 404", r.code, r.body)
 	}
 	if got := holders(t, s, "jobs", "x"); !cmp.Equal(got, []string{"self"}) {
@@ -278,8 +286,9 @@ func TestSessionLostLock(t *testing.T) {
 	if r := doString(t, s, "DELETE", "/v1/locks/jobs/x?session="+a.ID, ""); r.code != http.StatusForbidden {
 		t.Errorf("release of a lost lock: %d %s, want 403", r.code, r.body)
 	}
-	// The session takes it again.
-	wantOK(t, doString(t, s, "POST", "/v1/locks/jobs/x?session="+a.ID, ""), "take x again")
+	// The session takes it again, once the table has withdrawn the lost
+	// claim.
+	wantOK(t, doString(t, s, "POST", "/v1/locks/jobs/x?timeout=1m&session="+a.ID, ""), "take x again")
 	r = doString(t, s, "GET", "/v1/sessions/"+a.ID, "")
 	if diff := cmp.Diff([]string{"jobs/x"}, heldLocks(decode[testSession](t, r))); diff != "" {
 		t.Errorf("locks after taking x again (-want +got):\n%s", diff)
