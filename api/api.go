@@ -266,6 +266,7 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"POST /v1/locks/{name}/{lock}", s.takeLock},
 		{"DELETE /v1/locks/{name}/{lock}", s.releaseLock},
 		{"POST /v1/sessions", s.createSession},
+		{"GET /v1/sessions", s.listSessions},
 		{"GET /v1/sessions/{id}", s.getSession},
 		{"PUT /v1/sessions/{id}", s.renewSession},
 		{"DELETE /v1/sessions/{id}", s.endSession},

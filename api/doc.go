@@ -30,6 +30,7 @@
 //	                                      a session, for a new one-lock session (?ttl=15s) in the answer
 //	DELETE /v1/locks/{name}/{lock}        release it (?session=ID: only if that session holds it)
 //	POST   /v1/sessions                   create a lock session: {"ttl": "15s"} or no body
+//	GET    /v1/sessions                   every lock session of the node: {"sessions": [...]}
 //	GET    /v1/sessions/{id}              the session: {"id", "ttl", "expires", "locks": [{"table", "lock", "held"}],
 //	                                      "waiting": lock requests waiting}
 //	PUT    /v1/sessions/{id}              renew it: it expires a TTL from now

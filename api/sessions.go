@@ -219,6 +219,18 @@ func (ss *sessions) describe(id string) (sessionBody, error) {
 	return ss.describeLocked(s), nil
 }
 
+// list describes every live session, sorted by id.
+func (ss *sessions) list() []sessionBody {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.sweepLocked(ss.now())
+	out := make([]sessionBody, 0, len(ss.byID))
+	for _, id := range slices.Sorted(maps.Keys(ss.byID)) {
+		out = append(out, ss.describeLocked(ss.byID[id]))
+	}
+	return out
+}
+
 // end ends session id, releasing its locks, and describes it as it was.
 func (ss *sessions) end(id string) (sessionBody, error) {
 	ss.mu.Lock()
@@ -493,6 +505,13 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, struct {
+		Sessions []sessionBody `json:"sessions"`
+	}{s.sessions.list()})
 	return nil
 }
 

@@ -196,9 +196,13 @@ func TestSessionEndsWaitingRequest(t *testing.T) {
 	if got := holders(t, s, "jobs", "x"); !cmp.Equal(got, []string{"self"}) {
 		t.Errorf("holders of x: %v, want [self] (a)", got)
 	}
-	r := doString(t, s, "GET", "/v1/sessions/"+a.ID, "")
-	wantOK(t, r, "GET a")
-	if diff := cmp.Diff([]string{"jobs/x"}, heldLocks(decode[testSession](t, r))); diff != "" {
+	r := doString(t, s, "GET", "/v1/sessions", "")
+	wantOK(t, r, "GET the sessions")
+	list := decode[struct{ Sessions []testSession }](t, r).Sessions
+	if len(list) != 1 || list[0].ID != a.ID || list[0].Waiting != 0 {
+		t.Fatalf("sessions: %+v, want only a, waiting for nothing", list)
+	}
+	if diff := cmp.Diff([]string{"jobs/x"}, heldLocks(list[0])); diff != "" {
 		t.Errorf("a's locks (-want +got):\n%s", diff)
 	}
 }

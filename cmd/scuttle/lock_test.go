@@ -177,15 +177,12 @@ func TestLockCommand(t *testing.T) {
 			t.Fatalf("a lock without -timeout while n1 holds it: stderr %q, want 409", r.stderr.String())
 		}
 		waiter := startLock(t, n2, "-timeout", "60s", "jobs", "queue", "--", "sh", "-c", "echo waiter >>"+order)
-		waitUntil(t, "the waiter's session is open on n2", 30*time.Second, func() (bool, string) {
-			var b strings.Builder
-			resp, err := httpClient.Get(n2.httpURL + "/metrics")
-			if err != nil {
+		waitUntil(t, "the waiter's request waits on n2", 30*time.Second, func() (bool, string) {
+			var l struct{ Sessions []struct{ Waiting int } }
+			if err := n2.get("/v1/sessions", &l); err != nil {
 				return false, err.Error()
 			}
-			defer resp.Body.Close()
-			io.Copy(&b, resp.Body)
-			return strings.Contains(b.String(), "\nscuttle_lock_sessions 1\n"), "no scuttle_lock_sessions 1"
+			return len(l.Sessions) == 1 && l.Sessions[0].Waiting == 1, fmt.Sprintf("%+v", l)
 		})
 		holder.stdin.Close()
 		if code := holder.wait(); code != 0 {
