@@ -168,6 +168,7 @@ type lockHold struct {
 // the session, while waiting) is lost; stop stops the renewals. On error
 // the session is ended.
 func (h *lockHold) take(ctx context.Context) (lost <-chan error, stop func(), err error) {
+	created := time.Now() // before the request: the node's expiry is later
 	if err := h.createSession(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -184,7 +185,7 @@ func (h *lockHold) take(ctx context.Context) (lost <-chan error, stop func(), er
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		lostc <- h.renew(rctx, ttl, taken)
+		lostc <- h.renew(rctx, ttl, created, taken)
 	}()
 	stop = func() { cancel(); <-renewed }
 
@@ -223,14 +224,15 @@ func (h *lockHold) createSession(ctx context.Context) error {
 	return nil
 }
 
-// renew renews the session every third of ttl until ctx ends (stop),
-// and returns why it stopped: nil once ctx ends, or an error wrapping
-// errLockLost when the lock is lost (once taken is closed: the node lists
-// it as not held) or the session is (gone, or not renewed within ttl of
-// the last renewal that succeeded: the node may have ended it).
-func (h *lockHold) renew(ctx context.Context, ttl time.Duration, taken <-chan struct{}) error {
+// renew renews the session, created at or after created, every third of
+// ttl until ctx ends (stop), and returns why it stopped: nil once ctx
+// ends, or an error wrapping errLockLost when the lock is lost (once taken
+// is closed: the node lists it as not held) or the session is (gone, or
+// not renewed within ttl of sending the last renewal that succeeded: the
+// node may end it from then on).
+func (h *lockHold) renew(ctx context.Context, ttl time.Duration, created time.Time, taken <-chan struct{}) error {
 	every := ttl / 3
-	last := time.Now() // when the last successful renewal (or the creation) was sent: the node's expiry is later
+	last := created // when the last successful renewal (or the creation) was sent: the node's expiry is later
 	timer := time.NewTimer(every)
 	defer timer.Stop()
 	for {
@@ -260,7 +262,7 @@ func (h *lockHold) renew(ctx context.Context, ttl time.Duration, taken <-chan st
 		select {
 		case <-taken:
 			if !s.holds(h.table, h.name) {
-				return fmt.Errorf("%w: %s/%s: the node no longer holds it (its lease ran out)", errLockLost, h.table, h.name)
+				return fmt.Errorf("%w: %s/%s: the node no longer holds it (its lease ran out, or scuttle lock -release released it)", errLockLost, h.table, h.name)
 			}
 		default:
 		}
