@@ -47,7 +47,8 @@
 // Config.Observer, if set, receives the duration of every fsync of a
 // document log and, per document, the replication lag of every update
 // applied from a peer: the time from its timestamp to its apply here.
-// Package api's Metrics turns them into Prometheus histograms.
+// Package api's Metrics turns them into Prometheus histograms. An Observer
+// that is also a LockObserver counts the leases the node loses.
 //
 // # Documents
 //
@@ -197,6 +198,11 @@
 // slow or partitioned away, and such a member may then hold a lock at the
 // same time as another. Keep the failure detector's timeouts well above
 // the network's worst pauses, as memberlist's defaults do.
+//
+// A lock the node loses without releasing it (its lease ran out before a
+// renewal was confirmed: a partition, a member too slow to acknowledge,
+// the process paused) is logged as a warning with the table, the lock and
+// the holder (this node), and counted by a LockObserver.
 //
 // # Concurrency
 //
