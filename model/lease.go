@@ -9,8 +9,9 @@ import (
 )
 
 // plan returns the options of a local write of key (a tombstone if del,
-// with ttl in ms or 0) at wall clock wall, or an error wrapping ErrLeased
-// if another replica holds the key's lease.
+// with ttl in ms or 0), or an error wrapping ErrLeased if another replica
+// holds the key's lease. It reads the wall clock, and sweeps what is due,
+// only where the options depend on them (see planPlain).
 //
 // The write's timestamp is not known before the base stamps it, so plan
 // judges it at t0, the wall clock or the least timestamp after those the
@@ -87,8 +88,7 @@ func (m *Model) planPlain(key string, del bool, ttl uint64) (o options, ok bool)
 	return o, true
 }
 
-// planAt is plan with the wall clock read, wall, and what was due by then
-// swept.
+// planAt is plan at wall clock wall, with what was due by then swept.
 func (m *Model) planAt(key string, del bool, ttl uint64, wall time.Time) (options, error) {
 	o := options{ttl: ttl}
 	if !del {

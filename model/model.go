@@ -433,7 +433,7 @@ func (m *Model) applyOptions(p parsed, o options, u scuttlebutt.Update, old *ent
 			return kept
 		}
 	}
-	src, known := m.sources[u.Source]
+	src, known := m.sourceIndex(u.Source)
 	var rid string
 	if known {
 		rid = m.logs[src].rid
@@ -527,12 +527,18 @@ func (m *Model) membersLocked(key string, decider *entry, one *[1]*entry) []*ent
 
 // add records e, the entry of u, in its source's log and the signatures.
 func (m *Model) add(e *entry, u scuttlebutt.Update) {
-	// Updates come in runs of one source: the last one's log first.
-	src, ok := m.lastSrc, len(m.logs) > 0 && m.logs[m.lastSrc].source == u.Source
-	if !ok {
-		src, ok = m.sources[u.Source]
-	}
+	src, ok := m.sourceIndex(u.Source)
 	m.addAt(e, u, src, ok)
+}
+
+// sourceIndex returns the index in logs of source's log, if known.
+func (m *Model) sourceIndex(source string) (src uint32, known bool) {
+	// Updates come in runs of one source: the last one's log first.
+	if len(m.logs) > 0 && m.logs[m.lastSrc].source == source {
+		return m.lastSrc, true
+	}
+	src, known = m.sources[source]
+	return src, known
 }
 
 // addAt is add with the source's index in m.sources looked up: src, if
