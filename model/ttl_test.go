@@ -305,6 +305,17 @@ func TestValidateOptions(t *testing.T) {
 		{"four elements", enc([]any{"k", 1, kv{"ttl": 1}, 2}), false},
 		{"duplicate option", append(enc([]any{"k", 1})[:0:0], append([]byte{0x83, 0x61, 'k', 0x01, 0xa2, 0x63, 't', 't', 'l', 0x01}, 0x63, 't', 't', 'l', 0x02)...), false},
 		{"bad value", append([]byte{0x83, 0x61, 'k', 0xf7}, enc(kv{"ttl": 1})...), false},
+		// {"ttl": n} with n's head in every size, minimal or not, as the
+		// general reader takes them; and what it refuses.
+		{"ttl in a 1-byte head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x18, 0x05}, true},
+		{"ttl in a 2-byte head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x19, 0x00, 0x05}, true},
+		{"ttl in a 4-byte head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x1a, 0x00, 0x00, 0x0b, 0xb8}, true},
+		{"ttl in an 8-byte head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x1b, 0, 0, 0, 0, 0, 0, 0x0b, 0xb8}, true},
+		{"ttl head cut short", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x19, 0x0b}, false},
+		{"ttl then a byte", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x05, 0x00}, false},
+		{"ttl indefinite", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x1f}, false},
+		{"ttl reserved head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x1c}, false},
+		{"ttl missing", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l'}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
