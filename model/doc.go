@@ -86,10 +86,11 @@
 // a presence key with SetTTL every second, with a ttl of a few seconds,
 // keeps it alive, and when the replica stops (or dies) the key vanishes
 // everywhere within the ttl. A refresh replaces the key's update as a Set
-// does, with the same allocations and a little more work (its place in an
-// expiry queue, its options; BenchmarkSetTTLRefresh), and an expired key
-// costs nothing: it leaves memory and History, and a replica that hears of
-// it only later drops it on arrival.
+// does, with the same allocations and a little more work: a look at the
+// key before the write, to choose its options, the options themselves, and
+// its place in an expiry queue (BenchmarkSetTTLRefresh, against
+// BenchmarkSet). An expired key costs nothing: it leaves memory and
+// History, and a replica that hears of it only later drops it on arrival.
 //
 // Costing nothing means that an expired write counts no more anywhere, as
 // if it had never been made. So a value the key held before it comes

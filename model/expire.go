@@ -173,7 +173,9 @@ func (m *Model) setNextExp() {
 	if m.exp.Len() > 0 {
 		bits = math.Float64bits(float64(m.exp.top().at))
 	}
-	m.nextExp.Store(bits)
+	if m.nextExp.Load() != bits { // m.mu is held: no other writer
+		m.nextExp.Store(bits)
+	}
 }
 
 // sweepDue drops what has expired, if anything is due, without calling

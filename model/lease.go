@@ -9,8 +9,9 @@ import (
 )
 
 // plan returns the options of a local write of key (a tombstone if del,
-// with ttl in ms or 0) at wall clock wall, or an error wrapping ErrLeased
-// if another replica holds the key's lease.
+// with ttl in ms or 0), or an error wrapping ErrLeased if another replica
+// holds the key's lease. It reads the wall clock, and sweeps what is due,
+// only where the options depend on them (see planPlain).
 //
 // The write's timestamp is not known before the base stamps it, so plan
 // judges it at t0, the wall clock or the least timestamp after those the
@@ -34,7 +35,61 @@ import (
 //     write (a value without ttl, one with a later expiry, or a "tomb"
 //     update): once the write runs out, the key then reads as deleted
 //     rather than as that update's value.
-func (m *Model) plan(key string, del bool, ttl uint64, wall time.Time) (options, error) {
+func (m *Model) plan(key string, del bool, ttl uint64) (options, error) {
+	if o, ok := m.planPlain(key, del, ttl); ok {
+		return o, nil
+	}
+	wall := m.now()
+	m.sweepDueAt(wall)
+	return m.planAt(key, del, ttl, wall)
+}
+
+// planPlain is plan for the common writes that need neither the wall
+// clock nor the lease rule: no lease to take (Config.Lease is zero, or the
+// write is a tombstone), and key keeps at most one update, which belongs
+// to no holding and either outlives the write whenever it is stamped (a
+// value without ttl, or a "tomb" update: the write takes "tomb") or runs
+// out no later than it (a TTL key refreshed with the same ttl, or Set over
+// it). ok is false for the others, which planAt decides.
+//
+// It decides as planAt would after the sweep: what the sweep could drop
+// is the key's single update with a ttl that has run out, which then runs
+// out before the write and asks for no "tomb" either way.
+func (m *Model) planPlain(key string, del bool, ttl uint64) (o options, ok bool) {
+	if m.lease != 0 && !del {
+		return options{}, false
+	}
+	o = options{ttl: ttl}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e := m.keys.get(key)
+	if e == nil {
+		return o, true
+	}
+	if len(m.more) > 0 && m.more[key] != nil {
+		return o, false
+	}
+	if e.olen == 0 && ttl == 0 {
+		return o, true
+	}
+	eo := e.opts()
+	if eo.lease != 0 || (eo.since != 0 && eo.since < e.ts) {
+		return o, false // a holding's: the lease rule decides
+	}
+	if ttl == 0 {
+		return o, true
+	}
+	switch expD := expiryOf(e.ts, eo); {
+	case expD == never:
+		o.tomb = true
+	case expD > next(e.ts)+vclock.Timestamp(ttl):
+		return o, false // it may outlive the write: that depends on its stamp
+	}
+	return o, true
+}
+
+// planAt is plan at wall clock wall, with what was due by then swept.
+func (m *Model) planAt(key string, del bool, ttl uint64, wall time.Time) (options, error) {
 	o := options{ttl: ttl}
 	if !del {
 		o.lease = m.lease

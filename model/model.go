@@ -231,10 +231,8 @@ func (m *Model) write(op, key string, value any, del bool, ttl uint64) error {
 	}
 	var o options
 	if ttl != 0 || m.lease != 0 || m.withOptions.Load() {
-		wall := m.now()
-		m.sweepDueAt(wall)
 		var err error
-		if o, err = m.plan(key, del, ttl, wall); err != nil {
+		if o, err = m.plan(key, del, ttl); err != nil {
 			return fmt.Errorf("model: %s %q: %w", op, key, err)
 		}
 	}
@@ -470,19 +468,25 @@ func (m *Model) applyLocked(u scuttlebutt.Update, p parsed, h uint64) bool {
 		m.note(p.key, e, old, old.visible(), nil)
 		return true
 	}
-	return m.applyOptions(p, p.options(u.Data), u, old, now)
+	return m.applyOptions(p, p.options(u.Data), u, old, slot, h, now)
 }
 
 // applyOptions is ApplyUpdate for a key where either side has options:
-// the general rule, over every update the key keeps.
-func (m *Model) applyOptions(p parsed, o options, u scuttlebutt.Update, old *entry, now vclock.Timestamp) bool {
+// the general rule, over every update the key keeps. old is in the key's
+// slot of the index, whose hash is h.
+func (m *Model) applyOptions(p parsed, o options, u scuttlebutt.Update, old *entry, slot int, h uint64, now vclock.Timestamp) bool {
 	if p.ext && !m.withOptions.Load() {
 		m.withOptions.Store(true)
 	}
 	if o.ttl != 0 && !o.tomb && u.Timestamp+vclock.Timestamp(o.ttl) <= now {
 		return false // its time has run out here: it is gone already
 	}
-	src, known := m.sources[u.Source]
+	if o.ttlOnly() && (len(m.more) == 0 || m.more[p.key] == nil) {
+		if kept, ok := m.applyPlain(p, o, u, old, slot, h); ok {
+			return kept
+		}
+	}
+	src, known := m.sourceIndex(u.Source)
 	var rid string
 	if known {
 		rid = m.logs[src].rid
@@ -522,6 +526,43 @@ func (m *Model) applyOptions(p parsed, o options, u scuttlebutt.Update, old *ent
 	return true
 }
 
+// applyPlain is applyOptions where the key keeps at most one update, old,
+// and neither it nor u has an option but a ttl: both are plain writes (see
+// rule.go), so one dominates the other by LWW order and expiry alone, and
+// the one the key keeps decides it. That is a TTL key refreshed, or Set
+// over it. ok is false when neither dominates: the key would keep both,
+// which the general rule decides.
+func (m *Model) applyPlain(p parsed, o options, u scuttlebutt.Update, old *entry, slot int, h uint64) (kept, ok bool) {
+	expD := expiryOf(u.Timestamp, o)
+	if old != nil {
+		oo := old.opts()
+		if !oo.ttlOnly() {
+			return false, false
+		}
+		oldD := expiryOf(old.ts, oo)
+		switch {
+		case m.less(old, u) && oldD <= expD:
+			// u dominates old: old is dropped below.
+		case old.ts > u.Timestamp || old.ts == u.Timestamp && m.source(old) > u.Source:
+			return false, expD <= oldD // old dominates u, or both are kept
+		default:
+			return false, false
+		}
+	}
+	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), olen: uint8(int32(len(u.Data)) - p.vend)}
+	m.add(e, u)
+	if old != nil {
+		m.drop(old)
+	}
+	m.keys.set(slot, h, e) // as settle does for a single update, with the slot known
+	if o.ttl != 0 {
+		m.exp.push(e, expD)
+		m.setNextExp()
+	}
+	m.note(p.key, e, old, old.visible(), nil)
+	return true, true
+}
+
 // membersLocked returns the updates key keeps; decider is m.keys[key], and
 // one holds it when it is the only one.
 func (m *Model) membersLocked(key string, decider *entry, one *[1]*entry) []*entry {
@@ -539,12 +580,18 @@ func (m *Model) membersLocked(key string, decider *entry, one *[1]*entry) []*ent
 
 // add records e, the entry of u, in its source's log and the signatures.
 func (m *Model) add(e *entry, u scuttlebutt.Update) {
-	// Updates come in runs of one source: the last one's log first.
-	src, ok := m.lastSrc, len(m.logs) > 0 && m.logs[m.lastSrc].source == u.Source
-	if !ok {
-		src, ok = m.sources[u.Source]
-	}
+	src, ok := m.sourceIndex(u.Source)
 	m.addAt(e, u, src, ok)
+}
+
+// sourceIndex returns the index in logs of source's log, if known.
+func (m *Model) sourceIndex(source string) (src uint32, known bool) {
+	// Updates come in runs of one source: the last one's log first.
+	if len(m.logs) > 0 && m.logs[m.lastSrc].source == source {
+		return m.lastSrc, true
+	}
+	src, known = m.sources[source]
+	return src, known
 }
 
 // addAt is add with the source's index in m.sources looked up: src, if
@@ -623,7 +670,7 @@ func (m *Model) note(key string, e, old *entry, oldVis bool, expired *entry) {
 	case oldVis && !vis:
 		m.live--
 	}
-	if e == old && vis == oldVis {
+	if e == old && vis == oldVis || !m.watch.active() {
 		return
 	}
 	c := pendingChange{key: key, new: e, old: old, expired: expired, newSet: vis, oldSet: oldVis}

@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"path/filepath"
@@ -304,6 +305,17 @@ func TestValidateOptions(t *testing.T) {
 		{"four elements", enc([]any{"k", 1, kv{"ttl": 1}, 2}), false},
 		{"duplicate option", append(enc([]any{"k", 1})[:0:0], append([]byte{0x83, 0x61, 'k', 0x01, 0xa2, 0x63, 't', 't', 'l', 0x01}, 0x63, 't', 't', 'l', 0x02)...), false},
 		{"bad value", append([]byte{0x83, 0x61, 'k', 0xf7}, enc(kv{"ttl": 1})...), false},
+		// {"ttl": n} with n's head in every size, minimal or not, as the
+		// general reader takes them; and what it refuses.
+		{"ttl in a 1-byte head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x18, 0x05}, true},
+		{"ttl in a 2-byte head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x19, 0x00, 0x05}, true},
+		{"ttl in a 4-byte head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x1a, 0x00, 0x00, 0x0b, 0xb8}, true},
+		{"ttl in an 8-byte head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x1b, 0, 0, 0, 0, 0, 0, 0x0b, 0xb8}, true},
+		{"ttl head cut short", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x19, 0x0b}, false},
+		{"ttl then a byte", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x05, 0x00}, false},
+		{"ttl indefinite", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x1f}, false},
+		{"ttl reserved head", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l', 0x1c}, false},
+		{"ttl missing", []byte{0x83, 0x61, 'k', 0x01, 0xa1, 0x63, 't', 't', 'l'}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -350,5 +362,66 @@ func TestOptionsJSON(t *testing.T) {
 	}
 	if want, _ := cbor.Marshal([]any{"k", 1}); !cmp.Equal(want, got) {
 		t.Errorf("DataFromJSON(%x) = %x, want %x", js, got, want)
+	}
+}
+
+// TestLocalPayloads pins the payloads that local writes make, options
+// included (see Payload in the package doc): they are the wire and log
+// format, which encoding them faster must not change.
+func TestLocalPayloads(t *testing.T) {
+	ttlKey := []byte{0x63, 't', 't', 'l'}
+	cat := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	tests := []struct {
+		name  string
+		write func(m *model.Model) error
+		want  []byte
+	}{
+		{"Set", func(m *model.Model) error { return m.Set("k", 1) }, []byte{0x82, 0x61, 'k', 0x01}},
+		{"Delete", func(m *model.Model) error { return m.Delete("k") }, []byte{0x81, 0x61, 'k'}},
+		{"SetTTL 3s", func(m *model.Model) error { return m.SetTTL("k", 1, 3*time.Second) },
+			cat([]byte{0x83, 0x61, 'k', 0x01, 0xa1}, ttlKey, []byte{0x19, 0x0b, 0xb8})},
+		{"SetTTL 20ms", func(m *model.Model) error { return m.SetTTL("k", "v", 20*time.Millisecond) },
+			cat([]byte{0x83, 0x61, 'k', 0x61, 'v', 0xa1}, ttlKey, []byte{0x14})},
+		{"SetTTL MaxTTL", func(m *model.Model) error { return m.SetTTL("k", true, model.MaxTTL) },
+			cat([]byte{0x83, 0x61, 'k', 0xf5, 0xa1}, ttlKey, []byte{0x1b, 0, 0, 0, 0x49, 0x6c, 0xeb, 0xb8, 0})},
+		{"SetTTL refresh", func(m *model.Model) error {
+			if err := m.SetTTL("k", 1, 3*time.Second); err != nil {
+				return err
+			}
+			return m.SetTTL("k", 2, 3*time.Second)
+		}, cat([]byte{0x83, 0x61, 'k', 0x02, 0xa1}, ttlKey, []byte{0x19, 0x0b, 0xb8})},
+		{"SetTTL over a value", func(m *model.Model) error {
+			if err := m.Set("k", 1); err != nil {
+				return err
+			}
+			return m.SetTTL("k", 2, 3*time.Second)
+		}, cat([]byte{0x83, 0x61, 'k', 0x02, 0xa2}, ttlKey, []byte{0x19, 0x0b, 0xb8, 0x64, 't', 'o', 'm', 'b', 0xf5})},
+		{"Set over a TTL write", func(m *model.Model) error {
+			if err := m.SetTTL("k", 1, 3*time.Second); err != nil {
+				return err
+			}
+			return m.Set("k", 2)
+		}, []byte{0x82, 0x61, 'k', 0x02}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, _ := newModel(t, "a", today)
+			if err := tt.write(m); err != nil {
+				t.Fatal(err)
+			}
+			h := m.History(nil)
+			if len(h) != 1 {
+				t.Fatalf("History() = %v, want one update", h)
+			}
+			if got := h[0].Data; !bytes.Equal(got, tt.want) {
+				t.Errorf("payload %x, want %x", got, tt.want)
+			}
+		})
 	}
 }

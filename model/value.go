@@ -272,6 +272,9 @@ const (
 // value] or [key].
 func (o options) none() bool { return o == options{} }
 
+// ttlOnly reports whether o has no option but a ttl (or none at all).
+func (o options) ttlOnly() bool { return o == options{ttl: o.ttl} }
+
 // size returns the encoded size of o, so that a payload is allocated at its
 // exact size (it lives as long as the key).
 func (o options) size() int {
@@ -296,6 +299,9 @@ func (o options) size() int {
 
 // append appends o as a CBOR map.
 func (o options) append(b []byte) []byte {
+	if o.ttlOnly() {
+		return cborx.AppendHead(append(b, ttlPrefix...), cborx.MajorUint, o.ttl)
+	}
 	n := 0
 	for _, set := range []bool{o.ttl != 0, o.lease != 0, o.since != 0, o.del, o.tomb} {
 		if set {
@@ -322,6 +328,38 @@ func (o options) append(b []byte) []byte {
 	return b
 }
 
+// ttlPrefix is how options {"ttl": n} start: a map of one entry, and its
+// key; the head of n follows.
+const ttlPrefix = "\xa1\x63" + optTTL
+
+// ttlOption reads options that are SetTTL's {"ttl": n}, the common case,
+// without the general loop of parseOptions: ok is false unless b is that
+// map with n within bounds, as parseOptions would read it.
+func ttlOption(b []byte) (ttl uint64, ok bool) {
+	if len(b) <= len(ttlPrefix) || string(b[:len(ttlPrefix)]) != ttlPrefix {
+		return 0, false
+	}
+	h := b[len(ttlPrefix):] // the head of n, all of it
+	if h[0]>>5 != 0 {
+		return 0, false
+	}
+	switch info := h[0] & 0x1f; {
+	case info < 24 && len(h) == 1:
+		ttl = uint64(info)
+	case info == 24 && len(h) == 2:
+		ttl = uint64(h[1])
+	case info == 25 && len(h) == 3:
+		ttl = uint64(binary.BigEndian.Uint16(h[1:]))
+	case info == 26 && len(h) == 5:
+		ttl = uint64(binary.BigEndian.Uint32(h[1:]))
+	case info == 27 && len(h) == 9:
+		ttl = binary.BigEndian.Uint64(h[1:])
+	default:
+		return 0, false
+	}
+	return ttl, ttl != 0 && ttl <= uint64(MaxTTL/time.Millisecond)
+}
+
 // parseOptions reads the options map, which must be the whole of b, and
 // checks every bound: known keys, each once; ttl and lease whole
 // milliseconds within MaxTTL and MaxLease; since a valid timestamp; del
@@ -329,12 +367,8 @@ func (o options) append(b []byte) []byte {
 // since. An empty map is refused: a payload without options has two
 // elements.
 func parseOptions(b []byte) (o options, err error) {
-	// The common case, SetTTL's {"ttl": n}, without the general loop.
-	if len(b) > 5 && b[0] == 0xa1 && string(b[1:5]) == "\x63ttl" {
-		r := cborx.NewReader(b[5:])
-		if v, err := r.HeadOf(cborx.MajorUint); err == nil && r.Len() == 0 && v != 0 && v <= uint64(MaxTTL/time.Millisecond) {
-			return options{ttl: v}, nil
-		}
+	if ttl, ok := ttlOption(b); ok {
+		return options{ttl: ttl}, nil
 	}
 	bad := func(format string, args ...any) (options, error) {
 		return options{}, fmt.Errorf("%w: options: "+format, append([]any{ErrInvalidValue}, args...)...)

@@ -1,6 +1,9 @@
 package model
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/scuttle-go/scuttle/notify"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
@@ -37,8 +40,19 @@ type Change struct {
 // Changes are queued while the base's lock is held (in ApplyUpdate) and
 // delivered after it is released (in AfterApply); see package notify for
 // the order. A pendingChange is decoded afresh for each watcher.
+//
+// A write with no watcher takes none of the notifier's locks: note queues
+// nothing unless active, and deliver calls the notifier only after a
+// change was queued.
 type watchers struct {
 	n notify.Notifier[pendingChange]
+	// count is how many watchers are added and not cancelled. It is
+	// raised before a watcher is added, so a change made after Watch
+	// returns finds it.
+	count atomic.Int32
+	// queued is set after a change is queued; the deliver that clears it
+	// delivers that change, or a Deliver running already takes it.
+	queued atomic.Bool
 }
 
 type pendingChange struct {
@@ -49,9 +63,19 @@ type pendingChange struct {
 	newSet, oldSet bool   // whether each read as set
 }
 
-func (w *watchers) queue(c pendingChange) { w.n.Queue(c) }
+// active reports whether any watcher may want a change.
+func (w *watchers) active() bool { return w.count.Load() > 0 }
 
-func (w *watchers) deliver() { w.n.Deliver() }
+func (w *watchers) queue(c pendingChange) {
+	w.n.Queue(c)
+	w.queued.Store(true)
+}
+
+func (w *watchers) deliver() {
+	if w.queued.Load() && w.queued.Swap(false) {
+		w.n.Deliver()
+	}
+}
 
 func (p pendingChange) change(m *Model) Change {
 	c := Change{
@@ -81,7 +105,15 @@ func (p pendingChange) change(m *Model) Change {
 // released, one call at a time across all watchers; it may read and write
 // the Model. A slow fn delays the writer or stream that made the change.
 func (m *Model) Watch(fn func(Change)) (cancel func()) {
-	return m.watch.n.Add(func(p pendingChange) { fn(p.change(m)) }) // fresh values for each watcher
+	m.watch.count.Add(1)
+	stop := m.watch.n.Add(func(p pendingChange) { fn(p.change(m)) }) // fresh values for each watcher
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stop()
+			m.watch.count.Add(-1)
+		})
+	}
 }
 
 // WatchChan sends every change from now on to ch, until cancel is called.

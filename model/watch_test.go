@@ -418,3 +418,34 @@ func BenchmarkSetWatched(b *testing.B) {
 		})
 	}
 }
+
+// TestWatchFromNowOn: a watcher hears the changes made while it is on and
+// none made before it was added, even those made while no watcher was on;
+// cancelling one watcher twice does not turn another off.
+func TestWatchFromNowOn(t *testing.T) {
+	m, _ := newModel(t, "a", today)
+	mustSet(t, m, "before", 1)
+	var first, second changeLog
+	cancel1 := m.Watch(first.add)
+	mustSet(t, m, "one", 1)
+	cancel1()
+	mustSet(t, m, "between", 1)
+	cancel2 := m.Watch(second.add)
+	defer cancel2()
+	cancel1()
+	mustSet(t, m, "two", 1)
+	mustDelete(t, m, "before")
+	keys := func(l *changeLog) []string {
+		var ks []string
+		for _, c := range l.list() {
+			ks = append(ks, c.Key)
+		}
+		return ks
+	}
+	if diff := cmp.Diff([]string{"one"}, keys(&first)); diff != "" {
+		t.Errorf("first watcher's changes (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"two", "before"}, keys(&second)); diff != "" {
+		t.Errorf("second watcher's changes (-want +got):\n%s", diff)
+	}
+}
