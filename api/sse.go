@@ -333,10 +333,12 @@ func (s *Server) stream(st *sseStream, r *http.Request, feed watchFeed, pos vclo
 				}
 				q.sent(len(it.data))
 				if !ok {
+					q.dropped(s.metrics)
 					return
 				}
 			}
 			if !st.flush() {
+				q.dropped(s.metrics)
 				return
 			}
 			if over {
@@ -432,6 +434,14 @@ func (q *watchQueue) take() (items []queuedItem, over bool) {
 	defer q.mu.Unlock()
 	items, q.items = q.items, nil
 	return items, q.over.Load()
+}
+
+// dropped counts a stream whose write failed as dropped if it was over a
+// bound: a client that stopped reading, whose write timed out.
+func (q *watchQueue) dropped(m *Metrics) {
+	if q.over.Load() {
+		m.dropped.Add(1)
+	}
 }
 
 // sent accounts for one item taken, of n bytes, as written.
