@@ -125,7 +125,7 @@
 // root without ?path=) is an event "change" (path, a JSON Pointer; value;
 // old; deleted; source; timestamp; local), as doc.Change reports them: the
 // changes of one patch come one after another and share source and
-// timestamp. The
+// timestamp (and only the last carries an id: see below). The
 // source is the writer's source id, its node id and the incarnation of the
 // process that wrote ("n1~k3x9p2qd"); local is true when the writer is this
 // node, in this run or an earlier one. A comment line is sent every

@@ -427,8 +427,12 @@ func (s *Server) watchDoc(w http.ResponseWriter, r *http.Request) error {
 		return watchFeed{
 			kind: "change",
 			subscribe: func(push func(watchItem)) func() {
-				return d.Observe(path, func(c doc.Change) {
-					push(watchItem{c.Source, c.Timestamp, false, docChangeBody{c.Path, c.New, c.Old, c.Deleted, c.Source, float64(c.Timestamp), c.Local, false}})
+				return d.ObservePatches(path, func(cs []doc.Change) {
+					g := make(group, len(cs))
+					for i, c := range cs {
+						g[i] = docChangeBody{c.Path, c.New, c.Old, c.Deleted, c.Source, float64(c.Timestamp), c.Local, false}
+					}
+					push(watchItem{cs[0].Source, cs[0].Timestamp, false, g}) // one patch: one position
 				})
 			},
 			since: func(pos vclock.Clock) (items []watchItem, clock vclock.Clock) {

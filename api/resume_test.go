@@ -161,6 +161,19 @@ func TestWatchResumeDoc(t *testing.T) {
 	if ev, ok := r.next(); !ok || ev.Data["value"] != 2.0 {
 		t.Fatalf("live: %v %v", ev, ok)
 	}
+	// The changes of one patch share one position: only the last of them
+	// carries the id, so a client never records half a patch.
+	patch(`{"$set": {"a.p": 1, "a.q": 2}}`)
+	for i, want := range []string{"", "id"} {
+		r.lastID = ""
+		ev, ok := r.next()
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		if got := map[bool]string{true: "id", false: ""}[r.lastID != ""]; got != want {
+			t.Errorf("change %d of a patch (%v): id %q, want %q", i, ev.Data["path"], r.lastID, want)
+		}
+	}
 	id := r.lastID
 	cancel()
 	waitWatchers(t, s, 0)
@@ -179,7 +192,7 @@ func TestWatchResumeDoc(t *testing.T) {
 	r, cancel = openWatchFrom(t, hs.URL+"/v1/docs/d/watch?path=a", id)
 	defer cancel()
 	ev, ok := r.next()
-	want := map[string]any{"path": "/a", "value": map[string]any{"x": 4.0, "y": 3.0}, "old": nil, "source": "", "timestamp": 0.0, "local": false, "resync": true}
+	want := map[string]any{"path": "/a", "value": map[string]any{"x": 4.0, "y": 3.0, "p": 1.0, "q": 2.0}, "old": nil, "source": "", "timestamp": 0.0, "local": false, "resync": true}
 	if !ok || !cmp.Equal(want, ev.Data) {
 		t.Errorf("resumed after changes: %v %v; want %v", ev, ok, want)
 	}

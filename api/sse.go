@@ -37,7 +37,35 @@ type watchItem struct {
 	// always: sent even if the position covers the update, and without
 	// moving it (a model key's expiry carries the expired update's stamp).
 	always bool
-	body   any
+	// body is the event's data; a group (the changes of one patch) is
+	// several events, and the position moves after the last.
+	body any
+}
+
+// group is a body of several events of one update, sent together: only
+// the last carries an id.
+type group []any
+
+// bodies returns the data of the events of body.
+func bodies(body any) [][]byte {
+	if g, ok := body.(group); ok {
+		out := make([][]byte, len(g))
+		for i, b := range g {
+			out[i] = mustJSON(b)
+		}
+		return out
+	}
+	return [][]byte{mustJSON(body)}
+}
+
+// chunks writes the events of data, the last with id.
+func (st *sseStream) chunks(kind string, data [][]byte, id string) bool {
+	for i, d := range data {
+		if i < len(data)-1 && !st.put(eventChunk(kind, d, "")) {
+			return false
+		}
+	}
+	return st.put(eventChunk(kind, data[len(data)-1], id))
 }
 
 // watchFeed is what the watch of one document needs: how to subscribe to
@@ -295,7 +323,7 @@ func (s *Server) stream(st *sseStream, r *http.Request, feed watchFeed, pos vclo
 	st.begin()
 	for _, it := range items { // a prefix of them is a position too
 		position.Advance(it.source, it.ts)
-		if !st.put(eventChunk(feed.kind, mustJSON(it.body), idLine(position))) {
+		if !st.chunks(feed.kind, bodies(it.body), idLine(position)) {
 			return
 		}
 	}
@@ -326,12 +354,12 @@ func (s *Server) stream(st *sseStream, r *http.Request, feed watchFeed, pos vclo
 				ok := true
 				switch {
 				case base == nil || it.always:
-					ok = st.put(eventChunk(feed.kind, it.data, ""))
+					ok = st.chunks(feed.kind, it.data, "")
 				case !base.Covers(it.source, it.ts):
 					position.Advance(it.source, it.ts)
-					ok = st.put(eventChunk(feed.kind, it.data, idLine(position)))
+					ok = st.chunks(feed.kind, it.data, idLine(position))
 				}
-				q.sent(len(it.data))
+				q.sent(it.size)
 				if !ok {
 					q.dropped(s.metrics)
 					return
@@ -379,7 +407,8 @@ type queuedItem struct {
 	source string
 	ts     vclock.Timestamp
 	always bool
-	data   []byte
+	data   [][]byte // one or more events
+	size   int      // bytes of data
 }
 
 // watchQueue holds the encoded events a watch stream has not sent yet,
@@ -408,17 +437,21 @@ func (q *watchQueue) push(it watchItem) {
 	if q.over.Load() {
 		return
 	}
-	data := mustJSON(it.body)
+	data := bodies(it.body)
+	size := 0
+	for _, d := range data {
+		size += len(d)
+	}
 	q.mu.Lock()
 	switch {
 	case q.over.Load():
-	case q.events > 0 && (q.events >= q.maxEvents || q.bytes+int64(len(data)) > q.maxBytes):
+	case q.events > 0 && (q.events >= q.maxEvents || q.bytes+int64(size) > q.maxBytes):
 		q.over.Store(true)
 		q.items = nil // freed now, not when the stalled write returns
 	default:
-		q.items = append(q.items, queuedItem{it.source, it.ts, it.always, data})
+		q.items = append(q.items, queuedItem{it.source, it.ts, it.always, data, size})
 		q.events++
-		q.bytes += int64(len(data))
+		q.bytes += int64(size)
 	}
 	q.mu.Unlock()
 	select {
