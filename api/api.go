@@ -129,9 +129,30 @@ type Config struct {
 	// empty non-nil slice makes every path need the token.
 	PublicPaths []string
 
-	// Logger receives the errors the Server answers with 500. nil means
-	// no logging.
+	// Logger receives the errors the Server answers with 500, and the
+	// lock sessions that expire (Info). nil means no logging.
 	Logger *slog.Logger
+
+	// SessionTTL is the TTL of a lock session created without one, and of
+	// the session a lock request without a session makes: how long the
+	// session's locks stay held after the client's last renewal. 0 means
+	// DefaultSessionTTL (15 s); it must be within [MinSessionTTL,
+	// MaxSessionTTL] (1 s, 1 h), as must a TTL a client asks for. Shorter
+	// frees the locks of a client that died sooner, and needs renewals
+	// more often (a client renews every third of it).
+	SessionTTL time.Duration
+
+	// MaxSessions bounds the lock sessions open at once; past it, creating
+	// one is 503. 0 means DefaultMaxSessions (1024).
+	MaxSessions int
+
+	// MaxSessionLocks bounds the locks one session holds; past it, a lock
+	// request for the session is 409. 0 means DefaultMaxSessionLocks (64).
+	MaxSessionLocks int
+
+	// Now is the clock of lock sessions' expiry. nil means time.Now; tests
+	// inject a clock here. (Locks' leases run on the node's clock.)
+	Now func() time.Time
 
 	// Metrics are what GET /metrics serves; give the same to the node
 	// (node.Config.Observer) for fsync latency and replication lag. nil
@@ -149,6 +170,24 @@ func (c *Config) withDefaults() (Config, error) {
 		// Not %+v of out: it would print the token.
 		return out, fmt.Errorf("%w: negative field (MaxBodySize %d, MaxLockWait %v, LockAckWait %v, Heartbeat %v, WatchBuffer %d, WatchMaxBytes %d, WriteWait %v)",
 			ErrInvalidConfig, out.MaxBodySize, out.MaxLockWait, out.LockAckWait, out.Heartbeat, out.WatchBuffer, out.WatchMaxBytes, out.WriteWait)
+	}
+	if out.MaxSessions < 0 || out.MaxSessionLocks < 0 {
+		return out, fmt.Errorf("%w: negative MaxSessions %d or MaxSessionLocks %d", ErrInvalidConfig, out.MaxSessions, out.MaxSessionLocks)
+	}
+	if out.SessionTTL == 0 {
+		out.SessionTTL = DefaultSessionTTL
+	}
+	if out.SessionTTL < MinSessionTTL || out.SessionTTL > MaxSessionTTL {
+		return out, fmt.Errorf("%w: SessionTTL %v is not in [%v, %v]", ErrInvalidConfig, out.SessionTTL, MinSessionTTL, MaxSessionTTL)
+	}
+	if out.MaxSessions == 0 {
+		out.MaxSessions = DefaultMaxSessions
+	}
+	if out.MaxSessionLocks == 0 {
+		out.MaxSessionLocks = DefaultMaxSessionLocks
+	}
+	if out.Now == nil {
+		out.Now = time.Now
 	}
 	if out.MaxBodySize == 0 {
 		out.MaxBodySize = DefaultMaxBodySize
@@ -200,6 +239,7 @@ type Server struct {
 	known sync.Map // document name -> type: documents are never removed
 
 	metrics  *Metrics
+	sessions *sessions
 	watchers atomic.Int64
 	token    []byte // SHA-256 of Config.Token, or nil
 	lags     lagTracker
@@ -218,7 +258,9 @@ func New(n Node, cfg *Config) (*Server, error) {
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
+	s.sessions = newSessions(c.Now, c.Logger, c.MaxSessions, c.MaxSessionLocks)
 	if err := s.metrics.register(s); err != nil {
+		s.sessions.close()
 		return nil, err
 	}
 	if c.Token != nil {
@@ -244,6 +286,11 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"GET /v1/locks/{name}/{lock}", s.getLock},
 		{"POST /v1/locks/{name}/{lock}", s.takeLock},
 		{"DELETE /v1/locks/{name}/{lock}", s.releaseLock},
+		{"POST /v1/sessions", s.createSession},
+		{"GET /v1/sessions", s.listSessions},
+		{"GET /v1/sessions/{id}", s.getSession},
+		{"PUT /v1/sessions/{id}", s.renewSession},
+		{"DELETE /v1/sessions/{id}", s.endSession},
 		{"GET /v1/status", s.status},
 		{"GET /v1/status/watch", s.watchStatus},
 		{"GET /v1/models/{name}/replicate", s.replicateModel},
@@ -262,12 +309,15 @@ func New(n Node, cfg *Config) (*Server, error) {
 }
 
 // Close ends every watch stream, now and from now on, so that
-// http.Server.Shutdown does not wait for them. Other requests are served
-// as before. Close is idempotent and always returns nil.
+// http.Server.Shutdown does not wait for them, and stops the goroutine
+// that expires lock sessions (requests still find expired sessions
+// ended). Other requests are served as before. Close is idempotent and
+// always returns nil.
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		close(s.done)
 		s.lags.close()
+		s.sessions.close()
 	})
 	return nil
 }
@@ -744,6 +794,7 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getLockTable(w http.ResponseWriter, r *http.Request) error {
+	s.sessions.sweep() // the locks of expired sessions are released before anything is read
 	t, err := s.existingLocks(r)
 	if err != nil {
 		return err
@@ -781,6 +832,7 @@ func describeLock(t *lock.Table, name string) lockBody {
 }
 
 func (s *Server) getLock(w http.ResponseWriter, r *http.Request) error {
+	s.sessions.sweep()
 	name := r.PathValue("lock")
 	if err := checkKey("lock name", name); err != nil {
 		return err
@@ -793,7 +845,15 @@ func (s *Server) getLock(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// takeBody answers a lock request: the lock, and the session it is held
+// for.
+type takeBody struct {
+	lockBody
+	Session sessionBody `json:"session"`
+}
+
 func (s *Server) takeLock(w http.ResponseWriter, r *http.Request) error {
+	s.sessions.sweep()
 	table, err := docName(r)
 	if err != nil {
 		return err
@@ -802,49 +862,96 @@ func (s *Server) takeLock(w http.ResponseWriter, r *http.Request) error {
 	if err := checkKey("lock name", name); err != nil {
 		return err
 	}
+	q := r.URL.Query()
 	var wait time.Duration
-	if q := r.URL.Query().Get("timeout"); q != "" {
-		if wait, err = time.ParseDuration(q); err != nil || wait < 0 {
-			return errorf(http.StatusBadRequest, "timeout %q is not a duration like 5s", q)
+	if v := q.Get("timeout"); v != "" {
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 {
+			return errorf(http.StatusBadRequest, "timeout %q is not a duration like 5s", v)
 		}
 		if wait > s.cfg.MaxLockWait {
 			return errorf(http.StatusBadRequest, "timeout %s over the limit of %s", wait, s.cfg.MaxLockWait)
+		}
+	}
+	sid, ttl := q.Get("session"), s.cfg.SessionTTL
+	if v := q.Get("ttl"); v != "" {
+		if sid != "" {
+			return errorf(http.StatusBadRequest, "ttl is the TTL of a new session: give it with POST /v1/sessions, not with ?session=")
+		}
+		if ttl, err = parseTTL(v); err != nil {
+			return err
+		}
+	}
+	var sess *session
+	if sid != "" {
+		if sess, err = s.sessions.get(sid); err != nil {
+			return err
 		}
 	}
 	t, err := s.n.Locks(table)
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	var cancel context.CancelFunc
+	key := holdKey{t, name}
+	if sess == nil {
+		// A one-lock session, whose TTL runs from the grant.
+		if sess, err = s.sessions.create(ttl, max(wait, s.cfg.LockAckWait), true); err != nil {
+			return err
+		}
+		defer s.sessions.abandon(sess)
+	} else if err := s.sessions.reserve(sess, key); err != nil {
+		return err
+	}
+	s.sessions.waits(sess, 1)
+	err = s.acquire(r.Context(), t, sess, name, wait)
+	s.sessions.waits(sess, -1)
+	if err != nil {
+		return err
+	}
+	if err := s.sessions.attach(sess, key, table); err != nil {
+		return err
+	}
+	b, err := s.sessions.describe(sess.id)
+	if err != nil { // ended since: its locks are released
+		return err
+	}
+	writeJSON(w, http.StatusOK, takeBody{describeLock(t, name), b})
+	return nil
+}
+
+// acquire takes name in t for sess: Lock for up to wait, or a TryLock
+// for wait 0. It gives up when the request or the session ends.
+func (s *Server) acquire(ctx context.Context, t *lock.Table, sess *session, name string, wait time.Duration) error {
+	ctx, cancel := sessionContext(ctx, sess)
+	defer cancel(nil)
+	var err error
 	if wait > 0 {
-		ctx, cancel = context.WithTimeout(ctx, wait)
+		ctx, cancelWait := context.WithTimeout(ctx, wait)
 		err = t.Lock(ctx, name)
+		cancelWait()
 	} else {
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.LockAckWait)
+		ctx, cancelWait := context.WithTimeout(ctx, s.cfg.LockAckWait)
 		wait = s.cfg.LockAckWait
 		err = t.TryLock(ctx, name)
+		cancelWait()
 	}
-	cancel()
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(context.Cause(ctx), errSessionEnded):
+		return errorf(http.StatusNotFound, "lock session %q ended while its lock request waited", sess.id)
+	case errors.Is(err, context.DeadlineExceeded):
 		if holders := t.Holders(name); len(holders) > 0 {
 			return errorf(http.StatusConflict, "lock %q not granted within %s: held by %v", name, wait, holders)
 		}
 		return errorf(http.StatusServiceUnavailable, "lock %q not granted within %s: not every member has acknowledged the claim", name, wait)
-	}
-	if err != nil {
-		if errors.Is(err, lock.ErrLocked) {
-			if holders := t.Holders(name); len(holders) > 0 {
-				return fmt.Errorf("%w: held by %v", err, holders)
-			}
+	case errors.Is(err, lock.ErrLocked):
+		if holders := t.Holders(name); len(holders) > 0 {
+			return fmt.Errorf("%w: held by %v", err, holders)
 		}
-		return err
 	}
-	writeJSON(w, http.StatusOK, describeLock(t, name))
-	return nil
+	return err
 }
 
 func (s *Server) releaseLock(w http.ResponseWriter, r *http.Request) error {
+	s.sessions.sweep()
 	name := r.PathValue("lock")
 	if err := checkKey("lock name", name); err != nil {
 		return err
@@ -853,7 +960,7 @@ func (s *Server) releaseLock(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := t.Unlock(name); err != nil {
+	if err := s.sessions.release(r.URL.Query().Get("session"), holdKey{t, name}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, describeLock(t, name))

@@ -26,9 +26,16 @@
 //	GET    /v1/docs/{name}/watch          changes at, below or above ?path=, live, as Server-Sent Events
 //	GET    /v1/locks/{name}               the lock table's members, and the locks held with their holders
 //	GET    /v1/locks/{name}/{lock}        the lock's holders
-//	POST   /v1/locks/{name}/{lock}        take the lock (?timeout=5s to wait)
-//	DELETE /v1/locks/{name}/{lock}        release it
-//	GET    /v1/status                     members, links, document clocks, bytes
+//	POST   /v1/locks/{name}/{lock}        take the lock for ?session=ID (?timeout=5s to wait); without
+//	                                      a session, for a new one-lock session (?ttl=15s) in the answer
+//	DELETE /v1/locks/{name}/{lock}        release it (?session=ID: only if that session holds it)
+//	POST   /v1/sessions                   create a lock session: {"ttl": "15s"} or no body
+//	GET    /v1/sessions                   every lock session of the node: {"sessions": [...]}
+//	GET    /v1/sessions/{id}              the session: {"id", "ttl", "expires", "locks": [{"table", "lock", "held"}],
+//	                                      "waiting": lock requests waiting}
+//	PUT    /v1/sessions/{id}              renew it: it expires a TTL from now
+//	DELETE /v1/sessions/{id}              end it, releasing its locks
+//	GET    /v1/status                     members, links, document clocks, functions (the rpc registry), bytes
 //	GET    /v1/status/watch               the status, live, as Server-Sent Events (at most one a second)
 //	GET    /metrics                       Prometheus text format
 //	GET    /ui/                           the web console (GET / redirects to it)
@@ -102,15 +109,17 @@
 //
 //	400  malformed JSON, trailing data, an invalid name, key, path, value
 //	     or patch
-//	403  releasing a lock this node does not hold
-//	404  no such route, document, key, path or lock table
+//	403  releasing a lock this node (or the session given) does not hold
+//	404  no such route, document, key, path, lock table or lock session
 //	405  wrong method (the Allow header lists the right ones)
-//	409  a lock held by another node; a document name used by another type;
+//	409  a lock held by another node or session; a session's lock limit;
+//	     a document name used by another type;
 //	     an $inc of a path that holds no number, a $push or $pull of one
 //	     that holds no array
 //	413  a body over Config.MaxBodySize; a patch over doc.MaxOps ops or
 //	     over the document's update size limit
-//	503  the node is closed or has left; a lock not granted in time
+//	503  the node is closed or has left; a lock not granted in time; too
+//	     many lock sessions
 //	500  a write failed (the document's log)
 //
 // A request that fails changes nothing.
@@ -185,12 +194,35 @@
 // # Locks
 //
 // A lock taken through the API is held by the node, as package lock
-// defines owners: any client of the same node can release it, and it stays
-// held (renewed by the node) until released, until the node leaves or
-// stops, or until its lease is lost. Put the API behind something that
-// authenticates clients if that matters: the API itself does no
-// authentication, which is why scuttle serve listens on loopback by
-// default.
+// defines owners, for a client session: a session has a TTL (Config's
+// SessionTTL by default, 15 s; a client may ask for 1 s to 1 h), and the
+// node releases every lock of a session that is ended (DELETE) or not
+// renewed (PUT) within its TTL, so that a client that dies does not hold
+// its locks for ever. A client renews every third of the TTL or so.
+//
+//	POST /v1/sessions {"ttl": "10s"}            -> {"id": "K5...", "ttl": "10s", "expires": ..., "locks": []}
+//	POST /v1/locks/jobs/nightly?session=K5...   -> {"lock": "nightly", "holders": [...], "session": {...}}
+//	PUT  /v1/sessions/K5...                     (every few seconds; "held": false in its locks: lost)
+//	DELETE /v1/sessions/K5...                   (releases nightly)
+//
+// A lock request without ?session= makes a one-lock session (of ?ttl= or
+// the default), whose TTL runs from the grant; the answer carries it, and
+// the client must renew it like any other. It ends when its lock is
+// released. A lock request waiting for its lock gives up (404) when its
+// session ends.
+//
+// A lock stays held until its session ends, it is released, the node
+// leaves or stops, or its lease is lost (package lock: a renewal not
+// confirmed in time). A lost lock is listed with "held": false in its
+// session, logged by the node and counted in scuttle_lock_lost_total.
+// DELETE of a lock with ?session= releases it only if that session holds
+// it (403 otherwise); without it, it releases the lock whichever session
+// holds it: an operator's override for any client of the API. Sessions
+// live in the node's memory: a restart ends them (the node's leases lapse
+// as package lock describes). At most Config.MaxSessions sessions are
+// open at once (503 past it), each with at most Config.MaxSessionLocks
+// locks (409). Put the API behind authentication (Config.Token) if
+// clients must not release each other's locks.
 //
 // # Metrics
 //
@@ -201,10 +233,11 @@
 // and bounds counters, the connection counters; from the Server,
 // scuttle_http_requests_total{route,code}, the histogram
 // scuttle_http_request_duration_seconds{route} (a watch counts its whole
-// stream), scuttle_http_watchers and scuttle_http_watchers_dropped_total;
-// from the node, when the same Metrics is its node.Config.Observer, the
-// histograms scuttle_fsync_duration_seconds and
-// scuttle_replication_lag_seconds{document}.
+// stream), scuttle_http_watchers and scuttle_http_watchers_dropped_total,
+// scuttle_lock_sessions; from the node, when the same Metrics is its
+// node.Config.Observer, the histograms scuttle_fsync_duration_seconds and
+// scuttle_replication_lag_seconds{document}, and the counter
+// scuttle_lock_lost_total{table}.
 //
 // # Concurrency
 //

@@ -28,6 +28,8 @@ type fakeNode struct {
 	docs   map[string]scuttlebutt.Document
 	kinds  map[string]string
 	status node.Status
+	// lockNow, if set, is the clock of the lock tables (their leases).
+	lockNow func() time.Time
 }
 
 func newFakeNode(t *testing.T) *fakeNode {
@@ -92,7 +94,7 @@ func (f *fakeNode) Emitter(name string) (*emitter.Emitter, error) {
 
 func (f *fakeNode) Locks(name string) (*lock.Table, error) {
 	d, err := f.get(name, "lock", func() (scuttlebutt.Document, error) {
-		return lock.New("self", &lock.Config{Members: []string{"self"}})
+		return lock.New("self", &lock.Config{Members: []string{"self"}, Now: f.lockNow})
 	})
 	if err != nil {
 		return nil, err

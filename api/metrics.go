@@ -22,11 +22,11 @@ var ErrMetricsInUse = errors.New("api: metrics already serve another server")
 // Metrics are the Prometheus metrics GET /metrics serves (prometheus
 // client_golang, a registry of their own, not the global one): the Go
 // runtime's (go_*) and the process's (process_*), the HTTP API's requests
-// and latency, watch streams, and the node's: what its Status holds
-// (members, links, documents, bounds, connections), fsync latency and
-// replication lag, for which it is a node.Observer. Create one with
-// NewMetrics and give it to both node.Config.Observer and Config.Metrics;
-// it serves one Server. Its methods are safe for concurrent use.
+// and latency, watch streams and lock sessions, and the node's: what its
+// Status holds (members, links, documents, bounds, connections), fsync
+// latency, replication lag and lost leases, for which it is a
+// node.LockObserver. Create one with NewMetrics and give it to both
+// node.Config.Observer and Config.Metrics; it serves one Server. Its methods are safe for concurrent use.
 type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
@@ -34,10 +34,11 @@ type Metrics struct {
 	dropped  prometheus.Counter
 	fsync    prometheus.Histogram
 	lag      *prometheus.HistogramVec
+	lockLost *prometheus.CounterVec
 	used     atomic.Bool
 }
 
-var _ node.Observer = (*Metrics)(nil)
+var _ node.LockObserver = (*Metrics)(nil)
 
 // NewMetrics returns the metrics of a Server and its node, registered in
 // a new registry with the Go and process collectors.
@@ -73,11 +74,15 @@ func NewMetrics() *Metrics {
 			// after a partition or a restart).
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}, []string{"document"}),
+		lockLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scuttle_lock_lost_total",
+			Help: "Locks this node lost without releasing them (the lease ran out before a renewal was confirmed), by lock table.",
+		}, []string{"table"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.latency, m.dropped, m.fsync, m.lag,
+		m.requests, m.latency, m.dropped, m.fsync, m.lag, m.lockLost,
 	)
 	return m
 }
@@ -93,6 +98,9 @@ func (m *Metrics) ObserveFsync(d time.Duration) { m.fsync.Observe(d.Seconds()) }
 func (m *Metrics) ObserveLag(doc string, lag time.Duration) {
 	m.lag.WithLabelValues(doc).Observe(lag.Seconds())
 }
+
+// ObserveLockLost implements node.LockObserver.
+func (m *Metrics) ObserveLockLost(table string) { m.lockLost.WithLabelValues(table).Inc() }
 
 // request counts one request to route, answered with code after d.
 func (m *Metrics) request(route string, code int, d time.Duration) {
@@ -112,6 +120,10 @@ func (m *Metrics) register(s *Server) error {
 			Name: "scuttle_http_watchers",
 			Help: "Open watch streams (Server-Sent Events).",
 		}, func() float64 { return float64(s.watchers.Load()) })),
+		m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scuttle_lock_sessions",
+			Help: "Open lock sessions of the HTTP API.",
+		}, func() float64 { return float64(s.sessions.count()) })),
 	)
 }
 

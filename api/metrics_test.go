@@ -102,8 +102,9 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// TestMetricsObserved checks the histograms a node feeds (fsync latency,
-// replication lag by document) and the Go and process collectors.
+// TestMetricsObserved checks what a node feeds (the histograms of fsync
+// latency and replication lag by document, lost leases by table), the
+// open lock sessions, and the Go and process collectors.
 func TestMetricsObserved(t *testing.T) {
 	m := NewMetrics()
 	f, s := newServer(t, &Config{Metrics: m})
@@ -115,6 +116,9 @@ func TestMetricsObserved(t *testing.T) {
 	m.ObserveLag("users", 2*time.Millisecond)
 	m.ObserveLag("users", 90*time.Second)
 	m.ObserveLag("jobs", 0)
+	m.ObserveLockLost("jobs")
+	m.ObserveLockLost("jobs")
+	wantOK(t, doString(t, s, "POST", "/v1/sessions", ""), "create a session")
 	got := parseMetrics(t, doString(t, s, "GET", "/metrics", "").body)
 	for name, want := range map[string]string{
 		`scuttle_fsync_duration_seconds_count`:                                "2",
@@ -124,6 +128,8 @@ func TestMetricsObserved(t *testing.T) {
 		`scuttle_replication_lag_seconds_count{document="users"}`:             "2",
 		`scuttle_replication_lag_seconds_bucket{document="users",le="0.004"}`: "1",
 		`scuttle_replication_lag_seconds_count{document="jobs"}`:              "1",
+		`scuttle_lock_lost_total{table="jobs"}`:                               "2",
+		`scuttle_lock_sessions`:                                               "1",
 	} {
 		if got[name] != want {
 			t.Errorf("%s = %q, want %q", name, got[name], want)

@@ -242,7 +242,14 @@ func (m *Model) write(op, key string, value any, del bool, ttl uint64) error {
 	if err != nil {
 		return fmt.Errorf("model: %s %q: %w: %v", op, key, ErrInvalidValue, err)
 	}
-	if _, _, err := m.LocalUpdate(data); err != nil {
+	if o.none() && sizeHint(value) != 0 {
+		// encodeUpdate wrote a checked key and value of a common type
+		// itself, without options: what ValidateUpdate accepts.
+		_, _, err = m.LocalUpdateChecked(data)
+	} else {
+		_, _, err = m.LocalUpdate(data)
+	}
+	if err != nil {
 		return fmt.Errorf("model: %s %q: %w", op, key, err)
 	}
 	return nil
@@ -391,6 +398,56 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 	}
 	h := m.keys.hash(p.key)
 	m.mu.Lock()
+	kept := m.applyLocked(u, p, h)
+	m.mu.Unlock()
+	return kept
+}
+
+// ApplyUpdates implements scuttlebutt.BatchApplier: ApplyUpdate of each
+// update, aheadUpdates of them under one lock (readers wait no longer than
+// that, even for a history of a million keys). It parses those updates
+// and reads their keys' slots of the index before it applies them, so
+// that the memory reads of those slots, which miss the cache in a large
+// index, overlap instead of waiting one after the other.
+func (r replica) ApplyUpdates(us []scuttlebutt.Update) {
+	m := r.m
+	var ps [aheadUpdates]parsed
+	var hs [aheadUpdates]uint64
+	var ok [aheadUpdates]bool
+	for len(us) > 0 {
+		n := min(len(us), aheadUpdates)
+		for i, u := range us[:n] {
+			p, err := parseUpdate(u.Data)
+			// The base validated it: err is never set.
+			if ok[i] = err == nil; ok[i] {
+				ps[i], hs[i] = p, m.keys.hash(p.key)
+			}
+		}
+		m.mu.Lock()
+		var sum uint64
+		for i := range n {
+			if ok[i] {
+				sum += m.keys.peek(hs[i])
+			}
+		}
+		m.keys.sink += sum
+		for i, u := range us[:n] {
+			if ok[i] {
+				m.applyLocked(u, ps[i], hs[i])
+			}
+		}
+		m.mu.Unlock()
+		us = us[n:]
+	}
+}
+
+// aheadUpdates is how many updates ApplyUpdates parses, looks up and
+// applies at a time.
+const aheadUpdates = 16
+
+// applyLocked is ApplyUpdate with m.mu held, u parsed into p and its key's
+// hash h.
+func (m *Model) applyLocked(u scuttlebutt.Update, p parsed, h uint64) bool {
 	var now vclock.Timestamp
 	if p.ext || m.exp.Len() > 0 {
 		now = m.nowLocked()
@@ -402,7 +459,6 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 	if !p.ext && (old == nil || old.olen == 0) && (len(m.more) == 0 || m.more[p.key] == nil) {
 		// The common case, no options on either side: last writer wins.
 		if old != nil && !m.less(old, u) {
-			m.mu.Unlock()
 			return false
 		}
 		e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff)}
@@ -412,12 +468,9 @@ func (r replica) ApplyUpdate(u scuttlebutt.Update) bool {
 		}
 		m.keys.set(slot, h, e) // the key is e's now: the old payload can go
 		m.note(p.key, e, old, old.visible(), nil)
-		m.mu.Unlock()
 		return true
 	}
-	kept := m.applyOptions(p, p.options(u.Data), u, old, now)
-	m.mu.Unlock()
-	return kept
+	return m.applyOptions(p, p.options(u.Data), u, old, now)
 }
 
 // applyOptions is ApplyUpdate for a key where either side has options:
@@ -607,5 +660,6 @@ var (
 	_ scuttlebutt.Replica      = replica{}
 	_ scuttlebutt.Validator    = replica{}
 	_ scuttlebutt.AfterApplier = replica{}
+	_ scuttlebutt.BatchApplier = replica{}
 	_ scuttlebutt.Document     = (*Model)(nil)
 )

@@ -226,6 +226,17 @@ type Observer interface {
 	ObserveLag(doc string, lag time.Duration)
 }
 
+// LockObserver is an Observer that also counts lost leases. A node checks
+// its Observer for it with a type assertion. ObserveLockLost is called
+// from the lock table's goroutine each time this node loses a lock of the
+// table called table without releasing it (its lease ran out before a
+// renewal was confirmed), after the node has logged it; it must not
+// block.
+type LockObserver interface {
+	Observer
+	ObserveLockLost(table string)
+}
+
 // DefaultConfig returns the defaults: listening on loopback on ports 7947
 // (replication) and 7946 (gossip), memory only, no authentication,
 // memberlist's LAN timers.

@@ -47,7 +47,8 @@
 // Config.Observer, if set, receives the duration of every fsync of a
 // document log and, per document, the replication lag of every update
 // applied from a peer: the time from its timestamp to its apply here.
-// Package api's Metrics turns them into Prometheus histograms.
+// Package api's Metrics turns them into Prometheus histograms. An Observer
+// that is also a LockObserver counts the leases the node loses.
 //
 // # Documents
 //
@@ -111,23 +112,39 @@
 // log) with a key "name/nodeid" per handler, set by Handle and deleted by
 // Unhandle and Close, so every member knows who serves what. Call picks
 // the servers of name among the live members: this node first (the
-// handler runs in process, with its arguments and result checked and
-// converted as over the wire), then the members it has a link to, in
+// handler runs in process through rpc.Server.Invoke, with its arguments,
+// result and errors as over the wire), then the members it has a link to, in
 // random order. A remote call runs over a stream of the link's Mux next
 // to the documents (stream.Mux.Open), through one rpc.Client per peer,
 // made on first use and replaced once its connection ends; every link
 // serves this node's handlers with one rpc.Server.
 //
-// Entries of members that are not alive are ignored. A member that
-// crashed keeps its entries in the registry until it deletes them; if it
-// restarts without registering a name again, a call sent there gets
-// rpc.ErrUnknownMethod and moves on to the next server.
+// Call never picks a member that is not alive, or one it has no link to.
+// The registry follows membership and the handlers:
+//
+//  1. Each node makes its own entries those of its handlers: an entry of
+//     its that a peer deleted is set again, one of a name it does not
+//     serve (left by an earlier run) is deleted, once a run. A restarted node
+//     registers its handlers again (the registry keeps no log).
+//  2. The live member with the smallest id deletes the entries of the
+//     members that are gone: at once for a member that failed or left,
+//     and ReapAfter after it found them for a member it does not know
+//     (reaped, or never seen). It deletes a member's entries once per
+//     failure or departure; two members that both take themselves for
+//     the smallest for a while delete the same entries, and the deletes
+//     agree.
+//
+// So the entries of a member that crashed go as soon as the failure
+// detector declares it dead, and those of a member wrongly declared dead
+// come back as soon as it sees them go.
 //
 // Call moves to the next server when the call did not run (no stream to
 // the member, the member no longer serves the name, or was busy), and,
 // for an idempotent method only, when the member went away before
 // answering (rpc.ErrClosed). Any other error is returned: a handler's
-// error or panic wraps rpc.ErrRemote with its message, ctx's end is
+// error or panic is a *rpc.RemoteError wrapping rpc.ErrRemote with its
+// message, the same whether it ran on this node or another
+// ("node: call "f" on n2: rpc: remote error: f: message"), ctx's end is
 // ctx.Err(), and a name no live member serves wraps rpc.ErrUnknownMethod.
 // Handlers run in goroutines of their own; a panic is recovered, and a
 // handler that blocks holds only its caller, until the caller's deadline
@@ -181,6 +198,11 @@
 // slow or partitioned away, and such a member may then hold a lock at the
 // same time as another. Keep the failure detector's timeouts well above
 // the network's worst pauses, as memberlist's defaults do.
+//
+// A lock the node loses without releasing it (its lease ran out before a
+// renewal was confirmed: a partition, a member too slow to acknowledge,
+// the process paused) is logged as a warning with the table, the lock and
+// the holder (this node), and counted by a LockObserver.
 //
 // # Concurrency
 //

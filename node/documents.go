@@ -69,7 +69,12 @@ var kinds = map[string]kind{
 		}
 		cfg.Replica = n.replicaConfig(name)
 		cfg.Members = n.lockMembers()
-		return lock.New(n.id, &cfg)
+		t, err := lock.New(n.id, &cfg)
+		if err != nil {
+			return nil, err
+		}
+		t.OnLost(func(lockName string) { n.lostLease(name, lockName) })
+		return t, nil
 	}},
 }
 
@@ -88,6 +93,19 @@ func (n *Node) replicaConfig(name string) *scuttlebutt.Config {
 		}
 	}
 	return c
+}
+
+// lostLease reports that this node lost its hold of lock in the lock
+// table called table without releasing it: its lease ran out before a
+// renewal was confirmed (a partition, a slow member, a paused process).
+// Whatever the lock protected may now be done by another node at the same
+// time, so it is a warning, and counted for the Observer if it is a
+// LockObserver. It runs on the table's goroutine and must not block.
+func (n *Node) lostLease(table, lock string) {
+	n.log.Warn("lost a lock's lease: another node may now hold it", "table", table, "lock", lock, "holder", n.id)
+	if o, ok := n.cfg.Observer.(LockObserver); ok {
+		o.ObserveLockLost(table)
+	}
 }
 
 // memberSetter is implemented by documents whose rules depend on the

@@ -54,6 +54,12 @@ type Node struct {
 	fatal  chan error     // the cluster refused the node (capacity 1)
 
 	createMu sync.Mutex // serialises document creation, which does file I/O
+	// regMu serialises the writes of this node's own registry entries
+	// with the changes of handlers they follow (rpc.go).
+	regMu sync.Mutex
+	// regCleaned holds the names whose entry of an earlier run of this
+	// node tidyRegistry deleted; regMu guards it.
+	regCleaned map[string]bool
 
 	mu       sync.Mutex // guards the fields below
 	docs     map[string]*document
@@ -64,6 +70,7 @@ type Node struct {
 	forced   map[string]time.Time   // members a peer forced out while alive here
 	lockSet  []string               // the member set last handed to lock tables
 	handlers map[string]handler     // this node's rpc handlers
+	regSweep map[string]sweep       // members whose registry entries tidyRegistry watches
 	clients  map[string]*rpc.Client // an rpc client per peer, made on first call
 	leaving  bool
 	closed   bool
@@ -100,11 +107,12 @@ func New(cfg *Config) (*Node, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	logger := c.Logger.With("node", id)
 	n := &Node{
 		cfg:      c,
 		id:       id,
 		inc:      scuttlebutt.NewIncarnation(),
-		log:      c.Logger.With("node", id),
+		log:      logger,
 		tls:      tlsConf,
 		policy:   linkPolicy{fullMesh: c.FullMeshSize, ring: c.RingLinks, random: c.RandomLinks},
 		ctx:      ctx,
@@ -118,9 +126,12 @@ func New(cfg *Config) (*Node, error) {
 		dialers:  make(map[string]context.CancelFunc),
 		warned:   make(map[string]bool),
 		forced:   make(map[string]time.Time),
-		rpcSrv:   rpc.NewServer(nil),
+		rpcSrv:   rpc.NewServer(&rpc.ServerConfig{Logger: logger}), // a handler's panic is logged
 		handlers: make(map[string]handler),
 		clients:  make(map[string]*rpc.Client),
+		regSweep: make(map[string]sweep),
+
+		regCleaned: make(map[string]bool),
 	}
 	if len(c.Secret) == 0 && tlsConf == nil {
 		n.log.Warn("replication links are neither authenticated nor encrypted: set Secret or TLS files outside a trusted network")
@@ -159,7 +170,9 @@ func New(cfg *Config) (*Node, error) {
 	if n.ml, err = memberlist.Create(mc); err != nil {
 		return fail(fmt.Errorf("node: memberlist: %w", err))
 	}
-	n.unwatch = n.catalog.doc.(*model.Model).Watch(func(model.Change) { n.poke() })
+	unwatchCatalog := n.catalog.doc.(*model.Model).Watch(func(model.Change) { n.poke() })
+	unwatchRegistry := n.registryModel().Watch(func(model.Change) { n.poke() }) // tidyRegistry
+	n.unwatch = func() { unwatchCatalog(); unwatchRegistry() }
 	n.wg.Add(2)
 	go n.acceptLoop()
 	go n.manage()
@@ -358,6 +371,7 @@ func (n *Node) manage() {
 		}
 		n.ensureCatalog()
 		n.reconcile()
+		n.tidyRegistry()
 	}
 }
 

@@ -116,7 +116,8 @@ func (h *helperProc) expect(t *testing.T, want string) {
 // "get"; n1, in the test's process, calls it, and the process whose
 // handler got the call is killed (SIGKILL) before it answers. An
 // idempotent call is answered by the other process; a non-idempotent one
-// fails with rpc.ErrClosed.
+// fails with rpc.ErrClosed. The killed process's registry entries are
+// deleted, and it registers again once restarted.
 func TestRPCProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -159,21 +160,29 @@ func TestRPCProcesses(t *testing.T) {
 			}
 			t.Logf("%s got the call: killing it", dying.id)
 			dying.cmd.Process.Kill()
-			if !tc.idempotent {
-				r := <-done
-				t.Logf("Call(get) = %v, %v", r.v, r.err)
-				if !errors.Is(r.err, rpc.ErrClosed) {
-					t.Fatalf("Call(get) = %v, %v; want ErrClosed once %s was killed", r.v, r.err, dying.id)
-				}
-				return
+			if tc.idempotent {
+				other.expect(t, "called")
+				fmt.Fprintln(other.stdin, "answer")
 			}
-			other.expect(t, "called")
-			fmt.Fprintln(other.stdin, "answer")
 			r := <-done
 			t.Logf("Call(get) = %v, %v", r.v, r.err)
-			if r.err != nil || r.v != other.id {
+			switch {
+			case tc.idempotent && (r.err != nil || r.v != other.id):
 				t.Fatalf("Call(get) = %v, %v; want %q once %s was killed", r.v, r.err, other.id, dying.id)
+			case !tc.idempotent && !errors.Is(r.err, rpc.ErrClosed):
+				t.Fatalf("Call(get) = %v, %v; want ErrClosed once %s was killed", r.v, r.err, dying.id)
 			}
+
+			// n1, the live member with the smallest id, deletes the
+			// entries of the killed process; restarted, it registers
+			// its handlers again.
+			waitRegistry(t, dying.id, nil, n1)
+			startHelper(t, dying.id, n1.GossipAddr(), tc.idempotent)
+			waitRegistry(t, dying.id, []string{"get/" + dying.id, "who/" + dying.id}, n1)
+			waitFor(t, "n1 calls who on the restarted "+dying.id, func() bool {
+				v, err := n1.Call(t.Context(), "who")
+				return err == nil && v == dying.id
+			})
 		})
 	}
 }

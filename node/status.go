@@ -21,7 +21,13 @@ type Status struct {
 	Links []LinkStatus `json:"links"`
 	// Documents lists the node's documents with their clocks.
 	Documents []DocumentInfo `json:"documents"`
-	Counters  Counters       `json:"counters"`
+	// Methods is the rpc registry as this node holds it: for each method
+	// registered in the cluster (Handle), the ids of the members that
+	// registered a handler of it, sorted. Call picks among those that are
+	// alive and linked; the entries of members that are gone are deleted
+	// (see the package documentation).
+	Methods  map[string][]string `json:"methods"`
+	Counters Counters            `json:"counters"`
 }
 
 // Member is one member of the cluster as this node sees it.
@@ -73,6 +79,7 @@ func (n *Node) Status() Status {
 		Addr:       n.Addr(),
 		GossipAddr: n.GossipAddr(),
 		Documents:  n.Documents(),
+		Methods:    n.registered(),
 		Counters: Counters{
 			Dials:        n.dials.Load(),
 			DialFailures: n.dialFailures.Load(),

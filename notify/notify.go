@@ -19,6 +19,11 @@ type Notifier[T any] struct {
 	subs     []*sub[T] // in the order they were added; replaced, never changed in place
 	pending  []T
 	draining bool // a goroutine is in Deliver's loop
+	// subsN is len(subs) and queued whether pending holds values, both
+	// written with mu held: Queue and Deliver read them without it, so
+	// that a type with no callbacks pays no lock for each change.
+	subsN  atomic.Int32
+	queued atomic.Bool
 }
 
 // sub is one callback. off is set by its cancel, so that a callback
@@ -38,6 +43,7 @@ func (n *Notifier[T]) Add(fn func(T)) (cancel func()) {
 	s := &sub[T]{fn: fn}
 	n.mu.Lock()
 	n.subs = append(n.subs[:len(n.subs):len(n.subs)], s) // a fresh array: Deliver may hold the old one
+	n.subsN.Store(int32(len(n.subs)))
 	n.mu.Unlock()
 	var once sync.Once
 	return func() {
@@ -45,6 +51,7 @@ func (n *Notifier[T]) Add(fn func(T)) (cancel func()) {
 			s.off.Store(true)
 			n.mu.Lock()
 			n.subs = slices.DeleteFunc(slices.Clone(n.subs), func(x *sub[T]) bool { return x == s })
+			n.subsN.Store(int32(len(n.subs)))
 			n.mu.Unlock()
 		})
 	}
@@ -54,9 +61,13 @@ func (n *Notifier[T]) Add(fn func(T)) (cancel func()) {
 // registered. It only buffers: it may be called with any lock held,
 // including from ApplyUpdate.
 func (n *Notifier[T]) Queue(v T) {
+	if n.subsN.Load() == 0 {
+		return // as if queued just before the first Add
+	}
 	n.mu.Lock()
 	if len(n.subs) > 0 {
 		n.pending = append(n.pending, v)
+		n.queued.Store(true)
 	}
 	n.mu.Unlock()
 }
@@ -72,6 +83,9 @@ func (n *Notifier[T]) Queue(v T) {
 // callback's panic goes up through Deliver; the values of its batch not yet
 // delivered are dropped, and later ones are delivered by the next Deliver.
 func (n *Notifier[T]) Deliver() {
+	if !n.queued.Load() {
+		return // nothing queued, or the goroutine delivering has taken it
+	}
 	n.mu.Lock()
 	if n.draining || len(n.pending) == 0 {
 		n.mu.Unlock()
@@ -84,6 +98,7 @@ func (n *Notifier[T]) Deliver() {
 			n.mu.Lock()
 		}
 		n.draining = false
+		n.queued.Store(len(n.pending) > 0) // a panic leaves a batch's rest for the next Deliver
 		n.mu.Unlock()
 	}()
 	for len(n.pending) > 0 {

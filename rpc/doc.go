@@ -48,6 +48,10 @@
 //     protocol (the cause is wrapped too). A call that was sent may have
 //     run.
 //
+// Server.Invoke calls a handler in process as a Client would over a
+// connection, with the same conversions, bounds and errors, for a program
+// that serves some calls itself (package node does).
+//
 // # Cancellation and deadlines
 //
 // The caller's context reaches the handler's. A call whose context is

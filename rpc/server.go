@@ -264,20 +264,12 @@ func (sc *serverConn) run(ctx context.Context, id uint64, m method, args []any) 
 	var f *frame
 	if err == nil {
 		f, err = sc.c.newFrame(kindResult, func(b []byte) ([]byte, error) {
-			b = appendResultHead(b, id)
-			b, err := appendValue(b, res)
-			if err != nil {
-				return b, fmt.Errorf("%w: result: %v", ErrInvalidValue, err)
-			}
-			return b, nil
+			return appendResultValue(b, id, res)
 		})
 	}
 	if err != nil {
-		c := codeRemote
-		if errors.Is(err, context.DeadlineExceeded) {
-			c = codeTimeout
-		}
-		f = sc.errorFrame(id, c, err.Error())
+		c, msg := sc.s.failure(err)
+		f = sc.errorFrame(id, c, msg)
 	}
 	// The call counts until its reply is queued, so that replies waiting
 	// for a client that does not read are bounded by MaxInflight.
@@ -309,7 +301,7 @@ func (sc *serverConn) refuse(id uint64, c code, msg string) {
 
 // errorFrame returns an error frame, its message cut to fit.
 func (sc *serverConn) errorFrame(id uint64, c code, msg string) *frame {
-	msg = truncateMessage(msg, min(MaxMessageLen, sc.s.cfg.MaxFrameSize-errorOverhead))
+	msg = sc.s.message(msg)
 	f, err := sc.c.newFrame(kindError, func(b []byte) ([]byte, error) {
 		return appendError(b, id, c, msg), nil
 	})

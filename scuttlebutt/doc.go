@@ -38,8 +38,13 @@
 //     and replicates it. State kept per writer is kept per source: the
 //     type's own entry is the one of Source(), not ID() (see Incarnations).
 //  4. Optionally, Validator refuses malformed payloads from peers before
-//     any update of their batch is applied, and AfterApplier runs work (such
-//     as change callbacks) after the base's lock is released.
+//     any update of their batch is applied, AfterApplier runs work (such
+//     as change callbacks) after the base's lock is released, and
+//     BatchApplier applies a peer's batch in one call (ApplyUpdates: what
+//     ApplyUpdate does with each, for less: one lock, work started ahead).
+//     A type that encodes a payload itself, in a form it knows its
+//     Validator accepts, may write it with LocalUpdateChecked, which skips
+//     all checks but the size.
 //
 // # The protocol
 //
@@ -183,7 +188,8 @@
 //   - Identity: no update or clock entry of this start's own source that it
 //     did not make (ErrProtocol), so no peer can hide its next writes.
 //
-// Local writes are held to the same rules: LocalUpdate runs the Validator,
+// Local writes are held to the same rules: LocalUpdate runs the Validator
+// (LocalUpdateChecked leaves that to the type),
 // and with a Storage attached it applies an update only once the storage
 // has made it durable, so a failed write leaves nothing visible.
 package scuttlebutt

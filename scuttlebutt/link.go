@@ -317,10 +317,21 @@ func (l *Link) applyStash() error {
 	if _, err := l.s.apply(us, l.sub, l.peerName()); err != nil {
 		return err
 	}
-	for _, u := range us {
-		l.known.Advance(u.Source, u.Timestamp)
-	}
+	advanceRuns(l.known, us)
 	return nil
+}
+
+// advanceRuns advances c past every update of us, once a run of one
+// source's updates rather than once an update.
+func advanceRuns(c vclock.Clock, us []Update) {
+	var t vclock.Timestamp
+	for i, u := range us {
+		t = max(t, u.Timestamp)
+		if i == len(us)-1 || us[i+1].Source != u.Source {
+			c.Advance(u.Source, t)
+			t = 0
+		}
+	}
 }
 
 // peerName names the peer in errors: its id, once its hello has come.
@@ -443,8 +454,11 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 			l.open = more
 		}
 	}
+	known := entryCache{c: l.known}
+	defer known.store()
 	for i, it := range q {
 		if it.clock != nil {
+			known.store()
 			var c vclock.Clock
 			for src, t := range it.clock {
 				if l.known.Advance(src, t) {
@@ -462,7 +476,7 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 			continue
 		}
 		u := it.update
-		if !l.known.Advance(u.Source, u.Timestamp) ||
+		if !known.advance(u.Source, u.Timestamp) ||
 			(l.peer != nil && u.Source == l.peer.ID) {
 			// Known to the peer, or made by it during this session, so it
 			// holds it: it reached us by another route. (Updates it made
@@ -487,6 +501,38 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 	}
 	flush()
 	return msgs
+}
+
+// entryCache is one entry of a clock, read once and written back once,
+// for a run of updates of one source: appendLive advances what the peer is
+// known to hold for every update it sends.
+type entryCache struct {
+	c     vclock.Clock
+	src   string
+	t     vclock.Timestamp
+	read  bool // src and t hold c's entry, maybe advanced
+	dirty bool // t has moved past c[src]
+}
+
+// advance is c.Advance(src, t), through the cache.
+func (e *entryCache) advance(src string, t vclock.Timestamp) bool {
+	if !e.read || src != e.src {
+		e.store()
+		e.src, e.t, e.read = src, e.c[src], true
+	}
+	if t <= e.t {
+		return false
+	}
+	e.t, e.dirty = t, true
+	return true
+}
+
+// store writes the cached entry back to c, and forgets it.
+func (e *entryCache) store() {
+	if e.dirty {
+		e.c[e.src] = e.t
+	}
+	e.read, e.dirty = false, false
 }
 
 // Wake returns a channel that receives a value when live updates are queued

@@ -26,6 +26,7 @@ type Scuttlebutt struct {
 	r          Replica
 	val        Validator    // nil if r is not one
 	after      AfterApplier // nil if r is not one
+	batch      BatchApplier // nil if r is not one
 	hlc        *vclock.HLC
 	now        func() time.Time
 	maxSize    int
@@ -142,6 +143,7 @@ func New(id string, r Replica, cfg *Config) (*Scuttlebutt, error) {
 	s.twinAfter = vclock.FromTime(c.Now()) + s.maxOffset
 	s.val, _ = r.(Validator)
 	s.after, _ = r.(AfterApplier)
+	s.batch, _ = r.(BatchApplier)
 	return s, nil
 }
 
@@ -224,6 +226,28 @@ func (s *Scuttlebutt) LocalUpdate(data []byte) (u Update, changed bool, err erro
 			return Update{}, false, fmt.Errorf("%w: %s: %v", ErrInvalidUpdate, s.source, err)
 		}
 	}
+	return s.localUpdate(u)
+}
+
+// LocalUpdateChecked is LocalUpdate for data the replicated type has
+// encoded itself, in a form it knows to be one well-formed CBOR item that
+// its Validator accepts: it checks only the size (Config.MaxUpdateSize),
+// and not the rest again, which is most of a small local write's cost. An
+// update that breaks that promise is applied and sent here, and refused by
+// every peer, whose stream with this replica then ends: when in doubt,
+// call LocalUpdate.
+func (s *Scuttlebutt) LocalUpdateChecked(data []byte) (u Update, changed bool, err error) {
+	u = Update{Source: s.source, Data: data}
+	u.Timestamp = 1 // placeholder so validateHead checks the size
+	if err := validateHead(u, s.maxSize, true); err != nil {
+		return Update{}, false, err
+	}
+	return s.localUpdate(u)
+}
+
+// localUpdate is LocalUpdate once u, stamped with a placeholder, is
+// checked.
+func (s *Scuttlebutt) localUpdate(u Update) (_ Update, changed bool, err error) {
 	s.mu.Lock()
 	if u.Timestamp = s.hlc.Now(); !u.Timestamp.Valid() {
 		s.mu.Unlock()
@@ -475,8 +499,13 @@ func (s *Scuttlebutt) sourcesError(peer, what string) error {
 func (s *Scuttlebutt) admitLocked(updates []Update, peer string, own bool) ([]Update, error) {
 	var added map[string]bool
 	forged := false
-	for _, u := range updates {
-		cur, ok := s.clock[u.Source]
+	var cur vclock.Timestamp
+	ok := false
+	for i, u := range updates {
+		if i == 0 || u.Source != updates[i-1].Source {
+			// Batches come in runs of one source: one look-up a run.
+			cur, ok = s.clock[u.Source]
+		}
 		if u.Timestamp <= cur {
 			continue
 		}
@@ -650,16 +679,9 @@ func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, peer stri
 		s.mu.Unlock()
 		return 0, err
 	}
-	var latest vclock.Timestamp
-	for i, u := range fresh {
-		if u.Timestamp > s.twinAfter {
-			s.noteTwinLocked(u.Source, u.Timestamp)
-		}
-		// The batch goes to the other links as one unit (see item.more).
-		s.applyLocked(u, from, s.seq, i < len(fresh)-1)
-		latest = max(latest, u.Timestamp)
-		applied++
-	}
+	// The batch goes to the other links as one unit (see item.more).
+	latest := s.applyAllLocked(fresh, from, s.seq)
+	applied = len(fresh)
 	s.hlc.Observe(latest) // once per batch: the next local write is later
 	seq := s.seq
 	if applied > 0 && !after {
@@ -677,24 +699,30 @@ func (s *Scuttlebutt) applyBatch(updates []Update, from *subscription, peer stri
 
 // advancing returns the updates that advance clock, in order: per source,
 // updates increase, so a later duplicate in the batch is left out too. It
-// returns updates itself when all of them do.
+// returns updates itself when all of them do. Batches come in runs of one
+// source: it looks the source up once a run, not once an update.
 func advancing(clock vclock.Clock, updates []Update) []Update {
-	if len(updates) == 1 {
-		if clock.Covers(updates[0].Source, updates[0].Timestamp) {
-			return nil
-		}
-		return updates
-	}
-	seen := vclock.Clock{}
+	var seen vclock.Clock // the floors of the sources of the runs before
 	var out []Update
 	all := true
+	var floor vclock.Timestamp // what the current run's updates must pass
 	for i, u := range updates {
-		if clock.Covers(u.Source, u.Timestamp) || !seen.Advance(u.Source, u.Timestamp) {
+		if i == 0 || u.Source != updates[i-1].Source {
+			if i > 0 {
+				if seen == nil {
+					seen = vclock.Clock{}
+				}
+				seen.Advance(updates[i-1].Source, floor)
+			}
+			floor = max(clock[u.Source], seen[u.Source])
+		}
+		if u.Timestamp <= floor {
 			if all {
 				out, all = append(out, updates[:i]...), false
 			}
 			continue
 		}
+		floor = u.Timestamp
 		if !all {
 			out = append(out, u)
 		}
@@ -804,6 +832,44 @@ func (s *Scuttlebutt) applyLocked(u Update, from *subscription, seq uint64, more
 		}
 	}
 	return changed
+}
+
+// applyAllLocked is applyLocked for a batch of updates that advance the
+// clock (see advancing), queued on the subscriptions as one unit, and
+// returns the latest timestamp among them. A BatchApplier applies them in
+// one call; the clock moves once a run of one source, and each
+// subscription takes the batch under one lock.
+func (s *Scuttlebutt) applyAllLocked(fresh []Update, from *subscription, seq uint64) (latest vclock.Timestamp) {
+	if s.batch == nil || len(fresh) < 2 {
+		for i, u := range fresh {
+			if u.Timestamp > s.twinAfter {
+				s.noteTwinLocked(u.Source, u.Timestamp)
+			}
+			s.applyLocked(u, from, seq, i < len(fresh)-1)
+			latest = max(latest, u.Timestamp)
+		}
+		return latest
+	}
+	s.batch.ApplyUpdates(fresh)
+	for i, u := range fresh {
+		if u.Timestamp > s.twinAfter {
+			s.noteTwinLocked(u.Source, u.Timestamp)
+		}
+		if i == len(fresh)-1 || fresh[i+1].Source != u.Source {
+			// The last of its run: per source, fresh increases.
+			s.clock[u.Source] = u.Timestamp
+			if len(s.clockOnly) > 0 {
+				delete(s.clockOnly, u.Source)
+			}
+		}
+		latest = max(latest, u.Timestamp)
+	}
+	for _, sub := range s.subs {
+		if sub != from {
+			sub.pushAll(fresh, seq)
+		}
+	}
+	return latest
 }
 
 // mergeClock raises the clock to cover c, after a peer has sent everything

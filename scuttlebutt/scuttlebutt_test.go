@@ -112,6 +112,30 @@ func TestLocalUpdate(t *testing.T) {
 	}
 }
 
+// TestLocalUpdateChecked: data the type vouches for is applied and sent
+// without the Validator's check, but not past the size limit.
+func TestLocalUpdateChecked(t *testing.T) {
+	a, b := newLogDoc(t, "a", &scuttlebutt.Config{MaxUpdateSize: 32}), newLogDoc(t, "b", nil)
+	n := newNet(t, a, b)
+	n.ConnectLinks(0, 1, nil, nil)
+	n.Settle()
+	u, changed, err := a.LocalUpdateChecked(txt("a1"))
+	if err != nil || !changed || u.Source != "a~1" || u.Timestamp != today {
+		t.Fatalf("LocalUpdateChecked = %v, %v, %v; want a~1 at %v, changed", u, changed, err, vclock.Timestamp(today))
+	}
+	n.Settle()
+	if diff := cmp.Diff([]string{"a~1:a1"}, b.values()); diff != "" {
+		t.Errorf("b (-want +got):\n%s", diff)
+	}
+	clock := a.Clock()
+	if u, changed, err := a.LocalUpdateChecked(txt(strings.Repeat("x", 32))); !errors.Is(err, scuttlebutt.ErrInvalidUpdate) {
+		t.Errorf("LocalUpdateChecked of 34 bytes = %v, %v, %v; want ErrInvalidUpdate", u, changed, err)
+	}
+	if diff := cmp.Diff(clock, a.Clock()); diff != "" {
+		t.Errorf("clock changed (-before +after):\n%s", diff)
+	}
+}
+
 func TestApplyOrderAndDuplicates(t *testing.T) {
 	a := newLogDoc(t, "a", nil)
 	var us []scuttlebutt.Update

@@ -48,22 +48,52 @@ func newSubscription(maxBytes int) *subscription {
 	return &subscription{maxBytes: maxBytes, wake: make(chan struct{}, 1)}
 }
 
+// push queues it, and wakes the link if the queue was empty: a wakeup is
+// pending for anything queued since the link last took the queue.
 func (s *subscription) push(it item) {
 	s.mu.Lock()
-	if !s.overflow {
-		if len(s.q) == cap(s.q) {
-			// Double, not append's quarter past 256 items: a queue grows
-			// by one item an update, and each growth copies it all.
-			s.q = slices.Grow(s.q, max(len(s.q), 64))
-		}
-		s.q = append(s.q, it)
-		s.bytes += it.size()
-		if s.bytes > s.maxBytes {
-			s.q, s.bytes, s.overflow = nil, 0, true
+	wake := s.add(it)
+	s.mu.Unlock()
+	if wake {
+		s.poke()
+	}
+}
+
+// pushAll queues updates as one unit (see item.more), to be sent once the
+// storage has synced seq, under one lock.
+func (s *subscription) pushAll(updates []Update, seq uint64) {
+	s.mu.Lock()
+	wake := false
+	for i, u := range updates {
+		if s.add(item{update: u, seq: seq, more: i < len(updates)-1}) {
+			wake = true
 		}
 	}
 	s.mu.Unlock()
-	s.poke()
+	if wake {
+		s.poke()
+	}
+}
+
+// add queues it, with s.mu held, and reports whether the link needs a
+// wakeup: the queue was empty, or it has just overflowed.
+func (s *subscription) add(it item) (wake bool) {
+	if s.overflow {
+		return false
+	}
+	if len(s.q) == cap(s.q) {
+		// Double, not append's quarter past 256 items: a queue grows
+		// by one item an update, and each growth copies it all.
+		s.q = slices.Grow(s.q, max(len(s.q), 64))
+	}
+	wake = len(s.q) == 0
+	s.q = append(s.q, it)
+	s.bytes += it.size()
+	if s.bytes > s.maxBytes {
+		s.q, s.bytes, s.overflow = nil, 0, true
+		return true
+	}
+	return wake
 }
 
 // poke wakes the link's driver.

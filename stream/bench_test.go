@@ -22,11 +22,13 @@ import (
 //	go test -run '^$' -bench 'W[1-4]' -benchtime 3x ./stream/ | benchstat -
 
 // BenchmarkW1 sets 100,000 keys on a live-connected replica until the peer
-// has them: updates/s and wire bytes per update.
+// has them: updates/s, wire bytes per update, and the CPU time (user and
+// system, the whole process: both replicas) per update.
 func BenchmarkW1(b *testing.B) {
 	benchWorkload(b, bench.W1, func(b *testing.B, t total) {
 		b.ReportMetric(t.rate(), "updates/s")
 		b.ReportMetric(t.perUpdate(), "B/update")
+		b.ReportMetric(t.cpuPerUpdate(), "cpu-ns/update")
 	})
 }
 
@@ -64,14 +66,15 @@ func BenchmarkW4(b *testing.B) {
 // total sums a workload's results over a benchmark's iterations.
 type total struct {
 	runs, n int
-	d       time.Duration
+	d, cpu  time.Duration
 	bytes   int64
 	last    bench.Result
 }
 
-func (t total) rate() float64      { return float64(t.n) / t.d.Seconds() }
-func (t total) perUpdate() float64 { return float64(t.bytes) / float64(t.n) }
-func (t total) ms() float64        { return float64(t.d) / float64(time.Millisecond) / float64(t.runs) }
+func (t total) rate() float64         { return float64(t.n) / t.d.Seconds() }
+func (t total) perUpdate() float64    { return float64(t.bytes) / float64(t.n) }
+func (t total) cpuPerUpdate() float64 { return float64(t.cpu) / float64(t.n) }
+func (t total) ms() float64           { return float64(t.d) / float64(time.Millisecond) / float64(t.runs) }
 
 func benchWorkload(b *testing.B, w func(context.Context, *bench.Options) (bench.Result, error), report func(*testing.B, total)) {
 	for _, tr := range bench.Transports {
@@ -85,6 +88,7 @@ func benchWorkload(b *testing.B, w func(context.Context, *bench.Options) (bench.
 				t.runs++
 				t.n += r.N
 				t.d += r.Duration
+				t.cpu += r.CPU
 				t.bytes += r.Bytes
 				t.last = r
 			}

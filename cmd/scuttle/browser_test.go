@@ -271,7 +271,7 @@ func TestBrowser(t *testing.T) {
 		waitJS(t, console, "the emitter's tail", `document.querySelector('#events tbody tr')?.cells[0].textContent === 'started'`, 5*time.Second)
 		n3.mustCall("POST", "/v1/events/log", `{"event":"live","args":[1]}`)
 		waitJS(t, console, "a live event on top", `document.querySelector('#events tbody tr')?.cells[0].textContent === 'live'`, 5*time.Second)
-		n2.mustCall("POST", "/v1/locks/jobs/printer", "")
+		n2.mustCall("POST", "/v1/locks/jobs/printer?ttl=1h", "") // its session outlives the test
 		waitJS(t, console, "the lock table listed", `!!document.querySelector('#docs tr[data-doc="jobs"]')`, 5*time.Second)
 		eval[bool](t, console, `window.scuttleConsole.select('lock', 'jobs'); true`)
 		waitJS(t, console, "n2 shown holding the printer", `document.querySelector('#locks tbody tr')?.cells[0].textContent === 'printer' && document.querySelector('#locks tbody tr').cells[1].textContent === 'n2'`, 5*time.Second)

@@ -11,7 +11,8 @@ import (
 	"github.com/scuttle-go/scuttle/node"
 )
 
-// TestCallCommand calls functions of a node served in the test's process.
+// TestCallCommand calls functions of a node served in the test's process,
+// and finds them in its status.
 func TestCallCommand(t *testing.T) {
 	addr := serveInProcessWith(t, func(o *serveOptions) {
 		ready := o.ready
@@ -41,9 +42,11 @@ func TestCallCommand(t *testing.T) {
 		{"JSON and words", []string{"call", "echo", "ada", `{"n": 1}`, "true", "01x"}, exitOK,
 			`\[\n  "ada",\n  \{\n    "n": 1\n  \},\n  true,\n  "01x"\n\]\n`, ""},
 		{"-string", []string{"call", "-string", "echo", "1"}, exitOK, `\[\n  "1"\n\]\n`, ""},
-		{"handler error", []string{"call", "fail"}, exitFail, ``, "502 Bad Gateway: node: call \"fail\": rpc: remote error: no luck"},
+		{"handler error", []string{"call", "fail"}, exitFail, ``, "502 Bad Gateway: node: call \"fail\" on solo: rpc: remote error: fail: no luck"},
 		{"unknown", []string{"call", "nobody"}, exitFail, ``, "404 Not Found"},
 		{"no name", []string{"call"}, exitFail, ``, "want arguments <name> [arg...]"},
+		{"status lists them", []string{"status"}, exitOK,
+			`(?s).*\nfunctions \(3\):\n  add +served by solo\n  echo +served by solo\n  fail +served by solo\n.*`, ""},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			args := append([]string{s.args[0], "-addr", addr}, s.args[1:]...)

@@ -545,58 +545,6 @@ func (c *client) watchOnce(ctx context.Context, p string, lastID *string, fn fun
 	return true, errStreamEnded
 }
 
-var lockCommand = &command{
-	name:    "lock",
-	args:    "<table> <lock>",
-	summary: "take a lock for the node (or -release it, or -show its holders)",
-	nargs:   arity{2, 2, "<table> <lock>"},
-	waits:   true, // for -timeout: the request's bound is its own
-	client: func(fs *flag.FlagSet) clientRun {
-		timeout := fs.Duration("timeout", 0, "wait this long for the lock if it is held (0: fail at once)")
-		release := fs.Bool("release", false, "release the lock instead")
-		show := fs.Bool("show", false, "print the lock's holders and take nothing")
-		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
-			if *release && *show {
-				return errors.New("-release and -show exclude each other")
-			}
-			ctx, cancel := context.WithTimeout(ctx, requestTimeout+*timeout)
-			defer cancel()
-			method, p := "POST", "/v1/locks"+apiPath(args[0], args[1])
-			switch {
-			case *release:
-				method = "DELETE"
-			case *show:
-				method = "GET"
-			case *timeout > 0:
-				p += "?timeout=" + url.QueryEscape(timeout.String())
-			}
-			var l struct {
-				Lock     string
-				Holders  []string
-				Deadline *time.Time
-			}
-			if err := c.do(ctx, method, p, nil, &l); err != nil {
-				return err
-			}
-			switch {
-			case *release:
-				fmt.Fprintf(stdout, "released %s\n", l.Lock)
-			case *show && len(l.Holders) == 0:
-				fmt.Fprintf(stdout, "%s is free\n", l.Lock)
-			case *show:
-				fmt.Fprintf(stdout, "%s is held by %s\n", l.Lock, strings.Join(l.Holders, ", "))
-			default:
-				fmt.Fprintf(stdout, "locked %s (held by %s", l.Lock, strings.Join(l.Holders, ", "))
-				if l.Deadline != nil {
-					fmt.Fprintf(stdout, ", lease until %s unless renewed", l.Deadline.Format(time.RFC3339Nano))
-				}
-				fmt.Fprintln(stdout, ")")
-			}
-			return nil
-		}
-	},
-}
-
 var statusCommand = &command{
 	name:    "status",
 	summary: "print a node's members, links, documents and traffic",
@@ -638,6 +586,10 @@ func printStatus(w io.Writer, st node.Status) {
 	fmt.Fprintf(w, "\ndocuments (%d):\n", len(st.Documents))
 	for _, d := range st.Documents {
 		fmt.Fprintf(w, "  %-16s %-8s %s\n", d.Name, d.Type, describeSources(d.Clock.Sources()))
+	}
+	fmt.Fprintf(w, "\nfunctions (%d):\n", len(st.Methods))
+	for _, name := range slices.Sorted(maps.Keys(st.Methods)) {
+		fmt.Fprintf(w, "  %-16s served by %s\n", name, strings.Join(st.Methods[name], " "))
 	}
 	fmt.Fprintf(w, "\ntraffic on the links up: in %d B, out %d B; dials %d (%d failed), accepted %d, auth failures %d\n",
 		in, out, st.Counters.Dials, st.Counters.DialFailures, st.Counters.Accepted, st.Counters.AuthFailures)

@@ -64,6 +64,9 @@ const runAsMain = "SCUTTLE_TEST_RUN_AS_MAIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(runAsMain) == "1" {
+		if methods := os.Getenv(rpcMethodsEnv); methods != "" {
+			rpcServeMain(methods)
+		}
 		main()
 	}
 	os.Setenv(runAsMain, "1")

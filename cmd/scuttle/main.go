@@ -18,7 +18,8 @@
 //	        document's changes (-doc) live
 //	emit    emit an event
 //	call    call a function registered in the cluster by name
-//	lock    take, release or show a lock
+//	lock    hold a lock while a command runs (scuttle lock TABLE NAME -- CMD
+//	        ARGS...), or until interrupted; release it or show its holders
 //	status  print a node's members, links, documents and traffic
 //	force-leave
 //	        forget a failed member on every node now
@@ -33,7 +34,7 @@
 //
 // Run "scuttle help <command>" or "scuttle <command> -h" for a command's
 // flags. The exit status is 0 on success, 1 if the command failed, and 2 for
-// a usage error.
+// a usage error; scuttle lock with a command exits with the command's.
 package main
 
 import (
@@ -153,6 +154,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitUsage // the flag package has printed the error and usage
 		}
 		if err := runc(ctx, fs.Args(), stdout); err != nil {
+			var ec *exitCodeError
+			if errors.As(err, &ec) { // a command's status (scuttle lock -- CMD)
+				if ec.err != nil {
+					fmt.Fprintf(stderr, "scuttle %s: %v\n", c.name, ec.err)
+				}
+				return ec.code
+			}
 			fmt.Fprintf(stderr, "scuttle %s: %v\n", c.name, err)
 			return exitFail
 		}

@@ -8,3 +8,10 @@ import "syscall"
 func childAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
+
+// commandAttr makes the kernel send SIGTERM to the command scuttle lock
+// runs if scuttle dies (SIGKILL included): its lock is released within the
+// session's TTL, so the command must not go on without it.
+func commandAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+}

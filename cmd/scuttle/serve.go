@@ -26,35 +26,7 @@ var serveCommand = &command{
 	summary: "run a cluster node and its HTTP API until SIGINT or SIGTERM",
 	setup: func(fs *flag.FlagSet) func(context.Context, []string, io.Writer) error {
 		var o serveOptions
-		fs.StringVar(&o.id, "id", "", "the node's id, unique in the cluster and kept across restarts (default: the host name)")
-		fs.StringVar(&o.data, "data", "", "data directory: the node's id and one log per document (default ./scuttle-data/<id>)")
-		fs.BoolVar(&o.memory, "memory", false, "keep nothing on disk: a restarted node starts empty and gets everything from its peers")
-		fs.StringVar(&o.bind, "bind", node.DefaultBindAddr, "replication listen address (TCP)")
-		fs.StringVar(&o.advertise, "advertise", "", "replication address peers dial, if not -bind's (NAT)")
-		fs.StringVar(&o.gossip, "gossip", node.DefaultGossipAddr, "gossip (memberlist) listen address, TCP and UDP")
-		fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address other members use, if not -gossip's (NAT)")
-		fs.Func("join", "gossip address of a member to join (host:port); repeat or separate with commas", func(s string) error {
-			for a := range strings.SplitSeq(s, ",") {
-				if a = strings.TrimSpace(a); a != "" {
-					o.join = append(o.join, a)
-				}
-			}
-			return nil
-		})
-		fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address, with the web console at /ui/; without -http-token-file the API has no authentication, keep it on a trusted interface")
-		fs.StringVar(&o.httpTokenFile, "http-token-file", "", "file holding the bearer token every API request must carry (except /healthz and /readyz)")
-		fs.Int64Var(&o.watchMaxBytes, "watch-max-bytes", api.DefaultWatchMaxBytes, "bytes a watch stream may hold for a client that reads slower than writes arrive; past it the stream ends, telling the client to resume from its last id")
-		fs.StringVar(&o.httpCert, "http-tls-cert", "", "PEM certificate: serve the API over HTTPS")
-		fs.StringVar(&o.httpKey, "http-tls-key", "", "PEM private key of -http-tls-cert")
-		fs.StringVar(&o.certFile, "tls-cert", "", "PEM certificate of this node, for mutual TLS on replication links; it must name the node id (SAN DNS ID or URI scuttle://ID)")
-		fs.StringVar(&o.keyFile, "tls-key", "", "PEM private key of -tls-cert")
-		fs.StringVar(&o.caFile, "tls-ca", "", "PEM CA certificates: peers must present a certificate it signed")
-		fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster's shared secret (at least 16 random bytes; also $SCUTTLE_SECRET)")
-		fs.BoolVar(&o.leave, "leave", true, "leave the cluster gracefully on SIGINT or SIGTERM; false stops as a crash would (for a quick restart)")
-		fs.StringVar(&o.network, "network", "lan", "failure detector timers: lan, wan or local (memberlist presets)")
-		fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-		fs.StringVar(&o.logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
-		fs.DurationVar(&o.reapAfter, "reap-after", node.DefaultReapAfter, "how long a failed or departed member stays in status before it is forgotten (force-leave: at once)")
+		o.flags(fs)
 		fs.String(configFlag, "", "file of settings, one \"flag = value\" a line (the flag names without the dash); "+
 			"the command line wins over $SCUTTLE_<FLAG> variables (SCUTTLE_LOG_FORMAT=json), which win over the file")
 		return func(ctx context.Context, args []string, stdout io.Writer) error {
@@ -90,6 +62,39 @@ type serveOptions struct {
 	secretEnv                 string // $SCUTTLE_SECRET
 	// ready, if set, is called once the node and the API are up (tests).
 	ready func(n *node.Node, httpAddr string)
+}
+
+// flags defines serve's flags on fs, to be parsed into o.
+func (o *serveOptions) flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.id, "id", "", "the node's id, unique in the cluster and kept across restarts (default: the host name)")
+	fs.StringVar(&o.data, "data", "", "data directory: the node's id and one log per document (default ./scuttle-data/<id>)")
+	fs.BoolVar(&o.memory, "memory", false, "keep nothing on disk: a restarted node starts empty and gets everything from its peers")
+	fs.StringVar(&o.bind, "bind", node.DefaultBindAddr, "replication listen address (TCP)")
+	fs.StringVar(&o.advertise, "advertise", "", "replication address peers dial, if not -bind's (NAT)")
+	fs.StringVar(&o.gossip, "gossip", node.DefaultGossipAddr, "gossip (memberlist) listen address, TCP and UDP")
+	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address other members use, if not -gossip's (NAT)")
+	fs.Func("join", "gossip address of a member to join (host:port); repeat or separate with commas", func(s string) error {
+		for a := range strings.SplitSeq(s, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				o.join = append(o.join, a)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address, with the web console at /ui/; without -http-token-file the API has no authentication, keep it on a trusted interface")
+	fs.StringVar(&o.httpTokenFile, "http-token-file", "", "file holding the bearer token every API request must carry (except /healthz and /readyz)")
+	fs.Int64Var(&o.watchMaxBytes, "watch-max-bytes", api.DefaultWatchMaxBytes, "bytes a watch stream may hold for a client that reads slower than writes arrive; past it the stream ends, telling the client to resume from its last id")
+	fs.StringVar(&o.httpCert, "http-tls-cert", "", "PEM certificate: serve the API over HTTPS")
+	fs.StringVar(&o.httpKey, "http-tls-key", "", "PEM private key of -http-tls-cert")
+	fs.StringVar(&o.certFile, "tls-cert", "", "PEM certificate of this node, for mutual TLS on replication links; it must name the node id (SAN DNS ID or URI scuttle://ID)")
+	fs.StringVar(&o.keyFile, "tls-key", "", "PEM private key of -tls-cert")
+	fs.StringVar(&o.caFile, "tls-ca", "", "PEM CA certificates: peers must present a certificate it signed")
+	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster's shared secret (at least 16 random bytes; also $SCUTTLE_SECRET)")
+	fs.BoolVar(&o.leave, "leave", true, "leave the cluster gracefully on SIGINT or SIGTERM; false stops as a crash would (for a quick restart)")
+	fs.StringVar(&o.network, "network", "lan", "failure detector timers: lan, wan or local (memberlist presets)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
+	fs.DurationVar(&o.reapAfter, "reap-after", node.DefaultReapAfter, "how long a failed or departed member stays in status before it is forgotten (force-leave: at once)")
 }
 
 // serve runs one node and its HTTP API until ctx ends, then leaves the

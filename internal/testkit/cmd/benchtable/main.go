@@ -3,7 +3,7 @@
 // doc, P1 and P2 on package filelog) and prints what they measured against
 // the project's targets, one row per figure:
 //
-//	go run ./internal/testkit/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5] [-version 1] [-compress] [-leaves 1000000]
+//	go run ./internal/testkit/cmd/benchtable [-runs 3] [-only W1,W3] [-heapprofile w5] [-cpuprofile cpu] [-version 1] [-compress] [-leaves 1000000]
 //
 // -version 1 runs the workloads on version 1 of the wire protocol, the
 // figures before the compact encoding; -compress has both sides offer
@@ -17,18 +17,30 @@
 // size for a quicker run). With -heapprofile PREFIX, W5 writes the heap
 // profiles of its replicas to PREFIX.local.prof and PREFIX.sync.prof, and
 // D2 its document's to PREFIX.doc.prof, for
-// `go tool pprof -sample_index=inuse_space`. A row's status is "ok" when
+// `go tool pprof -sample_index=inuse_space`. With -cpuprofile PREFIX, each
+// run of each workload writes a CPU profile of its timed part alone (the
+// writes and the replication, not the setup and the checks) to
+// PREFIX.W1.pipe.1.prof, PREFIX.W1.pipe.2.prof, ...; pprof merges the files
+// it is given:
+//
+//	go build -o benchtable ./internal/testkit/cmd/benchtable
+//	./benchtable -only W1 -runs 10 -cpuprofile cpu
+//	go tool pprof -top benchtable cpu.W1.pipe.*.prof
+//
+// A row's status is "ok" when
 // the target is met and "below" when it is not. `make bench` runs this
 // program.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -46,12 +58,13 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of W1-W4, D1 and D3 per transport; the fastest is reported")
 	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5,D1,D2,D3,P1,P2); empty for all")
 	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof, D2's to PREFIX.doc.prof")
+	cpu := flag.String("cpuprofile", "", "write a CPU profile of each run's timed part to `PREFIX`.W1.pipe.1.prof, ...")
 	leaves := flag.Int("leaves", bench.DefaultD2Leaves, "leaves of D2's document")
 	version := flag.Int("version", 0, "wire protocol version of both sides (stream.Options.Version); 0 for the newest")
 	compress := flag.Bool("compress", false, "both sides offer zstd compression of large frames (stream.Options.Compress)")
 	flag.Parse()
 	conn := &stream.Options{Version: *version, Compress: *compress}
-	if err := run(os.Stdout, os.Stderr, *runs, *only, *heap, *leaves, conn); err != nil {
+	if err := run(os.Stdout, os.Stderr, *runs, *only, profiles{heap: *heap, cpu: *cpu}, *leaves, conn); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
@@ -79,7 +92,12 @@ type row struct {
 	peers   string
 }
 
-func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, leaves int, conn *stream.Options) error {
+// profiles are the prefixes of the profiles' files; "" for none.
+type profiles struct {
+	heap, cpu string
+}
+
+func run(stdout, stderr io.Writer, runs int, only string, prof profiles, leaves int, conn *stream.Options) error {
 	if runs < 1 {
 		return fmt.Errorf("-runs %d: want at least 1", runs)
 	}
@@ -101,7 +119,7 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, leaves int
 		if len(want) > 0 && !want[w.name] {
 			continue
 		}
-		r, err := best(w, heapPrefix, conn)
+		r, err := best(w, prof, conn)
 		if err != nil {
 			return fmt.Errorf("%s/%s: %w", w.name, w.tr, err)
 		}
@@ -139,22 +157,35 @@ func run(stdout, stderr io.Writer, runs int, only, heapPrefix string, leaves int
 }
 
 // best runs w.runs times and returns the run with the shortest timed part.
-// With a heapPrefix, a workload that measures the heap writes its profile.
-func best(w workload, heapPrefix string, conn *stream.Options) (bench.Result, error) {
+// With prof.heap, a workload that measures the heap writes its profile;
+// with prof.cpu, every run writes a CPU profile of its timed part.
+func best(w workload, prof profiles, conn *stream.Options) (bench.Result, error) {
 	var b bench.Result
 	for i := range w.runs {
 		o := &bench.Options{Transport: w.tr, Keys: w.keys, Conn: conn}
-		if heapPrefix != "" && w.heap != "" {
-			f, err := os.Create(heapPrefix + w.heap)
+		if prof.heap != "" && w.heap != "" {
+			f, err := os.Create(prof.heap + w.heap)
 			if err != nil {
 				return b, err
 			}
 			defer f.Close()
 			o.HeapProfile = f
 		}
+		var ct *cpuTimer
+		if prof.cpu != "" {
+			tr := string(w.tr)
+			if tr == "" {
+				tr = "local"
+			}
+			ct = &cpuTimer{path: fmt.Sprintf("%s.%s.%s.%d.prof", prof.cpu, w.name, tr, i+1)}
+			o.Timer = ct
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		r, err := w.run(ctx, o)
 		cancel()
+		if ct != nil {
+			err = errors.Join(err, ct.end())
+		}
 		if err != nil {
 			return r, err
 		}
@@ -163,6 +194,49 @@ func best(w workload, heapPrefix string, conn *stream.Options) (bench.Result, er
 		}
 	}
 	return b, nil
+}
+
+// cpuTimer is the Timer of a workload's run that profiles its timed part:
+// the first StartTimer starts a CPU profile, the StopTimer after it ends
+// it, and later calls do nothing (a workload starts its timer again as it
+// returns).
+type cpuTimer struct {
+	path    string
+	f       *os.File
+	started bool
+	err     error
+}
+
+// StartTimer starts the profile, the first time.
+func (t *cpuTimer) StartTimer() {
+	if t.started {
+		return
+	}
+	t.started = true
+	if t.f, t.err = os.Create(t.path); t.err != nil {
+		return
+	}
+	if t.err = pprof.StartCPUProfile(t.f); t.err != nil {
+		t.f.Close()
+		t.f = nil
+	}
+}
+
+// StopTimer ends the profile, if it runs.
+func (t *cpuTimer) StopTimer() {
+	if t.f == nil {
+		return
+	}
+	pprof.StopCPUProfile()
+	t.err = t.f.Close()
+	t.f = nil
+}
+
+// end ends the profile if the workload failed while it ran, and returns the
+// first error.
+func (t *cpuTimer) end() error {
+	t.StopTimer()
+	return t.err
 }
 
 // plan lists the workloads in the order of the table, with their targets;
