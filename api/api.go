@@ -52,6 +52,13 @@ const (
 	DefaultHeartbeat   = 15 * time.Second
 	DefaultWatchBuffer = 1024
 	DefaultWriteWait   = 10 * time.Second
+	// DefaultWatchMaxBytes is Config.WatchMaxBytes's default, 16 MiB.
+	DefaultWatchMaxBytes = 16 << 20
+	// MaxWatchIDSize is the longest watch position (an SSE id, the
+	// Last-Event-ID header, the since parameter) in bytes: longer is 400.
+	// A position past it (a clock of hundreds of sources) is not sent as
+	// an id, and a resumption repeats events rather than miss any.
+	MaxWatchIDSize = 8192
 	// MaxKeySize is the longest key, event name or lock name, in bytes.
 	MaxKeySize = 1024
 )
@@ -89,9 +96,20 @@ type Config struct {
 
 	// WatchBuffer is how many changes a watch stream queues for a client
 	// that reads slower than the document changes; past it the stream
-	// ends with an "error" event, so that a slow client neither blocks
+	// ends as past WatchMaxBytes, so that a slow client neither blocks
 	// writers nor grows memory. 0 means DefaultWatchBuffer (1024).
 	WatchBuffer int
+
+	// WatchMaxBytes bounds the bytes a watch stream holds for a client
+	// that reads slower than the document changes: the JSON of the events
+	// queued and being written. Past it, or past WatchBuffer events, the
+	// queue is dropped and the stream ends with an "error" event whose
+	// "resume" is true: reconnecting with the last id received resumes the
+	// stream without a gap (the resumption reads the document, so a model
+	// sends each key changed since once, at its latest value). One event is
+	// always queued, however large. 0 means DefaultWatchMaxBytes (16 MiB);
+	// memory per stalled watcher is at most about that, plus one event.
+	WatchMaxBytes int64
 
 	// WriteWait bounds each write of a watch stream to its client: a
 	// client that stops reading is dropped after it. 0 means
@@ -148,10 +166,10 @@ func (c *Config) withDefaults() (Config, error) {
 	if c != nil {
 		out = *c
 	}
-	if out.MaxBodySize < 0 || out.MaxLockWait < 0 || out.LockAckWait < 0 || out.Heartbeat < 0 || out.WatchBuffer < 0 || out.WriteWait < 0 {
+	if out.MaxBodySize < 0 || out.MaxLockWait < 0 || out.LockAckWait < 0 || out.Heartbeat < 0 || out.WatchBuffer < 0 || out.WriteWait < 0 || out.WatchMaxBytes < 0 {
 		// Not %+v of out: it would print the token.
-		return out, fmt.Errorf("%w: negative field (MaxBodySize %d, MaxLockWait %v, LockAckWait %v, Heartbeat %v, WatchBuffer %d, WriteWait %v)",
-			ErrInvalidConfig, out.MaxBodySize, out.MaxLockWait, out.LockAckWait, out.Heartbeat, out.WatchBuffer, out.WriteWait)
+		return out, fmt.Errorf("%w: negative field (MaxBodySize %d, MaxLockWait %v, LockAckWait %v, Heartbeat %v, WatchBuffer %d, WatchMaxBytes %d, WriteWait %v)",
+			ErrInvalidConfig, out.MaxBodySize, out.MaxLockWait, out.LockAckWait, out.Heartbeat, out.WatchBuffer, out.WatchMaxBytes, out.WriteWait)
 	}
 	if out.MaxSessions < 0 || out.MaxSessionLocks < 0 {
 		return out, fmt.Errorf("%w: negative MaxSessions %d or MaxSessionLocks %d", ErrInvalidConfig, out.MaxSessions, out.MaxSessionLocks)
@@ -185,6 +203,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.WatchBuffer == 0 {
 		out.WatchBuffer = DefaultWatchBuffer
+	}
+	if out.WatchMaxBytes == 0 {
+		out.WatchMaxBytes = DefaultWatchMaxBytes
 	}
 	if out.WriteWait == 0 {
 		out.WriteWait = DefaultWriteWait

@@ -134,16 +134,35 @@
 // root without ?path=) is an event "change" (path, a JSON Pointer; value;
 // old; deleted; source; timestamp; local), as doc.Change reports them: the
 // changes of one patch come one after another and share source and
-// timestamp. The
+// timestamp (and only the last carries an id: see below). The
 // source is the writer's source id, its node id and the incarnation of the
 // process that wrote ("n1~k3x9p2qd"); local is true when the writer is this
 // node, in this run or an earlier one. A comment line is sent every
 // Config.Heartbeat so that proxies and clients can tell a quiet stream
 // from a dead one. The stream lasts until the client goes away or the
-// server closes; a client that falls Config.WatchBuffer events behind gets
-// an event "error" and the stream ends (reconnect and read the model
-// again). A watch reports what happens from the moment it starts, and
-// nothing from before.
+// server closes; a client that falls Config.WatchBuffer events or
+// Config.WatchMaxBytes bytes behind gets an event "error" whose "resume"
+// is true, and the stream ends. A watch of a document the node does not
+// hold yet waits for it, without creating it, then sends everything it
+// holds; one created with another type ends the stream with "error".
+//
+// # Resuming a watch
+//
+// Every event carries an SSE id: the watcher's position, the vector clock
+// of what it has seen (per source, the latest update; a source's updates
+// arrive in timestamp order), encoded URL-safe, at most MaxWatchIDSize
+// bytes. The stream's first line is an id alone: the position it starts
+// from. A fresh watch starts from now (the document's clock) and reports
+// nothing from before. A request with the Last-Event-ID header (an
+// EventSource sends it when it reconnects), or else ?since=ID, resumes:
+// it gets what the document holds beyond that position, then live events,
+// none it had and none missed, across a restart of the node too (the
+// clock's sources persist in the logs); ?since=0 is from the start. What
+// a resumption sends: a model, each key changed since, once, at its value
+// now (a delete as deleted); an emitter, the retained events after, in
+// order; a JSON document, if it changed, one event "change" with
+// "resync": true holding the value at the watched path now. An id that
+// does not decode, or is too long, is 400.
 //
 // GET /v1/status/watch sends the status as an event "status" at once,
 // then whenever it changed, read at most every StatusInterval (1 s): the

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/scuttle-go/scuttle/doc"
+	"github.com/scuttle-go/scuttle/vclock"
 )
 
 // This file serves JSON documents (package doc): GET of the whole document
@@ -406,6 +407,10 @@ type docChangeBody struct {
 	Source    string  `json:"source"`
 	Timestamp float64 `json:"timestamp"`
 	Local     bool    `json:"local"`
+	// Resync marks the first event of a resumed watch when the document
+	// changed meanwhile: Value is the value at the watched path now (Old,
+	// Source and Timestamp are empty), standing for the changes missed.
+	Resync bool `json:"resync,omitempty"`
 }
 
 func (s *Server) watchDoc(w http.ResponseWriter, r *http.Request) error {
@@ -413,13 +418,46 @@ func (s *Server) watchDoc(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.existingDoc(r)
-	if err != nil {
-		return err
-	}
-	return s.watch(w, r, "change", func(push func(any)) func() {
-		return d.Observe(p.pointer(), func(c doc.Change) {
-			push(docChangeBody{c.Path, c.New, c.Old, c.Deleted, c.Source, float64(c.Timestamp), c.Local})
-		})
+	path := p.pointer()
+	return s.watchDocument(w, r, typeDoc, func(name string) (watchFeed, error) {
+		d, err := s.n.Doc(name)
+		if err != nil {
+			return watchFeed{}, err
+		}
+		return watchFeed{
+			kind: "change",
+			subscribe: func(push func(watchItem)) func() {
+				return d.ObservePatches(path, func(cs []doc.Change) {
+					g := make(group, len(cs))
+					for i, c := range cs {
+						g[i] = docChangeBody{c.Path, c.New, c.Old, c.Deleted, c.Source, float64(c.Timestamp), c.Local, false}
+					}
+					push(watchItem{cs[0].Source, cs[0].Timestamp, false, g}) // one patch: one position
+				})
+			},
+			since: func(pos vclock.Clock) (items []watchItem, clock vclock.Clock) {
+				d.WithClock(func(c vclock.Clock) {
+					clock = c
+					if pos == nil || !newer(c, pos) {
+						return
+					}
+					// The changes one by one are not kept: the value at
+					// path now stands for them.
+					v, ok := d.Get(path)
+					items = []watchItem{{body: docChangeBody{Path: path, Value: v, Deleted: !ok, Resync: true}}}
+				})
+				return items, clock
+			},
+		}, nil
 	})
+}
+
+// newer reports whether c has seen an update that pos has not.
+func newer(c, pos vclock.Clock) bool {
+	for src, t := range c {
+		if !pos.Covers(src, t) {
+			return true
+		}
+	}
+	return false
 }

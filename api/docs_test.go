@@ -114,7 +114,7 @@ func TestDocBadRequests(t *testing.T) {
 		{"path below a scalar", "GET", "/v1/docs/d?path=s.x", "", 404, "no value"},
 		{"malformed pointer in a read", "GET", "/v1/docs/d?path=/a~", "", 400, "invalid path"},
 		{"path not UTF-8", "GET", "/v1/docs/d?path=%FF", "", 400, "not UTF-8"},
-		{"watch unknown doc", "GET", "/v1/docs/nope/watch", "", 404, `no document "nope"`},
+		{"watch from an id of another version", "GET", "/v1/docs/d/watch?since=Ag", "", 400, "not a watch position"},
 		{"watch a malformed path", "GET", "/v1/docs/d/watch?path=a..b", "", 400, "empty field name"},
 		{"wrong method", "PUT", "/v1/docs/d", `{}`, 405, "method PUT not allowed"},
 		{"wrong method on a watch", "PATCH", "/v1/docs/d/watch", `{}`, 405, "not allowed"},

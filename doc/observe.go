@@ -69,19 +69,37 @@ type noteChange struct {
 //
 // Observe panics if path is not a JSON Pointer.
 func (d *Doc) Observe(path string, fn func(Change)) (cancel func()) {
+	return d.ObservePatches(path, func(cs []Change) {
+		for _, c := range cs {
+			fn(c)
+		}
+	})
+}
+
+// ObservePatches is Observe with the changes of one patch in one call:
+// fn gets, for each patch with a change that touches path, those changes
+// in order (never none). A watcher that records its position after each
+// call (the patch's Source and Timestamp) never records half a patch.
+//
+// ObservePatches panics if path is not a JSON Pointer.
+func (d *Doc) ObservePatches(path string, fn func([]Change)) (cancel func()) {
 	segs, err := ParsePointer(path)
 	if err != nil {
 		panic(err)
 	}
 	d.observers.Add(1)
 	stop := d.notes.Add(func(p *patchNote) {
+		var cs []Change
 		for _, c := range p.changes {
 			if isPrefix(segs, c.path) || isPrefix(c.path, segs) {
-				fn(Change{
+				cs = append(cs, Change{
 					Path: Pointer(c.path...), Old: clone(c.old), New: clone(c.new), Deleted: c.deleted,
 					Source: p.source, Timestamp: p.timestamp, Local: p.local,
 				})
 			}
+		}
+		if len(cs) > 0 {
+			fn(cs)
 		}
 	})
 	var once sync.Once

@@ -1,6 +1,8 @@
 package model
 
 import (
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -122,4 +124,61 @@ func (m *Model) Watch(fn func(Change)) (cancel func()) {
 // send that is blocked; once it returns nothing more is sent to ch.
 func (m *Model) WatchChan(ch chan<- Change) (cancel func()) {
 	return notify.Chan(m.Watch, ch)
+}
+
+// ChangedSince returns the state now of every key that has an update newer
+// than since (those History(since) holds, tombstones included), one Change
+// a key (Old nil, Local as Watch sets it), in the (Timestamp, Source) order
+// of the latest such update of each key, and the replica's clock read at
+// the same instant: the changes reflect every update clock covers and none
+// it does not.
+//
+// It is how a watcher resumes from a position (the clock of what it has
+// seen): ChangedSince(position) brings it up to clock, and a change Watch
+// delivers later whose Source and Timestamp clock covers is already in
+// what ChangedSince returned. Call Watch first, then ChangedSince, so that
+// nothing falls between the two. Keys whose time to live ran out are left
+// out, as from History.
+func (m *Model) ChangedSince(since vclock.Clock) (changes []Change, clock vclock.Clock) {
+	m.sweepDue()
+	type state struct {
+		key     string
+		decider *entry // nil if an expiry left the key without an update
+		source  string // of decider
+		set     bool   // whether the key reads as set
+	}
+	var states []state
+	m.WithClock(func(c vclock.Clock) {
+		clock = c
+		us := replica{m}.History(since) // the base's lock is held: not the base's History
+		m.mu.RLock()
+		defer m.mu.RUnlock()
+		seen := make(map[string]bool, len(us))
+		for _, u := range slices.Backward(us) { // each key at its latest update
+			k := keyOf(u.Data)
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			st := state{key: strings.Clone(k), decider: m.keys.get(k)}
+			if st.decider != nil {
+				st.source, st.set = m.source(st.decider), st.decider.visible()
+			}
+			states = append(states, st)
+		}
+	})
+	slices.Reverse(states)
+	changes = make([]Change, 0, len(states))
+	for _, st := range states {
+		c := Change{Key: st.key, Deleted: !st.set}
+		if st.decider != nil {
+			c.Source, c.Timestamp = st.source, st.decider.ts
+			c.Local = scuttlebutt.ReplicaID(c.Source) == m.ID()
+		}
+		if !c.Deleted {
+			c.Value = decodeValue(st.decider.value())
+		}
+		changes = append(changes, c)
+	}
+	return changes, clock
 }

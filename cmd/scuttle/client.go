@@ -130,6 +130,11 @@ func (c *client) do(ctx context.Context, method, p string, body []byte, out any)
 
 // send sends a request and returns the response if it is a 200.
 func (c *client) send(ctx context.Context, method, p string, body []byte) (*http.Response, error) {
+	return c.sendWith(ctx, method, p, body, nil)
+}
+
+// sendWith is send with headers of the caller's.
+func (c *client) sendWith(ctx context.Context, method, p string, body []byte, hdr http.Header) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -137,6 +142,9 @@ func (c *client) send(ctx context.Context, method, p string, body []byte) (*http
 	req, err := http.NewRequestWithContext(ctx, method, c.base+p, rd)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -438,41 +446,103 @@ var watchCommand = &command{
 // errStreamEnded means the server ended a watch stream.
 var errStreamEnded = errors.New("the server ended the stream")
 
+// Backoff of a watch between reconnections: from watchRetryMin, doubling
+// up to watchRetryMax, back to the minimum once a stream has been read.
+const (
+	watchRetryMin = 100 * time.Millisecond
+	watchRetryMax = 5 * time.Second
+)
+
 // watch reads the Server-Sent Events at p and calls fn with the data of
-// each change or event, until ctx ends, fn fails, or the stream ends.
+// each change or event, until ctx ends or fn fails. When the stream ends
+// or the connection fails (the node restarted, the watcher fell behind),
+// it reconnects with backoff and resumes from the last id received
+// (Last-Event-ID), so that fn sees every change once: the server sends
+// what the document holds beyond that id. The first connection must
+// succeed, and a request the server refuses (4xx) is not retried.
 func (c *client) watch(ctx context.Context, p string, fn func(data []byte) error) error {
-	resp, err := c.send(ctx, "GET", p, nil)
+	var lastID string
+	wait := watchRetryMin
+	for first := true; ; first = false {
+		read, err := c.watchOnce(ctx, p, &lastID, fn)
+		if fe, ok := err.(fnError); ok {
+			return fe.err
+		}
+		var ae *apiError
+		switch {
+		case ctx.Err() != nil:
+			return err
+		case first && !read, errors.As(err, &ae) && ae.code < 500:
+			return err
+		}
+		if read {
+			wait = watchRetryMin
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, watchRetryMax)
+	}
+}
+
+// fnError is an error of watch's fn: it ends the watch.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// watchOnce reads one stream, from *lastID if set, keeping *lastID the
+// last id received. read reports that the stream was opened.
+func (c *client) watchOnce(ctx context.Context, p string, lastID *string, fn func(data []byte) error) (read bool, err error) {
+	var hdr http.Header
+	if *lastID != "" {
+		hdr = http.Header{"Last-Event-Id": {*lastID}}
+	}
+	resp, err := c.sendWith(ctx, "GET", p, nil, hdr)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	var typ string
+	// An event is dispatched at the blank line that ends it, as an
+	// EventSource does: one cut short is neither shown nor its id kept.
+	var typ, id string
+	var data []byte
 	for sc.Scan() {
 		line := sc.Bytes()
 		switch {
 		case len(line) == 0:
-			typ = ""
+			switch {
+			case data == nil:
+			case typ == "error" || typ == "close":
+				var e struct{ Error string }
+				json.Unmarshal(data, &e)
+				return true, fmt.Errorf("%w: %s", errStreamEnded, e.Error)
+			default:
+				if err := fn(data); err != nil {
+					return true, fnError{err}
+				}
+			}
+			if id != "" { // an id alone is a position too
+				*lastID = id
+			}
+			typ, id, data = "", "", nil
+		case bytes.HasPrefix(line, []byte("id: ")):
+			id = string(line[len("id: "):])
 		case bytes.HasPrefix(line, []byte("event: ")):
 			typ = string(line[len("event: "):])
 		case bytes.HasPrefix(line, []byte("data: ")):
-			data := line[len("data: "):]
-			switch typ {
-			case "error", "close":
-				var e struct{ Error string }
-				json.Unmarshal(data, &e)
-				return fmt.Errorf("%w: %s", errStreamEnded, e.Error)
-			}
-			if err := fn(data); err != nil {
-				return err
-			}
+			data = slices.Clone(line[len("data: "):])
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return err
+		return true, err
 	}
-	return errStreamEnded
+	return true, errStreamEnded
 }
 
 var statusCommand = &command{

@@ -51,6 +51,7 @@ type serveOptions struct {
 	join                      []string
 	httpAddr                  string
 	httpTokenFile             string
+	watchMaxBytes             int64 // api.Config.WatchMaxBytes
 	httpCert, httpKey         string
 	certFile, keyFile, caFile string
 	secretFile                string
@@ -82,6 +83,7 @@ func (o *serveOptions) flags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address, with the web console at /ui/; without -http-token-file the API has no authentication, keep it on a trusted interface")
 	fs.StringVar(&o.httpTokenFile, "http-token-file", "", "file holding the bearer token every API request must carry (except /healthz and /readyz)")
+	fs.Int64Var(&o.watchMaxBytes, "watch-max-bytes", api.DefaultWatchMaxBytes, "bytes a watch stream may hold for a client that reads slower than writes arrive; past it the stream ends, telling the client to resume from its last id")
 	fs.StringVar(&o.httpCert, "http-tls-cert", "", "PEM certificate: serve the API over HTTPS")
 	fs.StringVar(&o.httpKey, "http-tls-key", "", "PEM private key of -http-tls-cert")
 	fs.StringVar(&o.certFile, "tls-cert", "", "PEM certificate of this node, for mutual TLS on replication links; it must name the node id (SAN DNS ID or URI scuttle://ID)")
@@ -183,7 +185,10 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 // apiConfig turns the API's flags into its Config and, with
 // -http-tls-cert, the TLS configuration to serve it with.
 func (o serveOptions) apiConfig(log *slog.Logger) (*api.Config, *tls.Config, error) {
-	cfg := &api.Config{Logger: log}
+	if o.watchMaxBytes < 0 {
+		return nil, nil, fmt.Errorf("-watch-max-bytes %d is negative", o.watchMaxBytes)
+	}
+	cfg := &api.Config{Logger: log, WatchMaxBytes: o.watchMaxBytes}
 	if o.httpTokenFile != "" {
 		b, err := os.ReadFile(o.httpTokenFile)
 		if err != nil {
