@@ -2,6 +2,7 @@ package filelog
 
 import (
 	"bytes"
+	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -49,18 +50,21 @@ type Log struct {
 	mu   sync.Mutex // guards the fields below
 	cond sync.Cond  // broadcast when flushing ends
 	// f is the log file. Only the holder of the flushing role writes it,
-	// syncs it or replaces it, and may do so without mu.
+	// syncs it or replaces it, and may do so without mu. It is nil while
+	// Files keeps it closed (acquire opens it again).
 	f        *os.File
-	flushing bool   // a writer (a Sync leader, the flusher, a compaction) has the role
-	size     int64  // bytes written to f: header and records
-	end      int64  // size, plus the bytes being written, plus len(buf)
-	buf      []byte // records appended and not yet written
-	spare    []byte // a spent buf, for reuse
-	seq      uint64 // sequence number of the last record appended
-	written  uint64 // sequence number of the last record written to f
-	synced   uint64 // sequence number of the last record fsynced
-	records  int64  // records in f and buf
-	version  uint16 // f's format version: clock records need 2
+	files    *Files        // cfg.Files
+	elem     *list.Element // l in files.lru, guarded by files.mu
+	flushing bool          // a writer (a Sync leader, the flusher, a compaction) has the role
+	size     int64         // bytes written to f: header and records
+	end      int64         // size, plus the bytes being written, plus len(buf)
+	buf      []byte        // records appended and not yet written
+	spare    []byte        // a spent buf, for reuse
+	seq      uint64        // sequence number of the last record appended
+	written  uint64        // sequence number of the last record written to f
+	synced   uint64        // sequence number of the last record fsynced
+	records  int64         // records in f and buf
+	version  uint16        // f's format version: clock records need 2
 	// logged is the clock that replaying f and buf would restore: the
 	// updates and clocks they hold. Close records the document's clock
 	// if it knows more.
@@ -181,6 +185,10 @@ func Open(path string, doc scuttlebutt.Document, cfg *Config) (*Log, error) {
 		return nil, err
 	}
 	l.f = f
+	l.files = c.Files
+	if l.files != nil {
+		l.files.use(l)
+	}
 	l.check = int64(c.CompactMin)
 	base.Attach(l)
 	if c.Sync == SyncInterval {
@@ -640,19 +648,19 @@ func (l *Log) flushLocked(fsync bool) {
 	l.buf, l.spare = l.spare[:0], nil
 	l.mu.Unlock()
 
-	var err error
-	if len(buf) > 0 {
-		_, err = l.f.WriteAt(buf, off)
+	f, err := l.acquire()
+	if err == nil && len(buf) > 0 {
+		_, err = f.WriteAt(buf, off)
+		if err != nil {
+			_ = f.Truncate(off) // best effort: drop a partial record
+		}
 	}
 	if err == nil && fsync {
 		start := time.Now()
-		err = fdatasync(l.f)
+		err = fdatasync(f)
 		if err == nil && l.cfg.OnSync != nil {
 			l.cfg.OnSync(time.Since(start))
 		}
-	}
-	if err != nil && len(buf) > 0 {
-		_ = l.f.Truncate(off) // best effort: drop a partial record
 	}
 
 	l.mu.Lock()
@@ -770,8 +778,14 @@ func (l *Log) Close() error {
 		l.flushLocked(true)
 	}
 	err := l.err
-	if cerr := l.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("filelog: closing %s: %w", l.path, cerr)
+	if l.f != nil {
+		if cerr := l.f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("filelog: closing %s: %w", l.path, cerr)
+		}
+		l.f = nil
+	}
+	if l.files != nil {
+		l.files.forget(l)
 	}
 	if l.err == nil {
 		l.err = fmt.Errorf("%w: %s", ErrClosed, l.path)
