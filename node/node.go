@@ -53,7 +53,12 @@ type Node struct {
 	ended  chan struct{}  // a link ended (capacity 1, for Leave)
 	fatal  chan error     // the cluster refused the node (capacity 1)
 
-	createMu sync.Mutex // serialises document creation, which does file I/O
+	createMu sync.Mutex     // serialises document creation and deletion, which do file I/O
+	files    *filelog.Files // bounds the document logs' open files
+
+	catMu   sync.Mutex          // guards pending and catAll
+	pending map[string]struct{} // catalog entries changed since ensureCatalog last ran
+	catAll  bool                // ensureCatalog must look at every entry
 
 	mu       sync.Mutex // guards the fields below
 	docs     map[string]*document
@@ -61,6 +66,7 @@ type Node struct {
 	links    map[string]*link
 	dialers  map[string]context.CancelFunc
 	warned   map[string]bool        // catalog entries already warned about
+	capped   map[string]bool        // catalog entries refused for MaxDocuments
 	forced   map[string]time.Time   // members a peer forced out while alive here
 	lockSet  []string               // the member set last handed to lock tables
 	handlers map[string]handler     // this node's rpc handlers
@@ -117,6 +123,9 @@ func New(cfg *Config) (*Node, error) {
 		links:    make(map[string]*link),
 		dialers:  make(map[string]context.CancelFunc),
 		warned:   make(map[string]bool),
+		capped:   make(map[string]bool),
+		pending:  make(map[string]struct{}),
+		files:    filelog.NewFiles(c.MaxOpenLogs),
 		forced:   make(map[string]time.Time),
 		rpcSrv:   rpc.NewServer(nil),
 		handlers: make(map[string]handler),
@@ -133,12 +142,13 @@ func New(cfg *Config) (*Node, error) {
 		n.closeDocuments()
 		return nil, err
 	}
-	if n.catalog, err = n.openDocument(catalogName, kindModel); err != nil {
+	if n.catalog, err = n.openDocument(catalogName, kindModel, 0); err != nil {
 		return fail(err)
 	}
-	if n.registry, err = n.openDocument(registryName, kindModel); err != nil {
+	if n.registry, err = n.openDocument(registryName, kindModel, 0); err != nil {
 		return fail(err)
 	}
+	n.catAll = true
 	n.ensureCatalog() // the documents a restarted node held, before any link
 	if n.ln, err = net.Listen("tcp", c.BindAddr); err != nil {
 		return fail(fmt.Errorf("node: listen on %s: %w", c.BindAddr, err))
@@ -159,7 +169,7 @@ func New(cfg *Config) (*Node, error) {
 	if n.ml, err = memberlist.Create(mc); err != nil {
 		return fail(fmt.Errorf("node: memberlist: %w", err))
 	}
-	n.unwatch = n.catalog.doc.(*model.Model).Watch(func(model.Change) { n.poke() })
+	n.unwatch = n.catalog.doc.(*model.Model).Watch(func(c model.Change) { n.catalogChanged(c.Key, false) })
 	n.wg.Add(2)
 	go n.acceptLoop()
 	go n.manage()
