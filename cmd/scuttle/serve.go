@@ -54,6 +54,7 @@ var serveCommand = &command{
 		fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&o.logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
 		fs.DurationVar(&o.reapAfter, "reap-after", node.DefaultReapAfter, "how long a failed or departed member stays in status before it is forgotten (force-leave: at once)")
+		fs.IntVar(&o.maxDocuments, "max-documents", node.DefaultMaxDocuments, "the most documents the node holds, of every type: creating one more is a 409 naming the cap, and names from peers past it are logged and not opened; give every node the same")
 		fs.String(configFlag, "", "file of settings, one \"flag = value\" a line (the flag names without the dash); "+
 			"the command line wins over $SCUTTLE_<FLAG> variables (SCUTTLE_LOG_FORMAT=json), which win over the file")
 		return func(ctx context.Context, args []string, stdout io.Writer) error {
@@ -85,6 +86,7 @@ type serveOptions struct {
 	network, logLevel         string
 	logFormat                 string
 	reapAfter                 time.Duration
+	maxDocuments              int
 	secretEnv                 string // $SCUTTLE_SECRET
 	// ready, if set, is called once the node and the API are up (tests).
 	ready func(n *node.Node, httpAddr string)
@@ -220,6 +222,9 @@ func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 	if o.reapAfter < 0 {
 		return nil, fmt.Errorf("-reap-after %v is negative", o.reapAfter)
 	}
+	if o.maxDocuments < 1 {
+		return nil, fmt.Errorf("-max-documents %d: want at least 1", o.maxDocuments)
+	}
 	cfg := &node.Config{
 		ID:                  o.id,
 		BindAddr:            o.bind,
@@ -232,6 +237,7 @@ func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 		CAFile:              o.caFile,
 		Logger:              slog.New(handler),
 		ReapAfter:           o.reapAfter,
+		MaxDocuments:        o.maxDocuments,
 	}
 	switch o.network {
 	case "lan":
