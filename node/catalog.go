@@ -95,6 +95,43 @@ func streamName(name string, gen uint64) string {
 	return name + "~" + strconv.FormatUint(gen, 10)
 }
 
+// live reports whether a catalog value names a document that exists.
+func live(v any) bool {
+	e, err := parseEntry(v)
+	return err == nil && !e.deleted()
+}
+
+// countLive counts the catalog's live entries, once at New; the catalog's
+// watch keeps the count from then on (watchCatalog).
+func (n *Node) countLive() {
+	cat := n.catalog.doc.(*model.Model)
+	k := 0
+	for _, name := range cat.Keys() {
+		if v, ok := cat.Get(name); ok && live(v) {
+			k++
+		}
+	}
+	n.catMu.Lock()
+	n.catLive = k
+	n.catMu.Unlock()
+}
+
+// watchCatalog is the catalog's watch callback: it counts the live
+// entries and queues the name for ensureCatalog.
+func (n *Node) watchCatalog(c model.Change) {
+	d := 0
+	if live(c.Value) {
+		d++
+	}
+	if live(c.Old) {
+		d--
+	}
+	n.catMu.Lock()
+	n.catLive += d
+	n.catMu.Unlock()
+	n.catalogChanged(c.Key, false)
+}
+
 // catalogChanged records that the catalog's entry for name changed (or,
 // with all, that every entry must be looked at) and wakes the manager.
 // It runs in the catalog's watch callback: it takes only catMu.
@@ -107,6 +144,22 @@ func (n *Node) catalogChanged(name string, all bool) {
 	}
 	n.catMu.Unlock()
 	n.poke()
+}
+
+// checkCatalogCap returns ErrTooManyDocuments if the cluster's catalog
+// lists MaxDocuments documents already, as this node knows it: a new name
+// would be refused by the members that hold as many. Members creating
+// names at once can each pass it before they hear of the others' names;
+// each then holds at most MaxDocuments, the names past it refused.
+func (n *Node) checkCatalogCap() error {
+	n.catMu.Lock()
+	listed := n.catLive
+	n.catMu.Unlock()
+	if listed >= n.cfg.MaxDocuments {
+		return fmt.Errorf("%w: the cap is %d (MaxDocuments, scuttle serve -max-documents) and the cluster's catalog lists %d; delete documents or raise the cap",
+			ErrTooManyDocuments, n.cfg.MaxDocuments, listed)
+	}
+	return nil
 }
 
 // takePending returns the names whose catalog entries changed since the
@@ -201,7 +254,9 @@ func (n *Node) settled(name string) {
 }
 
 // retryCapped queues again up to k of the catalog's names refused for
-// the MaxDocuments cap, now that k documents are gone.
+// the MaxDocuments cap, now that k documents are gone. Names the catalog
+// no longer lists as live are forgotten on the way, so that the room
+// goes to one that is.
 func (n *Node) retryCapped(k int) {
 	n.mu.Lock()
 	var names []string
@@ -209,8 +264,10 @@ func (n *Node) retryCapped(k int) {
 		if len(names) == k {
 			break
 		}
-		names = append(names, name)
 		delete(n.capped, name)
+		if e, ok, err := n.catalogEntry(name); ok && err == nil && !e.deleted() {
+			names = append(names, name)
+		}
 	}
 	n.mu.Unlock()
 	for _, name := range names {

@@ -212,6 +212,11 @@ func (n *Node) document(name, kind string) (scuttlebutt.Document, error) {
 	case ok && !e.deleted() && e.kind != kind:
 		return nil, fmt.Errorf("%w: %q is a %s in the cluster's catalog, not a %s", ErrDocumentType, name, e.kind, kind)
 	}
+	if !ok || e.deleted() {
+		if err := n.checkCatalogCap(); err != nil {
+			return nil, err
+		}
+	}
 	want := entry{kind: kind, gen: e.next()}
 	d, err := n.getOrCreate(name, kind, want.gen)
 	if err != nil {

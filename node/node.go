@@ -56,9 +56,10 @@ type Node struct {
 	createMu sync.Mutex     // serialises document creation and deletion, which do file I/O
 	files    *filelog.Files // bounds the document logs' open files
 
-	catMu   sync.Mutex          // guards pending and catAll
+	catMu   sync.Mutex          // guards pending, catAll and catLive
 	pending map[string]struct{} // catalog entries changed since ensureCatalog last ran
 	catAll  bool                // ensureCatalog must look at every entry
+	catLive int                 // the catalog's live entries (not deleted)
 
 	mu       sync.Mutex // guards the fields below
 	docs     map[string]*document
@@ -169,7 +170,8 @@ func New(cfg *Config) (*Node, error) {
 	if n.ml, err = memberlist.Create(mc); err != nil {
 		return fail(fmt.Errorf("node: memberlist: %w", err))
 	}
-	n.unwatch = n.catalog.doc.(*model.Model).Watch(func(c model.Change) { n.catalogChanged(c.Key, false) })
+	n.countLive() // nothing changes the catalog before the links start, below
+	n.unwatch = n.catalog.doc.(*model.Model).Watch(n.watchCatalog)
 	n.wg.Add(2)
 	go n.acceptLoop()
 	go n.manage()
