@@ -78,7 +78,9 @@ type Config struct {
 	// past the bound closes its file, the least recently written first,
 	// and reopens it at its next write (filelog.Files): a document
 	// written to rarely costs no descriptor. The catalog's log stays open,
-	// and its lock keeps a second process off DataDir.
+	// and its lock keeps a second process off DataDir. New lowers it, with
+	// a warning, to a quarter of the process's open file limit
+	// (RLIMIT_NOFILE, ulimit -n) if that is lower.
 	MaxOpenLogs int
 
 	// Emitter configures the node's emitters (retention); nil means

@@ -132,6 +132,13 @@ func New(cfg *Config) (*Node, error) {
 		handlers: make(map[string]handler),
 		clients:  make(map[string]*rpc.Client),
 	}
+	if lim := openFileLimit(); lim > 0 && n.cfg.MaxOpenLogs > lim/4 {
+		// Sockets, the catalog's log and compactions need descriptors
+		// too: the logs get a quarter of what the process may hold.
+		n.log.Warn("MaxOpenLogs lowered to a quarter of the open file limit", "MaxOpenLogs", n.cfg.MaxOpenLogs, "limit", lim, "now", max(lim/4, 1))
+		n.cfg.MaxOpenLogs = max(lim/4, 1)
+		n.files = filelog.NewFiles(n.cfg.MaxOpenLogs)
+	}
 	if len(c.Secret) == 0 && tlsConf == nil {
 		n.log.Warn("replication links are neither authenticated nor encrypted: set Secret or TLS files outside a trusted network")
 	}
