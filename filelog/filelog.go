@@ -47,24 +47,27 @@ type Log struct {
 
 	compactMu sync.Mutex // one compaction (or Close) at a time
 
+	// files is cfg.Files, which bounds the open files (nil: no bound);
+	// elem is l in files.lru, guarded by files.mu.
+	files *Files
+	elem  *list.Element
+
 	mu   sync.Mutex // guards the fields below
 	cond sync.Cond  // broadcast when flushing ends
 	// f is the log file. Only the holder of the flushing role writes it,
 	// syncs it or replaces it, and may do so without mu. It is nil while
 	// Files keeps it closed (acquire opens it again).
 	f        *os.File
-	files    *Files        // cfg.Files
-	elem     *list.Element // l in files.lru, guarded by files.mu
-	flushing bool          // a writer (a Sync leader, the flusher, a compaction) has the role
-	size     int64         // bytes written to f: header and records
-	end      int64         // size, plus the bytes being written, plus len(buf)
-	buf      []byte        // records appended and not yet written
-	spare    []byte        // a spent buf, for reuse
-	seq      uint64        // sequence number of the last record appended
-	written  uint64        // sequence number of the last record written to f
-	synced   uint64        // sequence number of the last record fsynced
-	records  int64         // records in f and buf
-	version  uint16        // f's format version: clock records need 2
+	flushing bool   // a writer (a Sync leader, the flusher, a compaction) has the role
+	size     int64  // bytes written to f: header and records
+	end      int64  // size, plus the bytes being written, plus len(buf)
+	buf      []byte // records appended and not yet written
+	spare    []byte // a spent buf, for reuse
+	seq      uint64 // sequence number of the last record appended
+	written  uint64 // sequence number of the last record written to f
+	synced   uint64 // sequence number of the last record fsynced
+	records  int64  // records in f and buf
+	version  uint16 // f's format version: clock records need 2
 	// logged is the clock that replaying f and buf would restore: the
 	// updates and clocks they hold. Close records the document's clock
 	// if it knows more.
@@ -651,9 +654,6 @@ func (l *Log) flushLocked(fsync bool) {
 	f, err := l.acquire()
 	if err == nil && len(buf) > 0 {
 		_, err = f.WriteAt(buf, off)
-		if err != nil {
-			_ = f.Truncate(off) // best effort: drop a partial record
-		}
 	}
 	if err == nil && fsync {
 		start := time.Now()
@@ -661,6 +661,9 @@ func (l *Log) flushLocked(fsync bool) {
 		if err == nil && l.cfg.OnSync != nil {
 			l.cfg.OnSync(time.Since(start))
 		}
+	}
+	if err != nil && f != nil && len(buf) > 0 {
+		_ = f.Truncate(off) // best effort: drop a partial record
 	}
 
 	l.mu.Lock()
