@@ -132,7 +132,7 @@ func New(cfg *Config) (*Node, error) {
 		handlers: make(map[string]handler),
 		clients:  make(map[string]*rpc.Client),
 	}
-	if lim := openFileLimit(); lim > 0 && n.cfg.MaxOpenLogs > lim/4 {
+	if lim := openFileLimit(); c.DataDir != "" && lim > 0 && n.cfg.MaxOpenLogs > lim/4 {
 		// Sockets, the catalog's log and compactions need descriptors
 		// too: the logs get a quarter of what the process may hold.
 		n.log.Warn("MaxOpenLogs lowered to a quarter of the open file limit", "MaxOpenLogs", n.cfg.MaxOpenLogs, "limit", lim, "now", max(lim/4, 1))
