@@ -60,7 +60,8 @@ func waitDropped(t testing.TB, procs []*proc, name, file string) {
 }
 
 // TestDocumentCapProcesses runs three scuttle serve processes with
-// -max-documents 1000. First scuttle del -doc deletes a document
+// -max-documents 1000 (given as a flag, SCUTTLE_MAX_DOCUMENTS and a
+// config file key). First scuttle del -doc deletes a document
 // everywhere, its logs with it, and the name created again starts empty
 // on every node. Then it asks them, round robin, for 20,000 documents:
 // every refusal is a 409 naming the cap, every node holds at most 1,000
@@ -75,8 +76,15 @@ func TestDocumentCapProcesses(t *testing.T) {
 	}
 	const limit, asked, clients = 1000, 20000, 8
 	procs := newProcs(t, 3)
+	// The cap by flag, by environment and by config file.
+	procs[0].extra = []string{"-max-documents", fmt.Sprint(limit)}
+	procs[1].env = []string{fmt.Sprintf("SCUTTLE_MAX_DOCUMENTS=%d", limit)}
+	conf := filepath.Join(t.TempDir(), "scuttle.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "max-documents = %d\n", limit), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	procs[2].extra = []string{"-config", conf}
 	for _, p := range procs {
-		p.extra = []string{"-max-documents", fmt.Sprint(limit)}
 		p.start()
 	}
 	waitMembers(t, procs, ids(procs))
