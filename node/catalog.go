@@ -163,16 +163,16 @@ func (n *Node) checkCatalogCap() error {
 }
 
 // takePending returns the names whose catalog entries changed since the
-// last call, and whether this is a pass over every entry.
-func (n *Node) takePending() (names []string, all bool) {
+// last call: every name the first time.
+func (n *Node) takePending() []string {
 	n.catMu.Lock()
 	all, pending := n.catAll, n.pending
 	n.catAll, n.pending = false, make(map[string]struct{})
 	n.catMu.Unlock()
 	if all {
-		return n.catalog.doc.(*model.Model).Keys(), true
+		return n.catalog.doc.(*model.Model).Keys()
 	}
-	return slices.Collect(maps.Keys(pending)), false
+	return slices.Collect(maps.Keys(pending))
 }
 
 // ensureCatalog makes the node's documents follow the catalog entries
@@ -183,16 +183,13 @@ func (n *Node) takePending() (names []string, all bool) {
 // did. Entries it cannot honour (an invalid name, an unknown type, a type
 // clash, the MaxDocuments cap) are logged once.
 func (n *Node) ensureCatalog() {
-	names, all := n.takePending()
-	for _, name := range names {
-		n.ensureName(name, all)
+	for _, name := range n.takePending() {
+		n.ensureName(name)
 	}
 }
 
-// ensureName makes the node follow the catalog's entry for name. At
-// start (sweep), it also removes the logs of generations the catalog has
-// deleted that a crash or a stop left behind.
-func (n *Node) ensureName(name string, sweep bool) {
+// ensureName makes the node follow the catalog's entry for name.
+func (n *Node) ensureName(name string) {
 	e, ok, err := n.catalogEntry(name)
 	if !ok {
 		return // not recorded yet, or a key this node never wrote
@@ -208,8 +205,6 @@ func (n *Node) ensureName(name string, sweep bool) {
 	case e.deleted():
 		if d != nil && d.gen <= e.gen && d != n.catalog && d != n.registry {
 			n.drop(d, "deleted in the catalog")
-		} else if d == nil && sweep {
-			n.removeLogs(name, e.gen)
 		}
 		n.settled(name)
 		return
@@ -221,9 +216,6 @@ func (n *Node) ensureName(name string, sweep bool) {
 		n.settled(name)
 		return
 	default:
-		if sweep && e.gen > 0 {
-			n.removeLogs(name, e.gen-1)
-		}
 		_, err = n.getOrCreate(name, e.kind, e.gen)
 	}
 	if err == nil {
@@ -323,7 +315,7 @@ func (n *Node) Delete(name string) error {
 	if err := n.catalog.doc.(*model.Model).Set(name, entry{kind: deletedKind, gen: e.gen}.String()); err != nil {
 		return fmt.Errorf("node: deleting %q: %w", name, err)
 	}
-	n.ensureName(name, false)
+	n.ensureName(name)
 	return nil
 }
 
@@ -371,9 +363,13 @@ func (n *Node) dropHeld(d *document, why string) {
 	n.retryCapped(1)
 }
 
-// removeLogs removes the logs that generation gen of name may have left
-// under DataDir, of every type.
-func (n *Node) removeLogs(name string, gen uint64) {
+// sweepLogs removes, once at New, the logs under DataDir of generations
+// the catalog has moved past: deleted, or replaced by a newer
+// generation, while the node was down or before it could remove them
+// (a crash). It reads each type's directory once. Logs of names the
+// catalog does not list are left alone: without the catalog's word, a
+// log is not garbage.
+func (n *Node) sweepLogs() {
 	if n.cfg.DataDir == "" {
 		return
 	}
@@ -381,14 +377,33 @@ func (n *Node) removeLogs(name string, gen uint64) {
 		if !k.persist {
 			continue
 		}
-		path := n.logPath(name, kind, gen)
-		if _, err := os.Stat(path); err != nil {
-			continue
+		ents, err := os.ReadDir(filepath.Join(n.cfg.DataDir, kind))
+		if err != nil {
+			continue // none of this type yet
 		}
-		if err := filelog.Remove(path); err != nil {
-			n.log.Warn("removing a deleted document's log", "doc", name, "path", filepath.Base(path), "err", err)
-		} else {
-			n.log.Info("removed the log of a deleted document", "doc", name, "generation", gen)
+		for _, ent := range ents {
+			base, isLog := strings.CutSuffix(ent.Name(), ".log")
+			if !isLog || ent.IsDir() {
+				continue
+			}
+			name, gen := base, uint64(0)
+			if i := strings.LastIndexByte(base, '~'); i >= 0 {
+				g, err := strconv.ParseUint(base[i+1:], 10, 64)
+				if err != nil {
+					continue
+				}
+				name, gen = base[:i], g
+			}
+			e, ok, err := n.catalogEntry(name)
+			if !ok || err != nil || gen >= e.next() {
+				continue
+			}
+			path := filepath.Join(n.cfg.DataDir, kind, ent.Name())
+			if err := filelog.Remove(path); err != nil {
+				n.log.Warn("removing the log of a deleted generation", "doc", name, "path", path, "err", err)
+			} else {
+				n.log.Info("removed the log of a deleted generation", "doc", name, "type", kind, "generation", gen)
+			}
 		}
 	}
 }

@@ -248,6 +248,35 @@ func TestDeleteReplicated(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitConverged(t, "x", map[string]any{"new": "only", "from": "n3"}, n1, n2, n3)
+
+	// Logs of old generations that a crash left behind (here planted:
+	// copies of the live one) go at the next start; the live one stays.
+	if err := n3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	live, err := os.ReadFile(filepath.Join(dirs["n3"], "model", "x~3.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"model/x.log", "model/x~2.log", "emitter/x~1.log", "model/x~2.log.compact"} {
+		if err := os.WriteFile(filepath.Join(dirs["n3"], f), live, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n3 = start(t, cfg)
+	want = map[string]any{"new": "only", "from": "n3"}
+	if got := mustModel(t, n3, "x").Snapshot(); !cmp.Equal(got, want) {
+		t.Errorf("n3's x after the restart: %v, want %v", got, want)
+	}
+	var left []string
+	for _, f := range logFiles(t, dirs["n3"]) {
+		if strings.Contains(f, "/x") {
+			left = append(left, f)
+		}
+	}
+	if want := []string{"model/x~3.log"}; !cmp.Equal(left, want) {
+		t.Errorf("n3's logs of x after the restart: %v, want %v", left, want)
+	}
 }
 
 // TestOpenFilesBounded creates thousands of documents on a node with a

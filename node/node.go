@@ -158,6 +158,7 @@ func New(cfg *Config) (*Node, error) {
 	}
 	n.catAll = true
 	n.ensureCatalog() // the documents a restarted node held, before any link
+	n.sweepLogs()
 	if n.ln, err = net.Listen("tcp", c.BindAddr); err != nil {
 		return fail(fmt.Errorf("node: listen on %s: %w", c.BindAddr, err))
 	}
