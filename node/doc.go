@@ -85,7 +85,8 @@
 // only one data directories of older versions hold, keeps the plain
 // names). A member that missed the deletion, cut off or down with the
 // old data on disk, drops the old generation and its log when the
-// catalog reaches it, before anything of it can mix with the new one;
+// catalog reaches it, before anything of it can mix with the new one
+// (and New removes the logs of generations the catalog has moved past);
 // two members that create the name again at once make the same
 // generation, and their writes merge. Lock tables cannot be deleted:
 // their locks are leases their holders renew. Catalog entries of deleted
