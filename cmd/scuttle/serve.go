@@ -222,8 +222,8 @@ func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 	if o.reapAfter < 0 {
 		return nil, fmt.Errorf("-reap-after %v is negative", o.reapAfter)
 	}
-	if o.maxDocuments < 1 {
-		return nil, fmt.Errorf("-max-documents %d: want at least 1", o.maxDocuments)
+	if o.maxDocuments < 0 {
+		return nil, fmt.Errorf("-max-documents %d is negative", o.maxDocuments) // 0: the default
 	}
 	cfg := &node.Config{
 		ID:                  o.id,
