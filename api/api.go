@@ -236,8 +236,6 @@ type Server struct {
 	done chan struct{} // closed by Close
 	once sync.Once
 
-	known sync.Map // document name -> type: documents are never removed
-
 	metrics  *Metrics
 	sessions *sessions
 	watchers atomic.Int64
@@ -291,6 +289,7 @@ func New(n Node, cfg *Config) (*Server, error) {
 		{"GET /v1/sessions/{id}", s.getSession},
 		{"PUT /v1/sessions/{id}", s.renewSession},
 		{"DELETE /v1/sessions/{id}", s.endSession},
+		{"DELETE /v1/documents/{name}", s.deleteDocument},
 		{"GET /v1/status", s.status},
 		{"GET /v1/status/watch", s.watchStatus},
 		{"GET /v1/models/{name}/replicate", s.replicateModel},
@@ -454,6 +453,11 @@ func (s *Server) classify(err error) (code int, msg string) {
 	case errors.Is(err, scuttlebutt.ErrInvalidUpdate):
 		// A local write refused by the base: over the update size limit.
 		return http.StatusRequestEntityTooLarge, err.Error()
+	case errors.Is(err, node.ErrTooManyDocuments):
+		// The cluster holds as many documents as this node may: the
+		// request conflicts with that state (delete some, or raise
+		// -max-documents); the message names the cap.
+		return http.StatusConflict, err.Error()
 	case errors.Is(err, node.ErrDocumentType), errors.Is(err, lock.ErrLocked):
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, lock.ErrNotOwner):
@@ -503,21 +507,6 @@ func checkKey(what, k string) error {
 		}
 	}
 	return nil
-}
-
-// existing returns whether the node holds a document called name, and its
-// type. Documents are never removed, so a name found once is remembered.
-func (s *Server) existing(name string) (kind string, ok bool) {
-	if k, ok := s.known.Load(name); ok {
-		return k.(string), true
-	}
-	for _, d := range s.n.Documents() {
-		s.known.Store(d.Name, d.Type)
-		if d.Name == name {
-			kind, ok = d.Type, true
-		}
-	}
-	return kind, ok
 }
 
 // lookup returns the existing document named by r's {name}, of type kind,

@@ -35,6 +35,9 @@
 //	                                      "waiting": lock requests waiting}
 //	PUT    /v1/sessions/{id}              renew it: it expires a TTL from now
 //	DELETE /v1/sessions/{id}              end it, releasing its locks
+//	DELETE /v1/documents/{name}           delete a document of any type but a lock table, on every node:
+//	                                      its logs are removed and the name starts empty if used again
+//	                                      (404 if there is none, 409 for a lock table)
 //	GET    /v1/status                     members, links, document clocks, functions (the rpc registry), bytes
 //	GET    /v1/status/watch               the status, live, as Server-Sent Events (at most one a second)
 //	GET    /metrics                       Prometheus text format
@@ -55,7 +58,9 @@
 // hold "/" (the rest of the path is the key) or be escaped in the URL.
 // Writes (PUT, POST, PATCH) create the document if the cluster has none of
 // that name; reads and deletes of a document the node does not hold are
-// 404 and create nothing.
+// 404 and create nothing. A write that would take the node past its cap
+// of documents (node.Config.MaxDocuments, scuttle serve -max-documents)
+// is 409 with a JSON error naming the cap, and creates nothing.
 //
 // # JSON documents
 //

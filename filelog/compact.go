@@ -245,9 +245,16 @@ func (l *Log) rewrite(h []scuttlebutt.Update, clock vclock.Clock, start, skipped
 	pending, seq, end := l.buf, l.seq, l.size
 	l.buf, l.spare = l.spare[:0], nil
 	l.mu.Unlock()
+	f, err := l.acquire()
+	if err != nil {
+		l.mu.Lock()
+		l.fail(err)
+		l.mu.Unlock()
+		return err
+	}
 	if len(pending) > 0 {
-		if _, err := l.f.WriteAt(pending, end); err != nil {
-			_ = l.f.Truncate(end)
+		if _, err := f.WriteAt(pending, end); err != nil {
+			_ = f.Truncate(end)
 			l.mu.Lock()
 			l.fail(err)
 			l.mu.Unlock()
@@ -261,7 +268,7 @@ func (l *Log) rewrite(h []scuttlebutt.Update, clock vclock.Clock, start, skipped
 
 	// The tail: every record from start on.
 	head := size
-	tail, err := io.Copy(w, io.NewSectionReader(l.f, start, end-start))
+	tail, err := io.Copy(w, io.NewSectionReader(f, start, end-start))
 	if err == nil {
 		err = w.Flush()
 	}
@@ -318,7 +325,12 @@ func (l *Log) rewrite(h []scuttlebutt.Update, clock vclock.Clock, start, skipped
 	}
 	l.mu.Unlock()
 	swapped = true
-	old.Close()
+	if old != nil {
+		old.Close()
+	}
+	if l.files != nil {
+		l.files.use(l)
+	}
 	if err != nil {
 		return err
 	}

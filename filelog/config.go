@@ -101,6 +101,12 @@ type Config struct {
 	// compactions) and debug messages (compactions). nil means no logging.
 	Logger *slog.Logger
 
+	// Files, if set, bounds the open files of the Logs that share it: this
+	// Log's file is closed while it is among the least recently used, and
+	// opened again when it is written to (see Files for the lock this
+	// gives up meanwhile). nil means the file stays open until Close.
+	Files *Files
+
 	// OnSync, if set, is called after each fsync of the log's appends
 	// with how long it took, from the goroutine that synced (a writer or
 	// the flusher), with no lock held: a metrics hook. It must not block

@@ -34,6 +34,13 @@
 //  4. After ErrFailed (a write or fsync failed: disk full, I/O error), the
 //     log accepts nothing more; Close it and Open the file again.
 //
+// A process with more logs than it may hold file descriptors gives them
+// one Files (Config.Files): the least recently used logs past its bound
+// close their files, after an fsync of what is written but not yet
+// synced, and open them again at their next write. Their lock on the
+// file goes with it meanwhile: use it where something else keeps other
+// processes away (see Files).
+//
 // # What is durable when
 //
 // The document appends each update to the log before applying it and

@@ -2,6 +2,7 @@ package filelog
 
 import (
 	"bytes"
+	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -46,10 +47,16 @@ type Log struct {
 
 	compactMu sync.Mutex // one compaction (or Close) at a time
 
+	// files is cfg.Files, which bounds the open files (nil: no bound);
+	// elem is l in files.lru, guarded by files.mu.
+	files *Files
+	elem  *list.Element
+
 	mu   sync.Mutex // guards the fields below
 	cond sync.Cond  // broadcast when flushing ends
 	// f is the log file. Only the holder of the flushing role writes it,
-	// syncs it or replaces it, and may do so without mu.
+	// syncs it or replaces it, and may do so without mu. It is nil while
+	// Files keeps it closed (acquire opens it again).
 	f        *os.File
 	flushing bool   // a writer (a Sync leader, the flusher, a compaction) has the role
 	size     int64  // bytes written to f: header and records
@@ -181,6 +188,10 @@ func Open(path string, doc scuttlebutt.Document, cfg *Config) (*Log, error) {
 		return nil, err
 	}
 	l.f = f
+	l.files = c.Files
+	if l.files != nil {
+		l.files.use(l)
+	}
 	l.check = int64(c.CompactMin)
 	base.Attach(l)
 	if c.Sync == SyncInterval {
@@ -640,19 +651,19 @@ func (l *Log) flushLocked(fsync bool) {
 	l.buf, l.spare = l.spare[:0], nil
 	l.mu.Unlock()
 
-	var err error
-	if len(buf) > 0 {
-		_, err = l.f.WriteAt(buf, off)
+	f, err := l.acquire()
+	if err == nil && len(buf) > 0 {
+		_, err = f.WriteAt(buf, off)
 	}
 	if err == nil && fsync {
 		start := time.Now()
-		err = fdatasync(l.f)
+		err = fdatasync(f)
 		if err == nil && l.cfg.OnSync != nil {
 			l.cfg.OnSync(time.Since(start))
 		}
 	}
-	if err != nil && len(buf) > 0 {
-		_ = l.f.Truncate(off) // best effort: drop a partial record
+	if err != nil && f != nil && len(buf) > 0 {
+		_ = f.Truncate(off) // best effort: drop a partial record
 	}
 
 	l.mu.Lock()
@@ -770,8 +781,14 @@ func (l *Log) Close() error {
 		l.flushLocked(true)
 	}
 	err := l.err
-	if cerr := l.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("filelog: closing %s: %w", l.path, cerr)
+	if l.f != nil {
+		if cerr := l.f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("filelog: closing %s: %w", l.path, cerr)
+		}
+		l.f = nil
+	}
+	if l.files != nil {
+		l.files.forget(l)
 	}
 	if l.err == nil {
 		l.err = fmt.Errorf("%w: %s", ErrClosed, l.path)

@@ -30,6 +30,8 @@ const (
 	DefaultRelinkInterval    = 10 * time.Minute
 	DefaultReapAfter         = time.Minute
 	DefaultLeaveWait         = 2 * time.Second
+	DefaultMaxDocuments      = 10000
+	DefaultMaxOpenLogs       = 128
 	// MinSecretSize is the shortest Config.Secret accepted, in bytes. The
 	// handshake exposes MACs to an eavesdropper, who can test guesses of
 	// the secret offline: it must be random, not a password.
@@ -61,6 +63,25 @@ type Config struct {
 	// filelog.DefaultConfig (every update fsynced before it is
 	// acknowledged). Its Logger, if nil, is the node's.
 	FileLog *filelog.Config
+
+	// MaxDocuments caps the documents the node holds, of every type (its
+	// own _catalog and _rpc do not count); 0 means DefaultMaxDocuments
+	// (10,000). Creating one more is ErrTooManyDocuments, and a name the
+	// catalog brings from a peer past the cap is not opened here (it is
+	// logged once, and opened when deletions make room). Each document
+	// costs its memory, a log file under DataDir, and a stream on every
+	// link; give every member the same cap.
+	MaxDocuments int
+
+	// MaxOpenLogs bounds the document log files the node keeps open at
+	// once (file descriptors); 0 means DefaultMaxOpenLogs (128). A log
+	// past the bound closes its file, the least recently written first,
+	// and reopens it at its next write (filelog.Files): a document
+	// written to rarely costs no descriptor. The catalog's log stays open,
+	// and its lock keeps a second process off DataDir. New lowers it, with
+	// a warning, to a quarter of the process's open file limit
+	// (RLIMIT_NOFILE, ulimit -n) if that is lower.
+	MaxOpenLogs int
 
 	// Emitter configures the node's emitters (retention); nil means
 	// emitter's defaults. Its Now, if nil, is the node's.
@@ -255,6 +276,8 @@ func DefaultConfig() *Config {
 		RelinkInterval:    DefaultRelinkInterval,
 		ReapAfter:         DefaultReapAfter,
 		LeaveWait:         DefaultLeaveWait,
+		MaxDocuments:      DefaultMaxDocuments,
+		MaxOpenLogs:       DefaultMaxOpenLogs,
 		Memberlist:        memberlist.DefaultLANConfig(),
 		Logger:            slog.New(slog.DiscardHandler),
 		Now:               time.Now,
@@ -310,6 +333,8 @@ func (c *Config) withDefaults() (Config, error) {
 	}{
 		{"FullMeshSize", &out.FullMeshSize, d.FullMeshSize},
 		{"RingLinks", &out.RingLinks, d.RingLinks},
+		{"MaxDocuments", &out.MaxDocuments, d.MaxDocuments},
+		{"MaxOpenLogs", &out.MaxOpenLogs, d.MaxOpenLogs},
 	}
 	for _, f := range ints {
 		switch {

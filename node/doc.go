@@ -65,6 +65,34 @@
 // DataDir/catalog.log; the node's id is kept in DataDir/node-id. Lock
 // tables keep no log (see package lock).
 //
+// A node holds at most Config.MaxDocuments documents (10,000). A name
+// past it is ErrTooManyDocuments, once the node holds as many or the
+// catalog lists as many live ones; names a peer's catalog brings past it
+// are logged once and opened as deletions make room. Members creating
+// names at the same moment can each pass the check before hearing of
+// the others' names, so the catalog may list a few more than the cap:
+// each member then holds MaxDocuments of them. The documents' logs share
+// a filelog.Files of Config.MaxOpenLogs (128) open files: a document
+// written to rarely costs no descriptor (the least recently written
+// logs close their files and reopen them at their next write), while the
+// catalog's log stays open and its lock keeps a second process off the
+// data directory. The catalog's watch queues the names that change, so
+// the cost of creating a document does not grow with their number.
+//
+// Delete deletes a document on every member. The catalog records
+// "deleted/G"; a name created again is the next generation, G+1
+// ("model/3"), and each generation replicates under a stream name and is
+// logged under a file name of its own (<name>~<G>.log; generation 0, the
+// only one data directories of older versions hold, keeps the plain
+// names). A member that missed the deletion, cut off or down with the
+// old data on disk, drops the old generation and its log when the
+// catalog reaches it, before anything of it can mix with the new one
+// (and New removes the logs of generations the catalog has moved past);
+// two members that create the name again at once make the same
+// generation, and their writes merge. Lock tables cannot be deleted:
+// their locks are leases their holders renew. Catalog entries of deleted
+// names stay, a few bytes each.
+//
 // # Links
 //
 // Each replication link is one TCP connection carrying a stream.Mux: one

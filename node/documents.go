@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -126,6 +127,7 @@ const catalogName = "_catalog"
 // document is one named document the node holds.
 type document struct {
 	name, kind string
+	gen        uint64 // its generation: see entry
 	doc        scuttlebutt.Document
 	log        *filelog.Log // nil without a DataDir
 }
@@ -221,46 +223,71 @@ func (n *Node) document(name, kind string) (scuttlebutt.Document, error) {
 	if _, ok := kinds[kind]; !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, kind)
 	}
-	if k, ok := n.catalogKind(name); ok && k != kind {
-		return nil, fmt.Errorf("%w: %q is a %s in the cluster's catalog, not a %s", ErrDocumentType, name, k, kind)
+	e, ok, err := n.catalogEntry(name)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("node: %q in the cluster's catalog: %w", name, err)
+	case ok && !e.deleted() && e.kind != kind:
+		return nil, fmt.Errorf("%w: %q is a %s in the cluster's catalog, not a %s", ErrDocumentType, name, e.kind, kind)
 	}
-	d, err := n.getOrCreate(name, kind)
+	if !ok || e.deleted() {
+		if err := n.checkCatalogCap(); err != nil {
+			return nil, err
+		}
+	}
+	want := entry{kind: kind, gen: e.next()}
+	d, err := n.getOrCreate(name, kind, want.gen)
 	if err != nil {
 		return nil, err
 	}
-	if k, ok := n.catalogKind(name); !ok || k != kind {
-		if err := n.catalog.doc.(*model.Model).Set(name, kind); err != nil {
+	if !ok || e != want {
+		if err := n.catalog.doc.(*model.Model).Set(name, want.String()); err != nil {
 			n.log.Error("recording a document in the catalog", "doc", name, "err", err)
 		}
 	}
 	return d.doc, nil
 }
 
-// getOrCreate returns the document called name, creating it with its log
-// and adding it to every link if there is none.
-func (n *Node) getOrCreate(name, kind string) (*document, error) {
-	lookup := func() (*document, error) {
+// getOrCreate returns generation gen of the document called name,
+// creating it with its log and adding it to every link if there is none;
+// an older generation it holds is dropped first.
+func (n *Node) getOrCreate(name, kind string, gen uint64) (*document, error) {
+	lookup := func() (d *document, stale bool, err error) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		if n.closed {
-			return nil, ErrClosed
+			return nil, false, ErrClosed
 		}
-		d := n.docs[name]
-		if d != nil && d.kind != kind {
-			return nil, fmt.Errorf("%w: %q is a %s, not a %s", ErrDocumentType, name, d.kind, kind)
+		d = n.docs[name]
+		switch {
+		case d == nil:
+			return nil, false, nil
+		case d.gen < gen:
+			return d, true, nil
+		case d.kind != kind:
+			return nil, false, fmt.Errorf("%w: %q is a %s, not a %s", ErrDocumentType, name, d.kind, kind)
 		}
-		return d, nil
+		return d, false, nil
 	}
-	if d, err := lookup(); d != nil || err != nil {
+	if d, stale, err := lookup(); err != nil || d != nil && !stale {
 		return d, err
 	}
 	n.createMu.Lock()
 	defer n.createMu.Unlock()
-	if d, err := lookup(); d != nil || err != nil {
+	d, stale, err := lookup()
+	if err != nil || d != nil && !stale {
 		return d, err
 	}
-	d, err := n.openDocument(name, kind)
+	if stale {
+		n.dropHeld(d, "a newer generation was created")
+	}
+	n.mu.Lock()
+	err = n.checkCapLocked()
+	n.mu.Unlock()
 	if err != nil {
+		return nil, err
+	}
+	if d, err = n.openDocument(name, kind, gen); err != nil {
 		return nil, err
 	}
 	n.mu.Lock()
@@ -271,7 +298,7 @@ func (n *Node) getOrCreate(name, kind string) (*document, error) {
 	}
 	n.docs[name] = d
 	for _, l := range n.links {
-		l.mux.Add(name, d.doc) // fails only if the link is ending
+		l.mux.Add(d.stream(), d.doc) // fails only if the link is ending
 	}
 	n.mu.Unlock()
 	if ms, ok := d.doc.(memberSetter); ok {
@@ -279,21 +306,21 @@ func (n *Node) getOrCreate(name, kind string) (*document, error) {
 		// reconcile could see it.
 		n.setMembers(ms)
 	}
-	n.log.Debug("document opened", "doc", name, "type", kind)
+	n.log.Debug("document opened", "doc", name, "type", kind, "generation", gen)
 	return d, nil
 }
 
 // openDocument creates a document and, with a DataDir, opens its log
 // (replaying what it holds). The catalog and the rpc registry are added to
 // n.docs here too; the registry keeps no log.
-func (n *Node) openDocument(name, kind string) (*document, error) {
+func (n *Node) openDocument(name, kind string, gen uint64) (*document, error) {
 	sd, err := kinds[kind].new(n, name)
 	if err != nil {
 		return nil, fmt.Errorf("node: creating %s %q: %w", kind, name, err)
 	}
-	d := &document{name: name, kind: kind, doc: sd}
+	d := &document{name: name, kind: kind, gen: gen, doc: sd}
 	if n.cfg.DataDir != "" && kinds[kind].persist && name != registryName {
-		path := n.logPath(name, kind)
+		path := n.logPath(name, kind, gen)
 		if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
@@ -309,8 +336,15 @@ func (n *Node) openDocument(name, kind string) (*document, error) {
 		if o := n.cfg.Observer; o != nil && cfg.OnSync == nil {
 			cfg.OnSync = o.ObserveFsync
 		}
+		if name != catalogName {
+			cfg.Files = n.files
+		}
+		_, statErr := os.Stat(path)
 		if d.log, err = filelog.Open(path, sd, cfg); err != nil {
 			d.close()
+			if errors.Is(statErr, fs.ErrNotExist) {
+				filelog.Remove(path) // what the failed Open created
+			}
 			return nil, fmt.Errorf("node: opening the log of %q: %w", name, err)
 		}
 	}
@@ -322,14 +356,18 @@ func (n *Node) openDocument(name, kind string) (*document, error) {
 	return d, nil
 }
 
-// logPath is where the log of a document lives: DataDir/<type>/<name>.log,
-// and DataDir/catalog.log for the catalog.
-func (n *Node) logPath(name, kind string) string {
+// logPath is where the log of a generation of a document lives:
+// DataDir/<type>/<name>.log for generation 0, <name>~<gen>.log for the
+// next ones, and DataDir/catalog.log for the catalog.
+func (n *Node) logPath(name, kind string, gen uint64) string {
 	if name == catalogName {
 		return filepath.Join(n.cfg.DataDir, "catalog.log")
 	}
-	return filepath.Join(n.cfg.DataDir, kind, name+".log")
+	return filepath.Join(n.cfg.DataDir, kind, streamName(name, gen)+".log")
 }
+
+// stream is the name the document replicates under on every link.
+func (d *document) stream() string { return streamName(d.name, d.gen) }
 
 // closeTable closes the document if it has a Close of its own (a lock
 // table's releases its locks and stops its goroutine).
@@ -363,51 +401,4 @@ func (n *Node) closeDocuments() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// catalogKind returns the type the catalog records for name.
-func (n *Node) catalogKind(name string) (kind string, ok bool) {
-	v, ok := n.catalog.doc.(*model.Model).Get(name)
-	if !ok {
-		return "", false
-	}
-	kind, ok = v.(string)
-	return kind, ok
-}
-
-// ensureCatalog creates every document the catalog names that the node
-// lacks. Entries it cannot honour (an invalid name, an unknown type, a
-// type clash) are logged once.
-func (n *Node) ensureCatalog() {
-	cat := n.catalog.doc.(*model.Model)
-	for _, name := range cat.Keys() {
-		kind, ok := n.catalogKind(name)
-		n.mu.Lock()
-		d, warned := n.docs[name], n.warned[name]
-		n.mu.Unlock()
-		if d != nil && (!ok || d.kind == kind) {
-			continue
-		}
-		var err error
-		switch {
-		case !ok:
-			err = fmt.Errorf("%w: no type string", ErrUnknownType)
-		case d != nil:
-			err = fmt.Errorf("%w: %q is a %s here, a %s in the catalog", ErrDocumentType, name, d.kind, kind)
-		default:
-			if err = checkName(name); err == nil {
-				if _, known := kinds[kind]; !known {
-					err = fmt.Errorf("%w: %q", ErrUnknownType, kind)
-				} else {
-					_, err = n.getOrCreate(name, kind)
-				}
-			}
-		}
-		if err != nil && !errors.Is(err, ErrClosed) && !warned {
-			n.log.Warn("cannot hold a document of the catalog", "doc", name, "err", err)
-			n.mu.Lock()
-			n.warned[name] = true
-			n.mu.Unlock()
-		}
-	}
 }

@@ -18,6 +18,12 @@ var (
 	// ErrUnknownType means a document type this node does not know, named
 	// by a peer's catalog or a caller.
 	ErrUnknownType = errors.New("node: unknown document type")
+	// ErrTooManyDocuments means creating a document would take the node
+	// past Config.MaxDocuments: delete documents, or raise the cap.
+	ErrTooManyDocuments = errors.New("node: too many documents")
+	// ErrNoDocument means Delete was given a name the cluster's catalog
+	// does not list, or lists as deleted.
+	ErrNoDocument = errors.New("node: no such document")
 	// ErrClosed means the node has been closed.
 	ErrClosed = errors.New("node: closed")
 	// ErrLeft means the node has left the cluster: it makes no links and

@@ -277,8 +277,8 @@ func (n *Node) session(ctx context.Context, raw *countConn, conn net.Conn, peer 
 		old.cancel()
 	}
 	n.links[peer] = l
-	for name, d := range n.docs {
-		mux.Add(name, d.doc)
+	for _, d := range n.docs {
+		mux.Add(d.stream(), d.doc)
 	}
 	mux.Handle(rpcService, n.serveRPC)
 	n.mu.Unlock()

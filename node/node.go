@@ -53,7 +53,7 @@ type Node struct {
 	ended  chan struct{}  // a link ended (capacity 1, for Leave)
 	fatal  chan error     // the cluster refused the node (capacity 1)
 
-	createMu sync.Mutex // serialises document creation, which does file I/O
+	createMu sync.Mutex // serialises document creation and deletion, which do file I/O
 	// regMu serialises the writes of this node's own registry entries
 	// with the changes of handlers they follow (rpc.go).
 	regMu sync.Mutex
@@ -61,12 +61,20 @@ type Node struct {
 	// node tidyRegistry deleted; regMu guards it.
 	regCleaned map[string]bool
 
+	files *filelog.Files // bounds the document logs' open files
+
+	catMu   sync.Mutex          // guards pending, catAll and catLive
+	pending map[string]struct{} // catalog entries changed since ensureCatalog last ran
+	catAll  bool                // ensureCatalog must look at every entry
+	catLive int                 // the catalog's live entries (not deleted)
+
 	mu       sync.Mutex // guards the fields below
 	docs     map[string]*document
 	members  map[string]*member
 	links    map[string]*link
 	dialers  map[string]context.CancelFunc
 	warned   map[string]bool        // catalog entries already warned about
+	capped   map[string]bool        // catalog entries refused for MaxDocuments
 	forced   map[string]time.Time   // members a peer forced out while alive here
 	lockSet  []string               // the member set last handed to lock tables
 	handlers map[string]handler     // this node's rpc handlers
@@ -125,6 +133,9 @@ func New(cfg *Config) (*Node, error) {
 		links:    make(map[string]*link),
 		dialers:  make(map[string]context.CancelFunc),
 		warned:   make(map[string]bool),
+		capped:   make(map[string]bool),
+		pending:  make(map[string]struct{}),
+		files:    filelog.NewFiles(c.MaxOpenLogs),
 		forced:   make(map[string]time.Time),
 		rpcSrv:   rpc.NewServer(&rpc.ServerConfig{Logger: logger}), // a handler's panic is logged
 		handlers: make(map[string]handler),
@@ -132,6 +143,13 @@ func New(cfg *Config) (*Node, error) {
 		regSweep: make(map[string]sweep),
 
 		regCleaned: make(map[string]bool),
+	}
+	if lim := openFileLimit(); c.DataDir != "" && lim > 0 && n.cfg.MaxOpenLogs > lim/4 {
+		// Sockets, the catalog's log and compactions need descriptors
+		// too: the logs get a quarter of what the process may hold.
+		n.log.Warn("MaxOpenLogs lowered to a quarter of the open file limit", "MaxOpenLogs", n.cfg.MaxOpenLogs, "limit", lim, "now", max(lim/4, 1))
+		n.cfg.MaxOpenLogs = max(lim/4, 1)
+		n.files = filelog.NewFiles(n.cfg.MaxOpenLogs)
 	}
 	if len(c.Secret) == 0 && tlsConf == nil {
 		n.log.Warn("replication links are neither authenticated nor encrypted: set Secret or TLS files outside a trusted network")
@@ -144,13 +162,15 @@ func New(cfg *Config) (*Node, error) {
 		n.closeDocuments()
 		return nil, err
 	}
-	if n.catalog, err = n.openDocument(catalogName, kindModel); err != nil {
+	if n.catalog, err = n.openDocument(catalogName, kindModel, 0); err != nil {
 		return fail(err)
 	}
-	if n.registry, err = n.openDocument(registryName, kindModel); err != nil {
+	if n.registry, err = n.openDocument(registryName, kindModel, 0); err != nil {
 		return fail(err)
 	}
+	n.catAll = true
 	n.ensureCatalog() // the documents a restarted node held, before any link
+	n.sweepLogs()
 	if n.ln, err = net.Listen("tcp", c.BindAddr); err != nil {
 		return fail(fmt.Errorf("node: listen on %s: %w", c.BindAddr, err))
 	}
@@ -170,7 +190,8 @@ func New(cfg *Config) (*Node, error) {
 	if n.ml, err = memberlist.Create(mc); err != nil {
 		return fail(fmt.Errorf("node: memberlist: %w", err))
 	}
-	unwatchCatalog := n.catalog.doc.(*model.Model).Watch(func(model.Change) { n.poke() })
+	n.countLive() // nothing changes the catalog before the links start, below
+	unwatchCatalog := n.catalog.doc.(*model.Model).Watch(n.watchCatalog)
 	unwatchRegistry := n.registryModel().Watch(func(model.Change) { n.poke() }) // tidyRegistry
 	n.unwatch = func() { unwatchCatalog(); unwatchRegistry() }
 	n.wg.Add(2)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/scuttle-go/scuttle/model"
 )
 
 // Ready reports whether the node is ready to serve: err is nil once the
@@ -73,11 +75,17 @@ func linkSynced(l *link) bool {
 // not opened, "" if none (names it cannot honour, which ensureCatalog
 // logged, do not count). n.mu is held.
 func (n *Node) catalogMissingLocked() string {
-	cat := n.catalog.doc.(interface{ Keys() []string })
+	cat := n.catalog.doc.(*model.Model)
 	for _, name := range cat.Keys() {
-		if n.docs[name] == nil && !n.warned[name] {
-			return name
+		if n.docs[name] != nil || n.warned[name] {
+			continue
 		}
+		if v, ok := cat.Get(name); ok {
+			if e, err := parseEntry(v); err == nil && e.deleted() {
+				continue
+			}
+		}
+		return name
 	}
 	return ""
 }

@@ -340,11 +340,21 @@ var setCommand = &command{
 
 var delCommand = &command{
 	name:    "del",
-	args:    "<model> <key>",
-	summary: "delete a key of a model",
+	args:    "<model> <key> | -doc <name>",
+	summary: "delete a key of a model, or a whole document of any type on every node (-doc)",
 	nargs:   arity{2, 2, "<model> <key>"},
+	flagArgs: map[string]arity{
+		"doc": {1, 1, "<name>"},
+	},
+	help: `del -doc deletes the document called name, whatever its type (lock tables
+excepted), on every node: each stops replicating it and removes its log.
+The name can be used again; the new document starts empty everywhere.`,
 	client: func(fs *flag.FlagSet) clientRun {
+		isDoc := fs.Bool("doc", false, "delete the whole document called name, on every node")
 		return func(ctx context.Context, c *client, args []string, stdout io.Writer) error {
+			if *isDoc {
+				return c.do(ctx, "DELETE", "/v1/documents"+apiPath(args[0]), nil, nil)
+			}
 			return c.do(ctx, "DELETE", "/v1/models"+apiPath(args[0], "keys", args[1]), nil, nil)
 		}
 	},

@@ -59,6 +59,7 @@ type serveOptions struct {
 	network, logLevel         string
 	logFormat                 string
 	reapAfter                 time.Duration
+	maxDocuments              int
 	secretEnv                 string // $SCUTTLE_SECRET
 	// ready, if set, is called once the node and the API are up (tests).
 	ready func(n *node.Node, httpAddr string)
@@ -95,6 +96,7 @@ func (o *serveOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text (key=value) or json (one object a line)")
 	fs.DurationVar(&o.reapAfter, "reap-after", node.DefaultReapAfter, "how long a failed or departed member stays in status before it is forgotten (force-leave: at once)")
+	fs.IntVar(&o.maxDocuments, "max-documents", node.DefaultMaxDocuments, "the most documents the node holds, of every type: creating one more is a 409 naming the cap, and names from peers past it are logged and not opened; give every node the same")
 }
 
 // serve runs one node and its HTTP API until ctx ends, then leaves the
@@ -230,6 +232,9 @@ func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 	if o.reapAfter < 0 {
 		return nil, fmt.Errorf("-reap-after %v is negative", o.reapAfter)
 	}
+	if o.maxDocuments < 0 {
+		return nil, fmt.Errorf("-max-documents %d is negative", o.maxDocuments) // 0: the default
+	}
 	cfg := &node.Config{
 		ID:                  o.id,
 		BindAddr:            o.bind,
@@ -242,6 +247,7 @@ func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 		CAFile:              o.caFile,
 		Logger:              slog.New(handler),
 		ReapAfter:           o.reapAfter,
+		MaxDocuments:        o.maxDocuments,
 	}
 	switch o.network {
 	case "lan":
