@@ -88,13 +88,7 @@ func (cl *Client) Call(ctx context.Context, name string, args ...any) (any, erro
 		c.timeout = uint64((d + time.Millisecond - 1) / time.Millisecond) // rounded up
 		c.hasTimeout = true
 	}
-	f, err := cl.c.newFrame(kindCall, func(b []byte) ([]byte, error) {
-		b, err := appendArgs(appendCallHead(b, c), args)
-		if err != nil {
-			return b, fmt.Errorf("%w: %s: %v", ErrInvalidValue, name, err)
-		}
-		return appendCallTail(b, c), nil
-	})
+	f, err := cl.c.newFrame(kindCall, callBody(c, args))
 	if err != nil {
 		return nil, err
 	}

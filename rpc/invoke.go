@@ -76,13 +76,7 @@ func (s *Server) crossArgs(name string, args []any) ([]any, error) {
 	f := framePool.Get().(*frame)
 	defer putFrame(f)
 	var err error
-	f.b, err = appendFrame(f.b[:0], kindCall, s.cfg.MaxFrameSize, func(b []byte) ([]byte, error) {
-		b, err := appendArgs(appendCallHead(b, c), args)
-		if err != nil {
-			return b, fmt.Errorf("%w: %s: %v", ErrInvalidValue, name, err)
-		}
-		return appendCallTail(b, c), nil
-	})
+	f.b, err = appendFrame(f.b[:0], kindCall, s.cfg.MaxFrameSize, callBody(c, args))
 	if err != nil {
 		return nil, err
 	}

@@ -147,6 +147,19 @@ func appendCallTail(b []byte, c call) []byte {
 	return b
 }
 
+// callBody returns the frame body writer of call c with args, as
+// appendFrame takes it: an argument that is not a value is
+// ErrInvalidValue naming the method.
+func callBody(c call, args []any) func([]byte) ([]byte, error) {
+	return func(b []byte) ([]byte, error) {
+		b, err := appendArgs(appendCallHead(b, c), args)
+		if err != nil {
+			return b, fmt.Errorf("%w: %s: %v", ErrInvalidValue, c.name, err)
+		}
+		return appendCallTail(b, c), nil
+	}
+}
+
 // appendArgs appends the array of args, or returns why one is not a
 // value (value.Check).
 func appendArgs(b []byte, args []any) ([]byte, error) {
