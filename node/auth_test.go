@@ -2,27 +2,22 @@ package node
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/scuttle-go/scuttle/internal/testkit/leak"
+	"github.com/scuttle-go/scuttle/internal/testkit/nettest"
 )
 
 // pipeHandshake runs both sides of the handshake over a net.Pipe.
@@ -270,35 +265,11 @@ func TestSecret(t *testing.T) {
 	})
 }
 
-// testCA is a certificate authority for tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
+// testCA is a certificate authority for tests that points node
+// Configs at the files of the certificates it signs.
+type testCA struct{ *nettest.CA }
 
-func newCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
+func newCA(t *testing.T, name string) *testCA { return &testCA{nettest.NewCA(t, name)} }
 
 // files writes a certificate for node cfg.ID (a SAN DNS name), signed by
 // ca, and ca's certificate, and points cfg at them.
@@ -310,46 +281,7 @@ func (ca *testCA) files(t *testing.T, cfg *Config) {
 // filesNaming is files with the certificate's names taken from names.
 func (ca *testCA) filesNaming(t *testing.T, cfg *Config, names *x509.Certificate) {
 	t.Helper()
-	tlsCert, tlsKey := ca.pair(t, cfg.ID, names)
-	dir := t.TempDir()
-	cfg.CertFile = filepath.Join(dir, "cert.pem")
-	cfg.KeyFile = filepath.Join(dir, "key.pem")
-	cfg.CAFile = filepath.Join(dir, "ca.pem")
-	for path, data := range map[string][]byte{cfg.CertFile: tlsCert, cfg.KeyFile: tlsKey, cfg.CAFile: ca.pem} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// pair returns a PEM certificate with common name cn and the SANs of
-// names, signed by ca, and its PEM key.
-func (ca *testCA) pair(t *testing.T, cn string, names *x509.Certificate) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		DNSNames:     names.DNSNames,
-		URIs:         names.URIs,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	cfg.CAFile, cfg.CertFile, cfg.KeyFile = ca.Files(t, cfg.ID, names)
 }
 
 func TestMutualTLS(t *testing.T) {
@@ -409,7 +341,7 @@ func TestCertificateNamesID(t *testing.T) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testLogWriter(t)), nil))
 		a := start(t, cfg)
 		// t3 dials with t2's certificate, which the CA signed.
-		certPEM, keyPEM := ca.pair(t, "t2", &x509.Certificate{DNSNames: []string{"t2"}})
+		certPEM, keyPEM := ca.Pair(t, "t2", &x509.Certificate{DNSNames: []string{"t2"}})
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			t.Fatal(err)

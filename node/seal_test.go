@@ -9,85 +9,11 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/scuttle-go/scuttle/internal/testkit/leak"
+	"github.com/scuttle-go/scuttle/internal/testkit/nettest"
 )
-
-// tapProxy forwards TCP connections to target and keeps every byte it
-// forwards in either direction. tamper, when set, makes it flip the last
-// byte of the next chunk going to target.
-type tapProxy struct {
-	ln     net.Listener
-	target atomic.Value // string
-	tamper atomic.Bool
-	mu     sync.Mutex // guards seen
-	seen   bytes.Buffer
-	wg     sync.WaitGroup
-}
-
-func newTapProxy(t *testing.T) *tapProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tapProxy{ln: ln}
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Go(func() { p.forward(c) })
-		}
-	})
-	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
-	return p
-}
-
-func (p *tapProxy) forward(c net.Conn) {
-	defer c.Close()
-	u, err := net.Dial("tcp", p.target.Load().(string))
-	if err != nil {
-		return
-	}
-	defer u.Close()
-	var wg sync.WaitGroup
-	pipe := func(dst, src net.Conn, toTarget bool) {
-		defer wg.Done()
-		defer dst.Close()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				p.mu.Lock()
-				p.seen.Write(buf[:n])
-				p.mu.Unlock()
-				if toTarget && p.tamper.CompareAndSwap(true, false) {
-					buf[n-1] ^= 0x01
-				}
-				if _, err := dst.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}
-	wg.Add(2)
-	go pipe(u, c, true)
-	go pipe(c, u, false)
-	wg.Wait()
-}
-
-func (p *tapProxy) saw(s string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return bytes.Contains(p.seen.Bytes(), []byte(s))
-}
 
 // syncBuffer is a log sink the test reads while nodes write to it.
 type syncBuffer struct {
@@ -123,14 +49,14 @@ func TestSealedLink(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			leak.Check(t)
-			proxy := newTapProxy(t)
+			proxy := nettest.NewTap(t, "")
 			var logs syncBuffer
 			cfgB := testConfig(t, "b")
 			cfgB.Secret = tt.secret
-			cfgB.AdvertiseAddr = proxy.ln.Addr().String()
+			cfgB.AdvertiseAddr = proxy.Addr()
 			cfgB.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testLogWriter(t)), nil))
 			b := start(t, cfgB)
-			proxy.target.Store(b.ln.Addr().String())
+			proxy.SetTarget(b.ln.Addr().String())
 			cfgA := testConfig(t, "a") // "a" < "b": a dials b, through the proxy
 			cfgA.Secret = tt.secret
 			cfgA.Join = []string{b.GossipAddr()}
@@ -138,14 +64,14 @@ func TestSealedLink(t *testing.T) {
 			mustModel(t, a, "vault").Set(key, value)
 			waitConverged(t, "vault", map[string]any{key: value}, a, b)
 			for _, s := range []string{key, value} {
-				if got := proxy.saw(s); got != tt.wantSeen {
+				if got := proxy.Saw(s); got != tt.wantSeen {
 					t.Errorf("proxy saw %q: %v, want %v", s, got, tt.wantSeen)
 				}
 			}
 			if tt.secret == nil {
 				return
 			}
-			proxy.tamper.Store(true)
+			proxy.Tamper()
 			mustModel(t, a, "vault").Set("after", "tamper")
 			const want = "sealed link broken: record"
 			waitFor(t, "b logs the broken seal", func() bool { return strings.Contains(logs.String(), want) })
