@@ -26,8 +26,9 @@ import (
 // merge as before. Data directories written before generations existed
 // hold plain types: generation 0, whose names are the plain ones.
 const (
-	deletedKind = "deleted"
-	genSep      = "/"
+	deletedKind   = "deleted"
+	genSep        = "/"
+	maxGeneration = 1 << 53 // a peer's larger claim is refused
 )
 
 // entry is one catalog value, parsed.
@@ -65,7 +66,8 @@ func parseEntry(v any) (entry, error) {
 	e := entry{kind: kind}
 	if hasGen {
 		gen, err := strconv.ParseUint(g, 10, 64)
-		if err != nil || gen == 0 && kind != deletedKind {
+		// A generation is bounded, so that next never wraps to a used one.
+		if err != nil || gen == 0 && kind != deletedKind || gen > maxGeneration {
 			return entry{}, fmt.Errorf("%w: %q: bad generation", ErrUnknownType, s)
 		}
 		e.gen = gen
