@@ -309,6 +309,41 @@ func TestWatchCommand(t *testing.T) {
 	}
 }
 
+// TestWatchCommandDeleted: a watch whose document is deleted stops,
+// exit 1, saying so, rather than reconnect.
+func TestWatchCommandDeleted(t *testing.T) {
+	addr := serveInProcess(t)
+	if code := run(t.Context(), []string{"set", "-addr", addr, "gone", "k", "0"}, new(bytes.Buffer), new(bytes.Buffer)); code != exitOK {
+		t.Fatalf("set: exit %d", code)
+	}
+	var out syncBuffer
+	var errOut syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(t.Context(), []string{"watch", "-addr", addr, "gone"}, &out, &errOut) }()
+	// Write until the watch has seen a write: then it is open.
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch printed nothing within 20s")
+		}
+		if code := run(t.Context(), []string{"set", "-addr", addr, "gone", "k", "1"}, new(bytes.Buffer), new(bytes.Buffer)); code != exitOK {
+			t.Fatalf("set: exit %d", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := run(t.Context(), []string{"del", "-addr", addr, "-doc", "gone"}, new(bytes.Buffer), new(bytes.Buffer)); code != exitOK {
+		t.Fatalf("del -doc: exit %d", code)
+	}
+	select {
+	case code := <-done:
+		if code != exitFail || !strings.Contains(errOut.String(), "the document was deleted") {
+			t.Errorf("watch of a deleted document: exit %d, stderr %q; want %d saying it was deleted", code, errOut.String(), exitFail)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("watch still running 30s after its document was deleted; stderr %q", errOut.String())
+	}
+}
+
 func TestDescribeSources(t *testing.T) {
 	for _, tt := range []struct {
 		sources []string
