@@ -45,7 +45,7 @@ func (s *Server) replicateModel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	dropped, ok := s.dropped(name)
-	if !ok {
+	if !ok { // deleted since Model
 		return errorf(http.StatusNotFound, "%v: %q", errDocumentDeleted, name)
 	}
 	c, err := websocket.Accept(w, r, nil) // same origin only

@@ -169,6 +169,14 @@ func (s *Server) watchDocument(w http.ResponseWriter, r *http.Request, kind stri
 			pos = vclock.Clock{} // everything it holds: it did not exist when asked
 		}
 	}
+	// Before open: a deletion after the node was seen holding the
+	// document closes it, even if the name is created again at once.
+	dropped, ok := s.dropped(name)
+	if !ok { // deleted since
+		st.begin()
+		st.failDeleted(name)
+		return nil
+	}
 	feed, err := open(name)
 	if err != nil {
 		if !st.begun {
@@ -176,12 +184,6 @@ func (s *Server) watchDocument(w http.ResponseWriter, r *http.Request, kind stri
 		}
 		_, msg := s.classify(err)
 		st.fail(msg, false)
-		return nil
-	}
-	dropped, ok := s.dropped(name)
-	if !ok { // deleted since it was opened
-		st.begin()
-		st.failDeleted(name)
 		return nil
 	}
 	s.stream(st, r, feed, pos, name, dropped)
