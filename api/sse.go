@@ -324,7 +324,7 @@ func (st *sseStream) fail(msg string, resume bool) {
 }
 
 // failDeleted sends the final "error" event of a stream whose document
-// called name was deleted: {"error": "document \"name\" deleted",
+// called name was deleted: {"error": "document deleted: \"name\"",
 // "deleted": true}.
 func (st *sseStream) failDeleted(name string) {
 	b, _ := json.Marshal(streamError{Error: fmt.Sprintf("%v: %q", errDocumentDeleted, name), Deleted: true})
