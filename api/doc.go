@@ -150,6 +150,12 @@
 // is true, and the stream ends. A watch of a document the node does not
 // hold yet waits for it, without creating it, then sends everything it
 // holds; one created with another type ends the stream with "error".
+// A watch whose document is deleted (DELETE /v1/documents/{name}, on
+// this node or another) ends with an event "error" whose data is
+// {"error": "document deleted: \"name\"", "deleted": true}: a new watch
+// of the name waits for it to be created again and sees the new document
+// whole. The replicate WebSocket of a deleted model is closed with
+// status StatusDocumentDeleted (4410) and reason "document deleted".
 //
 // # Resuming a watch
 //

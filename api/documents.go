@@ -70,3 +70,29 @@ func (s *Server) deleteDocument(w http.ResponseWriter, r *http.Request) error {
 	}{name, kind, true})
 	return nil
 }
+
+// documentNotifier is implemented by nodes that say when documents come
+// and go (*node.Node has it). With it, a watch of a missing document
+// waits on DocumentsChanged, and a watch (SSE or WebSocket) of a
+// document that is deleted ends as DocumentDropped closes. Without it, a
+// watch of a missing document polls Documents, and a deletion does not
+// end a watch.
+type documentNotifier interface {
+	DocumentsChanged() <-chan struct{}
+	DocumentDropped(name string) (dropped <-chan struct{}, ok bool)
+}
+
+var _ documentNotifier = (*node.Node)(nil)
+
+// errDocumentDeleted ends a watch whose document was deleted.
+var errDocumentDeleted = errors.New("document deleted")
+
+// dropped returns a channel closed when the document called name that
+// the node holds now is dropped, and ok false if it holds none. It is a
+// nil channel (never ready) for a Node that cannot tell.
+func (s *Server) dropped(name string) (dropped <-chan struct{}, ok bool) {
+	if dn, is := s.n.(documentNotifier); is {
+		return dn.DocumentDropped(name)
+	}
+	return nil, true
+}

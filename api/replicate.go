@@ -11,6 +11,13 @@ import (
 	"github.com/scuttle-go/scuttle/stream"
 )
 
+// StatusDocumentDeleted is the WebSocket close status of a replication
+// session whose model was deleted (node.Node.Delete, DELETE
+// /v1/documents/{name}), here or on another node; the reason is
+// "document deleted". It is in the range for applications, and echoes
+// HTTP's 410 Gone.
+const StatusDocumentDeleted websocket.StatusCode = 4410
+
 // frameMargin is what an update's line holds beyond its value, at most: the
 // key (MaxKeySize), its timestamp and source, the JSON punctuation.
 const frameMargin = 4 << 10
@@ -23,7 +30,8 @@ const frameMargin = 4 << 10
 // none, as a write would. A line is at most Config.MaxBodySize plus a
 // margin for the key and the update's header, and so is a message; a
 // larger one ends the session (close code 1009). The session ends when
-// either side closes, or the Server is closed.
+// either side closes, the Server is closed (1001), or the model is
+// deleted (StatusDocumentDeleted).
 func (s *Server) replicateModel(w http.ResponseWriter, r *http.Request) error {
 	name, err := docName(r)
 	if err != nil {
@@ -35,6 +43,10 @@ func (s *Server) replicateModel(w http.ResponseWriter, r *http.Request) error {
 	m, err := s.n.Model(name)
 	if err != nil {
 		return err
+	}
+	dropped, ok := s.dropped(name)
+	if !ok { // deleted since Model
+		return errorf(http.StatusNotFound, "%v: %q", errDocumentDeleted, name)
 	}
 	c, err := websocket.Accept(w, r, nil) // same origin only
 	if err != nil {
@@ -48,6 +60,9 @@ func (s *Server) replicateModel(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case <-s.done:
 			c.Close(websocket.StatusGoingAway, "server closing")
+			cancel()
+		case <-dropped:
+			c.Close(StatusDocumentDeleted, "document deleted")
 			cancel()
 		case <-ctx.Done():
 		}

@@ -140,7 +140,8 @@ func (s *Server) watchEvents(w http.ResponseWriter, r *http.Request) error {
 // the events feed opens, from the position r resumes from (see
 // watchPosition), as Server-Sent Events, each with an id: the position
 // after it. If the node holds no such document yet, it waits for one
-// (without creating it), then sends everything the document holds.
+// (without creating it), then sends everything the document holds. If
+// the document is deleted, the stream ends (see failDeleted).
 func (s *Server) watchDocument(w http.ResponseWriter, r *http.Request, kind string, open func(name string) (watchFeed, error)) error {
 	name, err := docName(r)
 	if err != nil {
@@ -168,6 +169,14 @@ func (s *Server) watchDocument(w http.ResponseWriter, r *http.Request, kind stri
 			pos = vclock.Clock{} // everything it holds: it did not exist when asked
 		}
 	}
+	// Before open: a deletion after the node was seen holding the
+	// document closes it, even if the name is created again at once.
+	dropped, ok := s.dropped(name)
+	if !ok { // deleted since
+		st.begin()
+		st.failDeleted(name)
+		return nil
+	}
 	feed, err := open(name)
 	if err != nil {
 		if !st.begun {
@@ -177,7 +186,7 @@ func (s *Server) watchDocument(w http.ResponseWriter, r *http.Request, kind stri
 		st.fail(msg, false)
 		return nil
 	}
-	s.stream(st, r, feed, pos)
+	s.stream(st, r, feed, pos, name, dropped)
 	return nil
 }
 
@@ -204,34 +213,57 @@ func watchPosition(r *http.Request) (vclock.Clock, error) {
 }
 
 // missingPoll is how often a watch of a document that does not exist yet
-// looks for it among the node's documents.
+// looks for it among the node's documents, if the Node does not say when
+// they change (documentNotifier).
 const missingPoll = 200 * time.Millisecond
 
 // awaitDocument waits until the node holds a document called name, and
 // returns nil if it is of type kind, an error if it is of another type or
 // the watch ends first. It sends heartbeats meanwhile.
 func (s *Server) awaitDocument(ctx context.Context, st *sseStream, name, kind string) error {
-	poll := time.NewTicker(missingPoll)
-	defer poll.Stop()
+	dn, notifies := s.n.(documentNotifier)
+	var poll <-chan time.Time
+	if !notifies {
+		t := time.NewTicker(missingPoll)
+		defer t.Stop()
+		poll = t.C
+	}
 	beat := time.NewTicker(s.cfg.Heartbeat)
 	defer beat.Stop()
+	for {
+		var changed <-chan struct{}
+		if notifies {
+			changed = dn.DocumentsChanged() // before looking: a creation after wakes it
+		}
+		switch have, ok := s.existing(name); {
+		case ok && have != kind:
+			return fmt.Errorf("document %q was created as a %s, not a %s", name, have, kind)
+		case ok:
+			return nil
+		}
+		if err := s.idle(ctx, st, beat.C, changed, poll); err != nil {
+			return err
+		}
+	}
+}
+
+// idle waits for changed or poll, sending heartbeats on beat, and
+// returns an error if the watch ends first.
+func (s *Server) idle(ctx context.Context, st *sseStream, beat <-chan time.Time, changed <-chan struct{}, poll <-chan time.Time) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
 			return errServerClosing
-		case <-beat.C:
+		case <-beat:
 			if !st.write(": keepalive\n\n") {
 				return errWriteFailed
 			}
-		case <-poll.C:
-			switch have, ok := s.existing(name); {
-			case ok && have != kind:
-				return fmt.Errorf("document %q was created as a %s, not a %s", name, have, kind)
-			case ok:
-				return nil
-			}
+		case <-changed:
+			return nil
+		case <-poll:
+			return nil
 		}
 	}
 }
@@ -287,7 +319,15 @@ func (st *sseStream) flush() bool { return st.rc.Flush() == nil }
 // fail sends the final "error" event of a stream. resume says the client
 // may resume from the last id it received and lose nothing.
 func (st *sseStream) fail(msg string, resume bool) {
-	b, _ := json.Marshal(streamError{msg, resume})
+	b, _ := json.Marshal(streamError{Error: msg, Resume: resume})
+	st.write("event: error\ndata: " + string(b) + "\n\n")
+}
+
+// failDeleted sends the final "error" event of a stream whose document
+// called name was deleted: {"error": "document deleted: \"name\"",
+// "deleted": true}.
+func (st *sseStream) failDeleted(name string) {
+	b, _ := json.Marshal(streamError{Error: fmt.Sprintf("%v: %q", errDocumentDeleted, name), Deleted: true})
 	st.write("event: error\ndata: " + string(b) + "\n\n")
 }
 
@@ -297,12 +337,15 @@ type streamError struct {
 	// Resume: reconnecting with the last id received (Last-Event-ID, or
 	// ?since=) continues the stream without a gap.
 	Resume bool `json:"resume,omitempty"`
+	// Deleted: the document was deleted; a new watch of the name waits
+	// for it to be created again, and sees the new document whole.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // stream subscribes to feed, sends what the document holds beyond pos,
 // then its live events, until the client goes away, the Server is closed,
-// or the client falls Config.WatchBuffer events or Config.WatchMaxBytes
-// bytes behind.
+// the document called name is deleted (dropped closes), or the client
+// falls Config.WatchBuffer events or Config.WatchMaxBytes bytes behind.
 //
 // feed's push is called on the document's goroutines and never blocks: it
 // encodes and queues, and this goroutine writes. The queue is bounded in
@@ -310,7 +353,7 @@ type streamError struct {
 // unbounded memory: past a bound, the queue is dropped and the stream ends
 // with an "error" event saying to resume, which loses nothing, since a
 // resumed stream reads the document's history from the client's last id.
-func (s *Server) stream(st *sseStream, r *http.Request, feed watchFeed, pos vclock.Clock) {
+func (s *Server) stream(st *sseStream, r *http.Request, feed watchFeed, pos vclock.Clock, name string, dropped <-chan struct{}) {
 	q := newWatchQueue(s.cfg.WatchBuffer, s.cfg.WatchMaxBytes)
 	cancel := feed.subscribe(q.push)
 	defer cancel()
@@ -343,6 +386,9 @@ func (s *Server) stream(st *sseStream, r *http.Request, feed watchFeed, pos vclo
 			return
 		case <-s.done:
 			st.write("event: close\ndata: {\"error\":\"server closing\"}\n\n")
+			return
+		case <-dropped:
+			st.failDeleted(name)
 			return
 		case <-beat.C:
 			if !st.write(": keepalive\n\n") {

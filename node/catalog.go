@@ -349,6 +349,8 @@ func (n *Node) dropHeld(d *document, why string) {
 		return // dropped already
 	}
 	delete(n.docs, d.name)
+	close(d.dropped)
+	n.notifyDocsLocked()
 	for _, l := range n.links {
 		l.mux.Remove(d.stream())
 	}

@@ -127,7 +127,8 @@ const catalogName = "_catalog"
 // document is one named document the node holds.
 type document struct {
 	name, kind string
-	gen        uint64 // its generation: see entry
+	gen        uint64        // its generation: see entry
+	dropped    chan struct{} // closed when it is dropped: see DocumentDropped
 	doc        scuttlebutt.Document
 	log        *filelog.Log // nil without a DataDir
 }
@@ -297,6 +298,7 @@ func (n *Node) getOrCreate(name, kind string, gen uint64) (*document, error) {
 		return nil, ErrClosed
 	}
 	n.docs[name] = d
+	n.notifyDocsLocked()
 	for _, l := range n.links {
 		l.mux.Add(d.stream(), d.doc) // fails only if the link is ending
 	}
@@ -318,7 +320,7 @@ func (n *Node) openDocument(name, kind string, gen uint64) (*document, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: creating %s %q: %w", kind, name, err)
 	}
-	d := &document{name: name, kind: kind, gen: gen, doc: sd}
+	d := &document{name: name, kind: kind, gen: gen, doc: sd, dropped: make(chan struct{})}
 	if n.cfg.DataDir != "" && kinds[kind].persist && name != registryName {
 		path := n.logPath(name, kind, gen)
 		if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {

@@ -83,6 +83,10 @@ type Node struct {
 	leaving  bool
 	closed   bool
 
+	// docsChanged is closed when docs changes: see DocumentsChanged.
+	// Guarded by mu.
+	docsChanged chan struct{}
+
 	dials, dialFailures, accepted, refused atomic.Int64
 	idRefused                              atomic.Bool  // a seed's member holds our id
 	joining                                atomic.Int32 // calls of memberlist's Join under way

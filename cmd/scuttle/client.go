@@ -456,6 +456,11 @@ var watchCommand = &command{
 // errStreamEnded means the server ended a watch stream.
 var errStreamEnded = errors.New("the server ended the stream")
 
+// errWatchDeleted means the watched document was deleted: the watch
+// stops rather than reconnect, which would wait for a document of the
+// name to be created again.
+var errWatchDeleted = errors.New("the document was deleted")
+
 // Backoff of a watch between reconnections: from watchRetryMin, doubling
 // up to watchRetryMax, back to the minimum once a stream has been read.
 const (
@@ -469,7 +474,9 @@ const (
 // it reconnects with backoff and resumes from the last id received
 // (Last-Event-ID), so that fn sees every change once: the server sends
 // what the document holds beyond that id. The first connection must
-// succeed, and a request the server refuses (4xx) is not retried.
+// succeed, and a request the server refuses (4xx) is not retried. A
+// stream that ends because the document was deleted ends the watch with
+// errWatchDeleted.
 func (c *client) watch(ctx context.Context, p string, fn func(data []byte) error) error {
 	var lastID string
 	wait := watchRetryMin
@@ -482,7 +489,7 @@ func (c *client) watch(ctx context.Context, p string, fn func(data []byte) error
 		switch {
 		case ctx.Err() != nil:
 			return err
-		case first && !read, errors.As(err, &ae) && ae.code < 500:
+		case first && !read, errors.As(err, &ae) && ae.code < 500, errors.Is(err, errWatchDeleted):
 			return err
 		}
 		if read {
@@ -529,8 +536,14 @@ func (c *client) watchOnce(ctx context.Context, p string, lastID *string, fn fun
 			switch {
 			case data == nil:
 			case typ == "error" || typ == "close":
-				var e struct{ Error string }
+				var e struct {
+					Error   string
+					Deleted bool
+				}
 				json.Unmarshal(data, &e)
+				if e.Deleted {
+					return true, fmt.Errorf("%w (%s); watch again to wait for a new one", errWatchDeleted, e.Error)
+				}
 				return true, fmt.Errorf("%w: %s", errStreamEnded, e.Error)
 			default:
 				if err := fn(data); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -41,37 +42,93 @@ func serveInProcess(t *testing.T) (addr string) {
 }
 
 // serveInProcessWith is serveInProcess with the options changed by tweak
-// (if not nil).
+// (if not nil). A serve that ends before it is ready fails the test at
+// once.
 func serveInProcessWith(t *testing.T, tweak func(*serveOptions)) (addr string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	var logs syncBuffer
 	o := serveOptions{
 		id: "solo", memory: true, bind: "127.0.0.1:0", gossip: "127.0.0.1:0", httpAddr: "127.0.0.1:0",
 		leave: true, network: "local", logLevel: "warn",
-		ready: func(_ *node.Node, a string) { ready <- a },
+		ready: func(*node.Node, string) {}, // startInProcess adds its signal; a tweak may wrap it
 	}
 	if tweak != nil {
 		tweak(&o)
 	}
-	go func() { done <- serve(ctx, &logs, o) }()
+	p, addr, err := startInProcess(o)
+	if err != nil {
+		p.stop()
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v\nlogs:\n%s", err, logs.String())
+		if err := p.stop(); err != nil {
+			t.Errorf("serve: %v\nlogs:\n%s", err, p.logs.String())
 		}
 	})
+	return addr
+}
+
+// inProcess is a serve running in the test's process.
+type inProcess struct {
+	cancel context.CancelFunc
+	ended  chan struct{} // closed when serve has returned
+	err    error         // serve's error, set before ended is closed
+	logs   syncBuffer
+}
+
+// startInProcess starts serve with o (after its ready hook) and waits
+// until it is ready: addr is its HTTP address. err is set, with serve's
+// logs, if serve ended first or was not ready within 30 s. Call stop
+// however it ended.
+func startInProcess(o serveOptions) (p *inProcess, addr string, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p = &inProcess{cancel: cancel, ended: make(chan struct{})}
+	ready := make(chan string, 1)
+	hook := o.ready
+	o.ready = func(n *node.Node, a string) {
+		if hook != nil {
+			hook(n, a)
+		}
+		ready <- a
+	}
+	go func() {
+		p.err = serve(ctx, &p.logs, o)
+		close(p.ended)
+	}()
 	select {
 	case addr = <-ready:
-		return addr
-	case err := <-done:
-		t.Fatalf("serve ended before it was ready: %v\nlogs:\n%s", err, logs.String())
+		return p, addr, nil
+	case <-p.ended:
+		return p, "", fmt.Errorf("serve ended before it was ready: %v\nlogs:\n%s", p.err, p.logs.String())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("serve not ready after 30s\nlogs:\n%s", logs.String())
+		return p, "", fmt.Errorf("serve not ready after 30s\nlogs:\n%s", p.logs.String())
 	}
-	return ""
+}
+
+// stop ends serve and returns its error. It can be called more than once.
+func (p *inProcess) stop() error {
+	p.cancel()
+	<-p.ended
+	return p.err
+}
+
+// TestServeInProcessEarlyFailure: a serve that fails before it is ready
+// (its HTTP address taken) is reported by startInProcess, and stop
+// returns its error rather than wait for it a second time.
+func TestServeInProcessEarlyFailure(t *testing.T) {
+	taken := serveInProcess(t)
+	p, _, err := startInProcess(serveOptions{
+		id: "second", memory: true, bind: "127.0.0.1:0", gossip: "127.0.0.1:0", httpAddr: taken,
+		leave: true, network: "local", logLevel: "warn",
+	})
+	if err == nil || !strings.Contains(err.Error(), "ended before it was ready") {
+		t.Errorf("start on a taken HTTP address: %v, want serve's early error", err)
+	}
+	if err := p.stop(); err == nil {
+		t.Error("stop after an early failure: nil, want serve's error")
+	}
+	if err := p.stop(); err == nil {
+		t.Error("stop a second time: nil, want serve's error")
+	}
 }
 
 // TestClientCommands runs every client command against one node served in
@@ -249,6 +306,41 @@ func TestWatchCommand(t *testing.T) {
 				t.Errorf("watch printed %q, want %q", first, tt.want)
 			}
 		})
+	}
+}
+
+// TestWatchCommandDeleted: a watch whose document is deleted stops,
+// exit 1, saying so, rather than reconnect.
+func TestWatchCommandDeleted(t *testing.T) {
+	addr := serveInProcess(t)
+	if code := run(t.Context(), []string{"set", "-addr", addr, "gone", "k", "0"}, new(bytes.Buffer), new(bytes.Buffer)); code != exitOK {
+		t.Fatalf("set: exit %d", code)
+	}
+	var out syncBuffer
+	var errOut syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(t.Context(), []string{"watch", "-addr", addr, "gone"}, &out, &errOut) }()
+	// Write until the watch has seen a write: then it is open.
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch printed nothing within 20s")
+		}
+		if code := run(t.Context(), []string{"set", "-addr", addr, "gone", "k", "1"}, new(bytes.Buffer), new(bytes.Buffer)); code != exitOK {
+			t.Fatalf("set: exit %d", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := run(t.Context(), []string{"del", "-addr", addr, "-doc", "gone"}, new(bytes.Buffer), new(bytes.Buffer)); code != exitOK {
+		t.Fatalf("del -doc: exit %d", code)
+	}
+	select {
+	case code := <-done:
+		if code != exitFail || !strings.Contains(errOut.String(), "the document was deleted") {
+			t.Errorf("watch of a deleted document: exit %d, stderr %q; want %d saying it was deleted", code, errOut.String(), exitFail)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("watch still running 30s after its document was deleted; stderr %q", errOut.String())
 	}
 }
 

@@ -52,6 +52,9 @@ type serveOptions struct {
 	httpAddr                  string
 	httpTokenFile             string
 	watchMaxBytes             int64 // api.Config.WatchMaxBytes
+	sessionTTL                time.Duration
+	maxSessions               int
+	maxSessionLocks           int
 	httpCert, httpKey         string
 	certFile, keyFile, caFile string
 	secretFile                string
@@ -85,6 +88,9 @@ func (o *serveOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7948", "HTTP API listen address, with the web console at /ui/; without -http-token-file the API has no authentication, keep it on a trusted interface")
 	fs.StringVar(&o.httpTokenFile, "http-token-file", "", "file holding the bearer token every API request must carry (except /healthz and /readyz)")
 	fs.Int64Var(&o.watchMaxBytes, "watch-max-bytes", api.DefaultWatchMaxBytes, "bytes a watch stream may hold for a client that reads slower than writes arrive; past it the stream ends, telling the client to resume from its last id")
+	fs.DurationVar(&o.sessionTTL, "session-ttl", api.DefaultSessionTTL, fmt.Sprintf("TTL of an API lock session created without one (%v to %v): how long its locks stay held after the client's last renewal", api.MinSessionTTL, api.MaxSessionTTL))
+	fs.IntVar(&o.maxSessions, "max-sessions", api.DefaultMaxSessions, "the most lock sessions the API holds open at once; creating one more is a 503")
+	fs.IntVar(&o.maxSessionLocks, "max-session-locks", api.DefaultMaxSessionLocks, "the most locks one lock session holds; a request for one more is a 409")
 	fs.StringVar(&o.httpCert, "http-tls-cert", "", "PEM certificate: serve the API over HTTPS")
 	fs.StringVar(&o.httpKey, "http-tls-key", "", "PEM private key of -http-tls-cert")
 	fs.StringVar(&o.certFile, "tls-cert", "", "PEM certificate of this node, for mutual TLS on replication links; it must name the node id (SAN DNS ID or URI scuttle://ID)")
@@ -187,10 +193,18 @@ func serve(ctx context.Context, stdout io.Writer, o serveOptions) error {
 // apiConfig turns the API's flags into its Config and, with
 // -http-tls-cert, the TLS configuration to serve it with.
 func (o serveOptions) apiConfig(log *slog.Logger) (*api.Config, *tls.Config, error) {
-	if o.watchMaxBytes < 0 {
+	switch {
+	case o.watchMaxBytes < 0:
 		return nil, nil, fmt.Errorf("-watch-max-bytes %d is negative", o.watchMaxBytes)
+	case o.sessionTTL != 0 && (o.sessionTTL < api.MinSessionTTL || o.sessionTTL > api.MaxSessionTTL):
+		return nil, nil, fmt.Errorf("-session-ttl %v is not in [%v, %v]", o.sessionTTL, api.MinSessionTTL, api.MaxSessionTTL)
+	case o.maxSessions < 0:
+		return nil, nil, fmt.Errorf("-max-sessions %d is negative", o.maxSessions)
+	case o.maxSessionLocks < 0:
+		return nil, nil, fmt.Errorf("-max-session-locks %d is negative", o.maxSessionLocks)
 	}
-	cfg := &api.Config{Logger: log, WatchMaxBytes: o.watchMaxBytes}
+	cfg := &api.Config{Logger: log, WatchMaxBytes: o.watchMaxBytes,
+		SessionTTL: o.sessionTTL, MaxSessions: o.maxSessions, MaxSessionLocks: o.maxSessionLocks}
 	if o.httpTokenFile != "" {
 		b, err := os.ReadFile(o.httpTokenFile)
 		if err != nil {
