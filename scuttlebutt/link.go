@@ -196,6 +196,9 @@ func (l *Link) startHistory() {
 // durable (an error of the storage's is returned as is, and ends the
 // session too). It also runs AfterApply (see AfterApplier) when it applied
 // anything or moved the clock, before it returns.
+//
+// Step keeps no reference to m.Updates' array once it returns (it copies
+// what it holds on), so the driver may decode the next message into it.
 func (l *Link) Step(m Message) error {
 	if l.closed {
 		return ErrClosed

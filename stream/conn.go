@@ -302,7 +302,11 @@ func (lp *loop) run(ctx context.Context) error {
 }
 
 func (lp *loop) step(m scuttlebutt.Message) error {
-	if err := lp.c.link.Step(m); err != nil {
+	err := lp.c.link.Step(m)
+	if m.Kind == scuttlebutt.MsgUpdates {
+		lp.c.dec.recycle(m.Updates) // Step keeps no message's slice
+	}
+	if err != nil {
 		return fmt.Errorf("stream: from peer: %w", err)
 	}
 	if m.Kind == scuttlebutt.MsgHello {
