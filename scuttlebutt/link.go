@@ -2,6 +2,7 @@ package scuttlebutt
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"github.com/scuttle-go/scuttle/vclock"
@@ -152,10 +153,11 @@ type Link struct {
 }
 
 // maxSpareBatches and maxSpareUpdates bound what a Link keeps for reuse
-// (see Recycle): a few hundred kilobytes at most, however small its
-// updates and whatever MaxBatchBytes.
+// (see Recycle), however small its updates and whatever MaxBatchBytes: no
+// more than the driver held of the last Ready's messages, and nothing
+// once a Ready has nothing to send.
 const (
-	maxSpareBatches = 2
+	maxSpareBatches = 8
 	maxSpareUpdates = 4096
 )
 
@@ -431,6 +433,9 @@ func (l *Link) Ready() []Message {
 		l.buf = q[:0]
 		break
 	}
+	if len(msgs) == 0 {
+		l.spare = nil // idle: nothing kept for the next burst
+	}
 	return msgs
 }
 
@@ -526,11 +531,13 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 // it has the room, else a new one. Either is noted in made, for Recycle.
 func (l *Link) batchOf(n int) []Update {
 	var b []Update
-	if k := len(l.spare); k > 0 && cap(l.spare[k-1]) >= n {
-		b = l.spare[k-1][:0]
-		l.spare[k-1] = nil
-		l.spare = l.spare[:k-1]
-	} else {
+	for i := len(l.spare) - 1; i >= 0 && b == nil; i-- {
+		if cap(l.spare[i]) >= n {
+			b = l.spare[i][:0]
+			l.spare = slices.Delete(l.spare, i, i+1)
+		}
+	}
+	if b == nil {
 		b = make([]Update, 0, n)
 	}
 	if len(l.made) < maxSpareBatches {

@@ -32,8 +32,8 @@ func liveBatch(t *testing.T, ms []scuttlebutt.Message, n int) []scuttlebutt.Upda
 
 // TestLinkRecycle hands back every message once delivered: the live
 // batches reuse one array, the history's slice (the replica's) is left
-// alone, a message handed back after the next Ready is ignored, and the
-// peer gets every update.
+// alone, an idle Ready drops the spares, a message handed back after the
+// next Ready is ignored, and the peer gets every update.
 func TestLinkRecycle(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
 	a.write(t, "a1")
@@ -74,6 +74,15 @@ func TestLinkRecycle(t *testing.T) {
 		}
 		la.Recycle(ms)
 	}
+	// An idle Ready lets the spares go.
+	if ms := la.Ready(); ms != nil {
+		t.Fatalf("idle Ready = %v, want nil", ms)
+	}
+	a.write(t, "idle")
+	ms := deliver(t, la, lb)
+	if unsafe.SliceData(liveBatch(t, ms, 1)) == first {
+		t.Error("after an idle Ready, a live batch reuses a spare")
+	}
 	if diff := cmp.Diff(histCopy, hist); diff != "" {
 		t.Errorf("the history's slice changed (-before +after):\n%s", diff)
 	}
@@ -98,7 +107,7 @@ func TestLinkRecycle(t *testing.T) {
 	if diff := cmp.Diff(a.values(), b.values()); diff != "" {
 		t.Errorf("b differs from a (-a +b):\n%s", diff)
 	}
-	if n := len(b.values()); n != 11 {
-		t.Errorf("b holds %d updates, want 11", n)
+	if n := len(b.values()); n != 12 {
+		t.Errorf("b holds %d updates, want 12", n)
 	}
 }
