@@ -12,7 +12,8 @@ package scuttlebutt
 // everything applied from their source, in timestamp order per source),
 // holds its lock around the call as around ApplyUpdate's, and uses no
 // result (it records every update's timestamp in the clock either way).
-// Like ApplyUpdate, it must not call back into the base.
+// Like ApplyUpdate, it must not call back into the base; and it must not
+// keep the slice past the call (the updates in it it may keep).
 type BatchApplier interface {
 	ApplyUpdates(updates []Update)
 }

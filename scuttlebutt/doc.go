@@ -115,6 +115,12 @@
 //     stream's Conn writes from a goroutine of its own, one batch at a
 //     time, and its loop keeps receiving meanwhile.
 //
+// Two promises let a driver spare the collector an update slice a message.
+// Step keeps no message's Updates slice, so a reader may decode the next
+// message into one the loop has stepped; and Recycle hands Ready's
+// messages back once sent (before the next Ready), so that the next live
+// batches fill the same arrays. Package stream's Conn does both.
+//
 // # Time
 //
 // Timestamps are milliseconds since the Unix epoch as float64, as in

@@ -2,6 +2,8 @@ package scuttlebutt
 
 import (
 	"fmt"
+	"slices"
+	"unsafe"
 
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -143,7 +145,21 @@ type Link struct {
 	syncRecv  bool
 	closed    bool
 	buf       []item
+
+	// made holds the update slices appendLive made in the last Ready
+	// call, and spare the ones of them the driver has handed back with
+	// Recycle, for appendLive to fill again.
+	made, spare [][]Update
 }
+
+// maxSpareBatches and maxSpareUpdates bound what a Link keeps for reuse
+// (see Recycle), however small its updates and whatever MaxBatchBytes: no
+// more than the driver held of the last Ready's messages, and nothing
+// once a Ready has nothing to send.
+const (
+	maxSpareBatches = 8
+	maxSpareUpdates = 4096
+)
 
 // NewLink starts a session of this replica with one peer; nil opts means
 // the defaults. The hello is ready to send at once. Call Close when the
@@ -196,6 +212,9 @@ func (l *Link) startHistory() {
 // durable (an error of the storage's is returned as is, and ends the
 // session too). It also runs AfterApply (see AfterApplier) when it applied
 // anything or moved the clock, before it returns.
+//
+// Step keeps no reference to m.Updates' array once it returns (it copies
+// what it holds on), so the driver may decode the next message into it.
 func (l *Link) Step(m Message) error {
 	if l.closed {
 		return ErrClosed
@@ -356,6 +375,8 @@ func (l *Link) Ready() []Message {
 	}
 	msgs := l.out
 	l.out = nil
+	clear(l.made) // handed back by now, or kept by the driver
+	l.made = l.made[:0]
 	budget := 4 * l.opts.MaxBatchBytes
 	for budget > 0 {
 		if (len(l.hist) > 0 || l.syncClock != nil) && !l.s.isDurable(l.histSeq) {
@@ -411,6 +432,9 @@ func (l *Link) Ready() []Message {
 		clear(q)
 		l.buf = q[:0]
 		break
+	}
+	if len(msgs) == 0 {
+		l.spare = nil // idle: nothing kept for the next burst
 	}
 	return msgs
 }
@@ -493,7 +517,7 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 			// Room for a batch of items of this one's size, so that a
 			// batch is not copied as it grows: this runs for every update
 			// sent.
-			batch = make([]Update, 0, min(len(q)-i, l.opts.MaxBatchBytes/s+1))
+			batch = l.batchOf(min(len(q)-i, l.opts.MaxBatchBytes/s+1))
 		}
 		batch = append(batch, u)
 		size += s
@@ -501,6 +525,53 @@ func (l *Link) appendLive(msgs []Message, q []item) []Message {
 	}
 	flush()
 	return msgs
+}
+
+// batchOf returns an empty slice with room for n updates: a spare one if
+// it has the room, else a new one. Either is noted in made, for Recycle.
+func (l *Link) batchOf(n int) []Update {
+	var b []Update
+	for i := len(l.spare) - 1; i >= 0 && b == nil; i-- {
+		if cap(l.spare[i]) >= n {
+			b = l.spare[i][:0]
+			l.spare = slices.Delete(l.spare, i, i+1)
+		}
+	}
+	if b == nil {
+		b = make([]Update, 0, n)
+	}
+	if len(l.made) < maxSpareBatches {
+		l.made = append(l.made, b)
+	}
+	return b
+}
+
+// Recycle hands back messages that the last call of Ready returned, once
+// the driver is done with them (sent, or encoded into its own buffer), so
+// that the next calls of Ready may fill the update slices the Link made
+// for them again rather than make new ones: on a live session, 72 bytes
+// an update sent. Call it before the next call of Ready, and keep nothing
+// of msgs' Updates slices after it; the updates themselves are immutable
+// and may be kept. Slices the Link did not make (a history's, which
+// belongs to the replica's History) are left alone, and so is everything
+// after the next call of Ready. A driver that never calls it loses
+// nothing but the reuse.
+func (l *Link) Recycle(msgs []Message) {
+	for _, m := range msgs {
+		if cap(m.Updates) == 0 {
+			continue
+		}
+		for i, b := range l.made {
+			if unsafe.SliceData(b) == unsafe.SliceData(m.Updates) {
+				if len(l.spare) < maxSpareBatches && cap(b) <= maxSpareUpdates {
+					clear(m.Updates) // keep the array, not the updates' payloads
+					l.spare = append(l.spare, b)
+				}
+				l.made[i] = nil // handed back once
+				break
+			}
+		}
+	}
 }
 
 // entryCache is one entry of a clock, read once and written back once,

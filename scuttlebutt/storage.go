@@ -40,6 +40,9 @@ type Storage interface {
 	// operating system's cache is a buffer), never wait for the disk. An
 	// error means nothing was appended; the updates are then not applied,
 	// and the error reaches the writer or ends the stream that brought them.
+	// It must not keep the slice past the call (a driver may decode the
+	// next message into its array); the updates in it are immutable and
+	// may be kept.
 	Append(updates []Update) (seq uint64, err error)
 	// Sync returns once every update up to seq is as durable as the
 	// storage's policy promises (for an fsync-per-write policy: on disk).

@@ -178,6 +178,7 @@ type compactDecoder struct {
 	index   map[string]uint32  // the table's sources: a source named twice is refused
 	prev    []vclock.Timestamp // by index: the source's last timestamp received
 	last    int                // index of the previous update's source, -1 before the first
+	spare   spareUpdates       // slices to decode into, or nil
 }
 
 func newCompactDecoder(maxSources int) *compactDecoder {
@@ -195,7 +196,7 @@ func (d *compactDecoder) updates(body []byte) ([]scuttlebutt.Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wire.ReadUpdates(&r, n, minCompactUpdate, d.read)
+	return wire.ReadUpdates(&r, n, minCompactUpdate, d.spare.get(), d.read)
 }
 
 // read decodes the update at r into u, the zero Update, and only then

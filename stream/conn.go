@@ -252,10 +252,11 @@ type loop struct {
 	out   chan []scuttlebutt.Message // to the writer; at most one batch in flight
 	wrote chan error                 // from the writer: the result of each batch
 
-	busy            bool // the writer has a batch
-	handed, written int  // batches handed to the writer, and written
-	syncAt          int  // batches to be written before Synced; -1 until the Link is synced
-	synced          bool // c.synced has been closed
+	busy            bool                  // the writer has a batch
+	sent            []scuttlebutt.Message // the writer's batch, handed back to the Link once written
+	handed, written int                   // batches handed to the writer, and written
+	syncAt          int                   // batches to be written before Synced; -1 until the Link is synced
+	synced          bool                  // c.synced has been closed
 }
 
 // run steps and writes until the session is over, and returns its result.
@@ -269,6 +270,7 @@ func (lp *loop) run(ctx context.Context) error {
 				lp.out <- msgs // never blocks: the last batch was written
 				lp.busy = true
 				lp.handed++
+				lp.sent = msgs
 			}
 		}
 		lp.noteSynced()
@@ -294,6 +296,8 @@ func (lp *loop) run(ctx context.Context) error {
 				return lp.writeFailed(err, in)
 			}
 			lp.written++
+			l.Recycle(lp.sent) // the writer is done with them
+			lp.sent = nil
 		case <-wake:
 		case <-ctx.Done():
 			return nil
@@ -302,7 +306,11 @@ func (lp *loop) run(ctx context.Context) error {
 }
 
 func (lp *loop) step(m scuttlebutt.Message) error {
-	if err := lp.c.link.Step(m); err != nil {
+	err := lp.c.link.Step(m)
+	if m.Kind == scuttlebutt.MsgUpdates {
+		lp.c.dec.recycle(m.Updates) // Step keeps no message's slice
+	}
+	if err != nil {
 		return fmt.Errorf("stream: from peer: %w", err)
 	}
 	if m.Kind == scuttlebutt.MsgHello {

@@ -40,6 +40,9 @@ func newJSONDecoder(t JSONTranscoder, r io.Reader, max int) *jsonDecoder {
 
 func (d *jsonDecoder) bytesRead() int64 { return d.n }
 
+// recycle keeps nothing: the JSON-lines decoder makes a slice a batch.
+func (d *jsonDecoder) recycle([]scuttlebutt.Update) {}
+
 // readLine returns the next line without its "\n". The slice is valid until
 // the next call. A last line without "\n" comes with io.EOF (and is not
 // empty); a clean end is io.EOF and an empty line. The limit counts the

@@ -29,6 +29,47 @@ type encoder interface {
 type decoder interface {
 	readMessage() (scuttlebutt.Message, error)
 	bytesRead() int64
+	// recycle hands back the updates of a message readMessage returned,
+	// once nothing holds the slice any more (the Link has stepped it: Step
+	// keeps no message's slice), for a later message to be decoded into.
+	// It may be called from another goroutine than readMessage's.
+	recycle(updates []scuttlebutt.Update)
+}
+
+// spareUpdates passes the update slices of stepped messages from the
+// loop back to the reader, which decodes the next compact frames into
+// them rather than into a new slice a frame: on a live session, a slice of
+// 72 bytes an update, scanned by the collector, less for every update
+// received. It holds at most cap(spare) slices of at most maxSpareUpdates
+// each, and what they held until they are reused. A nil spareUpdates
+// keeps nothing.
+type spareUpdates chan []scuttlebutt.Update
+
+// maxSpareUpdates bounds the slices spareUpdates keeps: a frame's worth
+// of small updates (MaxBatchBytes of scuttlebutt's Link), so that a
+// connection keeps a few hundred kilobytes at most.
+const maxSpareUpdates = 4096
+
+// get returns a spare slice, or nil if there is none.
+func (s spareUpdates) get() []scuttlebutt.Update {
+	select {
+	case us := <-s:
+		return us
+	default:
+		return nil
+	}
+}
+
+// put keeps us for a later get, unless it is too large or enough are
+// kept already.
+func (s spareUpdates) put(us []scuttlebutt.Update) {
+	if s == nil || cap(us) == 0 || cap(us) > maxSpareUpdates {
+		return
+	}
+	select {
+	case s <- us[:0]:
+	default:
+	}
 }
 
 // CBOR is the native codec, the default: length-prefixed CBOR frames as
@@ -56,6 +97,7 @@ func (cborCodec) newDecoder(d scuttlebutt.Document, r io.Reader, maxFrame int, n
 		max:        maxFrame,
 		maxSources: maxSources,
 		neg:        neg,
+		spare:      make(spareUpdates, 2),
 	}
 }
 
@@ -116,6 +158,7 @@ type cborDecoder struct {
 	neg        *negotiation
 	compact    *compactDecoder // nil until the first compact frame
 	zbuf       []byte          // decompressed bodies
+	spare      spareUpdates    // recycled slices for compact frames
 }
 
 // readMessage returns the next message. Clock parts are read on until the
@@ -156,6 +199,7 @@ func (d *cborDecoder) readMessage() (scuttlebutt.Message, error) {
 			}
 			if d.compact == nil {
 				d.compact = newCompactDecoder(d.maxSources)
+				d.compact.spare = d.spare
 			}
 			cd = d.compact
 		}
@@ -171,3 +215,5 @@ func (d *cborDecoder) readMessage() (scuttlebutt.Message, error) {
 }
 
 func (d *cborDecoder) bytesRead() int64 { return d.fr.BytesRead() }
+
+func (d *cborDecoder) recycle(updates []scuttlebutt.Update) { d.spare.put(updates) }

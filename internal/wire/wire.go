@@ -125,7 +125,7 @@ func (d *Decoder) Updates(b []byte) ([]scuttlebutt.Update, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ReadUpdates(&r, n, minUpdateSize, d.read)
+	return ReadUpdates(&r, n, minUpdateSize, nil, d.read)
 }
 
 // ReadUpdates reads n updates from r with read, each taking at least
@@ -133,14 +133,22 @@ func (d *Decoder) Updates(b []byte) ([]scuttlebutt.Update, error) {
 // every encoding of an update batch. A count that cannot fit in what is
 // left of r is refused before anything is allocated. Errors name the
 // update at fault by its index.
-func ReadUpdates(r *cborx.Reader, n uint64, minSize int, read func(*cborx.Reader, *scuttlebutt.Update) error) ([]scuttlebutt.Update, error) {
+//
+// The updates go in dst's array when it has room for n, else in a new
+// one: dst is a slice a decoder got back from the caller, which no longer
+// holds it (see stream's decoder.recycle). Each update read is zeroed
+// before read, so nothing of what dst held shows through.
+func ReadUpdates(r *cborx.Reader, n uint64, minSize int, dst []scuttlebutt.Update, read func(*cborx.Reader, *scuttlebutt.Update) error) ([]scuttlebutt.Update, error) {
 	if n > uint64(r.Len()/minSize) {
 		return nil, fmt.Errorf("%w: %d updates cannot fit in %d bytes", cborx.ErrMalformed, n, r.Len())
 	}
-	// Room for updates of a typical 16 bytes at the most: a count that
-	// lies costs no more than that, and append grows the slice for real
-	// ones.
-	us := make([]scuttlebutt.Update, 0, min(n, uint64(r.Len()/16)))
+	us := dst[:0]
+	if dst == nil || uint64(cap(dst)) < n {
+		// Room for updates of a typical 16 bytes at the most: a count
+		// that lies costs no more than that, and append grows the slice
+		// for real ones.
+		us = make([]scuttlebutt.Update, 0, min(n, uint64(r.Len()/16)))
+	}
 	for i := range int(n) {
 		us = append(us, scuttlebutt.Update{})
 		if err := read(r, &us[i]); err != nil {
