@@ -240,9 +240,10 @@ func (m *Model) write(op, key string, value any, del bool, ttl uint64) error {
 	if err != nil {
 		return fmt.Errorf("model: %s %q: %w: %v", op, key, ErrInvalidValue, err)
 	}
-	if o.none() && sizeHint(value) != 0 {
+	if o.selfChecked() && sizeHint(value) != 0 {
 		// encodeUpdate wrote a checked key and value of a common type
-		// itself, without options: what ValidateUpdate accepts.
+		// itself, without options or with SetTTL's: what ValidateUpdate
+		// accepts.
 		_, _, err = m.LocalUpdateChecked(data)
 	} else {
 		_, _, err = m.LocalUpdate(data)
@@ -468,7 +469,7 @@ func (m *Model) applyLocked(u scuttlebutt.Update, p parsed, h uint64) bool {
 		m.note(p.key, e, old, old.visible(), nil)
 		return true
 	}
-	return m.applyOptions(p, p.options(u.Data), u, old, slot, h, now)
+	return m.applyOptions(p, p.opts, u, old, slot, h, now)
 }
 
 // applyOptions is ApplyUpdate for a key where either side has options:

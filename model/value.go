@@ -123,23 +123,14 @@ func appendInt(b []byte, i int64) []byte {
 	return cborx.AppendHead(b, 0, uint64(i))
 }
 
-// parsed is an update payload split into its parts. It is small, as it
-// is made twice for every update; the options, if any (ext), are read
-// again from the payload where needed: options(data).
+// parsed is an update payload split into its parts, with its options
+// read once: applying an update does not parse them again.
 type parsed struct {
-	key  string // aliases the payload, which is immutable
-	voff int32  // offset of the encoded value in the payload; 0 for a tombstone
-	vend int32  // end of the encoded value: len(data), unless options follow
-	ext  bool   // the payload has options: [key, value, options]
-}
-
-// options returns the options of data, the payload p was parsed from.
-func (p parsed) options(data []byte) options {
-	if !p.ext {
-		return options{}
-	}
-	o, _ := parseOptions(data[p.vend:]) // checked by parseUpdate
-	return o
+	key  string  // aliases the payload, which is immutable
+	opts options // the options, if ext; checked by parseUpdate
+	voff int32   // offset of the encoded value in the payload; 0 for a tombstone
+	vend int32   // end of the encoded value: len(data), unless options follow
+	ext  bool    // the payload has options: [key, value, options]
 }
 
 // parseUpdate splits the payload of a Model update, [key, value], [key] or
@@ -201,6 +192,7 @@ func parseUpdate(data []byte) (parsed, error) {
 	if err != nil {
 		return p, err
 	}
+	p.opts = o
 	if o.del {
 		if vlen != 1 || data[end] != 0xf6 {
 			return p, fmt.Errorf("%w: a tombstone with options has a value other than null", ErrInvalidValue)
@@ -274,6 +266,17 @@ func (o options) none() bool { return o == options{} }
 
 // ttlOnly reports whether o has no option but a ttl (or none at all).
 func (o options) ttlOnly() bool { return o == options{ttl: o.ttl} }
+
+// selfChecked reports whether o, which plan made, are options that
+// parseOptions accepts whatever the payload's key and value: none, or a
+// ttl within bounds and perhaps "tomb" (a SetTTL without lease), so that
+// a payload encodeUpdate writes with them needs no second check.
+func (o options) selfChecked() bool {
+	if o.none() {
+		return true
+	}
+	return o == options{ttl: o.ttl, tomb: o.tomb} && o.ttl != 0 && o.ttl <= uint64(MaxTTL/time.Millisecond)
+}
 
 // size returns the encoded size of o, so that a payload is allocated at its
 // exact size (it lives as long as the key).
