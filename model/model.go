@@ -103,7 +103,11 @@ func (e *entry) opts() options {
 	if e.olen == 0 {
 		return options{}
 	}
-	o, _ := parseOptions(e.payload()[e.n-uint32(e.olen):]) // checked when applied
+	b := e.payload()[e.n-uint32(e.olen):]
+	if ttl, ok := ttlOption(b); ok {
+		return options{ttl: ttl} // SetTTL's, the common case
+	}
+	o, _ := parseOptions(b) // checked when applied
 	return o
 }
 
