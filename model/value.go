@@ -262,10 +262,12 @@ const (
 
 // none reports whether o has no option, so that the payload is [key,
 // value] or [key].
-func (o options) none() bool { return o == options{} }
+func (o options) none() bool { return o.ttl == 0 && o.ttlOnly() }
 
-// ttlOnly reports whether o has no option but a ttl (or none at all).
-func (o options) ttlOnly() bool { return o == options{ttl: o.ttl} }
+// ttlOnly reports whether o has no option but a ttl (or none at all). It
+// compares field by field: == on options calls the compiler's equality
+// function for the type, on every write.
+func (o options) ttlOnly() bool { return o.lease == 0 && o.since == 0 && !o.del && !o.tomb }
 
 // selfChecked reports whether o, which plan made, are options that
 // parseOptions accepts whatever the payload's key and value: none, or a
@@ -275,7 +277,7 @@ func (o options) selfChecked() bool {
 	if o.none() {
 		return true
 	}
-	return o == options{ttl: o.ttl, tomb: o.tomb} && o.ttl != 0 && o.ttl <= uint64(MaxTTL/time.Millisecond)
+	return o.lease == 0 && o.since == 0 && !o.del && o.ttl != 0 && o.ttl <= uint64(MaxTTL/time.Millisecond)
 }
 
 // size returns the encoded size of o, so that a payload is allocated at its
