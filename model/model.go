@@ -556,12 +556,16 @@ func (m *Model) applyPlain(p parsed, o options, u scuttlebutt.Update, old *entry
 	}
 	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), olen: uint8(int32(len(u.Data)) - p.vend)}
 	m.add(e, u)
+	// Before drop, which counts old as a dead entry queued if it still is.
+	replaced := o.ttl != 0 && old != nil && old.queued && m.exp.replaceLast(old, e, expD)
 	if old != nil {
 		m.drop(old)
 	}
 	m.keys.set(slot, h, e) // as settle does for a single update, with the slot known
 	if o.ttl != 0 {
-		m.exp.push(e, expD)
+		if !replaced {
+			m.exp.push(e, expD)
+		}
 		m.setNextExp()
 	}
 	m.note(p.key, e, old, old.visible(), nil)
