@@ -473,7 +473,7 @@ func (m *Model) applyLocked(u scuttlebutt.Update, p parsed, h uint64) bool {
 		m.note(p.key, e, old, old.visible(), nil)
 		return true
 	}
-	return m.applyOptions(p, p.opts, u, old, slot, h, now)
+	return m.applyOptions(p, p.options(u.Data), u, old, slot, h, now)
 }
 
 // applyOptions is ApplyUpdate for a key where either side has options:

@@ -123,14 +123,28 @@ func appendInt(b []byte, i int64) []byte {
 	return cborx.AppendHead(b, 0, uint64(i))
 }
 
-// parsed is an update payload split into its parts, with its options
-// read once: applying an update does not parse them again.
+// parsed is an update payload split into its parts. It is small (32
+// bytes: a plain Set's apply is measurably slower with the options in it),
+// as it is made for every update; the options, if any (ext), are read
+// again from the payload where needed: options(data).
 type parsed struct {
-	key  string  // aliases the payload, which is immutable
-	opts options // the options, if ext; checked by parseUpdate
-	voff int32   // offset of the encoded value in the payload; 0 for a tombstone
-	vend int32   // end of the encoded value: len(data), unless options follow
-	ext  bool    // the payload has options: [key, value, options]
+	key  string // aliases the payload, which is immutable
+	voff int32  // offset of the encoded value in the payload; 0 for a tombstone
+	vend int32  // end of the encoded value: len(data), unless options follow
+	ext  bool   // the payload has options: [key, value, options]
+}
+
+// options returns the options of data, the payload p was parsed from.
+func (p parsed) options(data []byte) options {
+	if !p.ext {
+		return options{}
+	}
+	b := data[p.vend:]
+	if ttl, ok := ttlOption(b); ok {
+		return options{ttl: ttl} // SetTTL's, the common case
+	}
+	o, _ := parseOptions(b) // checked by parseUpdate
+	return o
 }
 
 // parseUpdate splits the payload of a Model update, [key, value], [key] or
@@ -192,7 +206,6 @@ func parseUpdate(data []byte) (parsed, error) {
 	if err != nil {
 		return p, err
 	}
-	p.opts = o
 	if o.del {
 		if vlen != 1 || data[end] != 0xf6 {
 			return p, fmt.Errorf("%w: a tombstone with options has a value other than null", ErrInvalidValue)
