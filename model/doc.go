@@ -88,7 +88,7 @@
 // everywhere within the ttl. A refresh replaces the key's update as a Set
 // does, with the same allocations and a little more work: a look at the
 // key before the write, to choose its options, the options themselves
-// (written and read once, and not checked again as a peer's would be), and
+// (not checked again after encoding, as a peer's update is), and
 // its place in an expiry queue, taken over in place when the key was the
 // last one queued, as a replica's own presence key is
 // (BenchmarkSetTTLRefresh and BenchmarkSetTTLRefreshOne, against
