@@ -142,6 +142,34 @@ func BenchmarkSetTTLRefresh(b *testing.B) {
 	}
 }
 
+// BenchmarkSetTTLRefreshOne is a replica's own presence key: one key
+// refreshed with SetTTL (3 s) once a second of a fake clock, in a Model
+// holding 100,000 other keys written with Set.
+func BenchmarkSetTTLRefreshOne(b *testing.B) {
+	var ms atomic.Int64
+	ms.Store(today)
+	m, err := model.New(bench.ReplicaA, &scuttlebutt.Config{Now: func() time.Time { return time.UnixMilli(ms.Load()) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := bench.Fill(m, "a", bench.Keys(benchKeys)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := m.SetTTL("presence", i, 3*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		ms.Add(1000)
+	}
+	b.StopTimer()
+	if v, ok := m.Get("presence"); !ok || v != int64(i-1) {
+		b.Fatalf("Get(presence) = %v, %v after refreshing; want %d", v, ok, i-1)
+	}
+}
+
 // BenchmarkSetLeased is BenchmarkSet with Config.Lease: the owner renewing
 // its own keys.
 func BenchmarkSetLeased(b *testing.B) {

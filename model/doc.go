@@ -87,8 +87,11 @@
 // keeps it alive, and when the replica stops (or dies) the key vanishes
 // everywhere within the ttl. A refresh replaces the key's update as a Set
 // does, with the same allocations and a little more work: a look at the
-// key before the write, to choose its options, the options themselves, and
-// its place in an expiry queue (BenchmarkSetTTLRefresh, against
+// key before the write, to choose its options, the options themselves
+// (not checked again after encoding, as a peer's update is), and
+// its place in an expiry queue, taken over in place when the key was the
+// last one queued, as a replica's own presence key is
+// (BenchmarkSetTTLRefresh and BenchmarkSetTTLRefreshOne, against
 // BenchmarkSet). An expired key costs nothing: it leaves memory and
 // History, and a replica that hears of it only later drops it on arrival.
 //

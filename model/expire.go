@@ -60,6 +60,22 @@ func (q *expiries) push(e *entry, at vclock.Timestamp) {
 	heap.Push(&q.heap, expiry{at, e})
 }
 
+// replaceLast puts e, expiring at at, in place of old if old is the last
+// expiry of the FIFO and at is no earlier: so that a key refreshed when it
+// was the last one queued (a replica's own presence key, refreshed on its
+// own) leaves no dropped entry queued behind it, to be skipped later and
+// to keep its payload alive until then. It reports whether it did; if not,
+// old stays queued and e is not.
+func (q *expiries) replaceLast(old, e *entry, at vclock.Timestamp) bool {
+	n := len(q.fifo)
+	if n == q.head || q.fifo[n-1].e != old || q.fifo[n-1].at > at {
+		return false
+	}
+	old.queued, e.queued = false, true
+	q.fifo[n-1] = expiry{at, e}
+	return true
+}
+
 // top returns the earliest expiry; Len must be positive.
 func (q *expiries) top() expiry {
 	if q.head == len(q.fifo) || (len(q.heap) > 0 && q.heap[0].at < q.fifo[q.head].at) {

@@ -43,3 +43,33 @@ func TestExpiriesBounded(t *testing.T) {
 		prev = x.at
 	}
 }
+
+// TestExpiriesRefreshInPlace: a key refreshed on its own, the last one
+// queued each time, keeps one expiry queued, none of them dead, and still
+// runs out a ttl after its last refresh.
+func TestExpiriesRefreshInPlace(t *testing.T) {
+	now := time.UnixMilli(1795385884149)
+	m, err := New("a", &scuttlebutt.Config{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Set("plain", 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		if err := m.SetTTL("me", i, 3*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if n, dead := m.exp.Len(), m.exp.dead; n != 1 || dead != 0 {
+			t.Fatalf("after %d refreshes: %d expiries queued, %d dead; want 1, 0", i+1, n, dead)
+		}
+		now = now.Add(time.Second)
+	}
+	if v, ok := m.Get("me"); !ok || v != int64(999) {
+		t.Fatalf("Get(me) = %v, %v; want 999, true", v, ok)
+	}
+	now = now.Add(2 * time.Second) // 3 s after the last refresh
+	if _, ok := m.Get("me"); ok {
+		t.Error("me is still set a ttl after its last refresh")
+	}
+}

@@ -103,7 +103,11 @@ func (e *entry) opts() options {
 	if e.olen == 0 {
 		return options{}
 	}
-	o, _ := parseOptions(e.payload()[e.n-uint32(e.olen):]) // checked when applied
+	b := e.payload()[e.n-uint32(e.olen):]
+	if ttl, ok := ttlOption(b); ok {
+		return options{ttl: ttl} // SetTTL's, the common case
+	}
+	o, _ := parseOptions(b) // checked when applied
 	return o
 }
 
@@ -240,9 +244,10 @@ func (m *Model) write(op, key string, value any, del bool, ttl uint64) error {
 	if err != nil {
 		return fmt.Errorf("model: %s %q: %w: %v", op, key, ErrInvalidValue, err)
 	}
-	if o.none() && sizeHint(value) != 0 {
+	if o.selfChecked() && sizeHint(value) != 0 {
 		// encodeUpdate wrote a checked key and value of a common type
-		// itself, without options: what ValidateUpdate accepts.
+		// itself, without options or with SetTTL's: what ValidateUpdate
+		// accepts.
 		_, _, err = m.LocalUpdateChecked(data)
 	} else {
 		_, _, err = m.LocalUpdate(data)
@@ -551,12 +556,16 @@ func (m *Model) applyPlain(p parsed, o options, u scuttlebutt.Update, old *entry
 	}
 	e := &entry{ts: u.Timestamp, data: unsafe.SliceData(u.Data), n: uint32(len(u.Data)), voff: uint32(p.voff), olen: uint8(int32(len(u.Data)) - p.vend)}
 	m.add(e, u)
+	// Before drop, which counts old as a dead entry queued if it still is.
+	replaced := o.ttl != 0 && old != nil && old.queued && m.exp.replaceLast(old, e, expD)
 	if old != nil {
 		m.drop(old)
 	}
 	m.keys.set(slot, h, e) // as settle does for a single update, with the slot known
 	if o.ttl != 0 {
-		m.exp.push(e, expD)
+		if !replaced {
+			m.exp.push(e, expD)
+		}
 		m.setNextExp()
 	}
 	m.note(p.key, e, old, old.visible(), nil)

@@ -3,6 +3,7 @@ package model_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/scuttle-go/scuttle/model"
@@ -21,10 +22,10 @@ func appendCBORText(b []byte, s string) []byte {
 	return append(append(b, 0x60|byte(len(s))), s...) // short strings only
 }
 
-// TestSetChecks: a plain Set skips the base's second check of the payload
-// it encoded itself (scuttlebutt.LocalUpdateChecked), but not the size
-// limit, and a value encoded by a type's own marshaller is still checked
-// as a peer would check it.
+// TestSetChecks: a plain Set, and a SetTTL, skip the base's second check
+// of the payload they encoded themselves (scuttlebutt.LocalUpdateChecked),
+// but not the size limit, and a value encoded by a type's own marshaller
+// is still checked as a peer would check it.
 func TestSetChecks(t *testing.T) {
 	m, err := model.New("a", &scuttlebutt.Config{MaxUpdateSize: 64})
 	if err != nil {
@@ -41,9 +42,15 @@ func TestSetChecks(t *testing.T) {
 		if err := m.Set("k", v); !errors.Is(err, scuttlebutt.ErrInvalidUpdate) {
 			t.Errorf("Set(%q) = %v, want ErrInvalidUpdate", v, err)
 		}
+		if err := m.SetTTL("k", v, time.Minute); !errors.Is(err, scuttlebutt.ErrInvalidUpdate) {
+			t.Errorf("SetTTL(%q) = %v, want ErrInvalidUpdate", v, err)
+		}
 		if diff := cmp.Diff(clock, m.Clock()); diff != "" {
 			t.Errorf("Set(%q) moved the clock (-before +after):\n%s", v, diff)
 		}
+	}
+	if err := m.SetTTL("t", "fits", time.Minute); err != nil {
+		t.Fatalf("SetTTL: %v", err)
 	}
 	b, err := model.New("b", nil)
 	if err != nil {
@@ -52,5 +59,8 @@ func TestSetChecks(t *testing.T) {
 	pull(t, b, m)
 	if v, ok := b.Get("k"); !ok || v != "fits" {
 		t.Errorf("peer's k = %v, %v; want fits", v, ok)
+	}
+	if v, ok := b.Get("t"); !ok || v != "fits" {
+		t.Errorf("peer's t = %v, %v; want fits", v, ok)
 	}
 }
