@@ -295,6 +295,11 @@ func (o serveOptions) nodeConfig(logTo io.Writer) (*node.Config, error) {
 			return nil, fmt.Errorf("-secret-file: %w", err)
 		}
 		secret = bytes.TrimRight(b, "\r\n")
+		if fi, err := os.Stat(o.secretFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			// Not refused, as ssh refuses an open key: an operator may
+			// share it through a group on purpose. Said at every start.
+			cfg.Logger.Warn("the secret file is readable by others than its owner: chmod 600 it", "file", o.secretFile, "mode", fi.Mode().Perm().String())
+		}
 	}
 	if len(secret) > 0 {
 		if len(secret) < node.MinSecretSize {
