@@ -32,6 +32,15 @@ func BenchmarkW1(b *testing.B) {
 	})
 }
 
+// BenchmarkW1Base is W1 over a replicated type that keeps nothing: the
+// CPU per update that the base and the stream cost, under W1's.
+func BenchmarkW1Base(b *testing.B) {
+	benchWorkload(b, bench.W1Base, func(b *testing.B, t total) {
+		b.ReportMetric(t.rate(), "updates/s")
+		b.ReportMetric(t.cpuPerUpdate(), "cpu-ns/update")
+	})
+}
+
 // BenchmarkW2 overwrites 1,000 keys 100 times each, live: updates/s, the
 // length of the receiver's full History, and the heap both replicas hold
 // per key.

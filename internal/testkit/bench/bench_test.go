@@ -1,8 +1,13 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"testing"
+
+	"github.com/scuttle-go/scuttle/model"
+	"github.com/scuttle-go/scuttle/vclock"
 )
 
 func TestKey(t *testing.T) {
@@ -53,6 +58,12 @@ func TestWorkloads(t *testing.T) {
 		check func(t *testing.T, r Result)
 	}{
 		{"W1", W1, Options{Keys: keys}, false, func(t *testing.T, r Result) {
+			wantN(t, r, keys)
+			if r.BytesPerUpdate < 20 || r.BytesPerUpdate > 200 {
+				t.Errorf("%.1f bytes per update, want a small update's size", r.BytesPerUpdate)
+			}
+		}},
+		{"W1Base", W1Base, Options{Keys: keys}, false, func(t *testing.T, r Result) {
 			wantN(t, r, keys)
 			if r.BytesPerUpdate < 20 || r.BytesPerUpdate > 200 {
 				t.Errorf("%.1f bytes per update, want a small update's size", r.BytesPerUpdate)
@@ -130,5 +141,26 @@ func wantN(t *testing.T, r Result, n int) {
 	t.Helper()
 	if r.N != n {
 		t.Errorf("N = %d, want %d", r.N, n)
+	}
+}
+
+// TestPairIsModelPayload checks that W1Base sends the very payload a
+// Model's Set of the same key and value makes, for short and long strings.
+func TestPairIsModelPayload(t *testing.T) {
+	for _, kv := range [][2]string{{"k1", Value("a", 1)}, {"", ""}, {strings.Repeat("k", 300), strings.Repeat("v", 70_000)}} {
+		m, err := model.New("m", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Set(kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+		h := m.History(vclock.Clock{})
+		if len(h) != 1 {
+			t.Fatalf("history of %d updates, want 1", len(h))
+		}
+		if got := appendPair(nil, kv[0], kv[1]); !bytes.Equal(got, h[0].Data) {
+			t.Errorf("key of %d bytes, value of %d: appendPair %x, the Model's %x", len(kv[0]), len(kv[1]), got[:min(len(got), 16)], h[0].Data[:min(len(h[0].Data), 16)])
+		}
 	}
 }

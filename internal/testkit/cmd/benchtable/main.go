@@ -56,7 +56,7 @@ const timeout = 2 * time.Minute
 
 func main() {
 	runs := flag.Int("runs", 3, "runs of W1-W4, D1 and D3 per transport; the fastest is reported")
-	only := flag.String("only", "", "comma-separated workloads to run (W1,...,W5,D1,D2,D3,P1,P2); empty for all")
+	only := flag.String("only", "", "comma-separated workloads to run (W1,W1B,...,W5,D1,D2,D3,P1,P2); empty for all")
 	heap := flag.String("heapprofile", "", "write W5's heap profiles to `PREFIX`.local.prof and PREFIX.sync.prof, D2's to PREFIX.doc.prof")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile of each run's timed part to `PREFIX`.W1.pipe.1.prof, ...")
 	leaves := flag.Int("leaves", bench.DefaultD2Leaves, "leaves of D2's document")
@@ -254,6 +254,12 @@ func plan(runs, leaves int) []workload {
 			}
 		}})
 	}
+	// The floor under W1's CPU: the base and the stream alone.
+	p = append(p, workload{name: "W1B", tr: bench.Pipe, runs: runs, run: bench.W1Base, label: " (base)", rows: func(r bench.Result) []row {
+		return []row{
+			{measure: "CPU/update", result: num(float64(r.CPUPerUpdate)/1e3) + " µs", target: "-", peers: "W1 with a type that keeps nothing"},
+		}
+	}})
 	for _, tr := range bench.Transports {
 		p = append(p, workload{name: "D1", tr: tr, runs: runs, run: bench.D1, label: " (doc)", rows: func(r bench.Result) []row {
 			return []row{
