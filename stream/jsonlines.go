@@ -206,6 +206,7 @@ func SaveJSONLines(ctx context.Context, d scuttlebutt.Document, w io.Writer) err
 				return fmt.Errorf("stream: write: %w", err)
 			}
 		}
+		l.Recycle(msgs) // written: the next batches may reuse their arrays
 		if l.Done() {
 			return nil
 		}
