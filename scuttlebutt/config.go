@@ -11,7 +11,8 @@ import (
 type Config struct {
 	// Now is the wall clock behind the replica's hybrid logical clock and
 	// its bound on peers' timestamps. nil means time.Now. Tests inject a
-	// fake clock here; the core never reads the time any other way.
+	// fake clock here; the core never reads the time any other way. It
+	// is called concurrently, by concurrent writers and links.
 	Now func() time.Time
 
 	// MaxUpdateSize is the largest Data plus Signature of one update, in

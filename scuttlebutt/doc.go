@@ -44,7 +44,9 @@
 //     ApplyUpdate does with each, for less: one lock, work started ahead).
 //     A type that encodes a payload itself, in a form it knows its
 //     Validator accepts, may write it with LocalUpdateChecked, which skips
-//     all checks but the size.
+//     all checks but the size. A Validator that checks a payload's CBOR
+//     whole itself is a WholeValidator: the base then leaves that scan to
+//     it rather than make it twice.
 //
 // # The protocol
 //
@@ -189,8 +191,9 @@
 //     updates arrive. Only a clock full of writers refuses a new one
 //     (ErrTooManySources). Stats counts what was dropped and refused.
 //   - Size: no update larger than Config.MaxUpdateSize, no payload that is
-//     not one well-formed CBOR item of bounded nesting, nothing the type's
-//     Validator refuses (ErrInvalidUpdate); package stream bounds frames.
+//     not one well-formed CBOR item of bounded nesting (checked by the
+//     base, or by a WholeValidator), nothing the type's Validator refuses
+//     (ErrInvalidUpdate); package stream bounds frames.
 //   - Identity: no update or clock entry of this start's own source that it
 //     did not make (ErrProtocol), so no peer can hide its next writes.
 //

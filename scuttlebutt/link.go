@@ -178,7 +178,7 @@ func (s *Scuttlebutt) NewLink(opts *LinkOptions) *Link {
 	if o.MaxHistoryBytes <= 0 {
 		o.MaxHistoryBytes = DefaultMaxHistoryBytes
 	}
-	l := &Link{s: s, opts: o, sub: newSubscription(o.MaxQueueBytes), known: vclock.Clock{}}
+	l := &Link{s: s, opts: o, sub: newSubscription(&s.mu, o.MaxQueueBytes), known: vclock.Clock{}}
 	l.out = append(l.out, Message{Kind: MsgHello, Hello: &Hello{
 		Version: ProtocolVersion, ID: s.source, Clock: s.Clock(), Meta: o.Meta,
 	}})

@@ -25,6 +25,7 @@ type Scuttlebutt struct {
 	twinPrefix string // id~: the prefix of every incarnation's source
 	r          Replica
 	val        Validator    // nil if r is not one
+	whole      bool         // r is a WholeValidator: val scans Data itself
 	after      AfterApplier // nil if r is not one
 	batch      BatchApplier // nil if r is not one
 	hlc        *vclock.HLC
@@ -142,6 +143,7 @@ func New(id string, r Replica, cfg *Config) (*Scuttlebutt, error) {
 	}
 	s.twinAfter = vclock.FromTime(c.Now()) + s.maxOffset
 	s.val, _ = r.(Validator)
+	_, s.whole = r.(WholeValidator)
 	s.after, _ = r.(AfterApplier)
 	s.batch, _ = r.(BatchApplier)
 	return s, nil
@@ -218,7 +220,7 @@ func (s *Scuttlebutt) Now() vclock.Timestamp { return s.hlc.Now() }
 func (s *Scuttlebutt) LocalUpdate(data []byte) (u Update, changed bool, err error) {
 	u = Update{Source: s.source, Data: data}
 	u.Timestamp = 1 // placeholder so validate checks the rest
-	if err := validate(u, s.maxSize, true); err != nil {
+	if err := s.validate(u, true); err != nil {
 		return Update{}, false, err
 	}
 	if s.val != nil {
@@ -441,7 +443,7 @@ func (s *Scuttlebutt) check(updates []Update, peer string) error {
 	for i, u := range updates {
 		// A batch repeats few sources: check each id once.
 		known := i > 0 && u.Source == updates[i-1].Source
-		if err := validate(u, s.maxSize, known); err != nil {
+		if err := s.validate(u, known); err != nil {
 			return err
 		}
 		if u.Timestamp > horizon {

@@ -32,11 +32,13 @@ func (it item) size() int {
 }
 
 // subscription is a link's live queue. The base pushes to it under its own
-// lock; the link drains it. When the queue outgrows its limit it is dropped
-// whole and marked overflowed, and the link recomputes the peer's delta from
-// History instead: a slow peer costs bounded memory and loses nothing.
+// lock, which guards the queue too: a push, once per update and link,
+// takes no lock of its own, and the link takes the base's lock once per
+// drain. When the queue outgrows its limit it is dropped whole and marked
+// overflowed, and the link recomputes the peer's delta from History
+// instead: a slow peer costs bounded memory and loses nothing.
 type subscription struct {
-	mu       sync.Mutex
+	mu       *sync.Mutex // the base's lock, held by push, pushAll, add and reset
 	q        []item
 	bytes    int
 	maxBytes int
@@ -44,32 +46,29 @@ type subscription struct {
 	wake     chan struct{} // capacity 1: coalesced wakeups
 }
 
-func newSubscription(maxBytes int) *subscription {
-	return &subscription{maxBytes: maxBytes, wake: make(chan struct{}, 1)}
+// newSubscription returns an empty queue guarded by mu, the base's lock.
+func newSubscription(mu *sync.Mutex, maxBytes int) *subscription {
+	return &subscription{mu: mu, maxBytes: maxBytes, wake: make(chan struct{}, 1)}
 }
 
-// push queues it, and wakes the link if the queue was empty: a wakeup is
-// pending for anything queued since the link last took the queue.
+// push queues it, with s.mu held, and wakes the link if the queue was
+// empty: a wakeup is pending for anything queued since the link last took
+// the queue.
 func (s *subscription) push(it item) {
-	s.mu.Lock()
-	wake := s.add(it)
-	s.mu.Unlock()
-	if wake {
+	if s.add(it) {
 		s.poke()
 	}
 }
 
 // pushAll queues updates as one unit (see item.more), to be sent once the
-// storage has synced seq, under one lock.
+// storage has synced seq, with s.mu held.
 func (s *subscription) pushAll(updates []Update, seq uint64) {
-	s.mu.Lock()
 	wake := false
 	for i, u := range updates {
 		if s.add(item{update: u, seq: seq, more: i < len(updates)-1}) {
 			wake = true
 		}
 	}
-	s.mu.Unlock()
 	if wake {
 		s.poke()
 	}
@@ -105,7 +104,7 @@ func (s *subscription) poke() {
 }
 
 // take returns the queued items and whether the queue overflowed, and
-// empties it.
+// empties it, giving it buf's array to fill next; it takes s.mu.
 func (s *subscription) take(buf []item) ([]item, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -114,10 +113,8 @@ func (s *subscription) take(buf []item) ([]item, bool) {
 	return q, over
 }
 
-// reset empties the queue and clears the overflow mark; called by the base
-// with its lock held, when a fresh history replaces the queue.
+// reset empties the queue and clears the overflow mark, with s.mu held,
+// when a fresh history replaces the queue.
 func (s *subscription) reset() {
-	s.mu.Lock()
 	s.q, s.bytes, s.overflow = s.q[:0], 0, false
-	s.mu.Unlock()
 }

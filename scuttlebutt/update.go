@@ -91,11 +91,15 @@ func printableASCII(s string) bool {
 }
 
 // validate checks what the base can check of any update: source (unless
-// knownSource says it was checked already), timestamp, size and that Data is
+// knownSource says it was checked already), timestamp, size and, unless the
+// replica's Validator checks that itself (see WholeValidator), that Data is
 // one well-formed CBOR item. The error wraps ErrInvalidUpdate.
-func validate(u Update, maxSize int, knownSource bool) error {
-	if err := validateHead(u, maxSize, knownSource); err != nil {
+func (s *Scuttlebutt) validate(u Update, knownSource bool) error {
+	if err := validateHead(u, s.maxSize, knownSource); err != nil {
 		return err
+	}
+	if s.whole {
+		return nil
 	}
 	if err := cborx.Whole(u.Data, MaxNesting); err != nil {
 		return fmt.Errorf("%w: %s: data: %v", ErrInvalidUpdate, u, err)

@@ -180,3 +180,43 @@ func TestHLCConcurrentNowUnique(t *testing.T) {
 		}
 	}
 }
+
+// TestHLCConcurrentObserve has goroutines observe timestamps and call Now
+// in turn: every Now is later than what its goroutine observed or got
+// before it, and once all are done, Last is the largest timestamp observed
+// or handed out.
+func TestHLCConcurrentObserve(t *testing.T) {
+	w := &fakeWall{ms: today}
+	h := vclock.NewHLC(w.now)
+	const goroutines, perG = 8, 500
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		seen vclock.Timestamp // the largest timestamp observed or returned
+	)
+	for g := range goroutines {
+		wg.Go(func() {
+			var top vclock.Timestamp
+			for i := range perG {
+				if i%2 == 0 {
+					o := vclock.Timestamp(today + 3*(g*perG+i))
+					h.Observe(o)
+					top = max(top, o)
+					continue
+				}
+				ts := h.Now()
+				if !(ts > top) {
+					t.Errorf("goroutine %d: Now = %v, not after %v", g, ts, top)
+				}
+				top = ts
+			}
+			mu.Lock()
+			seen = max(seen, top)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if got := h.Last(); got != seen {
+		t.Errorf("Last = %v, want the largest timestamp seen, %v", got, seen)
+	}
+}
