@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -187,6 +188,70 @@ func BenchmarkSetLeased(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		if err := m.Set(keys[i%len(keys)], i); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkFill sets 100,000 new keys with 32-byte values on an empty
+// Model with nothing connected: the sender's half of W1 without the
+// stream. cpu-ns/update is the process's CPU time per Set, GC included.
+func BenchmarkFill(b *testing.B) {
+	keys := bench.Keys(benchKeys)
+	b.ReportAllocs()
+	cpu := processCPU()
+	for b.Loop() {
+		m, err := model.New(bench.ReplicaA, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bench.Fill(m, "a", keys); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerUpdate(b, cpu)
+}
+
+// BenchmarkApplyNew applies the 100,000 updates of BenchmarkFill's Model
+// to an empty one, in batches of 256 as a link does: the receiver's half
+// of W1 without the stream. cpu-ns/update is the process's CPU time per
+// update, GC included.
+func BenchmarkApplyNew(b *testing.B) {
+	a, _ := filled(b)
+	us := a.History(vclock.Clock{})
+	b.ReportAllocs()
+	cpu := processCPU()
+	for b.Loop() {
+		m, err := model.New(bench.ReplicaB, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for batch := range slices.Chunk(us, 256) {
+			if _, err := m.Apply(batch...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	reportPerUpdate(b, cpu)
+}
+
+// reportPerUpdate reports the process's CPU time since cpu per update of
+// the b.N rounds of benchKeys updates.
+func reportPerUpdate(b *testing.B, cpu time.Duration) {
+	b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(b.N*benchKeys), "cpu-ns/update")
+}
+
+// BenchmarkValidateUpdate checks W1's updates as a receiver does, before
+// it applies them.
+func BenchmarkValidateUpdate(b *testing.B) {
+	a, _ := filled(b)
+	us := a.History(vclock.Clock{})
+	v := a.Validator()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := v.ValidateUpdate(us[i%len(us)]); err != nil {
 			b.Fatal(err)
 		}
 		i++
