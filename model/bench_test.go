@@ -200,7 +200,7 @@ func BenchmarkSetLeased(b *testing.B) {
 func BenchmarkFill(b *testing.B) {
 	keys := bench.Keys(benchKeys)
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := bench.ProcessCPU()
 	for b.Loop() {
 		m, err := model.New(bench.ReplicaA, nil)
 		if err != nil {
@@ -221,7 +221,7 @@ func BenchmarkApplyNew(b *testing.B) {
 	a, _ := filled(b)
 	us := a.History(vclock.Clock{})
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := bench.ProcessCPU()
 	for b.Loop() {
 		m, err := model.New(bench.ReplicaB, nil)
 		if err != nil {
@@ -239,7 +239,7 @@ func BenchmarkApplyNew(b *testing.B) {
 // reportPerUpdate reports the process's CPU time since cpu per update of
 // the b.N rounds of benchKeys updates.
 func reportPerUpdate(b *testing.B, cpu time.Duration) {
-	b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(b.N*benchKeys), "cpu-ns/update")
+	b.ReportMetric(float64((bench.ProcessCPU()-cpu).Nanoseconds())/float64(b.N*benchKeys), "cpu-ns/update")
 }
 
 // BenchmarkValidateUpdate checks W1's updates as a receiver does, before

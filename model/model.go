@@ -371,6 +371,12 @@ func (r replica) History(sources vclock.Clock) []scuttlebutt.Update {
 	return out
 }
 
+// ValidatesWhole implements scuttlebutt.WholeValidator: ValidateUpdate
+// parses the payload whole (parseUpdate, and checkEncoded for the value),
+// refusing all that the base's own scan would, so the base skips that scan
+// (FuzzValidateUpdateWhole).
+func (replica) ValidatesWhole() {}
+
 // ValidateUpdate implements scuttlebutt.Validator: the payload must be
 // [key, value], [key] or [key, value, options] with a value Set would
 // accept and options within their bounds.

@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// processCPU returns the CPU time, user and system, the process has used
+// ProcessCPU returns the CPU time, user and system, the process has used
 // so far, or 0 where it cannot be read.
-func processCPU() time.Duration {
+func ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0

@@ -87,13 +87,13 @@ func D1(ctx context.Context, opts *Options) (r Result, err error) {
 	out0 := s.A.Stats().BytesOut
 
 	o.Timer.StartTimer()
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), ProcessCPU()
 	if err := FillDoc(a, "a", paths); err != nil {
 		return r, err
 	}
 	last := a.Clock().Get(a.Source())
 	err = s.wait(ctx, "B to cover A's last patch", func() bool { return covers(b, a.Source(), last) })
-	r.Duration, r.CPU = time.Since(start), processCPU()-cpu
+	r.Duration, r.CPU = time.Since(start), ProcessCPU()-cpu
 	o.Timer.StopTimer()
 	if err != nil {
 		return r, err

@@ -37,7 +37,7 @@ func W1Base(ctx context.Context, opts *Options) (r Result, err error) {
 	out0 := s.A.Stats().BytesOut
 
 	o.Timer.StartTimer()
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), ProcessCPU()
 	for i, k := range keys {
 		if _, _, err := a.LocalUpdateChecked(appendPair(nil, k, Value("a", i))); err != nil {
 			return r, err
@@ -45,7 +45,7 @@ func W1Base(ctx context.Context, opts *Options) (r Result, err error) {
 	}
 	want := int64(o.Keys)
 	err = s.wait(ctx, "B to count every update", func() bool { return b.applied.Load() == want })
-	r.Duration, r.CPU = time.Since(start), processCPU()-cpu
+	r.Duration, r.CPU = time.Since(start), ProcessCPU()-cpu
 	o.Timer.StopTimer()
 	if err != nil {
 		return r, err

@@ -34,12 +34,12 @@ func W1(ctx context.Context, opts *Options) (r Result, err error) {
 	out0 := s.A.Stats().BytesOut
 
 	o.Timer.StartTimer()
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), ProcessCPU()
 	if err := Fill(a, "a", keys); err != nil {
 		return r, err
 	}
 	err = s.wait(ctx, "B to hold every key", func() bool { return b.Len() == o.Keys })
-	r.Duration, r.CPU = time.Since(start), processCPU()-cpu
+	r.Duration, r.CPU = time.Since(start), ProcessCPU()-cpu
 	o.Timer.StopTimer()
 	if err != nil {
 		return r, err
@@ -219,9 +219,9 @@ func W4(ctx context.Context, opts *Options) (r Result, err error) {
 	r.DataBytes = dataBytes(a, vclock.Clock{})
 
 	o.Timer.StartTimer()
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), ProcessCPU()
 	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
-	r.Duration, r.CPU = time.Since(start), processCPU()-cpu
+	r.Duration, r.CPU = time.Since(start), ProcessCPU()-cpu
 	o.Timer.StopTimer()
 	if err != nil {
 		return r, err
