@@ -128,10 +128,12 @@ func NewMux(conn io.ReadWriteCloser, client bool, opts *MuxOptions) (*Mux, error
 		sess *yamux.Session
 		err  error
 	)
+	// One Write per frame: header and body together (see joinedWriter).
+	jc := &joinedWriter{ReadWriteCloser: conn}
 	if client {
-		sess, err = yamux.Client(conn, cfg)
+		sess, err = yamux.Client(jc, cfg)
 	} else {
-		sess, err = yamux.Server(conn, cfg)
+		sess, err = yamux.Server(jc, cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stream: mux: %w", err)
