@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -16,17 +17,24 @@ import (
 	"github.com/scuttle-go/scuttle/vclock"
 )
 
-// recordingConn records each Write it is given, and passes it on.
+// recordingConn records each Write it is given, or only counts them and
+// their bytes, and passes it on.
 type recordingConn struct {
 	net.Conn
-	mu     sync.Mutex
-	writes [][]byte
-	fail   error // returned by every Write once set
+	countOnly bool
+	mu        sync.Mutex
+	writes    [][]byte
+	n, bytes  int64
+	fail      error // returned by every Write once set
 }
 
 func (c *recordingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	c.writes = append(c.writes, bytes.Clone(p))
+	if !c.countOnly {
+		c.writes = append(c.writes, bytes.Clone(p))
+	}
+	c.n++
+	c.bytes += int64(len(p))
 	fail := c.fail
 	c.mu.Unlock()
 	if fail != nil {
@@ -36,6 +44,13 @@ func (c *recordingConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
+}
+
+// counts returns the number of writes and their bytes so far.
+func (c *recordingConn) counts() (writes, bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n, c.bytes
 }
 
 func (c *recordingConn) recorded() [][]byte {
@@ -114,20 +129,7 @@ func TestJoinedWriterError(t *testing.T) {
 func TestMuxOneWritePerFrame(t *testing.T) {
 	x, y := net.Pipe()
 	rx, ry := &recordingConn{Conn: x}, &recordingConn{Conn: y}
-	a, err := NewMux(rx, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewMux(ry, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { a.Run(ctx) })
-	wg.Go(func() { b.Run(ctx) })
-	defer func() { cancel(); wg.Wait() }()
-
+	a, b := newMuxPair(t, rx, ry)
 	da, db := newCountingDoc(t, "a"), newCountingDoc(t, "b")
 	for i := range 20 {
 		da.write(t, fmt.Sprintf("small %d", i))
@@ -149,8 +151,6 @@ func TestMuxOneWritePerFrame(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	cancel()
-	wg.Wait()
 	for side, rc := range map[string]*recordingConn{"a": rx, "b": ry} {
 		frames := 0
 		for i, p := range rc.recorded() {
@@ -167,6 +167,26 @@ func TestMuxOneWritePerFrame(t *testing.T) {
 			t.Errorf("%s: no data frame with its body in one write", side)
 		}
 	}
+}
+
+// newMuxPair runs a client Mux on x and a server Mux on y until the test
+// ends.
+func newMuxPair(tb testing.TB, x, y io.ReadWriteCloser) (a, b *Mux) {
+	tb.Helper()
+	a, err := NewMux(x, true, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err = NewMux(y, false, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { a.Run(ctx) })
+	wg.Go(func() { b.Run(ctx) })
+	tb.Cleanup(func() { cancel(); wg.Wait() })
+	return a, b
 }
 
 // countJoined counts the data frames that begin, with their body, at the
@@ -191,7 +211,7 @@ type countingDoc struct {
 	us []scuttlebutt.Update
 }
 
-func newCountingDoc(t *testing.T, id string) *countingDoc {
+func newCountingDoc(t testing.TB, id string) *countingDoc {
 	t.Helper()
 	d := &countingDoc{}
 	sb, err := scuttlebutt.New(id, countingReplica{d}, nil)
@@ -202,11 +222,18 @@ func newCountingDoc(t *testing.T, id string) *countingDoc {
 	return d
 }
 
-func (d *countingDoc) write(t *testing.T, s string) {
+func (d *countingDoc) write(t testing.TB, s string) {
 	t.Helper()
 	if _, _, err := d.LocalUpdate(append([]byte{0x7a, 0, 0, byte(len(s) >> 8), byte(len(s))}, s...)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// count returns the number of updates applied.
+func (d *countingDoc) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.us)
 }
 
 type countingReplica struct{ d *countingDoc }
@@ -228,4 +255,54 @@ func (r countingReplica) ApplyUpdate(u scuttlebutt.Update) bool {
 	defer r.d.mu.Unlock()
 	r.d.us = append(r.d.us, u)
 	return true
+}
+
+// BenchmarkMuxPaced sets one small key at a time on a Mux over TCP
+// loopback and waits until the peer holds it, so that every update is a
+// frame of its own: the connection's writes and bytes per update (before
+// joinedWriter, 2 writes an update).
+func BenchmarkMuxPaced(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	x, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	y, ok := <-accepted
+	if !ok {
+		b.Fatal("accept failed")
+	}
+	rx := &recordingConn{Conn: x, countOnly: true}
+	ma, mb := newMuxPair(b, rx, y)
+	da, db := newCountingDoc(b, "a"), newCountingDoc(b, "b")
+	if err := ma.Add("d", da); err != nil {
+		b.Fatal(err)
+	}
+	if err := mb.Add("d", db); err != nil {
+		b.Fatal(err)
+	}
+	w0, n0 := rx.counts()
+	i := 0
+	for b.Loop() {
+		da.write(b, "abcdefghijklmnopqrstuvwxyz012345")
+		i++
+		for db.count() < i {
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
+	w, n := rx.counts()
+	b.ReportMetric(float64(w-w0)/float64(i), "writes/update")
+	b.ReportMetric(float64(n-n0)/float64(i), "wire-B/update")
 }
