@@ -162,6 +162,13 @@ func (r replica) History(sources vclock.Clock) []scuttlebutt.Update {
 	return r.d.history(sources)
 }
 
+// ValidatesWhole implements scuttlebutt.WholeValidator: ValidateUpdate
+// parses the payload whole, every value with its nesting bounded (MaxDepth
+// leaves room for the payload's two arrays within
+// scuttlebutt.MaxNesting), so the base skips its own scan of it
+// (FuzzPayload, TestValidatorNesting).
+func (replica) ValidatesWhole() {}
+
 // ValidateUpdate implements scuttlebutt.Validator: the payload must be one
 // Patch could have made (see "Wire form" in the package doc), within the
 // limits. It depends on the payload alone.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/scuttle-go/scuttle/doc"
+	"github.com/scuttle-go/scuttle/internal/cborx"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -19,7 +20,9 @@ func fuzzBase(t testing.TB) *doc.Doc {
 }
 
 // FuzzPayload checks the decoder of payloads: whatever the bytes, the
-// Validator does not panic; a payload it accepts applies without error
+// Validator does not panic; a payload it accepts is one well-formed CBOR
+// item of bounded nesting (what the base no longer checks itself) and
+// applies without error
 // and without panic; and the document stays convergent: a replica that
 // applies the payload before the rest holds the same, so does a replica
 // given the history, and so says the reference.
@@ -47,6 +50,10 @@ func FuzzPayload(f *testing.F) {
 		u := scuttlebutt.Update{Source: "fuzz~1", Timestamp: vclock.Timestamp(today + 1), Data: data}
 		if err := d.Validator().ValidateUpdate(u); err != nil {
 			return
+		}
+		// The base leaves this scan to the Validator (WholeValidator).
+		if err := cborx.Whole(data, scuttlebutt.MaxNesting); err != nil {
+			t.Fatalf("the Validator accepts %x, the base's scan refuses it: %v", data, err)
 		}
 		if _, err := d.Apply(u); err != nil {
 			t.Fatalf("the Validator accepts %x, Apply refuses it: %v", data, err)
@@ -90,4 +97,44 @@ func FuzzPayload(f *testing.F) {
 		}
 		walk("", got)
 	})
+}
+
+// TestValidatorNesting forges set and push payloads whose value nests
+// from shallow to past every bound, at paths of several depths: whatever
+// the Validator accepts, the base's own scan accepts too, and the deepest
+// value it accepts is as deep as the bounds allow (so the test is not
+// passing on payloads refused for another reason).
+func TestValidatorNesting(t *testing.T) {
+	d, _ := newDoc(t, "a", today)
+	val := d.Validator()
+	nested := func(n int) []byte { // n arrays around a 1
+		b := make([]byte, 0, n+1)
+		for range n {
+			b = append(b, 0x81)
+		}
+		return append(b, 0x01)
+	}
+	for _, code := range []byte{0, 3} { // set, push
+		for pathLen := 1; pathLen <= 3; pathLen++ {
+			deepest := -1
+			for n := 0; n <= scuttlebutt.MaxNesting+2; n++ {
+				p := []byte{0x82, 0x80, 0x83, code, 0x80 | byte(pathLen)}
+				for range pathLen {
+					p = append(p, 0x61, 'k')
+				}
+				p = append(p, nested(n)...)
+				u := scuttlebutt.Update{Source: "b~1", Timestamp: vclock.Timestamp(today), Data: p}
+				if val.ValidateUpdate(u) != nil {
+					continue
+				}
+				if err := cborx.Whole(p, scuttlebutt.MaxNesting); err != nil {
+					t.Fatalf("op %d, path of %d, value nested %d: the Validator accepts it, the base's scan refuses it: %v", code, pathLen, n, err)
+				}
+				deepest = n
+			}
+			if deepest < doc.MaxDepth-pathLen-1 {
+				t.Errorf("op %d, path of %d: the deepest value accepted nests %d, want at least %d", code, pathLen, deepest, doc.MaxDepth-pathLen-1)
+			}
+		}
+	}
 }
