@@ -79,31 +79,15 @@ func D1(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 	paths := Leaves(o.Keys)
-	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
-	if err != nil {
+	var last vclock.Timestamp
+	fill := func() error {
+		err := FillDoc(a, "a", paths)
+		last = a.Clock().Get(a.Source())
+		return err
+	}
+	if err := liveFill(ctx, o, &r, a, b, fill, "B to cover A's last patch", func() bool { return covers(b, a.Source(), last) }); err != nil {
 		return r, err
 	}
-	defer s.Close()
-	out0 := s.A.Stats().BytesOut
-
-	o.Timer.StartTimer()
-	start, cpu := time.Now(), ProcessCPU()
-	if err := FillDoc(a, "a", paths); err != nil {
-		return r, err
-	}
-	last := a.Clock().Get(a.Source())
-	err = s.wait(ctx, "B to cover A's last patch", func() bool { return covers(b, a.Source(), last) })
-	r.Duration, r.CPU = time.Since(start), ProcessCPU()-cpu
-	o.Timer.StopTimer()
-	if err != nil {
-		return r, err
-	}
-
-	aOut, _, err := s.End(ctx)
-	if err != nil {
-		return r, err
-	}
-	r.Bytes = aOut - out0
 	if err := checkLeaves(b, paths, func(i int) string { return Value("a", i) }); err != nil {
 		return r, err
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"sync/atomic"
-	"time"
 
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
@@ -29,29 +28,16 @@ func W1Base(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 	keys := Keys(o.Keys)
-	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
-	if err != nil {
-		return r, err
-	}
-	defer s.Close()
-	out0 := s.A.Stats().BytesOut
-
-	o.Timer.StartTimer()
-	start, cpu := time.Now(), ProcessCPU()
-	for i, k := range keys {
-		if _, _, err := a.LocalUpdateChecked(appendPair(nil, k, Value("a", i))); err != nil {
-			return r, err
+	fill := func() error {
+		for i, k := range keys {
+			if _, _, err := a.LocalUpdateChecked(appendPair(nil, k, Value("a", i))); err != nil {
+				return err
+			}
 		}
+		return nil
 	}
 	want := int64(o.Keys)
-	err = s.wait(ctx, "B to count every update", func() bool { return b.applied.Load() == want })
-	r.Duration, r.CPU = time.Since(start), ProcessCPU()-cpu
-	o.Timer.StopTimer()
-	if err != nil {
-		return r, err
-	}
-	aOut, _, err := s.End(ctx)
-	r.Bytes = aOut - out0
+	err = liveFill(ctx, o, &r, a, b, fill, "B to count every update", func() bool { return b.applied.Load() == want })
 	r.finish()
 	return r, err
 }

@@ -26,36 +26,44 @@ func W1(ctx context.Context, opts *Options) (r Result, err error) {
 		return r, err
 	}
 	keys := Keys(o.Keys)
-	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
-	if err != nil {
+	fill := func() error { return Fill(a, "a", keys) }
+	if err := liveFill(ctx, o, &r, a, b, fill, "B to hold every key", func() bool { return b.Len() == o.Keys }); err != nil {
 		return r, err
 	}
-	defer s.Close()
-	out0 := s.A.Stats().BytesOut
-
-	o.Timer.StartTimer()
-	start, cpu := time.Now(), ProcessCPU()
-	if err := Fill(a, "a", keys); err != nil {
-		return r, err
-	}
-	err = s.wait(ctx, "B to hold every key", func() bool { return b.Len() == o.Keys })
-	r.Duration, r.CPU = time.Since(start), ProcessCPU()-cpu
-	o.Timer.StopTimer()
-	if err != nil {
-		return r, err
-	}
-
-	aOut, _, err := s.End(ctx)
-	if err != nil {
-		return r, err
-	}
-	r.Bytes = aOut - out0
 	if err := checkValues(b, keys, func(i int) string { return Value("a", i) }); err != nil {
 		return r, err
 	}
 	r.DataBytes = dataBytes(a, vclock.Clock{})
 	r.finish()
 	return r, nil
+}
+
+// liveFill is the shape of W1, W1Base and D1: it connects a and b over o's
+// transport, runs fill on A while they are live, and waits until done
+// holds (what names it in an error). r gets the Duration and CPU from the
+// start of fill until done, and Bytes, what A's Conn wrote meanwhile,
+// counted once the session has ended.
+func liveFill(ctx context.Context, o Options, r *Result, a, b scuttlebutt.Document, fill func() error, what string, done func() bool) error {
+	s, err := Connect(ctx, o.Transport, a, b, o.Conn)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	out0 := s.A.Stats().BytesOut
+
+	o.Timer.StartTimer()
+	start, cpu := time.Now(), ProcessCPU()
+	if err = fill(); err == nil {
+		err = s.wait(ctx, what, done)
+	}
+	r.Duration, r.CPU = time.Since(start), ProcessCPU()-cpu
+	o.Timer.StopTimer()
+	if err != nil {
+		return err
+	}
+	aOut, _, err := s.End(ctx)
+	r.Bytes = aOut - out0
+	return err
 }
 
 // W2 overwrites each of Keys keys (default 1,000) Rounds times on A, live,
