@@ -62,16 +62,7 @@ func drain(b *testing.B, from, to *scuttlebutt.Link) {
 // nothing and with no transport in between.
 func BenchmarkLive(b *testing.B) {
 	a, c := newSinkDoc(b, "a"), newSinkDoc(b, "b")
-	la, lc := a.NewLink(nil), c.NewLink(nil)
-	defer la.Close()
-	defer lc.Close()
-	for range 2 { // hellos, then histories and syncs
-		drain(b, la, lc)
-		drain(b, lc, la)
-	}
-	if !la.Synced() || !lc.Synced() {
-		b.Fatal("not synced")
-	}
+	la, lc := syncedLinks(b, a.Scuttlebutt, c.Scuttlebutt)
 	const unit = 1024 // updates written between two drains of the link
 	data := make([][]byte, unit)
 	for i := range data {

@@ -203,3 +203,22 @@ func kinds(ms []scuttlebutt.Message) []string {
 	}
 	return out
 }
+
+// syncedLinks links a and b by hand, steps them through hellos, then
+// histories and syncs, and closes both links when the test ends.
+func syncedLinks(tb testing.TB, a, b *scuttlebutt.Scuttlebutt) (la, lb *scuttlebutt.Link) {
+	tb.Helper()
+	la, lb = a.NewLink(nil), b.NewLink(nil)
+	tb.Cleanup(func() {
+		la.Close()
+		lb.Close()
+	})
+	for range 2 {
+		deliver(tb, la, lb)
+		deliver(tb, lb, la)
+	}
+	if !la.Synced() || !lb.Synced() {
+		tb.Fatal("not synced")
+	}
+	return la, lb
+}

@@ -26,16 +26,7 @@ func TestLiveQueueHoldsBack(t *testing.T) {
 	a, b := newLogDoc(t, "a", nil), newLogDoc(t, "b", nil)
 	st := &memStore{}
 	a.Attach(st)
-	la, lb := a.NewLink(nil), b.NewLink(nil)
-	defer la.Close()
-	defer lb.Close()
-	for range 2 { // hellos, then histories and syncs
-		deliver(t, la, lb)
-		deliver(t, lb, la)
-	}
-	if !la.Synced() || !lb.Synced() {
-		t.Fatal("not synced")
-	}
+	la, lb := syncedLinks(t, a.Scuttlebutt, b.Scuttlebutt)
 
 	first := updatesOf("x~1", today-1000, 100)
 	if _, err := a.Apply(first...); err != nil {

@@ -10,7 +10,7 @@ import (
 )
 
 // deliver steps what from's Ready returns into to, and returns it.
-func deliver(t *testing.T, from, to *scuttlebutt.Link) []scuttlebutt.Message {
+func deliver(t testing.TB, from, to *scuttlebutt.Link) []scuttlebutt.Message {
 	t.Helper()
 	ms := from.Ready()
 	for _, m := range ms {
