@@ -129,7 +129,7 @@ func NewMux(conn io.ReadWriteCloser, client bool, opts *MuxOptions) (*Mux, error
 		err  error
 	)
 	// One Write per frame: header and body together (see joinedWriter).
-	jc := &joinedWriter{ReadWriteCloser: conn}
+	jc := joinWrites(conn)
 	if client {
 		sess, err = yamux.Client(jc, cfg)
 	} else {

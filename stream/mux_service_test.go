@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"testing"
 
+	"github.com/scuttle-go/scuttle/internal/testkit/nettest"
 	"github.com/scuttle-go/scuttle/rpc"
 	"github.com/scuttle-go/scuttle/stream"
 )
@@ -84,5 +86,39 @@ func TestMuxServiceStreamClosed(t *testing.T) {
 
 	if err := <-errc; !errors.Is(err, rpc.ErrClosed) {
 		t.Fatalf("Call(block) after the stream closed = %v, want ErrClosed", err)
+	}
+}
+
+// TestMuxServiceAddrs: a service stream on a Mux over TCP is a net.Conn
+// with the TCP connection's addresses, on the side that opened it and on
+// the side that serves it.
+func TestMuxServiceAddrs(t *testing.T) {
+	x, y := nettest.TCPPair(t)
+	ma, mb := muxPairOver(t, x, y, nil, nil)
+	served := make(chan net.Conn, 1)
+	mb.Handle("addr", func(ctx context.Context, rwc io.ReadWriteCloser) {
+		c, _ := rwc.(net.Conn)
+		served <- c
+	})
+	rwc, err := ma.Open(t.Context(), "addr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rwc.Close()
+	for _, tc := range []struct {
+		side string
+		c    any
+		conn net.Conn
+	}{{"opened", rwc, x}, {"served", <-served, y}} {
+		c, ok := tc.c.(net.Conn)
+		if !ok || c == nil {
+			t.Fatalf("%s stream: %T, not a net.Conn", tc.side, tc.c)
+		}
+		if got, want := c.LocalAddr().String(), tc.conn.LocalAddr().String(); got != want {
+			t.Errorf("%s stream LocalAddr = %s, want %s", tc.side, got, want)
+		}
+		if got, want := c.RemoteAddr().String(), tc.conn.RemoteAddr().String(); got != want {
+			t.Errorf("%s stream RemoteAddr = %s, want %s", tc.side, got, want)
+		}
 	}
 }

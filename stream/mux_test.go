@@ -18,6 +18,13 @@ import (
 func muxPair(t *testing.T, optsA, optsB *stream.MuxOptions) (a, b *stream.Mux) {
 	t.Helper()
 	ca, cb := net.Pipe()
+	return muxPairOver(t, ca, cb, optsA, optsB)
+}
+
+// muxPairOver runs a client Mux on ca and a server Mux on cb until the
+// test ends.
+func muxPairOver(t *testing.T, ca, cb net.Conn, optsA, optsB *stream.MuxOptions) (a, b *stream.Mux) {
+	t.Helper()
 	a, err := stream.NewMux(ca, true, optsA)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package stream
 import (
 	"encoding/binary"
 	"io"
+	"net"
 )
 
 // yamux's frame header (hashicorp/yamux, spec.md): version, type, flags,
@@ -36,6 +37,29 @@ type joinedWriter struct {
 	hdr  [yamuxHeaderSize]byte
 	held bool   // hdr awaits its body
 	buf  []byte // header and body, for the Write that joins them
+}
+
+// joinWrites returns conn as a Mux hands it to yamux: a joinedWriter, which
+// keeps conn's LocalAddr and RemoteAddr if it has them (a net.Conn), since
+// yamux reports its streams' addresses from its connection's.
+func joinWrites(conn io.ReadWriteCloser) io.ReadWriteCloser {
+	w := &joinedWriter{ReadWriteCloser: conn}
+	if a, ok := conn.(addresses); ok {
+		return joinedAddrWriter{w, a}
+	}
+	return w
+}
+
+// addresses is the part of a net.Conn that yamux asks its connection for.
+type addresses interface {
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
+}
+
+// joinedAddrWriter is a joinedWriter with its connection's addresses.
+type joinedAddrWriter struct {
+	*joinedWriter
+	addresses
 }
 
 // Write implements io.Writer. n counts p's bytes only: a held header was

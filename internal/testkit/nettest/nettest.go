@@ -1,7 +1,8 @@
-// Package nettest holds the network fixtures of the link security tests
-// of node and cmd/scuttle: a TCP proxy that keeps every byte it forwards
-// (to show what an eavesdropper between two nodes reads) and a test
-// certificate authority for mutual TLS.
+// Package nettest holds network fixtures for tests: the two ends of a TCP
+// connection over loopback, and for the link security tests of node and
+// cmd/scuttle, a TCP proxy that keeps every byte it forwards (to show what
+// an eavesdropper between two nodes reads) and a test certificate
+// authority for mutual TLS.
 package nettest
 
 import (
@@ -21,6 +22,41 @@ import (
 	"testing"
 	"time"
 )
+
+// TCPPair returns the two ends of one TCP connection over loopback, the
+// end that dialed and the end that was accepted; both are closed when tb
+// ends.
+func TCPPair(tb testing.TB) (dialed, accepted net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1) // the Accept never blocks on it
+	go func() {
+		c, err := ln.Accept()
+		ch <- result{c, err}
+	}()
+	dialed, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		tb.Fatalf("dial: %v", err) // closing ln ends the Accept
+	}
+	r := <-ch
+	if r.err != nil {
+		dialed.Close()
+		tb.Fatalf("accept: %v", r.err)
+	}
+	tb.Cleanup(func() {
+		dialed.Close()
+		r.c.Close()
+	})
+	return dialed, r.c
+}
 
 // Tap is a TCP proxy on a loopback port that forwards each connection to
 // its target and keeps every byte it forwards, both ways.
