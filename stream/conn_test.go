@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/scuttle-go/scuttle/internal/testkit/leak"
+	"github.com/scuttle-go/scuttle/internal/testkit/nettest"
 	"github.com/scuttle-go/scuttle/model"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/stream"
@@ -58,34 +59,7 @@ func pipePair(t *testing.T) (net.Conn, net.Conn) {
 	return a, b
 }
 
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer l.Close()
-	type accepted struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan accepted, 1)
-	go func() {
-		c, err := l.Accept()
-		ch <- accepted{c, err}
-	}()
-	a, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	r := <-ch
-	if r.err != nil {
-		a.Close()
-		t.Fatalf("accept: %v", r.err)
-	}
-	t.Cleanup(func() { a.Close(); r.c.Close() })
-	return a, r.c
-}
+func tcpPair(t *testing.T) (net.Conn, net.Conn) { return nettest.TCPPair(t) }
 
 // readerConn reads through r but writes and closes the connection itself.
 type readerConn struct {

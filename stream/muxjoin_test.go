@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scuttle-go/scuttle/internal/testkit/nettest"
 	"github.com/scuttle-go/scuttle/scuttlebutt"
 	"github.com/scuttle-go/scuttle/vclock"
 )
@@ -262,28 +263,7 @@ func (r countingReplica) ApplyUpdate(u scuttlebutt.Update) bool {
 // frame of its own: the connection's writes and bytes per update (before
 // joinedWriter, 2 writes an update).
 func BenchmarkMuxPaced(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	x, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	y, ok := <-accepted
-	if !ok {
-		b.Fatal("accept failed")
-	}
+	x, y := nettest.TCPPair(b)
 	rx := &recordingConn{Conn: x, countOnly: true}
 	ma, mb := newMuxPair(b, rx, y)
 	da, db := newCountingDoc(b, "a"), newCountingDoc(b, "b")
